@@ -1,0 +1,32 @@
+"""Hosted invoice page tokens: unguessable, stored only as a hash.
+
+The token is an HMAC of a random per-invoice salt under SECRET_KEY, so it can be
+rebuilt to put a link in an email without being stored, and a leaked database alone
+does not reveal it. Rotating the salt revokes every link sent before.
+"""
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+
+
+def token_from_salt(salt: str) -> str:
+    digest = hmac.new(settings.SECRET_KEY.encode(), salt.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_fields() -> dict:
+    """Fields for a fresh token (at finalization, or to rotate one)."""
+    salt = secrets.token_hex(16)
+    return {"hosted_token_salt": salt, "hosted_token_hash": token_hash(token_from_salt(salt))}
+
+
+def token_for(invoice) -> str:
+    return token_from_salt(invoice.hosted_token_salt) if invoice.hosted_token_salt else ""

@@ -1,0 +1,400 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from customers.models import Customer
+from customers.money import MAX_AMOUNT
+
+MAX_LINES = 250
+MAX_QUANTITY = 1_000_000
+
+
+class InvoicingSettings(models.Model):
+    """Account-wide invoicing settings: a single row (pk=1), edited in the admin."""
+
+    class Numbering(models.TextChoices):
+        PER_CUSTOMER = "customer", _("Per customer (PREFIX-0001)")
+        ACCOUNT = "account", _("Account-wide (one sequence for all customers)")
+
+    numbering = models.CharField(
+        _("invoice numbering"), max_length=10, choices=Numbering.choices,
+        default=Numbering.PER_CUSTOMER,
+    )
+    account_prefix = models.CharField(
+        _("account-wide prefix"), max_length=12, default="INV",
+        help_text=_("Used when numbering is account-wide: INV-0001, INV-0002..."),
+    )
+    auto_finalize_delay_hours = models.PositiveSmallIntegerField(
+        _("auto-finalize drafts after (hours)"), default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(72)],
+        help_text=_("Drafts with automatic collection are finalized this long after creation (1 to 72)."),
+    )
+    default_days_until_due = models.PositiveSmallIntegerField(
+        _("default payment terms (days)"), default=30,
+        validators=[MinValueValidator(0), MaxValueValidator(365)],
+    )
+
+    class Meta:
+        verbose_name = _("invoicing settings")
+        verbose_name_plural = _("invoicing settings")
+
+    def __str__(self):
+        return str(_("Invoicing settings"))
+
+    @classmethod
+    def load(cls) -> "InvoicingSettings":
+        obj, _created = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class TaxRate(models.Model):
+    display_name = models.CharField(_("name"), max_length=50, help_text=_("e.g. VAT, TVA, Sales tax"))
+    percentage = models.DecimalField(
+        _("percentage"), max_digits=7, decimal_places=4,
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
+    )
+    inclusive = models.BooleanField(
+        _("inclusive"), default=False,
+        help_text=_("Inclusive: line prices already contain this tax."),
+    )
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    # EN 16931 VAT category (S standard, Z zero, E exempt, AE reverse charge, ...).
+    category = models.CharField(_("VAT category"), max_length=2, default="S")
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("tax rate")
+        verbose_name_plural = _("tax rates")
+        ordering = ["display_name", "percentage"]
+
+    def __str__(self):
+        kind = _("incl.") if self.inclusive else _("excl.")
+        return f"{self.display_name} {self.percentage.normalize()}% ({kind})"
+
+
+class Invoice(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        OPEN = "open", _("Open")
+        PAID = "paid", _("Paid")
+        VOID = "void", _("Void")
+        UNCOLLECTIBLE = "uncollectible", _("Uncollectible")
+
+    class CollectionMethod(models.TextChoices):
+        CHARGE_AUTOMATICALLY = "charge_automatically", _("Charge automatically")
+        SEND_INVOICE = "send_invoice", _("Send invoice")
+
+    customer = models.ForeignKey(
+        Customer, verbose_name=_("customer"), on_delete=models.PROTECT, related_name="invoices"
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT, editable=False
+    )
+    number = models.CharField(_("number"), max_length=32, unique=True, null=True, editable=False)
+    currency = models.CharField(_("currency"), max_length=3, editable=False)
+    collection_method = models.CharField(
+        _("collection method"), max_length=24, choices=CollectionMethod.choices,
+        default=CollectionMethod.SEND_INVOICE,
+    )
+    due_date = models.DateField(_("due date"), null=True, blank=True)
+    days_until_due = models.PositiveSmallIntegerField(
+        _("days until due"), null=True, blank=True, validators=[MaxValueValidator(365)],
+        help_text=_("Used to set the due date at finalization when no due date is given."),
+    )
+    auto_advance = models.BooleanField(
+        _("automatic collection"), default=True,
+        help_text=_("Finalize, collect, retry and remind automatically."),
+    )
+    # The "next action at" of auto-finalization: the sweep picks drafts due by this time.
+    automatically_finalizes_at = models.DateTimeField(
+        _("finalizes automatically at"), null=True, blank=True, editable=False
+    )
+    description = models.TextField(_("memo"), blank=True)
+    footer = models.TextField(_("footer"), blank=True)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    discount_percent = models.DecimalField(
+        _("invoice discount (%)"), max_digits=7, decimal_places=4, default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
+    )
+    discount_amount = models.BigIntegerField(
+        _("invoice discount (minor units)"), default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(MAX_AMOUNT)],
+    )
+
+    # Totals, all in minor units of `currency`, computed by invoices.totals only.
+    subtotal = models.BigIntegerField(_("subtotal"), default=0, editable=False)
+    total_discount_amount = models.BigIntegerField(_("discounts"), default=0, editable=False)
+    total_excluding_tax = models.BigIntegerField(_("total excluding tax"), default=0, editable=False)
+    tax = models.BigIntegerField(_("tax"), default=0, editable=False)
+    total = models.BigIntegerField(_("total"), default=0, editable=False)
+    tax_breakdown = models.JSONField(_("tax breakdown"), default=list, editable=False)
+    starting_balance = models.BigIntegerField(_("starting balance"), default=0, editable=False)
+    ending_balance = models.BigIntegerField(_("ending balance"), null=True, editable=False)
+    pre_payment_credit_notes_amount = models.BigIntegerField(default=0, editable=False)
+    post_payment_credit_notes_amount = models.BigIntegerField(default=0, editable=False)
+    amount_due = models.BigIntegerField(_("amount due"), default=0, editable=False)
+    amount_paid = models.BigIntegerField(_("amount paid"), default=0, editable=False)
+    amount_remaining = models.BigIntegerField(_("amount remaining"), default=0, editable=False)
+
+    # Collection, as Stripe keeps them (written by the collection engine).
+    attempt_count = models.PositiveIntegerField(_("attempts"), default=0, editable=False)
+    next_payment_attempt = models.DateTimeField(
+        _("next payment attempt"), null=True, blank=True, editable=False
+    )
+    last_payment_error = models.CharField(
+        _("last payment error"), max_length=300, blank=True, editable=False
+    )
+
+    # Billing details snapshotted at finalization.
+    customer_details = models.JSONField(_("billing details"), default=dict, editable=False)
+    hosted_token_salt = models.CharField(max_length=64, blank=True, editable=False)
+    hosted_token_hash = models.CharField(max_length=64, blank=True, editable=False, db_index=True)
+
+    from_invoice = models.ForeignKey(
+        "self", verbose_name=_("revision of"), null=True, blank=True, editable=False,
+        on_delete=models.PROTECT, related_name="revisions",
+    )
+
+    created_at = models.DateTimeField(_("created at"), editable=False)
+    finalized_at = models.DateTimeField(_("finalized at"), null=True, editable=False)
+    paid_at = models.DateTimeField(_("paid at"), null=True, editable=False)
+    voided_at = models.DateTimeField(_("voided at"), null=True, editable=False)
+    marked_uncollectible_at = models.DateTimeField(
+        _("marked uncollectible at"), null=True, editable=False
+    )
+
+    class Meta:
+        verbose_name = _("invoice")
+        verbose_name_plural = _("invoices")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="invoice_created_idx"),
+            models.Index(fields=["status", "-created_at", "-id"], name="invoice_status_created_idx"),
+            models.Index(fields=["customer", "-created_at"], name="invoice_customer_idx"),
+            models.Index(
+                fields=["currency", "-created_at", "-id"], name="invoice_currency_created_idx"
+            ),
+            models.Index(
+                fields=["collection_method", "-created_at", "-id"], name="invoice_method_created_idx"
+            ),
+            models.Index(
+                fields=["due_date"], name="invoice_open_due_idx", condition=Q(status="open")
+            ),
+            models.Index(
+                fields=["automatically_finalizes_at"],
+                name="invoice_autofinalize_idx",
+                condition=Q(status="draft", auto_advance=True),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(number__isnull=False),
+                name="invoice_finalized_has_number",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_paid__gte=0) & Q(amount_remaining__gte=0),
+                name="invoice_amounts_not_negative",
+            ),
+        ]
+
+    def __str__(self):
+        return self.number or str(_("Draft %(id)s") % {"id": self.pk})
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == self.Status.DRAFT
+
+    def is_past_due(self, today) -> bool:
+        """Not a status: open and either past its due date or its automatic payment failed."""
+        if self.status != self.Status.OPEN:
+            return False
+        overdue = self.due_date is not None and self.due_date < today
+        return overdue or bool(self.last_payment_error)
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+    description = models.CharField(_("description"), max_length=500)
+    quantity = models.PositiveIntegerField(
+        _("quantity"), default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_QUANTITY)]
+    )
+    unit_amount = models.BigIntegerField(
+        _("unit amount (minor units)"), validators=[MinValueValidator(0), MaxValueValidator(MAX_AMOUNT)]
+    )
+    period_start = models.DateField(_("period start"), null=True, blank=True)
+    period_end = models.DateField(_("period end"), null=True, blank=True)
+    tax_rates = models.ManyToManyField(TaxRate, verbose_name=_("tax rates"), blank=True)
+    discount_percent = models.DecimalField(
+        _("discount (%)"), max_digits=7, decimal_places=4, default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
+    )
+    discount_amount = models.BigIntegerField(
+        _("discount (minor units)"), default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(MAX_AMOUNT)],
+    )
+    # Computed by invoices.totals, minor units.
+    amount = models.BigIntegerField(_("amount"), default=0, editable=False)
+    discount_total = models.BigIntegerField(_("discounts"), default=0, editable=False)
+    amount_excluding_tax = models.BigIntegerField(_("amount excl. tax"), default=0, editable=False)
+    tax_amount = models.BigIntegerField(_("tax"), default=0, editable=False)
+
+    class Meta:
+        verbose_name = _("line")
+        verbose_name_plural = _("lines")
+        ordering = ["position", "id"]
+
+    def __str__(self):
+        return self.description
+
+
+class InvoiceNumberSequence(models.Model):
+    """The next number of one sequence (a customer's prefix, or the account's)."""
+
+    key = models.CharField(max_length=16, primary_key=True)
+    next_number = models.PositiveIntegerField(default=1)
+
+
+class Payment(models.Model):
+    """Money received for an invoice."""
+
+    class Method(models.TextChoices):
+        BANK_TRANSFER = "bank_transfer", _("Bank transfer")
+        CHEQUE = "cheque", _("Cheque")
+        CASH = "cash", _("Cash")
+        CARD = "card", _("Card")
+        OTHER = "other", _("Other")
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    amount = models.BigIntegerField(_("amount (minor units)"), validators=[MinValueValidator(1)])
+    currency = models.CharField(_("currency"), max_length=3)
+    method = models.CharField(_("method"), max_length=20, choices=Method.choices)
+    reference = models.CharField(_("reference"), max_length=100, blank=True)
+    received_at = models.DateTimeField(_("received at"))
+    recorded_by = models.CharField(_("recorded by"), max_length=150)
+    created_at = models.DateTimeField(_("created at"))
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self):
+        return f"{self.amount} {self.currency} ({self.get_method_display()})"
+
+
+class CreditNote(models.Model):
+    class Status(models.TextChoices):
+        ISSUED = "issued", _("Issued")
+        VOID = "void", _("Void")
+
+    class Type(models.TextChoices):
+        PRE_PAYMENT = "pre_payment", _("Pre-payment")
+        POST_PAYMENT = "post_payment", _("Post-payment")
+        MIXED = "mixed", _("Mixed")
+
+    class Reason(models.TextChoices):
+        DUPLICATE = "duplicate", _("Duplicate")
+        FRAUDULENT = "fraudulent", _("Fraudulent")
+        ORDER_CHANGE = "order_change", _("Order change")
+        PRODUCT_UNSATISFACTORY = "product_unsatisfactory", _("Product unsatisfactory")
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    number = models.CharField(_("number"), max_length=40, unique=True)
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ISSUED)
+    type = models.CharField(_("type"), max_length=16, choices=Type.choices)
+    reason = models.CharField(_("reason"), max_length=32, choices=Reason.choices, blank=True)
+    memo = models.TextField(_("memo"), blank=True)
+    currency = models.CharField(_("currency"), max_length=3)
+    # Minor units. amount = pre_payment_amount + post_payment_amount, and
+    # post_payment_amount = refund_amount + credit_amount + out_of_band_amount.
+    amount = models.BigIntegerField(_("amount"))
+    tax = models.BigIntegerField(_("of which tax"), default=0)
+    pre_payment_amount = models.BigIntegerField(_("pre-payment part"), default=0)
+    post_payment_amount = models.BigIntegerField(_("post-payment part"), default=0)
+    refund_amount = models.BigIntegerField(_("refunded"), default=0)
+    credit_amount = models.BigIntegerField(_("credited to balance"), default=0)
+    out_of_band_amount = models.BigIntegerField(_("credited outside the system"), default=0)
+    created_at = models.DateTimeField(_("created at"))
+    voided_at = models.DateTimeField(_("voided at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("credit note")
+        verbose_name_plural = _("credit notes")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount=models.F("pre_payment_amount") + models.F("post_payment_amount")),
+                name="credit_note_parts_add_up",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    post_payment_amount=models.F("refund_amount")
+                    + models.F("credit_amount")
+                    + models.F("out_of_band_amount")
+                ),
+                name="credit_note_split_adds_up",
+            ),
+        ]
+
+    def __str__(self):
+        return self.number
+
+
+class CreditNoteLine(models.Model):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="lines")
+    invoice_line = models.ForeignKey(
+        InvoiceLine, null=True, blank=True, on_delete=models.PROTECT, related_name="credit_note_lines"
+    )
+    description = models.CharField(_("description"), max_length=500)
+    # Tax-inclusive amount credited for this line, minor units; `tax` is its tax part.
+    amount = models.BigIntegerField(_("amount"), validators=[MinValueValidator(1)])
+    tax = models.BigIntegerField(_("of which tax"), default=0)
+
+    class Meta:
+        verbose_name = _("credit note line")
+        verbose_name_plural = _("credit note lines")
+        ordering = ["id"]
+
+
+class Event(models.Model):
+    """Append-only: every state change and outbound action, with who did it."""
+
+    class ActorKind(models.TextChoices):
+        STAFF = "staff", _("Staff")
+        SYSTEM = "system", _("System")
+        CUSTOMER = "customer", _("Customer")
+
+    type = models.CharField(_("type"), max_length=64, db_index=True)
+    created_at = models.DateTimeField(_("at"))
+    actor_kind = models.CharField(_("actor"), max_length=10, choices=ActorKind.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(_("actor name"), max_length=150, blank=True)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    credit_note = models.ForeignKey(
+        CreditNote, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    data = models.JSONField(_("data"), default=dict)
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["invoice", "created_at"], name="event_invoice_idx"),
+            models.Index(fields=["customer", "created_at"], name="event_customer_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.type} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,136 @@
+"""The invoice state machine, as data, and the one door through which status changes.
+
+Every change checks the table, stamps its timestamp and writes its event in one
+transaction. The UPDATE is conditional on the status the caller saw (compare-and-set),
+so two people acting at once cannot both succeed.
+"""
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from customers.actors import Actor
+from customers.errors import DomainError
+
+from .events import event_build, event_record
+from .models import Event, Invoice
+
+S = Invoice.Status
+DELETED = "deleted"
+
+ALLOWED = {
+    S.DRAFT: {S.OPEN, DELETED},
+    S.OPEN: {S.PAID, S.VOID, S.UNCOLLECTIBLE},
+    S.UNCOLLECTIBLE: {S.PAID, S.VOID},
+    S.PAID: set(),
+    S.VOID: set(),
+}
+EVENT_TYPE = {
+    S.OPEN: "invoice.finalized",
+    S.PAID: "invoice.paid",
+    S.VOID: "invoice.voided",
+    S.UNCOLLECTIBLE: "invoice.marked_uncollectible",
+    DELETED: "invoice.deleted",
+}
+STAMP = {
+    S.OPEN: "finalized_at",
+    S.PAID: "paid_at",
+    S.VOID: "voided_at",
+    S.UNCOLLECTIBLE: "marked_uncollectible_at",
+}
+# Once here, nothing more happens automatically.
+STOPS_AUTOMATION = {S.PAID, S.VOID, S.UNCOLLECTIBLE}
+
+VERB = {
+    S.OPEN: _("finalized"),
+    S.PAID: _("marked paid"),
+    S.VOID: _("voided"),
+    S.UNCOLLECTIBLE: _("marked uncollectible"),
+    DELETED: _("deleted"),
+}
+
+
+class InvalidTransition(DomainError):
+    pass
+
+
+def check_transition(current: str, target: str) -> None:
+    if target not in ALLOWED.get(current, set()):
+        raise InvalidTransition(
+            _("A %(status)s invoice cannot be %(verb)s.")
+            % {"status": S(current).label.lower(), "verb": VERB[target]}
+        )
+
+
+def transition_fields(target: str, now: datetime) -> dict:
+    fields = {"status": target, STAMP[target]: now}
+    if target in STOPS_AUTOMATION:
+        fields.update(auto_advance=False, next_payment_attempt=None)
+    return fields
+
+
+def invoice_transition(
+    invoice: Invoice,
+    target: str,
+    *,
+    now: datetime,
+    actor: Actor,
+    fields: dict | None = None,
+    data: dict | None = None,
+) -> Invoice:
+    """Move one invoice to `target` (the one door). `fields` are written with it."""
+    check_transition(invoice.status, target)
+    updates = {**(fields or {}), **transition_fields(target, now)}
+    with transaction.atomic():
+        changed = Invoice.objects.filter(pk=invoice.pk, status=invoice.status).update(**updates)
+        if changed != 1:
+            raise InvalidTransition(
+                _("Invoice %(invoice)s was changed by someone else meanwhile; reload and try again.")
+                % {"invoice": invoice}
+            )
+        previous = invoice.status
+        for name, value in updates.items():
+            setattr(invoice, name, value)
+        event_record(
+            EVENT_TYPE[target],
+            now=now,
+            actor=actor,
+            invoice=invoice,
+            data={"previous_status": previous, "status": target, **(data or {})},
+        )
+    return invoice
+
+
+def invoices_transition_bulk(
+    ids: list[int], target: str, *, now: datetime, actor: Actor, data: dict | None = None
+) -> list[int]:
+    """The same door for many rows: one set-based UPDATE and the same events, bulk-written.
+
+    Rows whose status does not allow `target` (or that are locked by another worker)
+    are skipped; the ids actually moved are returned.
+    """
+    sources = [status for status, targets in ALLOWED.items() if target in targets]
+    updates = transition_fields(target, now)
+    with transaction.atomic():
+        rows = list(
+            Invoice.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=ids, status__in=sources)
+            .values_list("pk", "status", "customer_id")
+        )
+        moved = [pk for pk, _status, _customer in rows]
+        Invoice.objects.filter(pk__in=moved).update(**updates)
+        Event.objects.bulk_create(
+            [
+                event_build(
+                    EVENT_TYPE[target],
+                    now=now,
+                    actor=actor,
+                    invoice=Invoice(pk=pk, customer_id=customer_id),
+                    data={"previous_status": status, "status": target, **(data or {})},
+                )
+                for pk, status, customer_id in rows
+            ],
+            batch_size=1000,
+        )
+    return moved
