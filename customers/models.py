@@ -1,5 +1,6 @@
 import re
 import zoneinfo
+from functools import cache
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -16,8 +17,13 @@ validate_prefix = RegexValidator(
 )
 
 
+@cache
+def known_timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def validate_timezone(name: str) -> None:
-    if name not in zoneinfo.available_timezones():
+    if name not in known_timezones():
         raise ValidationError(_("%(name)s is not a known time zone."), params={"name": name})
 
 
