@@ -120,6 +120,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
+# Payment gateway: a dotted path to an invoices.gateways.base.Gateway subclass
+# (docs/gateways.md). The simulated gateway needs no account; Stripe needs its key.
+PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="invoices.gateways.simulated.SimulatedGateway")
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+
 # HTTPS=true in production: redirect to https, secure cookies, HSTS.
 HTTPS = env.bool("HTTPS", default=False)
 SECURE_SSL_REDIRECT = HTTPS

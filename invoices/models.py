@@ -398,3 +398,6 @@ class Event(models.Model):
 
     def __str__(self):
         return f"{self.type} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+from .gateways.models import SimulatedCharge  # noqa: E402,F401

@@ -1,0 +1,228 @@
+"""The simulated gateway: the embedded default, with documented test cards.
+
+Each test card behaves deterministically from (card, now, the card's history with the
+customer): no randomness, so tests, test clocks and `manage.py simulate` replay exactly.
+Charges are rows (SimulatedCharge), so idempotency and `retrieve` survive a crashed
+worker. Time only moves through the `now` the caller passes; a `processing` charge
+settles when `refresh` is called at or after its settle time.
+
+The table of cards is documented in docs/gateways.md; keep both in step.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .base import ChargeRequest, ChargeResult, Gateway, GatewayError
+from .models import SimulatedCharge
+
+SETTLE_AFTER = timedelta(days=2)
+RECOVER_AFTER = timedelta(days=3)
+GOOD_HOURS_UTC = range(8, 12)  # 08:00 to 11:59 UTC
+PAYDAYS = frozenset(range(1, 6)) | frozenset(range(25, 32))
+
+
+@dataclass(frozen=True)
+class SimulatedCard:
+    number: str  # what a customer types on the hosted page; never stored
+    token: str  # what is stored as the payment method's gateway reference
+    brand: str
+    kind: str  # succeed | decline | processing | action | recover | hours | payday
+    decline_code: str = ""
+    behaviour: str = ""
+
+    @property
+    def last4(self) -> str:
+        return self.number[-4:]
+
+
+def _card(number, token, kind, decline_code="", behaviour="", brand="visa"):
+    return SimulatedCard(number, token, brand, kind, decline_code, behaviour)
+
+
+SIMULATED_CARDS = (
+    _card("4242424242424242", "sim_4242", "succeed", behaviour="Succeeds."),
+    _card("4000000000000077", "sim_0077", "succeed", behaviour="Succeeds."),
+    _card("5555555555554444", "sim_4444", "succeed", behaviour="Succeeds (Mastercard).",
+          brand="mastercard"),
+    _card("4000000000009995", "sim_9995", "decline", "insufficient_funds", "Declines."),
+    _card("4000000000000002", "sim_0002", "decline", "generic_decline", "Declines."),
+    _card("4000000000000119", "sim_0119", "decline", "do_not_honor", "Declines."),
+    _card("4000000000000135", "sim_0135", "decline", "processing_error", "Declines."),
+    _card("4000000000009979", "sim_9979", "decline", "stolen_card", "Declines."),
+    _card("4000000000009987", "sim_9987", "decline", "lost_card", "Declines."),
+    _card("4000000000000069", "sim_0069", "decline", "expired_card", "Declines."),
+    _card("4242424242424241", "sim_4241", "decline", "incorrect_number",
+          "Declines (the number fails the Luhn check on purpose)."),
+    _card("4100000000000019", "sim_0019", "decline", "fraudulent", "Declines."),
+    _card("4000002760003184", "sim_3184", "decline", "authentication_required", "Declines."),
+    _card("4000000000002222", "sim_2222", "processing",
+          behaviour="Stays processing; settles succeeded 2 days later (on refresh)."),
+    _card("4000000000002230", "sim_2230", "processing", "insufficient_funds",
+          "Stays processing; settles failed 2 days later (on refresh)."),
+    _card("4000002500003155", "sim_3155", "action",
+          behaviour="Requires customer action (authentication); never completes off-session."),
+    _card("4000000000000333", "sim_0333", "recover", "insufficient_funds",
+          "Declines until 3 days after its first decline for this customer, then succeeds."),
+    _card("4000000000000812", "sim_0812", "hours", "try_again_later",
+          "Succeeds only from 08:00 to 11:59 UTC; declines at other hours."),
+    _card("4000000000002537", "sim_2537", "payday", "insufficient_funds",
+          "Succeeds only on days 1-5 and 25-31 of the month (UTC); declines on other days."),
+)
+CARDS_BY_TOKEN = {card.token: card for card in SIMULATED_CARDS}
+CARDS_BY_NUMBER = {card.number: card for card in SIMULATED_CARDS}
+
+
+def simulated_card_for_number(number: str) -> SimulatedCard:
+    """The test card a customer typed (spaces allowed). Only documented cards exist here."""
+    digits = "".join(str(number).split())
+    try:
+        return CARDS_BY_NUMBER[digits]
+    except KeyError:
+        raise ValueError(
+            "This is not one of the simulated gateway's test cards (see docs/gateways.md)."
+        ) from None
+
+
+def card_outcome(card: SimulatedCard, *, now: datetime, first_decline_at=None) -> tuple[str, str]:
+    """(status, decline_code) of a charge on `card` at `now`. `first_decline_at` is when
+    this card was first declined for the customer (only "recover" cards look at it)."""
+    utc = now.astimezone(UTC)
+    if card.kind == "succeed":
+        return "succeeded", ""
+    if card.kind == "decline":
+        return "failed", card.decline_code
+    if card.kind == "processing":
+        return "processing", ""
+    if card.kind == "action":
+        return "requires_action", ""
+    if card.kind == "recover":
+        recovered = first_decline_at is not None and now >= first_decline_at + RECOVER_AFTER
+        return ("succeeded", "") if recovered else ("failed", card.decline_code)
+    if card.kind == "hours":
+        return ("succeeded", "") if utc.hour in GOOD_HOURS_UTC else ("failed", card.decline_code)
+    if card.kind == "payday":
+        return ("succeeded", "") if utc.day in PAYDAYS else ("failed", card.decline_code)
+    raise ValueError(f"Unknown simulated card kind {card.kind!r}.")
+
+
+def settled_outcome(card: SimulatedCard) -> tuple[str, str]:
+    """How a processing card settles."""
+    return ("failed", card.decline_code) if card.decline_code else ("succeeded", "")
+
+
+class SimulatedGateway(Gateway):
+    def charge(self, request: ChargeRequest, *, now: datetime) -> ChargeResult:
+        _check_aware(now)
+        card = _card_for_token(request.payment_method)
+        existing = SimulatedCharge.objects.filter(idempotency_key=request.idempotency_key).first()
+        if existing is not None:
+            return _replay(existing, request)
+        status, decline_code = card_outcome(
+            card, now=now, first_decline_at=_first_decline_at(card, request)
+        )
+        charge, created = SimulatedCharge.objects.get_or_create(
+            idempotency_key=request.idempotency_key,
+            defaults={
+                "card_token": card.token,
+                "customer_reference": request.customer_reference,
+                "amount": request.amount,
+                "currency": request.currency,
+                "status": status,
+                "decline_code": decline_code,
+                "created_at": now,
+                "settles_at": now + SETTLE_AFTER if status == "processing" else None,
+            },
+        )
+        # Lost a race with a concurrent charge on the same key: theirs is the charge.
+        return charge_result(charge) if created else _replay(charge, request)
+
+    def retrieve(self, idempotency_key: str) -> ChargeResult | None:
+        charge = SimulatedCharge.objects.filter(idempotency_key=idempotency_key).first()
+        return charge_result(charge) if charge is not None else None
+
+    def refresh(self, gateway_reference: str, *, now: datetime) -> ChargeResult:
+        _check_aware(now)
+        charge = _charge_for_reference(gateway_reference)
+        if charge.status == SimulatedCharge.Status.PROCESSING and now >= charge.settles_at:
+            status, decline_code = settled_outcome(_card_for_token(charge.card_token))
+            # Conditional update: two refreshes racing settle it once, the same way.
+            SimulatedCharge.objects.filter(
+                pk=charge.pk, status=SimulatedCharge.Status.PROCESSING
+            ).update(status=status, decline_code=decline_code)
+            charge.refresh_from_db()
+        return charge_result(charge)
+
+
+def charge_result(charge: SimulatedCharge) -> ChargeResult:
+    raw = {
+        "id": charge.reference,
+        "idempotency_key": charge.idempotency_key,
+        "card": charge.card_token,
+        "amount": charge.amount,
+        "currency": charge.currency,
+        "status": charge.status,
+        "decline_code": charge.decline_code,
+        "created_at": charge.created_at.isoformat(),
+        "settles_at": charge.settles_at.isoformat() if charge.settles_at else None,
+    }
+    if charge.status == SimulatedCharge.Status.FAILED:
+        return ChargeResult.declined(
+            charge.decline_code, gateway_reference=charge.reference, raw=raw
+        )
+    received = charge.amount if charge.status == SimulatedCharge.Status.SUCCEEDED else 0
+    return ChargeResult(
+        status=charge.status, gateway_reference=charge.reference,
+        amount_received=received, raw=raw,
+    )
+
+
+def _replay(charge: SimulatedCharge, request: ChargeRequest) -> ChargeResult:
+    same = (charge.card_token, charge.amount, charge.currency) == (
+        request.payment_method, request.amount, request.currency
+    )
+    if not same:
+        raise GatewayError(
+            f"Idempotency key {request.idempotency_key!r} was already used for a different "
+            "charge (card, amount or currency differ)."
+        )
+    return charge_result(charge)
+
+
+def _first_decline_at(card: SimulatedCard, request: ChargeRequest):
+    if card.kind != "recover":
+        return None
+    return (
+        SimulatedCharge.objects.filter(
+            card_token=card.token,
+            customer_reference=request.customer_reference,
+            status=SimulatedCharge.Status.FAILED,
+        )
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+
+
+def _card_for_token(token: str) -> SimulatedCard:
+    try:
+        return CARDS_BY_TOKEN[token]
+    except KeyError:
+        raise GatewayError(
+            f"Unknown simulated payment method {token!r}: not a test card token."
+        ) from None
+
+
+def _charge_for_reference(reference: str) -> SimulatedCharge:
+    prefix, _sep, pk = str(reference).partition("_")
+    charge = None
+    if prefix == "simch" and pk.isdigit():
+        charge = SimulatedCharge.objects.filter(pk=int(pk)).first()
+    if charge is None:
+        raise GatewayError(f"No simulated charge {reference!r}.")
+    return charge
+
+
+def _check_aware(now: datetime) -> None:
+    if not isinstance(now, datetime) or now.tzinfo is None:
+        raise ValueError("now must be a timezone-aware datetime.")
+
