@@ -1,12 +1,14 @@
 """The gateway interface and the simulated gateway's documented test cards."""
 
 import itertools
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.test import override_settings
 
 from invoices.gateways import ChargeRequest, ChargeResult, GatewayError, gateway_load
@@ -356,3 +358,42 @@ def test_a_bad_gateway_setting_is_a_clear_configuration_error(path, message):
 def test_stripe_without_a_key_is_a_clear_configuration_error():
     with pytest.raises(ImproperlyConfigured, match="STRIPE_SECRET_KEY"):
         gateway_load()
+
+
+# --- concurrency (PostgreSQL: real row locks, one connection per thread) ----------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="needs PostgreSQL: run with DATABASE_URL=postgres://...",
+)
+@pytest.mark.django_db(transaction=True)
+def test_workers_charging_the_same_key_at_once_make_one_charge():
+    # Given eight workers that picked up the same attempt at the same moment
+    request = charge_request("4242424242424242", key="attempt-raced")
+    barrier = threading.Barrier(8)
+    results, errors = [], []
+
+    def worker():
+        try:
+            connection.ensure_connection()
+            barrier.wait(timeout=30)
+            results.append(SimulatedGateway().charge(request, now=NOW))
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            errors.append(error)
+        finally:
+            connection.close()
+
+    # When they all charge
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # Then there is one charge, and every worker was told about that one
+    assert errors == []
+    assert SimulatedCharge.objects.count() == 1
+    assert len({result.gateway_reference for result in results}) == 1
+    assert len(results) == 8
