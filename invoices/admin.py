@@ -1,0 +1,906 @@
+"""The invoices admin. Thin: every change goes through a domain function, and a refusal
+(DomainError) is shown to the person as-is with nothing changed."""
+
+from dataclasses import dataclass
+from typing import Callable
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import get_language, ngettext, to_locale
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from customers.actors import Actor
+from customers.clock import now_for, system_now
+from customers.errors import DomainError
+from customers.models import Customer
+from customers.money import format_money, to_decimal
+
+from .credit_notes import credit_note_create, credit_note_void, creditable_amount
+from .forms import (
+    CreditNoteForm,
+    CreditNoteLineFormSet,
+    InvoiceAddForm,
+    InvoiceLineForm,
+    InvoiceLineFormSet,
+    RecordPaymentForm,
+    received_at_initial,
+)
+from .models import (
+    CreditNote,
+    CreditNoteLine,
+    Event,
+    Invoice,
+    InvoiceLine,
+    InvoicingSettings,
+    Payment,
+    TaxRate,
+)
+from .pagination import CappedCountPaginator
+from .services import (
+    FROZEN_EDITABLE,
+    invoice_create,
+    invoice_delete,
+    invoice_finalize,
+    invoice_lock,
+    invoice_mark_uncollectible,
+    invoice_recalculate,
+    invoice_record_payment,
+    invoice_revise,
+    invoice_update,
+    invoice_void,
+)
+from .transitions import ALLOWED, S
+
+STATUS_COLOURS = {
+    S.DRAFT: "#6c757d",
+    S.OPEN: "#0d6efd",
+    S.PAID: "#198754",
+    S.VOID: "#343a40",
+    S.UNCOLLECTIBLE: "#dc3545",
+}
+
+
+def money(amount: int | None, currency: str) -> str:
+    if amount is None:
+        return "—"
+    return format_money(amount, currency, to_locale(get_language() or "en"))
+
+
+def staff(request) -> Actor:
+    return Actor.staff(request.user)
+
+
+def change_url(obj) -> str:
+    opts = obj._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+
+
+def report_failures(request, failures: list[tuple[object, str]]) -> None:
+    for obj, reason in failures:
+        messages.error(request, _("%(object)s: %(reason)s") % {"object": obj, "reason": reason})
+
+
+# --- changelist filters -------------------------------------------------------------
+
+
+class PastDueFilter(admin.SimpleListFilter):
+    title = gettext_lazy("past due")
+    parameter_name = "past_due"
+
+    def lookups(self, request, model_admin):
+        return [("yes", gettext_lazy("Past due"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            # Served by the partial index on due_date of open invoices.
+            return queryset.filter(status=S.OPEN, due_date__lt=system_now().date())
+        return queryset
+
+
+class CustomerSegmentFilter(admin.SimpleListFilter):
+    title = gettext_lazy("customer segment")
+    parameter_name = "segment"
+
+    def lookups(self, request, model_admin):
+        segments = (
+            Customer.objects.exclude(segment="").order_by("segment")
+            .values_list("segment", flat=True).distinct()
+        )
+        return [(segment, segment) for segment in segments]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            customers = Customer.objects.filter(segment=self.value()).values("pk")
+            return queryset.filter(customer_id__in=customers)
+        return queryset
+
+
+# --- invoice lines --------------------------------------------------------------------
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    form = InvoiceLineForm
+    formset = InvoiceLineFormSet
+    extra = 1
+    fields = [
+        "description", "quantity", "unit_amount", "period_start", "period_end", "tax_rates",
+        "discount_percent", "discount_amount", "net_amount", "tax", "line_total",
+    ]
+    readonly_fields = ["net_amount", "tax", "line_total"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("invoice").prefetch_related("tax_rates")
+
+    def _editable(self, obj) -> bool:
+        return obj is None or obj.is_draft
+
+    def get_extra(self, request, obj=None, **kwargs):
+        return self.extra if self._editable(obj) else 0
+
+    def has_add_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+    def has_view_permission(self, request, obj=None):
+        return self.admin_site.get_model_admin(Invoice).has_view_permission(request, obj)
+
+    @admin.display(description=gettext_lazy("net"))
+    def net_amount(self, line):
+        return money(line.amount_excluding_tax, line.invoice.currency) if line.pk else "—"
+
+    @admin.display(description=gettext_lazy("tax"))
+    def tax(self, line):
+        return money(line.tax_amount, line.invoice.currency) if line.pk else "—"
+
+    @admin.display(description=gettext_lazy("line total"))
+    def line_total(self, line):
+        if not line.pk:
+            return "—"
+        return money(line.amount_excluding_tax + line.tax_amount, line.invoice.currency)
+
+
+# --- invoice operations: object buttons and bulk actions share one table ------------
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    label: str
+    permission: str  # codename in the invoices app
+    allowed: Callable[[Invoice], bool]
+    run: Callable  # (invoice, *, now, actor) -> result
+    done: Callable[[int], str]  # "N invoices finalized"
+
+
+def _allows(target):
+    return lambda invoice: target in ALLOWED.get(invoice.status, set())
+
+
+OPERATIONS = {
+    "finalize": Operation(
+        "finalize", gettext_lazy("Finalize"), "change_invoice", _allows(S.OPEN), invoice_finalize,
+        lambda n: ngettext("%(count)d invoice finalized.", "%(count)d invoices finalized.", n),
+    ),
+    "void": Operation(
+        "void", gettext_lazy("Void"), "change_invoice", _allows(S.VOID), invoice_void,
+        lambda n: ngettext("%(count)d invoice voided.", "%(count)d invoices voided.", n),
+    ),
+    "mark_uncollectible": Operation(
+        "mark_uncollectible", gettext_lazy("Mark uncollectible"), "change_invoice",
+        _allows(S.UNCOLLECTIBLE), invoice_mark_uncollectible,
+        lambda n: ngettext(
+            "%(count)d invoice marked uncollectible.", "%(count)d invoices marked uncollectible.", n
+        ),
+    ),
+    "revise": Operation(
+        "revise", gettext_lazy("Revise"), "change_invoice", _allows(S.VOID), invoice_revise,
+        lambda n: ngettext(
+            "%(count)d invoice voided and copied to a new draft.",
+            "%(count)d invoices voided and copied to new drafts.", n,
+        ),
+    ),
+}
+RECORD_PAYMENT_PERMISSION = "add_payment"
+CREDIT_NOTE_PERMISSION = "add_creditnote"
+CREDITABLE = {S.OPEN, S.PAID}
+
+
+def may(request, codename: str) -> bool:
+    return request.user.has_perm(f"invoices.{codename}")
+
+
+# --- invoices -------------------------------------------------------------------------
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(admin.ModelAdmin):
+    list_display = [
+        "number_label", "customer", "status_badge", "total_display", "remaining_display",
+        "due_date", "past_due",
+    ]
+    list_filter = [
+        "status", "collection_method", "currency", PastDueFilter, CustomerSegmentFilter,
+    ]
+    # Only enables the search box: get_search_results does the index-friendly search.
+    search_fields = ["number"]
+    search_help_text = gettext_lazy("Invoice number (or its beginning), customer name or email.")
+    list_select_related = ["customer"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    list_per_page = 50
+    raw_id_fields = ["customer"]
+    inlines = [InvoiceLineInline]
+    actions = [
+        "finalize_selected", "void_selected", "mark_uncollectible_selected", "revise_selected",
+        "record_payment_selected", "credit_note_selected", "delete_selected_drafts",
+    ]
+    change_form_template = "admin/invoices/invoice/change_form.html"
+
+    ADD_FIELDSETS = [
+        (None, {"fields": [
+            "customer", "invoice_currency", "collection_method", "due_date", "days_until_due",
+            "auto_advance",
+        ]}),
+        (gettext_lazy("Memo and metadata"), {"fields": ["description", "footer", "metadata"]}),
+        (gettext_lazy("Invoice discount"), {"fields": ["discount_percent", "discount_amount"]}),
+    ]
+    CHANGE_FIELDSETS = [
+        (None, {"fields": [
+            "number_label", "customer", "status_badge", "currency", "collection_method",
+            "due_date", "days_until_due", "auto_advance", "automatically_finalizes_at",
+        ]}),
+        (gettext_lazy("Memo and metadata"), {"fields": ["description", "footer", "metadata"]}),
+        (gettext_lazy("Invoice discount"), {"fields": ["discount_percent", "discount_amount"]}),
+        (gettext_lazy("Totals"), {"fields": [
+            "subtotal_display", "discount_display", "tax_display", "total_display",
+            "starting_balance_display", "amount_due_display", "amount_paid_display",
+            "remaining_display",
+        ]}),
+        (gettext_lazy("Collection"), {"fields": [
+            "attempt_count", "next_payment_attempt", "last_payment_error",
+        ]}),
+        (gettext_lazy("History"), {"fields": [
+            "created_at", "finalized_at", "paid_at", "voided_at", "marked_uncollectible_at",
+            "from_invoice",
+        ]}),
+    ]
+    DRAFT_EDITABLE = {
+        "collection_method", "due_date", "days_until_due", "auto_advance", "description",
+        "footer", "metadata", "discount_percent", "discount_amount",
+    }
+
+    # --- columns and read-only values ---
+
+    @admin.display(description=gettext_lazy("number"), ordering="number")
+    def number_label(self, invoice):
+        return invoice.number or _("Draft #%(id)s") % {"id": invoice.pk}
+
+    @admin.display(description=gettext_lazy("status"), ordering="status")
+    def status_badge(self, invoice):
+        return format_html(
+            '<span style="background:{};color:#fff;padding:2px 8px;border-radius:10px;'
+            'font-size:11px;white-space:nowrap">{}</span>',
+            STATUS_COLOURS.get(invoice.status, "#6c757d"), invoice.get_status_display(),
+        )
+
+    @admin.display(description=gettext_lazy("past due"), boolean=True)
+    def past_due(self, invoice):
+        return invoice.is_past_due(system_now().date())
+
+    def _money_column(name, label):  # builds one display method per amount field
+        @admin.display(description=label, ordering=name)
+        def column(self, invoice):
+            return money(getattr(invoice, name), invoice.currency)
+        return column
+
+    total_display = _money_column("total", gettext_lazy("total"))
+    remaining_display = _money_column("amount_remaining", gettext_lazy("amount remaining"))
+    subtotal_display = _money_column("subtotal", gettext_lazy("subtotal"))
+    discount_display = _money_column("total_discount_amount", gettext_lazy("discounts"))
+    tax_display = _money_column("tax", gettext_lazy("tax"))
+    starting_balance_display = _money_column("starting_balance", gettext_lazy("starting balance"))
+    amount_due_display = _money_column("amount_due", gettext_lazy("amount due"))
+    amount_paid_display = _money_column("amount_paid", gettext_lazy("amount paid"))
+    del _money_column
+
+    # --- search: number by exact match or prefix, customers through their own indexes ---
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        customers = Customer.objects.filter(
+            Q(name__icontains=term) | Q(email__icontains=term)
+        ).values("pk")
+        number = term.upper()
+        matches = Q(number=number) | Q(number__startswith=number) | Q(customer_id__in=customers)
+        return queryset.filter(matches), False
+
+    # --- forms ---
+
+    def get_fieldsets(self, request, obj=None):
+        return self.ADD_FIELDSETS if obj is None else self.CHANGE_FIELDSETS
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = InvoiceAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        fields = [name for _title, options in self.CHANGE_FIELDSETS for name in options["fields"]]
+        editable = self.DRAFT_EDITABLE if obj.is_draft else FROZEN_EDITABLE
+        return [name for name in fields if name not in editable]
+
+    def save_model(self, request, obj, form, change):
+        now = now_for(obj.customer)
+        if not change:
+            fields = {name: form.cleaned_data[name] for name in self.DRAFT_EDITABLE}
+            fields["metadata"] = fields["metadata"] or {}
+            footer = fields.pop("footer")
+            created = invoice_create(customer=obj.customer, now=now, actor=staff(request), **fields)
+            if footer:
+                created = invoice_update(created, now=now, actor=staff(request), footer=footer)
+            _adopt(obj, created)
+            return
+        changes = {
+            name: form.cleaned_data[name] for name in form.changed_data
+            if name in self.DRAFT_EDITABLE
+        }
+        if "metadata" in changes:
+            changes["metadata"] = changes["metadata"] or {}
+        if changes:
+            invoice_update(obj, now=now, actor=staff(request), **changes)
+
+    def save_related(self, request, form, formsets, change):
+        invoice = form.instance
+        if change and not invoice.is_draft:
+            # Finalized: the lines inline is read-only, so this saves nothing.
+            return super().save_related(request, form, formsets, change)
+        locked = invoice_lock(invoice)
+        if not locked.is_draft:
+            raise DomainError(_("Only drafts can be edited; use a credit note or revise."))
+        super().save_related(request, form, formsets, change)
+        invoice_recalculate(locked)
+
+    def save_formset(self, request, form, formset, change):
+        lines = formset.save(commit=False)
+        for line in formset.deleted_objects:
+            line.delete()
+        last = form.instance.lines.order_by("-position").values_list("position", flat=True).first()
+        next_position = 0 if last is None else last + 1
+        for line in lines:
+            if line.pk is None:
+                line.position = next_position
+                next_position += 1
+            line.save()
+        formset.save_m2m()
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # The admin runs the save in a transaction: a refusal from the domain rolls back
+        # the invoice and its lines together, so bad input changes nothing.
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        invoice = self.get_object(request, unquote(object_id))
+        if invoice is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "invoice_buttons": self._buttons(request, invoice),
+                "timeline": timeline(invoice),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # --- deletion: drafts only, through the domain ---
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and not obj.is_draft:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        invoice_delete(obj, now=now_for(obj.customer), actor=staff(request))
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    # --- object buttons ---
+
+    def _buttons(self, request, invoice) -> list[dict]:
+        buttons = [
+            {"label": op.label, "url": self._op_url(op.name, invoice), "post": True,
+             "confirm": op.name in ("void", "revise", "mark_uncollectible")}
+            for op in OPERATIONS.values()
+            if op.allowed(invoice) and may(request, op.permission)
+        ]
+        if _allows(S.PAID)(invoice) and may(request, RECORD_PAYMENT_PERMISSION):
+            buttons.append({"label": _("Record payment"), "post": False,
+                            "url": self._op_url("record_payment", invoice)})
+        if invoice.status in CREDITABLE and may(request, CREDIT_NOTE_PERMISSION):
+            buttons.append({"label": _("Create credit note"), "post": False,
+                            "url": self._op_url("credit_note", invoice)})
+        return buttons
+
+    def _op_url(self, name, invoice) -> str:
+        return reverse(f"admin:invoices_invoice_{name}", args=[invoice.pk])
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        urls = [
+            path(
+                f"<path:object_id>/{name.replace('_', '-')}/",
+                wrap(self._operation_view(name)),
+                name=f"invoices_invoice_{name}",
+            )
+            for name in OPERATIONS
+        ]
+        urls += [
+            path("<path:object_id>/record-payment/", wrap(self.record_payment_view),
+                 name="invoices_invoice_record_payment"),
+            path("<path:object_id>/credit-note/", wrap(self.credit_note_view),
+                 name="invoices_invoice_credit_note"),
+        ]
+        return urls + super().get_urls()
+
+    def _operation_view(self, name):
+        def view(request, object_id):
+            return self.operation_view(request, object_id, OPERATIONS[name])
+        return view
+
+    def _invoice_or_redirect(self, request, object_id):
+        invoice = self.get_object(request, unquote(object_id))
+        if invoice is None:
+            return None, self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        return invoice, None
+
+    def operation_view(self, request, object_id, operation: Operation):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not may(request, operation.permission):
+            raise PermissionDenied
+        invoice, missing = self._invoice_or_redirect(request, object_id)
+        if missing:
+            return missing
+        try:
+            result = operation.run(invoice, now=now_for(invoice.customer), actor=staff(request))
+        except DomainError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return redirect(change_url(invoice))
+        self.message_user(request, operation.done(1) % {"count": 1}, messages.SUCCESS)
+        # Revise returns the new draft: staff continue editing there.
+        return redirect(change_url(result if isinstance(result, Invoice) else invoice))
+
+    def record_payment_view(self, request, object_id):
+        if not may(request, RECORD_PAYMENT_PERMISSION):
+            raise PermissionDenied
+        invoice, missing = self._invoice_or_redirect(request, object_id)
+        if missing:
+            return missing
+        now = now_for(invoice.customer)
+        if request.method == "POST":
+            form = RecordPaymentForm(request.POST, invoice=invoice)
+            if form.is_valid() and self._record_payment(request, invoice, form, now):
+                return redirect(change_url(invoice))
+        else:
+            form = RecordPaymentForm(invoice=invoice, initial={
+                "amount": to_decimal(invoice.amount_remaining, invoice.currency),
+                "received_at": received_at_initial(now),
+            })
+        return self._form_page(
+            request, invoice, "admin/invoices/invoice/record_payment.html",
+            title=_("Record a payment on %(invoice)s") % {"invoice": invoice},
+            form=form, media=self.media + form.media,
+        )
+
+    def _record_payment(self, request, invoice, form, now) -> bool:
+        data = form.cleaned_data
+        try:
+            invoice_record_payment(
+                invoice, amount=data["amount"], method=data["method"], now=now,
+                actor=staff(request), received_at=data["received_at"],
+                reference=data["reference"], credit_excess=data["credit_excess"],
+            )
+        except DomainError as error:
+            form.add_error(None, error.message)
+            return False
+        self.message_user(request, _("Payment of %(amount)s recorded on %(invoice)s.") % {
+            "amount": money(data["amount"], invoice.currency), "invoice": invoice,
+        }, messages.SUCCESS)
+        return True
+
+    def credit_note_view(self, request, object_id):
+        if not may(request, CREDIT_NOTE_PERMISSION):
+            raise PermissionDenied
+        invoice, missing = self._invoice_or_redirect(request, object_id)
+        if missing:
+            return missing
+        data = request.POST if request.method == "POST" else None
+        form = CreditNoteForm(data, invoice=invoice)
+        lines = CreditNoteLineFormSet(data, prefix="lines", form_kwargs={"invoice": invoice})
+        if data is not None and form.is_valid() and lines.is_valid():
+            note = self._credit_note_create(request, invoice, form, lines)
+            if note is not None:
+                return redirect(change_url(note))
+        return self._form_page(
+            request, invoice, "admin/invoices/invoice/credit_note.html",
+            title=_("Create a credit note on %(invoice)s") % {"invoice": invoice},
+            form=form, lines=lines, media=self.media + form.media + lines.media,
+            creditable=money(creditable_amount(invoice), invoice.currency),
+            remaining=money(invoice.amount_remaining, invoice.currency),
+        )
+
+    def _credit_note_create(self, request, invoice, form, lines):
+        data = form.cleaned_data
+        try:
+            note = credit_note_create(
+                invoice, lines=lines.credit_lines(), now=now_for(invoice.customer),
+                actor=staff(request), reason=data["reason"], memo=data["memo"],
+                refund_amount=data["refund_amount"], credit_amount=data["credit_amount"],
+                out_of_band_amount=data["out_of_band_amount"], currency=invoice.currency,
+            )
+        except DomainError as error:
+            form.add_error(None, error.message)
+            return None
+        self.message_user(request, _("Credit note %(number)s created for %(amount)s.") % {
+            "number": note.number, "amount": money(note.amount, note.currency),
+        }, messages.SUCCESS)
+        return note
+
+    def _form_page(self, request, invoice, template, **context):
+        return TemplateResponse(request, template, {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": invoice,
+            "invoice_url": change_url(invoice),
+            "amount_remaining": money(invoice.amount_remaining, invoice.currency),
+            **context,
+        })
+
+    # --- bulk actions: each invoice in its own transaction ---
+
+    def _bulk(self, request, queryset, operation: Operation):
+        if not may(request, operation.permission):
+            raise PermissionDenied
+        done, failures = 0, []
+        for invoice in queryset.select_related("customer").order_by("pk"):
+            try:
+                with transaction.atomic():
+                    operation.run(invoice, now=now_for(invoice.customer), actor=staff(request))
+            except DomainError as error:
+                failures.append((invoice, error.message))
+            else:
+                done += 1
+        if done:
+            self.message_user(request, operation.done(done) % {"count": done}, messages.SUCCESS)
+        report_failures(request, failures)
+
+    @admin.action(description=gettext_lazy("Finalize selected drafts"), permissions=["change"])
+    def finalize_selected(self, request, queryset):
+        self._bulk(request, queryset, OPERATIONS["finalize"])
+
+    @admin.action(description=gettext_lazy("Void selected invoices"), permissions=["change"])
+    def void_selected(self, request, queryset):
+        self._bulk(request, queryset, OPERATIONS["void"])
+
+    @admin.action(
+        description=gettext_lazy("Mark selected invoices uncollectible"), permissions=["change"]
+    )
+    def mark_uncollectible_selected(self, request, queryset):
+        self._bulk(request, queryset, OPERATIONS["mark_uncollectible"])
+
+    @admin.action(
+        description=gettext_lazy("Revise selected invoices (void and copy to a draft)"),
+        permissions=["change"],
+    )
+    def revise_selected(self, request, queryset):
+        self._bulk(request, queryset, OPERATIONS["revise"])
+
+    def has_record_payment_permission(self, request):
+        return may(request, RECORD_PAYMENT_PERMISSION)
+
+    def has_credit_note_permission(self, request):
+        return may(request, CREDIT_NOTE_PERMISSION)
+
+    def _one_invoice_form(self, request, queryset, name):
+        # A payment or a credit note is typed for one invoice at a time.
+        if queryset.count() != 1:
+            self.message_user(request, _("Select exactly one invoice for this action."),
+                              messages.WARNING)
+            return None
+        return redirect(self._op_url(name, queryset.get()))
+
+    @admin.action(description=gettext_lazy("Record a payment…"), permissions=["record_payment"])
+    def record_payment_selected(self, request, queryset):
+        return self._one_invoice_form(request, queryset, "record_payment")
+
+    @admin.action(description=gettext_lazy("Create a credit note…"), permissions=["credit_note"])
+    def credit_note_selected(self, request, queryset):
+        return self._one_invoice_form(request, queryset, "credit_note")
+
+    @admin.action(description=gettext_lazy("Delete selected drafts"), permissions=["delete"])
+    def delete_selected_drafts(self, request, queryset):
+        done, failures = 0, []
+        for invoice in queryset.select_related("customer").order_by("pk"):
+            label = str(invoice)
+            try:
+                with transaction.atomic():
+                    invoice_delete(invoice, now=now_for(invoice.customer), actor=staff(request))
+            except DomainError as error:
+                failures.append((label, error.message))
+            else:
+                done += 1
+        if done:
+            self.message_user(request, ngettext(
+                "%(count)d draft deleted.", "%(count)d drafts deleted.", done
+            ) % {"count": done}, messages.SUCCESS)
+        report_failures(request, failures)
+
+
+def _adopt(target: Invoice, source: Invoice) -> None:
+    """Make the admin's unsaved instance the row the domain created (the inlines hold it)."""
+    for field in Invoice._meta.concrete_fields:
+        setattr(target, field.attname, getattr(source, field.attname))
+    target._state.adding = False
+    target._state.db = source._state.db
+
+
+# --- the timeline -----------------------------------------------------------------------
+
+
+def timeline(invoice: Invoice) -> list[Event]:
+    """The invoice's events, newest first, in one query."""
+    events = list(Event.objects.filter(invoice=invoice).order_by("-created_at", "-id"))
+    for event in events:
+        event.actor_display = event.actor_label or event.get_actor_kind_display()
+        event.summary = data_summary(event.data)
+    return events
+
+
+def data_summary(data: dict, limit: int = 120) -> str:
+    text = ", ".join(f"{key}: {value}" for key, value in (data or {}).items())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- payments, credit notes, tax rates, settings, events ----------------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History is written by the domain only: staff read it here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = ["invoice", "amount_display", "method", "received_at", "reference", "recorded_by"]
+    list_filter = ["method", "currency"]
+    list_select_related = ["invoice"]
+    search_fields = ["reference"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    @admin.display(description=gettext_lazy("amount"), ordering="amount")
+    def amount_display(self, payment):
+        return money(payment.amount, payment.currency)
+
+
+class CreditNoteLineInline(admin.TabularInline):
+    model = CreditNoteLine
+    fields = ["description", "invoice_line", "amount_display", "tax_display"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("credit_note", "invoice_line")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return True
+
+    @admin.display(description=gettext_lazy("amount"))
+    def amount_display(self, line):
+        return money(line.amount, line.credit_note.currency)
+
+    @admin.display(description=gettext_lazy("of which tax"))
+    def tax_display(self, line):
+        return money(line.tax, line.credit_note.currency)
+
+
+CREDIT_NOTE_VOID_PERMISSION = "change_creditnote"
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyAdmin):
+    list_display = ["number", "invoice", "status", "type", "amount_display", "created_at"]
+    list_filter = ["status", "type", "reason", "currency"]
+    list_select_related = ["invoice"]
+    search_fields = ["number"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    inlines = [CreditNoteLineInline]
+    actions = ["void_selected"]
+    change_form_template = "admin/invoices/creditnote/change_form.html"
+    fields = [
+        "number", "invoice", "status", "type", "reason", "memo", "amount_display", "tax_display",
+        "pre_payment_display", "post_payment_display", "refund_display", "credit_display",
+        "out_of_band_display", "created_at", "voided_at",
+    ]
+    readonly_fields = fields
+
+    def _money_column(name, label):  # builds one display method per amount field
+        @admin.display(description=label)
+        def column(self, note):
+            return money(getattr(note, name), note.currency)
+        return column
+
+    amount_display = _money_column("amount", gettext_lazy("amount"))
+    tax_display = _money_column("tax", gettext_lazy("of which tax"))
+    pre_payment_display = _money_column("pre_payment_amount", gettext_lazy("pre-payment part"))
+    post_payment_display = _money_column("post_payment_amount", gettext_lazy("post-payment part"))
+    refund_display = _money_column("refund_amount", gettext_lazy("refunded"))
+    credit_display = _money_column("credit_amount", gettext_lazy("credited to balance"))
+    out_of_band_display = _money_column(
+        "out_of_band_amount", gettext_lazy("credited outside the system")
+    )
+    del _money_column
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().upper()
+        if not term:
+            return queryset, False
+        return queryset.filter(number__startswith=term), False
+
+    def has_void_permission(self, request, obj=None):
+        return may(request, CREDIT_NOTE_VOID_PERMISSION)
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/void/", self.admin_site.admin_view(self.void_view),
+                 name="invoices_creditnote_void"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        note = self.get_object(request, unquote(object_id))
+        can_void = (
+            note is not None and note.status == CreditNote.Status.ISSUED
+            and self.has_void_permission(request)
+        )
+        extra_context = {**(extra_context or {}), "can_void": can_void}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def void_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_void_permission(request):
+            raise PermissionDenied
+        note = self.get_object(request, unquote(object_id))
+        if note is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        try:
+            credit_note_void(note, now=now_for(note.invoice.customer), actor=staff(request))
+        except DomainError as error:
+            self.message_user(request, error.message, messages.ERROR)
+        else:
+            self.message_user(
+                request, _("Credit note %(number)s voided.") % {"number": note.number},
+                messages.SUCCESS,
+            )
+        return redirect(change_url(note))
+
+    @admin.action(description=gettext_lazy("Void selected credit notes"), permissions=["void"])
+    def void_selected(self, request, queryset):
+        done, failures = 0, []
+        for note in queryset.select_related("invoice__customer").order_by("pk"):
+            try:
+                with transaction.atomic():
+                    credit_note_void(
+                        note, now=now_for(note.invoice.customer), actor=staff(request)
+                    )
+            except DomainError as error:
+                failures.append((note, error.message))
+            else:
+                done += 1
+        if done:
+            self.message_user(request, ngettext(
+                "%(count)d credit note voided.", "%(count)d credit notes voided.", done
+            ) % {"count": done}, messages.SUCCESS)
+        report_failures(request, failures)
+
+
+def tax_rate_used_on_finalized(rate: TaxRate) -> bool:
+    return InvoiceLine.objects.filter(tax_rates=rate).exclude(invoice__status=S.DRAFT).exists()
+
+
+@admin.register(TaxRate)
+class TaxRateAdmin(admin.ModelAdmin):
+    list_display = ["display_name", "percentage", "inclusive", "country", "category", "active"]
+    list_filter = ["active", "inclusive", "country"]
+    search_fields = ["display_name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Finalized invoices carry this rate: changing it would rewrite their meaning.
+        if obj is not None and tax_rate_used_on_finalized(obj):
+            return ["percentage", "inclusive"]
+        return []
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and tax_rate_used_on_finalized(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+@admin.register(InvoicingSettings)
+class InvoicingSettingsAdmin(admin.ModelAdmin):
+    """A single row: the changelist opens it directly."""
+
+    def has_add_permission(self, request):
+        return not InvoicingSettings.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        return redirect(change_url(InvoicingSettings.load()))
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "type", "invoice", "customer", "actor_display", "summary"]
+    list_filter = ["type", "actor_kind"]
+    list_select_related = ["invoice", "customer"]
+    search_fields = ["invoice__number"]
+    search_help_text = gettext_lazy("Invoice number (or its beginning).")
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    @admin.display(description=gettext_lazy("actor"))
+    def actor_display(self, event):
+        return event.actor_label or event.get_actor_kind_display()
+
+    @admin.display(description=gettext_lazy("data"))
+    def summary(self, event):
+        return data_summary(event.data)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().upper()
+        if not term:
+            return queryset, False
+        invoices = Invoice.objects.filter(Q(number=term) | Q(number__startswith=term)).values("pk")
+        return queryset.filter(invoice_id__in=invoices), False
+from . import customer_admin  # noqa: E402,F401
