@@ -21,6 +21,8 @@ DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# An invoice has up to 250 lines of ~12 admin fields each; Django's default (1000) stops at ~80.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 4000
 
 INSTALLED_APPS = [
     "django.contrib.admin",
