@@ -201,7 +201,9 @@ def test_void_and_full_payment_at_once_one_wins(round_):
 @pytest.mark.parametrize("round_", range(3))
 def test_two_staff_voiding_the_same_invoice_one_wins(round_):
     customer = make_customer()
-    balance_transaction_create(customer=customer, amount=-3000, type="adjustment", now=NOW, actor=STAFF)
+    balance_transaction_create(
+        customer=customer, amount=-3000, type="adjustment", now=NOW, actor=STAFF
+    )
     invoice = make_open(customer, lines=((1, 10000),))  # 30.00 of credit applied
 
     def void():
@@ -232,7 +234,9 @@ def test_void_and_mark_uncollectible_at_once_leave_a_consistent_trail(round_):
     invoice.refresh_from_db()
     assert invoice.status == S.VOID
     trail = list(
-        Event.objects.filter(invoice=invoice, type__in=["invoice.voided", "invoice.marked_uncollectible"])
+        Event.objects.filter(
+            invoice=invoice, type__in=["invoice.voided", "invoice.marked_uncollectible"]
+        )
         .order_by("id").values_list("type", flat=True)
     )
     if refused:

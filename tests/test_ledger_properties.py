@@ -84,7 +84,8 @@ def apply(operation, customer, invoices):
     elif kind == "credit_note" and invoices:
         credit_note_attempt(pick(invoices, args[0]), *args[1:])
     elif kind == "void_credit_note":
-        note = pick(list(CreditNote.objects.filter(invoice__customer=customer).order_by("pk")), args[0])
+        notes = CreditNote.objects.filter(invoice__customer=customer).order_by("pk")
+        note = pick(list(notes), args[0])
         if note is not None:
             credit_note_void(note, now=NOW, actor=STAFF)
 
@@ -94,7 +95,8 @@ def credit_note_attempt(invoice, amount, how, split_right):
     invoice.refresh_from_db()
     available = creditable_amount(invoice)
     pre, post = credit_note_split(invoice, amount)
-    credit, out_of_band, refund = [(post, 0, 0), (post // 2, post - post // 2, 0), (0, 0, post)][how]
+    splits = [(post, 0, 0), (post // 2, post - post // 2, 0), (0, 0, post)]
+    credit, out_of_band, refund = splits[how]
     if not split_right:
         out_of_band += 1
     fits = invoice.status in (S.OPEN, S.PAID) and amount <= available and split_right
@@ -122,12 +124,13 @@ def check_ledger(customer):
 
 def check_invoices(customer):
     for invoice in Invoice.objects.filter(customer=customer):
-        credited = invoice.pre_payment_credit_notes_amount + invoice.post_payment_credit_notes_amount
+        pre = invoice.pre_payment_credit_notes_amount
+        credited = pre + invoice.post_payment_credit_notes_amount
         applied = invoice.ending_balance - invoice.starting_balance
         assert invoice.amount_remaining == invoice.amount_due - invoice.amount_paid
         assert min(invoice.amount_due, invoice.amount_paid, invoice.amount_remaining) >= 0
         assert 0 <= credited <= invoice.total
-        assert invoice.amount_due == invoice.total - applied - invoice.pre_payment_credit_notes_amount
+        assert invoice.amount_due == invoice.total - applied - pre
         if invoice.status == S.PAID:
             assert invoice.amount_remaining == 0
         if invoice.status == S.OPEN:
