@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from customers.errors import DomainError
-from customers.money import to_minor
+from customers.money import format_money, to_minor
 
 from .credit_notes import CreditLine
 from .models import MAX_LINES, CreditNote, Invoice, InvoiceLine, Payment
@@ -27,7 +27,7 @@ class InvoiceAddForm(forms.ModelForm):
     """Creating a draft: the currency is the customer's; typing another one is refused."""
 
     invoice_currency = forms.CharField(
-        label=gettext_lazy("currency"), required=False, max_length=3,
+        label=gettext_lazy("Currency"), required=False, max_length=3,
         help_text=gettext_lazy("Leave blank: an invoice is in its customer's currency."),
     )
 
@@ -120,15 +120,15 @@ class InvoiceLineFormSet(BaseInlineFormSet):
 
 class RecordPaymentForm(forms.Form):
     amount = forms.CharField(
-        label=gettext_lazy("amount"), max_length=32,
+        label=gettext_lazy("Amount"), max_length=32,
         help_text=gettext_lazy("In the invoice's currency, e.g. 12.50."),
     )
-    method = forms.ChoiceField(label=gettext_lazy("method"), choices=Payment.Method.choices)
+    method = forms.ChoiceField(label=gettext_lazy("Method"), choices=Payment.Method.choices)
     received_at = forms.DateTimeField(
-        label=gettext_lazy("received at"),
+        label=gettext_lazy("Received at"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
-    reference = forms.CharField(label=gettext_lazy("reference"), max_length=100, required=False)
+    reference = forms.CharField(label=gettext_lazy("Reference"), max_length=100, required=False)
     credit_excess = forms.BooleanField(
         label=gettext_lazy("Credit any excess to the customer's balance"), required=False
     )
@@ -158,18 +158,18 @@ def _amount_or_zero(text: str, currency: str) -> int:
 
 class CreditNoteForm(forms.Form):
     reason = forms.ChoiceField(
-        label=gettext_lazy("reason"), required=False,
+        label=gettext_lazy("Reason"), required=False,
         choices=[("", "---------"), *CreditNote.Reason.choices],
     )
-    memo = forms.CharField(label=gettext_lazy("memo"), required=False, widget=forms.Textarea(
+    memo = forms.CharField(label=gettext_lazy("Memo"), required=False, widget=forms.Textarea(
         attrs={"rows": 2}
     ))
-    refund_amount = forms.CharField(label=gettext_lazy("refund"), required=False, max_length=32)
+    refund_amount = forms.CharField(label=gettext_lazy("Refund"), required=False, max_length=32)
     credit_amount = forms.CharField(
-        label=gettext_lazy("credit to the customer's balance"), required=False, max_length=32
+        label=gettext_lazy("Credit to the customer's balance"), required=False, max_length=32
     )
     out_of_band_amount = forms.CharField(
-        label=gettext_lazy("credited outside the system"), required=False, max_length=32
+        label=gettext_lazy("Credited outside the system"), required=False, max_length=32
     )
 
     def __init__(self, *args, invoice: Invoice, **kwargs):
@@ -192,18 +192,24 @@ class CreditNoteForm(forms.Form):
         return self._clean_split("out_of_band_amount")
 
 
+class InvoiceLineChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, line):
+        total = format_money(line.amount_excluding_tax + line.tax_amount, line.invoice.currency)
+        return f"{line.description} ({total})"
+
+
 class CreditNoteLineForm(forms.Form):
-    invoice_line = forms.ModelChoiceField(
-        label=gettext_lazy("invoice line"), queryset=InvoiceLine.objects.none(), required=False,
+    invoice_line = InvoiceLineChoiceField(
+        label=gettext_lazy("Invoice line"), queryset=InvoiceLine.objects.none(), required=False,
         empty_label=gettext_lazy("(custom line)"),
     )
-    description = forms.CharField(label=gettext_lazy("description"), required=False, max_length=500)
-    amount = forms.CharField(label=gettext_lazy("amount"), max_length=32)
+    description = forms.CharField(label=gettext_lazy("Description"), required=False, max_length=500)
+    amount = forms.CharField(label=gettext_lazy("Amount"), max_length=32)
 
     def __init__(self, *args, invoice: Invoice, **kwargs):
         self.invoice = invoice
         super().__init__(*args, **kwargs)
-        self.fields["invoice_line"].queryset = invoice.lines.all()
+        self.fields["invoice_line"].queryset = invoice.lines.select_related("invoice")
 
     def clean_amount(self):
         amount = to_minor(self.cleaned_data["amount"], self.invoice.currency)

@@ -786,3 +786,24 @@ def test_lines_inline_keeps_queries_flat(staff_client, django_assert_max_num_que
 
     assert response.status_code == 200
     assert InvoiceLine.objects.filter(invoice=big).count() == 20
+
+
+def test_past_the_count_cap_the_changelist_says_more_than(staff_client, monkeypatch):
+    monkeypatch.setattr("invoices.pagination.CAP", 2)
+    customer = make_customer()
+    for _ in range(3):
+        make_draft(customer)
+
+    body = staff_client.get(CHANGELIST).content.decode()
+
+    assert "More than 2 invoices" in body
+
+
+def test_pages_render(staff_client):
+    invoice = make_open()
+    for url in (
+        reverse("admin:invoices_invoice_add"), change_url(make_draft()), change_url(invoice),
+        op_url(invoice, "record_payment"), op_url(invoice, "credit_note"),
+    ):
+        response = staff_client.get(url)
+        assert response.status_code == 200, url
