@@ -114,9 +114,6 @@ class SimulatedGateway(Gateway):
     def charge(self, request: ChargeRequest, *, now: datetime) -> ChargeResult:
         _check_aware(now)
         card = _card_for_token(request.payment_method)
-        existing = SimulatedCharge.objects.filter(idempotency_key=request.idempotency_key).first()
-        if existing is not None:
-            return _replay(existing, request)
         status, decline_code = card_outcome(
             card, now=now, first_decline_at=_first_decline_at(card, request)
         )
@@ -133,7 +130,8 @@ class SimulatedGateway(Gateway):
                 "settles_at": now + SETTLE_AFTER if status == "processing" else None,
             },
         )
-        # Lost a race with a concurrent charge on the same key: theirs is the charge.
+        # An existing row is the first charge with this key (an earlier call, or a
+        # concurrent one that won the race on the unique key): answer with it.
         return charge_result(charge) if created else _replay(charge, request)
 
     def retrieve(self, idempotency_key: str) -> ChargeResult | None:
