@@ -26,6 +26,10 @@ from .clocks import clock_advance
 QUICK_STEPS_DAYS = (1, 7, 30)
 
 
+def local_time(moment) -> str:
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
 class ClockAdvanceForm(forms.Form):
     to = forms.DateTimeField(
         label=_("New time"),
@@ -48,7 +52,7 @@ class ClockAdvanceForm(forms.Form):
             "In %(zone)s; after the clock's current time, %(time)s."
         ) % {
             "zone": timezone.get_current_timezone_name(),
-            "time": date_format(timezone.localtime(clock.frozen_time), "DATETIME_FORMAT"),
+            "time": local_time(clock.frozen_time),
         }
 
     def clean(self):
@@ -63,9 +67,7 @@ class ClockAdvanceForm(forms.Form):
         if to <= self.clock.frozen_time:
             raise ValidationError(
                 _("A test clock only moves forward: choose a time after %(time)s."),
-                params={
-                    "time": date_format(timezone.localtime(self.clock.frozen_time), "DATETIME_FORMAT")
-                },
+                params={"time": local_time(self.clock.frozen_time)},
             )
         return cleaned
 
@@ -182,6 +184,6 @@ class TestClockAdmin(admin.ModelAdmin):
     def advance_message(self, clock, result: dict) -> str:
         return _gettext("%(name)s moved to %(time)s: %(summary)s.") % {
             "name": clock.name,
-            "time": date_format(timezone.localtime(clock.frozen_time), "DATETIME_FORMAT"),
+            "time": local_time(clock.frozen_time),
             "summary": advance_summary(result),
         }

@@ -149,7 +149,8 @@ class CustomerInvoicingForm(CustomerForm):
             return currency
         if Invoice.objects.filter(customer=self.instance).exists():
             raise ValidationError(
-                _("The currency cannot change: this customer already has invoices in %(currency)s."),
+                _("The currency cannot change: this customer already has invoices in "
+                  "%(currency)s."),
                 params={"currency": self.instance.currency},
             )
         return currency

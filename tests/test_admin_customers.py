@@ -363,7 +363,7 @@ def test_customer_page_shows_invoices_and_timeline(staff, django_assert_max_num_
     )
     other = make_open(make_customer(invoice_prefix="OTHER"))
 
-    with django_assert_max_num_queries(25):
+    with django_assert_max_num_queries(15):
         response = staff.get(change_url(acme))
 
     page = response.content.decode()

@@ -56,7 +56,8 @@ def credit_note_form(amount="10.00"):
         "out_of_band_amount": "",
         "lines-TOTAL_FORMS": "1", "lines-INITIAL_FORMS": "0",
         "lines-MIN_NUM_FORMS": "1", "lines-MAX_NUM_FORMS": "1000",
-        "lines-0-invoice_line": "", "lines-0-description": "Discount agreed", "lines-0-amount": amount,
+        "lines-0-invoice_line": "", "lines-0-description": "Discount agreed",
+        "lines-0-amount": amount,
     }
 
 
@@ -111,7 +112,9 @@ def test_collections_agent_records_a_payment(as_member, acme):
     client = as_member("Collections agent")
     invoice = make_open(acme, lines=((1, 10000),))
 
-    response = client.post(url("invoices_invoice_record_payment", invoice.pk), payment_form("40.00"))
+    response = client.post(
+        url("invoices_invoice_record_payment", invoice.pk), payment_form("40.00")
+    )
 
     assert response.status_code == 302
     invoice.refresh_from_db()
@@ -123,7 +126,9 @@ def test_collections_agent_creates_a_credit_note(as_member, acme):
     client = as_member("Collections agent")
     invoice = make_open(acme, lines=((1, 10000),))
 
-    response = client.post(url("invoices_invoice_credit_note", invoice.pk), credit_note_form("10.00"))
+    response = client.post(
+        url("invoices_invoice_credit_note", invoice.pk), credit_note_form("10.00")
+    )
 
     assert response.status_code == 302
     note = CreditNote.objects.get()
