@@ -200,14 +200,16 @@ def invoice_form(*lines, initial=0, **fields):
 
 def test_creating_an_invoice_goes_through_the_domain(staff_client):
     customer = make_customer(currency="JPY")
-    data = invoice_form(line_data(0, quantity=3, unit_amount=1500), customer=customer.pk)
+    data = invoice_form(
+        line_data(0, quantity=3, unit_amount=1500), customer=customer.pk, footer="Thank you"
+    )
 
     response = staff_client.post(reverse("admin:invoices_invoice_add"), data)
 
     assert response.status_code == 302, response.context and response.context["errors"]
     invoice = Invoice.objects.get()
     assert invoice.currency == "JPY"
-    assert invoice.status == S.DRAFT and invoice.total == 4500
+    assert invoice.status == S.DRAFT and invoice.total == 4500 and invoice.footer == "Thank you"
     assert invoice.automatically_finalizes_at == NOW + timedelta(hours=1)
     assert Event.objects.filter(invoice=invoice, type="invoice.created").exists()
 
