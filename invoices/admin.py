@@ -903,4 +903,6 @@ class EventAdmin(ReadOnlyAdmin):
             return queryset, False
         invoices = Invoice.objects.filter(Q(number=term) | Q(number__startswith=term)).values("pk")
         return queryset.filter(invoice_id__in=invoices), False
+
+
 from . import customer_admin  # noqa: E402,F401
