@@ -47,14 +47,11 @@ endif
 	@echo
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile.dev
 
-# Benchmarks need PostgreSQL: DATABASE_URL when set, else a local database billing_bench.
+# Benchmarks need PostgreSQL: DATABASE_URL when set, else a local database billing_bench
+# (bench/run.py creates it when missing and keeps the data set between runs).
 bench: setup
 ifeq ($(DATABASE_URL),)
 	@echo "DATABASE_URL is not set: benchmarking on $(BENCH_DATABASE_URL)"
-	@$(PY) -c "import psycopg; \
-	c = psycopg.connect('postgres://postgres@127.0.0.1:5432/postgres', autocommit=True); \
-	c.execute(\"SELECT 1 FROM pg_database WHERE datname = 'billing_bench'\").fetchone() \
-	or c.execute('CREATE DATABASE billing_bench')"
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) bench/run.py
 else
 	$(PY) bench/run.py
