@@ -1,0 +1,122 @@
+"""Benchmarks: the invoice changelist over 1,000,000 invoices and finalization throughput.
+
+    DATABASE_URL=postgres://user@host:5432/billing_bench .venv/bin/python bench/run.py
+
+PostgreSQL only (the goals are about the production database). The data set goes into
+a dedicated database: the one named in DATABASE_URL when its name ends in "bench",
+otherwise that name plus "_bench". It is created when missing, built once and reused;
+`--rebuild` drops and rebuilds it. Figures are printed with PASS/FAIL per goal; the
+exit status is 0 even when a goal fails (it is a measurement, not a test).
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rebuild", action="store_true", help="drop and rebuild the data set")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per changelist page")
+    parser.add_argument("--drafts", type=int, default=3000, help="drafts to finalize")
+    parser.add_argument(
+        "--only", choices=["build", "finalization", "changelist"], help="run one part only"
+    )
+    return parser.parse_args()
+
+
+def bench_database_url() -> str:
+    """DATABASE_URL pointed at the dedicated bench database; refuses anything else."""
+    import environ
+
+    url = os.environ.get("DATABASE_URL", "")
+    config = environ.Env.db_url_config(url) if url else {}
+    if "postgresql" not in config.get("ENGINE", ""):
+        sys.exit(
+            "bench: the benchmarks run on PostgreSQL only (the goals are about production); "
+            f"DATABASE_URL is {'not set' if not url else 'not a PostgreSQL URL'}.\n"
+            "  Run: DATABASE_URL=postgres://USER@HOST:5432/billing_bench "
+            ".venv/bin/python bench/run.py"
+        )
+    name = config["NAME"]
+    if name.endswith("bench"):
+        return url
+    head, _slash, tail = url.partition(f"/{name}")
+    return f"{head}/{name}_bench{tail}"
+
+
+def database_prepare(url: str, *, rebuild: bool) -> str:
+    """Create the bench database if missing (or drop it first with --rebuild)."""
+    import environ
+    import psycopg
+
+    config = environ.Env.db_url_config(url)
+    name = config["NAME"]
+    server = psycopg.connect(
+        dbname="postgres", user=config.get("USER") or None, password=config.get("PASSWORD") or None,
+        host=config.get("HOST") or None, port=config.get("PORT") or None, autocommit=True,
+    )
+    with server:
+        quoted = psycopg.sql.Identifier(name)
+        if rebuild:
+            drop = psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            server.execute(drop.format(quoted))
+        exists = server.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            server.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(quoted))
+    return name
+
+
+def django_setup(url: str) -> None:
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment(debug=False)  # lets django.test.Client in (ALLOWED_HOSTS)
+
+
+def main() -> int:
+    args = parse_args()
+    url = bench_database_url()
+    import psycopg.sql  # noqa: F401 - loaded before use in database_prepare
+
+    name = database_prepare(url, rebuild=args.rebuild)
+    django_setup(url)
+
+    from django.core.management import call_command
+
+    from bench import changelist, dataset, finalization
+    from bench.report import Summary
+
+    print(f"bench database: {name}")
+    call_command("migrate", verbosity=0)
+    summary = Summary()
+
+    if not dataset.dataset_built():
+        if dataset.has_data():
+            print("bench: the database holds data but no finished data set; use --rebuild.")
+            return 0
+        print(f"building the data set ({dataset.INVOICES:,} invoices), once...")
+        dataset.dataset_build()
+    print(dataset.dataset_summary())
+    if args.only == "build":
+        return 0
+
+    if args.only in (None, "finalization"):
+        finalization.run(summary, drafts=args.drafts)
+    if args.only in (None, "changelist"):
+        changelist.run(summary, runs=args.runs)
+    summary.print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
