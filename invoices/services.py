@@ -152,7 +152,8 @@ def invoice_line_add(
 
 
 def invoice_recalculate(invoice: Invoice) -> Invoice:
-    """Recompute a draft's lines and totals from its lines (the one place totals are set)."""
+    """Recompute a draft's lines and totals from its lines (the one place totals are set).
+    Call it with the draft locked (invoice_lock) and fresh from the database."""
     if invoice.status != S.DRAFT:
         raise DomainError(_("The totals of a finalized invoice are frozen."))
     lines = list(invoice.lines.prefetch_related("tax_rates").order_by("position", "id"))
@@ -177,14 +178,16 @@ def invoice_recalculate(invoice: Invoice) -> Invoice:
         raise DomainError(_("A line's tax rates must be all inclusive or all exclusive.")) from None
     if result.total > MAX_AMOUNT:
         raise DomainError(_("This invoice's total is too large."))
+    line_fields = ["amount", "discount_total", "amount_excluding_tax", "tax_amount"]
+    changed_lines = []
     for line, computed in zip(lines, result.lines, strict=True):
-        line.amount = computed.amount
-        line.discount_total = computed.discount_total
-        line.amount_excluding_tax = computed.amount_excluding_tax
-        line.tax_amount = computed.tax_amount
-    InvoiceLine.objects.bulk_update(
-        lines, ["amount", "discount_total", "amount_excluding_tax", "tax_amount"]
-    )
+        values = {name: getattr(computed, name) for name in line_fields}
+        if any(getattr(line, name) != value for name, value in values.items()):
+            changed_lines.append(line)
+            for name, value in values.items():
+                setattr(line, name, value)
+    if changed_lines:  # finalizing an up-to-date draft rewrites nothing (bulk_update is costly)
+        InvoiceLine.objects.bulk_update(changed_lines, line_fields)
     fields = {
         "subtotal": result.subtotal,
         "total_discount_amount": result.total_discount_amount,
@@ -195,8 +198,11 @@ def invoice_recalculate(invoice: Invoice) -> Invoice:
         "amount_due": result.total,
         "amount_remaining": result.total,
     }
-    Invoice.objects.filter(pk=invoice.pk, status=S.DRAFT).update(**fields)
-    for name, value in fields.items():
+    # `invoice` is the caller's locked, fresh row, so unchanged totals need no write.
+    changed = {name: value for name, value in fields.items() if getattr(invoice, name) != value}
+    if changed:
+        Invoice.objects.filter(pk=invoice.pk, status=S.DRAFT).update(**changed)
+    for name, value in changed.items():
         setattr(invoice, name, value)
     return invoice
 
@@ -250,7 +256,7 @@ def invoice_finalize(invoice: Invoice, *, now: datetime, actor: Actor) -> Invoic
         check_transition(locked.status, S.OPEN)
         if not locked.lines.exists():
             raise DomainError(_("Add at least one line before finalizing."))
-        customer = Customer.objects.select_for_update().get(pk=locked.customer_id)
+        customer = locked.customer  # locked with the invoice (select_related + FOR UPDATE)
         if customer.currency != locked.currency:
             raise DomainError(
                 _("The customer now bills in %(c)s but this invoice is in %(i)s; revise it.")

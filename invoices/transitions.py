@@ -82,22 +82,25 @@ def invoice_transition(
     """Move one invoice to `target` (the one door). `fields` are written with it."""
     check_transition(invoice.status, target)
     updates = {**(fields or {}), **transition_fields(target, now)}
-    with transaction.atomic():
+    # No savepoint (two round trips per finalization): the refusal is raised after the
+    # block, so it never spoils a caller's transaction.
+    with transaction.atomic(savepoint=False):
         changed = Invoice.objects.filter(pk=invoice.pk, status=invoice.status).update(**updates)
-        if changed != 1:
-            raise InvalidTransition(
-                _("Invoice %(invoice)s was changed by someone else meanwhile; reload and try again.")
-                % {"invoice": invoice}
+        if changed == 1:
+            previous = invoice.status
+            for name, value in updates.items():
+                setattr(invoice, name, value)
+            event_record(
+                EVENT_TYPE[target],
+                now=now,
+                actor=actor,
+                invoice=invoice,
+                data={"previous_status": previous, "status": target, **(data or {})},
             )
-        previous = invoice.status
-        for name, value in updates.items():
-            setattr(invoice, name, value)
-        event_record(
-            EVENT_TYPE[target],
-            now=now,
-            actor=actor,
-            invoice=invoice,
-            data={"previous_status": previous, "status": target, **(data or {})},
+    if changed != 1:
+        raise InvalidTransition(
+            _("Invoice %(invoice)s was changed by someone else meanwhile; reload and try again.")
+            % {"invoice": invoice}
         )
     return invoice
 
