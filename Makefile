@@ -8,7 +8,10 @@ INSTALLED := $(VENV)/.installed
 # The embedded default keeps its files here (SQLite, filesystem Celery broker, media).
 VAR := $(or $(VAR_DIR),var)
 DEMO_PASSWORD := billing-demo
-PYTEST_WORKERS ?= 0
+# pytest-xdist workers, each with its own test database (test_<name>_gw0, ...). Measured
+# on 2 cores with 338 tests: SQLite 48 s with 2 workers against 74 s serial, PostgreSQL
+# 62 s against 76 s. PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
 BENCH_DATABASE_URL := postgres://postgres@127.0.0.1:5432/billing_bench
 
 .PHONY: run test bench lint setup

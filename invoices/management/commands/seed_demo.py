@@ -263,16 +263,18 @@ def demo_summary() -> str:
     statuses = ", ".join(
         f"{status} {demo.filter(status=status).count()}" for status in Invoice.Status.values
     )
-    past_due = demo.filter(status=Invoice.Status.OPEN, due_date__lt=system_now().date()).count()
-    partial = demo.filter(status=Invoice.Status.OPEN, amount_paid__gt=0).count()
+    open_invoices = demo.filter(status=Invoice.Status.OPEN)
+    past_due = open_invoices.filter(due_date__lt=system_now().date()).count()
+    partial = open_invoices.filter(amount_paid__gt=0).count()
     notes = CreditNote.objects.filter(invoice__in=demo)
-    credit = Customer.objects.get(invoice_prefix="DEMOMULLER")
-    applied = Invoice.objects.filter(customer=credit).first()
+    voided_notes = notes.filter(status=CreditNote.Status.VOID).count()
     customers = Customer.objects.filter(invoice_prefix__startswith=DEMO_PREFIX).count()
+    credited = Invoice.objects.filter(customer__invoice_prefix="DEMOMULLER").first()
+    credit = format_money(-credited.starting_balance, credited.currency)
     return "\n".join([
-        f"Loaded demo data: {customers} customers (EUR, USD, GBP, JPY, BRL, KWD; en, fr, pt-BR), one on a test clock.",
+        f"Loaded demo data: {customers} customers (EUR, USD, GBP, JPY, BRL, KWD; "
+        "en, fr, pt-BR), one on a test clock.",
         f"Invoices: {statuses} (open: {past_due} past due, {partial} partially paid).",
-        f"Credit notes: {notes.count()} ({notes.filter(status=CreditNote.Status.VOID).count()} void).",
-        f"Balance credit applied at finalization: "
-        f"{format_money(-applied.starting_balance, applied.currency)} on {applied.number}.",
+        f"Credit notes: {notes.count()} ({voided_notes} void).",
+        f"Balance credit applied at finalization: {credit} on {credited.number}.",
     ])
