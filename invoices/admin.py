@@ -106,6 +106,22 @@ class PastDueFilter(admin.SimpleListFilter):
         return queryset
 
 
+class CurrencyFilter(admin.SimpleListFilter):
+    title = gettext_lazy("currency")
+    parameter_name = "currency"
+
+    def lookups(self, request, model_admin):
+        # From the customers (an invoice has its customer's currency, locked once invoiced):
+        # DISTINCT over the invoices read a million rows on every page (~200 ms).
+        currencies = (
+            Customer.objects.order_by("currency").values_list("currency", flat=True).distinct()
+        )
+        return [(currency, currency) for currency in currencies]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(currency=self.value()) if self.value() else queryset
+
+
 class CustomerSegmentFilter(admin.SimpleListFilter):
     title = gettext_lazy("customer segment")
     parameter_name = "segment"
@@ -234,7 +250,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         "due_date", "past_due",
     ]
     list_filter = [
-        "status", "collection_method", "currency", PastDueFilter, CustomerSegmentFilter,
+        "status", "collection_method", CurrencyFilter, PastDueFilter, CustomerSegmentFilter,
     ]
     # Only enables the search box: get_search_results does the index-friendly search.
     search_fields = ["number"]
@@ -324,11 +340,15 @@ class InvoiceAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        customers = Customer.objects.filter(
-            Q(name__icontains=term) | Q(email__icontains=term)
-        ).values("pk")
-        number = term.upper()
-        matches = Q(number=number) | Q(number__startswith=number) | Q(customer_id__in=customers)
+        # Customer ids fetched first (5,000 rows): with a literal list PostgreSQL combines
+        # the number and customer indexes; an OR with a subquery scanned every invoice.
+        customers = list(
+            Customer.objects.filter(Q(name__icontains=term) | Q(email__icontains=term))
+            .values_list("pk", flat=True)
+        )
+        matches = Q(number__startswith=term.upper())
+        if customers:
+            matches |= Q(customer_id__in=customers)
         return queryset.filter(matches), False
 
     # --- forms ---
