@@ -175,7 +175,6 @@ AFTER_SQL = [
         FROM customers_customer c JOIN invoices_invoice i ON i.customer_id = c.id
         WHERE i.status <> 'draft' GROUP BY c.invoice_prefix
         ON CONFLICT (key) DO UPDATE SET next_number = EXCLUDED.next_number""",
-    "ANALYZE",
 ]
 
 MARKER_SQL = """CREATE TABLE IF NOT EXISTS bench_dataset (
@@ -197,7 +196,7 @@ def dataset_build(say=print) -> None:
             cursor.execute(statement)
         cursor.execute("SELECT setseed(0.42)")
         steps = [("customers", CUSTOMERS_SQL), ("invoices", INVOICES_SQL)]
-        steps += [("sequences, prefixes, ANALYZE", sql) for sql in AFTER_SQL]
+        steps += [("sequences and prefixes", sql) for sql in AFTER_SQL]
         for label, sql in steps:
             step_started = time.perf_counter()
             cursor.execute(sql)
@@ -207,7 +206,11 @@ def dataset_build(say=print) -> None:
             "INSERT INTO bench_dataset VALUES (%s, (SELECT count(*) FROM invoices_invoice), now())",
             [DATASET_VERSION],
         )
-    say(f"  built in {time.perf_counter() - started:.0f}s")
+    with connection.cursor() as cursor:
+        # What autovacuum does in production: statistics, and the visibility map that
+        # lets index-only scans (the capped counts) skip the heap. Not in a transaction.
+        cursor.execute("VACUUM ANALYZE")
+    say(f"  built in {time.perf_counter() - started:.0f}s (with VACUUM ANALYZE)")
 
 
 def has_data() -> bool:
