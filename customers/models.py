@@ -131,7 +131,7 @@ class InvoicePrefix(models.Model):
 
     prefix = models.CharField(_("prefix"), max_length=12, primary_key=True)
     customer = models.ForeignKey(
-        Customer, on_delete=models.PROTECT, related_name="prefix_history"
+        Customer, verbose_name=_("customer"), on_delete=models.PROTECT, related_name="prefix_history"
     )
     reserved_at = models.DateTimeField(_("reserved at"), auto_now_add=True)
 
@@ -153,7 +153,8 @@ class BalanceTransaction(models.Model):
         MIGRATION = "migration", _("Migration")
 
     customer = models.ForeignKey(
-        Customer, on_delete=models.PROTECT, related_name="balance_transactions"
+        Customer, verbose_name=_("customer"), on_delete=models.PROTECT,
+        related_name="balance_transactions",
     )
     type = models.CharField(_("type"), max_length=32, choices=Type.choices)
     amount = models.BigIntegerField(_("amount (minor units)"))  # negative: credit

@@ -14,7 +14,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.translation import get_language, ngettext, to_locale
+from django.utils.translation import get_language, ngettext, pgettext_lazy, to_locale
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -101,8 +101,11 @@ class PastDueFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            # Served by the partial index on due_date of open invoices.
-            return queryset.filter(status=S.OPEN, due_date__lt=system_now().date())
+            # Not a status (DESIGN.md 2): open, and either overdue or its automatic payment
+            # failed; the same rule as Invoice.is_past_due, which the column shows.
+            return queryset.filter(status=S.OPEN).filter(
+                Q(due_date__lt=system_now().date()) | ~Q(last_payment_error="")
+            )
         return queryset
 
 
@@ -213,7 +216,7 @@ OPERATIONS = {
         lambda n: ngettext("%(count)d invoice finalized.", "%(count)d invoices finalized.", n),
     ),
     "void": Operation(
-        "void", gettext_lazy("Void"), "change_invoice", _allows(S.VOID), invoice_void,
+        "void", pgettext_lazy("invoice action", "Void"), "change_invoice", _allows(S.VOID), invoice_void,
         lambda n: ngettext("%(count)d invoice voided.", "%(count)d invoices voided.", n),
     ),
     "mark_uncollectible": Operation(

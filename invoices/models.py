@@ -89,7 +89,8 @@ class Invoice(models.Model):
         SEND_INVOICE = "send_invoice", _("Send invoice")
 
     customer = models.ForeignKey(
-        Customer, verbose_name=_("customer"), on_delete=models.PROTECT, related_name="invoices"
+        Customer, verbose_name=_("customer"), on_delete=models.PROTECT, related_name="invoices",
+        db_index=False,  # invoice_customer_idx (customer, -created_at) serves lookups by customer
     )
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT, editable=False
@@ -152,7 +153,7 @@ class Invoice(models.Model):
     # Billing details snapshotted at finalization.
     customer_details = models.JSONField(_("billing details"), default=dict, editable=False)
     hosted_token_salt = models.CharField(max_length=64, blank=True, editable=False)
-    hosted_token_hash = models.CharField(max_length=64, blank=True, editable=False, db_index=True)
+    hosted_token_hash = models.CharField(max_length=64, blank=True, editable=False)
 
     from_invoice = models.ForeignKey(
         "self", verbose_name=_("revision of"), null=True, blank=True, editable=False,
@@ -184,6 +185,11 @@ class Invoice(models.Model):
             models.Index(
                 fields=["due_date"], name="invoice_open_due_idx", condition=Q(status="open")
             ),
+            # Counting a page of a combined filter (open + EUR + send_invoice) reads only this.
+            models.Index(
+                fields=["status", "collection_method", "currency"], name="invoice_status_method_cur_idx"
+            ),
+            models.Index(fields=["hosted_token_hash"], name="invoice_hosted_token_idx"),
             models.Index(
                 fields=["automatically_finalizes_at"],
                 name="invoice_autofinalize_idx",
@@ -269,7 +275,9 @@ class Payment(models.Model):
         CARD = "card", _("Card")
         OTHER = "other", _("Other")
 
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    invoice = models.ForeignKey(
+        Invoice, verbose_name=_("invoice"), on_delete=models.PROTECT, related_name="payments"
+    )
     amount = models.BigIntegerField(_("amount (minor units)"), validators=[MinValueValidator(1)])
     currency = models.CharField(_("currency"), max_length=3)
     method = models.CharField(_("method"), max_length=20, choices=Method.choices)
@@ -303,7 +311,9 @@ class CreditNote(models.Model):
         ORDER_CHANGE = "order_change", _("Order change")
         PRODUCT_UNSATISFACTORY = "product_unsatisfactory", _("Product unsatisfactory")
 
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    invoice = models.ForeignKey(
+        Invoice, verbose_name=_("invoice"), on_delete=models.PROTECT, related_name="credit_notes"
+    )
     number = models.CharField(_("number"), max_length=40, unique=True)
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ISSUED)
     type = models.CharField(_("type"), max_length=16, choices=Type.choices)
@@ -348,7 +358,8 @@ class CreditNote(models.Model):
 class CreditNoteLine(models.Model):
     credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="lines")
     invoice_line = models.ForeignKey(
-        InvoiceLine, null=True, blank=True, on_delete=models.PROTECT, related_name="credit_note_lines"
+        InvoiceLine, verbose_name=_("invoice line"), null=True, blank=True,
+        on_delete=models.PROTECT, related_name="credit_note_lines",
     )
     description = models.CharField(_("description"), max_length=500)
     # Tax-inclusive amount credited for this line, minor units; `tax` is its tax part.
@@ -373,17 +384,21 @@ class Event(models.Model):
     created_at = models.DateTimeField(_("at"))
     actor_kind = models.CharField(_("actor"), max_length=10, choices=ActorKind.choices)
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, verbose_name=_("staff user"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="+",
     )
     actor_label = models.CharField(_("actor name"), max_length=150, blank=True)
     customer = models.ForeignKey(
-        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        Customer, verbose_name=_("customer"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="events",
     )
     invoice = models.ForeignKey(
-        Invoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        Invoice, verbose_name=_("invoice"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="events",
     )
     credit_note = models.ForeignKey(
-        CreditNote, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        CreditNote, verbose_name=_("credit note"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="events",
     )
     data = models.JSONField(_("data"), default=dict)
 

@@ -20,26 +20,33 @@ def sequence_key(customer: Customer, settings: InvoicingSettings) -> tuple[str, 
 
 def number_take(customer: Customer, settings: InvoicingSettings) -> str:
     """The next number of the customer's sequence. Call inside the finalizing transaction."""
+    return numbers_take(customer, settings, count=1)[0]
+
+
+def numbers_take(customer: Customer, settings: InvoicingSettings, *, count: int) -> list[str]:
+    """The next `count` numbers of the customer's sequence, in one statement (the sweep's
+    bulk path takes a block per sequence). Call inside the finalizing transaction."""
     key, prefix = sequence_key(customer, settings)
-    number = _number_increment(key)
-    if number is None:  # the sequence's first number
+    first = _number_increment(key, count)
+    if first is None:  # the sequence's first number
         InvoiceNumberSequence.objects.bulk_create(
             [InvoiceNumberSequence(key=key)], ignore_conflicts=True
         )
-        number = _number_increment(key)
-    return f"{prefix}-{number:04d}"
+        first = _number_increment(key, count)
+    return [f"{prefix}-{number:04d}" for number in range(first, first + count)]
 
 
-def _number_increment(key: str) -> int | None:
-    """Take a number and lock the sequence row until commit, in one statement (finalization
-    throughput): UPDATE ... RETURNING, which the ORM cannot express."""
+def _number_increment(key: str, count: int) -> int | None:
+    """Take `count` numbers and lock the sequence row until commit, in one statement
+    (finalization throughput): UPDATE ... RETURNING, which the ORM cannot express.
+    Returns the first number taken."""
     quote = connection.ops.quote_name
     table, column = InvoiceNumberSequence._meta.db_table, quote("key")
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {quote(table)} SET next_number = next_number + 1 WHERE {column} = %s "
-            "RETURNING next_number - 1",
-            [key],
+            f"UPDATE {quote(table)} SET next_number = next_number + %s WHERE {column} = %s "
+            "RETURNING next_number - %s",
+            [count, key, count],
         )
         row = cursor.fetchone()
     return row[0] if row else None

@@ -2,6 +2,7 @@
 uncollectible, deletion and revision. Interfaces (admin, tasks, commands) call these."""
 
 import zoneinfo
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -151,12 +152,32 @@ def invoice_line_add(
     return line
 
 
+LINE_TOTALS = ["amount", "discount_total", "amount_excluding_tax", "tax_amount"]
+
+
 def invoice_recalculate(invoice: Invoice) -> Invoice:
     """Recompute a draft's lines and totals from its lines (the one place totals are set).
     Call it with the draft locked (invoice_lock) and fresh from the database."""
     if invoice.status != S.DRAFT:
         raise DomainError(_("The totals of a finalized invoice are frozen."))
     lines = list(invoice.lines.prefetch_related("tax_rates").order_by("position", "id"))
+    result = totals_compute(invoice, lines)
+    changed_lines = line_totals_apply(lines, result)
+    if changed_lines:  # finalizing an up-to-date draft rewrites nothing (bulk_update is costly)
+        InvoiceLine.objects.bulk_update(changed_lines, LINE_TOTALS)
+    fields = totals_fields(result)
+    # `invoice` is the caller's locked, fresh row, so unchanged totals need no write.
+    changed = {name: value for name, value in fields.items() if getattr(invoice, name) != value}
+    if changed:
+        Invoice.objects.filter(pk=invoice.pk, status=S.DRAFT).update(**changed)
+    for name, value in changed.items():
+        setattr(invoice, name, value)
+    return invoice
+
+
+def totals_compute(invoice: Invoice, lines: list[InvoiceLine]) -> totals_module.Totals:
+    """The totals of a draft from its lines (loaded with their tax rates), refusing what
+    cannot be invoiced. Reads and writes nothing: the one-row and bulk paths share it."""
     if len(lines) > MAX_LINES:
         raise DomainError(_("An invoice has at most %(max)d lines.") % {"max": MAX_LINES})
     inputs = [
@@ -178,17 +199,23 @@ def invoice_recalculate(invoice: Invoice) -> Invoice:
         raise DomainError(_("A line's tax rates must be all inclusive or all exclusive.")) from None
     if result.total > MAX_AMOUNT:
         raise DomainError(_("This invoice's total is too large."))
-    line_fields = ["amount", "discount_total", "amount_excluding_tax", "tax_amount"]
+    return result
+
+
+def line_totals_apply(lines: list[InvoiceLine], result: totals_module.Totals) -> list[InvoiceLine]:
+    """Set the computed amounts on the lines; returns the lines that changed (to write)."""
     changed_lines = []
     for line, computed in zip(lines, result.lines, strict=True):
-        values = {name: getattr(computed, name) for name in line_fields}
+        values = {name: getattr(computed, name) for name in LINE_TOTALS}
         if any(getattr(line, name) != value for name, value in values.items()):
             changed_lines.append(line)
             for name, value in values.items():
                 setattr(line, name, value)
-    if changed_lines:  # finalizing an up-to-date draft rewrites nothing (bulk_update is costly)
-        InvoiceLine.objects.bulk_update(changed_lines, line_fields)
-    fields = {
+    return changed_lines
+
+
+def totals_fields(result: totals_module.Totals) -> dict:
+    return {
         "subtotal": result.subtotal,
         "total_discount_amount": result.total_discount_amount,
         "total_excluding_tax": result.total_excluding_tax,
@@ -198,13 +225,6 @@ def invoice_recalculate(invoice: Invoice) -> Invoice:
         "amount_due": result.total,
         "amount_remaining": result.total,
     }
-    # `invoice` is the caller's locked, fresh row, so unchanged totals need no write.
-    changed = {name: value for name, value in fields.items() if getattr(invoice, name) != value}
-    if changed:
-        Invoice.objects.filter(pk=invoice.pk, status=S.DRAFT).update(**changed)
-    for name, value in changed.items():
-        setattr(invoice, name, value)
-    return invoice
 
 
 def invoice_update(invoice: Invoice, *, now: datetime, actor: Actor, **changes) -> Invoice:
@@ -248,65 +268,107 @@ def invoice_update(invoice: Invoice, *, now: datetime, actor: Actor, **changes) 
 # --- finalization -------------------------------------------------------------------
 
 
-def invoice_finalize(invoice: Invoice, *, now: datetime, actor: Actor) -> Invoice:
-    """Number, snapshot, apply the customer balance, freeze, and open the invoice."""
-    settings = InvoicingSettings.load()
-    with transaction.atomic():
-        locked = invoice_lock(invoice)
-        check_transition(locked.status, S.OPEN)
-        if not locked.lines.exists():
-            raise DomainError(_("Add at least one line before finalizing."))
-        customer = locked.customer  # locked with the invoice (select_related + FOR UPDATE)
-        if customer.currency != locked.currency:
-            raise DomainError(
-                _("The customer now bills in %(c)s but this invoice is in %(i)s; revise it.")
-                % {"c": customer.currency, "i": locked.currency}
-            )
-        today = local_date(now, customer.timezone)
-        due_date = locked.due_date
-        if locked.collection_method == Invoice.CollectionMethod.SEND_INVOICE and due_date is None:
-            days = locked.days_until_due
-            if days is None:
-                days = settings.default_days_until_due
-            due_date = today + timedelta(days=days)
-        if due_date is not None and due_date < today:
-            raise DomainError(_("The due date %(d)s is in the past.") % {"d": due_date})
-        invoice_recalculate(locked)
-        fields = _balance_application(locked, customer, now=now, actor=actor)
-        fields.update(
-            number=number_take(customer, settings),
-            due_date=due_date,
-            customer_details=customer.billing_details(),
-            automatically_finalizes_at=None,
-            **token_fields(),
+@dataclass
+class Finalization:
+    """What finalizing one draft writes, decided before anything is written."""
+
+    fields: dict  # written on the invoice with the transition to open (all but the number)
+    changed_lines: list[InvoiceLine]  # lines whose computed amounts must be written
+    balance_applied: int  # minor units to append to the customer's ledger (0: nothing)
+
+
+def finalization_prepare(
+    invoice: Invoice,
+    *,
+    customer: Customer,
+    lines: list[InvoiceLine],
+    now: datetime,
+    settings: InvoicingSettings,
+) -> Finalization:
+    """The rules of finalization for one draft: refuses it (DomainError) or says what to
+    write. No queries: invoice_finalize and the sweep's bulk path (invoices.bulk) both
+    use it, so the rules live in one place. `lines` come with their tax rates loaded."""
+    check_transition(invoice.status, S.OPEN)
+    if not lines:
+        raise DomainError(_("Add at least one line before finalizing."))
+    if customer.currency != invoice.currency:
+        raise DomainError(
+            _("The customer now bills in %(c)s but this invoice is in %(i)s; revise it.")
+            % {"c": customer.currency, "i": invoice.currency}
         )
-        invoice_transition(locked, S.OPEN, now=now, actor=actor, fields=fields)
-        if locked.amount_remaining == 0:
-            invoice_transition(locked, S.PAID, now=now, actor=actor, data={"reason": "nothing_due"})
-    invoice.refresh_from_db()
-    return invoice
-
-
-def _balance_application(invoice: Invoice, customer: Customer, *, now, actor) -> dict:
-    """Apply the customer's balance: credit lowers what is due, debt is added to it."""
+    today = local_date(now, customer.timezone)
+    due_date = invoice.due_date
+    if invoice.collection_method == Invoice.CollectionMethod.SEND_INVOICE and due_date is None:
+        days = invoice.days_until_due
+        if days is None:
+            days = settings.default_days_until_due
+        due_date = today + timedelta(days=days)
+    if due_date is not None and due_date < today:
+        raise DomainError(_("The due date %(d)s is in the past.") % {"d": due_date})
+    result = totals_compute(invoice, lines)
     balance = customer.balance
-    applied = min(-balance, invoice.total) if balance < 0 else -balance
-    if applied:
-        balance_transaction_create(
-            customer=customer,
-            amount=applied,
-            type=BalanceTransaction.Type.APPLIED_TO_INVOICE,
-            now=now,
-            actor=actor,
-            reference=f"invoice:{invoice.pk}",
-        )
-    amount_due = invoice.total - applied
-    return {
+    # Credit lowers what is due (never below zero); debt is added to it.
+    applied = min(-balance, result.total) if balance < 0 else -balance
+    amount_due = result.total - applied
+    fields = {
+        **totals_fields(result),
         "starting_balance": balance,
         "ending_balance": balance + applied,
         "amount_due": amount_due,
         "amount_remaining": amount_due,
+        "due_date": due_date,
+        "customer_details": customer.billing_details(),
+        "automatically_finalizes_at": None,
+        **token_fields(),
     }
+    return Finalization(fields, line_totals_apply(lines, result), applied)
+
+
+def invoice_finalize(
+    invoice: Invoice,
+    *,
+    now: datetime,
+    actor: Actor,
+    settings: InvoicingSettings | None = None,
+) -> Invoice:
+    """Number, snapshot, apply the customer balance, freeze, and open the invoice.
+    `settings`: pass them when finalizing many (loaded once rather than per invoice)."""
+    settings = settings or InvoicingSettings.load()
+    with transaction.atomic():
+        locked = invoice_lock(invoice)
+        customer = locked.customer  # locked with the invoice (select_related + FOR UPDATE)
+        lines = list(locked.lines.prefetch_related("tax_rates").order_by("position", "id"))
+        prepared = finalization_prepare(
+            locked, customer=customer, lines=lines, now=now, settings=settings
+        )
+        if prepared.changed_lines:
+            InvoiceLine.objects.bulk_update(prepared.changed_lines, LINE_TOTALS)
+        if prepared.balance_applied:
+            balance_transaction_create(
+                customer=customer,
+                amount=prepared.balance_applied,
+                type=BalanceTransaction.Type.APPLIED_TO_INVOICE,
+                now=now,
+                actor=actor,
+                reference=f"invoice:{locked.pk}",
+            )
+        fields = {**prepared.fields, "number": number_take(customer, settings)}
+        invoice_transition(locked, S.OPEN, now=now, actor=actor, fields=fields)
+        if locked.amount_remaining == 0:
+            invoice_transition(locked, S.PAID, now=now, actor=actor, data={"reason": "nothing_due"})
+    _fresh_copy(locked, invoice)
+    return invoice
+
+
+def _fresh_copy(fresh: Invoice, invoice: Invoice) -> None:
+    """What invoice.refresh_from_db() would load, without the query: `fresh` is the row
+    as locked and then written by this transaction."""
+    for field in Invoice._meta.concrete_fields:
+        setattr(invoice, field.attname, getattr(fresh, field.attname))
+        if field.is_relation and field.is_cached(invoice):
+            field.delete_cached_value(invoice)
+    invoice.customer = fresh.customer
+    invoice._prefetched_objects_cache = {}
 
 
 # --- after finalization -------------------------------------------------------------

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from customers.actors import Actor
 from customers.errors import DomainError
@@ -43,11 +44,11 @@ STAMP = {
 STOPS_AUTOMATION = {S.PAID, S.VOID, S.UNCOLLECTIBLE}
 
 VERB = {
-    S.OPEN: _("finalized"),
-    S.PAID: _("marked paid"),
-    S.VOID: _("voided"),
-    S.UNCOLLECTIBLE: _("marked uncollectible"),
-    DELETED: _("deleted"),
+    S.OPEN: gettext_lazy("finalized"),
+    S.PAID: gettext_lazy("marked paid"),
+    S.VOID: gettext_lazy("voided"),
+    S.UNCOLLECTIBLE: gettext_lazy("marked uncollectible"),
+    DELETED: gettext_lazy("deleted"),
 }
 
 
