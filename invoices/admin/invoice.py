@@ -1,8 +1,9 @@
-"""The invoices admin. Thin: every change goes through a domain function, and a refusal
-(DomainError) is shown to the person as-is with nothing changed."""
+"""The invoice screens: list, draft editing, object buttons and bulk actions, timeline.
+Thin: every change goes through a domain function, and a refusal (DomainError) is
+shown to the person as-is with nothing changed."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -14,18 +15,16 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.translation import get_language, ngettext, pgettext_lazy, to_locale
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 
-from customers.actors import Actor
 from customers.clock import now_for, system_now
 from customers.errors import DomainError
 from customers.models import Customer
-from customers.money import format_money, to_decimal
+from customers.money import to_decimal
 
-from .credit_notes import credit_note_create, credit_note_void, creditable_amount
-from .forms import (
+from ..credit_notes import credit_note_create, creditable_amount
+from ..forms import (
     CreditNoteForm,
     CreditNoteLineFormSet,
     InvoiceAddForm,
@@ -34,18 +33,13 @@ from .forms import (
     RecordPaymentForm,
     received_at_initial,
 )
-from .models import (
-    CreditNote,
-    CreditNoteLine,
+from ..models import (
     Event,
     Invoice,
     InvoiceLine,
-    InvoicingSettings,
-    Payment,
-    TaxRate,
 )
-from .pagination import CappedCountPaginator
-from .services import (
+from ..pagination import CappedCountPaginator
+from ..services import (
     FROZEN_EDITABLE,
     invoice_create,
     invoice_delete,
@@ -58,7 +52,15 @@ from .services import (
     invoice_update,
     invoice_void,
 )
-from .transitions import ALLOWED, S
+from ..transitions import ALLOWED, S
+from .common import (
+    change_url,
+    data_summary,
+    may,
+    money,
+    report_failures,
+    staff,
+)
 
 STATUS_COLOURS = {
     S.DRAFT: "#6c757d",
@@ -67,26 +69,6 @@ STATUS_COLOURS = {
     S.VOID: "#343a40",
     S.UNCOLLECTIBLE: "#dc3545",
 }
-
-
-def money(amount: int | None, currency: str) -> str:
-    if amount is None:
-        return "—"
-    return format_money(amount, currency, to_locale(get_language() or "en"))
-
-
-def staff(request) -> Actor:
-    return Actor.staff(request.user)
-
-
-def change_url(obj) -> str:
-    opts = obj._meta
-    return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-
-
-def report_failures(request, failures: list[tuple[object, str]]) -> None:
-    for obj, reason in failures:
-        messages.error(request, _("%(object)s: %(reason)s") % {"object": obj, "reason": reason})
 
 
 # --- changelist filters -------------------------------------------------------------
@@ -216,7 +198,8 @@ OPERATIONS = {
         lambda n: ngettext("%(count)d invoice finalized.", "%(count)d invoices finalized.", n),
     ),
     "void": Operation(
-        "void", pgettext_lazy("invoice action", "Void"), "change_invoice", _allows(S.VOID), invoice_void,
+        "void", pgettext_lazy("invoice action", "Void"), "change_invoice", _allows(S.VOID),
+        invoice_void,
         lambda n: ngettext("%(count)d invoice voided.", "%(count)d invoices voided.", n),
     ),
     "mark_uncollectible": Operation(
@@ -237,10 +220,6 @@ OPERATIONS = {
 RECORD_PAYMENT_PERMISSION = "add_payment"
 CREDIT_NOTE_PERMISSION = "add_creditnote"
 CREDITABLE = {S.OPEN, S.PAID}
-
-
-def may(request, codename: str) -> bool:
-    return request.user.has_perm(f"invoices.{codename}")
 
 
 # --- invoices -------------------------------------------------------------------------
@@ -699,233 +678,3 @@ def timeline(invoice: Invoice) -> list[Event]:
         event.actor_display = event.actor_label or event.get_actor_kind_display()
         event.summary = data_summary(event.data)
     return events
-
-
-def data_summary(data: dict, limit: int = 120) -> str:
-    text = ", ".join(f"{key}: {value}" for key, value in (data or {}).items())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# --- payments, credit notes, tax rates, settings, events ----------------------------------
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History is written by the domain only: staff read it here."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ["invoice", "amount_display", "method", "received_at", "reference", "recorded_by"]
-    list_filter = ["method", "currency"]
-    list_select_related = ["invoice"]
-    search_fields = ["reference"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-
-    @admin.display(description=gettext_lazy("amount"), ordering="amount")
-    def amount_display(self, payment):
-        return money(payment.amount, payment.currency)
-
-
-class CreditNoteLineInline(admin.TabularInline):
-    model = CreditNoteLine
-    fields = ["description", "invoice_line", "amount_display", "tax_display"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("credit_note", "invoice_line")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_view_permission(self, request, obj=None):
-        return True
-
-    @admin.display(description=gettext_lazy("amount"))
-    def amount_display(self, line):
-        return money(line.amount, line.credit_note.currency)
-
-    @admin.display(description=gettext_lazy("of which tax"))
-    def tax_display(self, line):
-        return money(line.tax, line.credit_note.currency)
-
-
-CREDIT_NOTE_VOID_PERMISSION = "change_creditnote"
-
-
-@admin.register(CreditNote)
-class CreditNoteAdmin(ReadOnlyAdmin):
-    list_display = ["number", "invoice", "status", "type", "amount_display", "created_at"]
-    list_filter = ["status", "type", "reason", "currency"]
-    list_select_related = ["invoice"]
-    search_fields = ["number"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-    inlines = [CreditNoteLineInline]
-    actions = ["void_selected"]
-    change_form_template = "admin/invoices/creditnote/change_form.html"
-    fields = [
-        "number", "invoice", "status", "type", "reason", "memo", "amount_display", "tax_display",
-        "pre_payment_display", "post_payment_display", "refund_display", "credit_display",
-        "out_of_band_display", "created_at", "voided_at",
-    ]
-    readonly_fields = fields
-
-    def _money_column(name, label):  # builds one display method per amount field
-        @admin.display(description=label)
-        def column(self, note):
-            return money(getattr(note, name), note.currency)
-        return column
-
-    amount_display = _money_column("amount", gettext_lazy("amount"))
-    tax_display = _money_column("tax", gettext_lazy("of which tax"))
-    pre_payment_display = _money_column("pre_payment_amount", gettext_lazy("pre-payment part"))
-    post_payment_display = _money_column("post_payment_amount", gettext_lazy("post-payment part"))
-    refund_display = _money_column("refund_amount", gettext_lazy("refunded"))
-    credit_display = _money_column("credit_amount", gettext_lazy("credited to balance"))
-    out_of_band_display = _money_column(
-        "out_of_band_amount", gettext_lazy("credited outside the system")
-    )
-    del _money_column
-
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip().upper()
-        if not term:
-            return queryset, False
-        return queryset.filter(number__startswith=term), False
-
-    def has_void_permission(self, request, obj=None):
-        return may(request, CREDIT_NOTE_VOID_PERMISSION)
-
-    def get_urls(self):
-        return [
-            path("<path:object_id>/void/", self.admin_site.admin_view(self.void_view),
-                 name="invoices_creditnote_void"),
-            *super().get_urls(),
-        ]
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        note = self.get_object(request, unquote(object_id))
-        can_void = (
-            note is not None and note.status == CreditNote.Status.ISSUED
-            and self.has_void_permission(request)
-        )
-        extra_context = {**(extra_context or {}), "can_void": can_void}
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def void_view(self, request, object_id):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not self.has_void_permission(request):
-            raise PermissionDenied
-        note = self.get_object(request, unquote(object_id))
-        if note is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        try:
-            credit_note_void(note, now=now_for(note.invoice.customer), actor=staff(request))
-        except DomainError as error:
-            self.message_user(request, error.message, messages.ERROR)
-        else:
-            self.message_user(
-                request, _("Credit note %(number)s voided.") % {"number": note.number},
-                messages.SUCCESS,
-            )
-        return redirect(change_url(note))
-
-    @admin.action(description=gettext_lazy("Void selected credit notes"), permissions=["void"])
-    def void_selected(self, request, queryset):
-        done, failures = 0, []
-        for note in queryset.select_related("invoice__customer").order_by("pk"):
-            try:
-                with transaction.atomic():
-                    credit_note_void(
-                        note, now=now_for(note.invoice.customer), actor=staff(request)
-                    )
-            except DomainError as error:
-                failures.append((note, error.message))
-            else:
-                done += 1
-        if done:
-            self.message_user(request, ngettext(
-                "%(count)d credit note voided.", "%(count)d credit notes voided.", done
-            ) % {"count": done}, messages.SUCCESS)
-        report_failures(request, failures)
-
-
-def tax_rate_used_on_finalized(rate: TaxRate) -> bool:
-    return InvoiceLine.objects.filter(tax_rates=rate).exclude(invoice__status=S.DRAFT).exists()
-
-
-@admin.register(TaxRate)
-class TaxRateAdmin(admin.ModelAdmin):
-    list_display = ["display_name", "percentage", "inclusive", "country", "category", "active"]
-    list_filter = ["active", "inclusive", "country"]
-    search_fields = ["display_name"]
-
-    def get_readonly_fields(self, request, obj=None):
-        # Finalized invoices carry this rate: changing it would rewrite their meaning.
-        if obj is not None and tax_rate_used_on_finalized(obj):
-            return ["percentage", "inclusive"]
-        return []
-
-    def has_delete_permission(self, request, obj=None):
-        if obj is not None and tax_rate_used_on_finalized(obj):
-            return False
-        return super().has_delete_permission(request, obj)
-
-
-@admin.register(InvoicingSettings)
-class InvoicingSettingsAdmin(admin.ModelAdmin):
-    """A single row: the changelist opens it directly."""
-
-    def has_add_permission(self, request):
-        return not InvoicingSettings.objects.exists() and super().has_add_permission(request)
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        return redirect(change_url(InvoicingSettings.load()))
-
-
-@admin.register(Event)
-class EventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "type", "invoice", "customer", "actor_display", "summary"]
-    list_filter = ["type", "actor_kind"]
-    list_select_related = ["invoice", "customer"]
-    search_fields = ["invoice__number"]
-    search_help_text = gettext_lazy("Invoice number (or its beginning).")
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-
-    @admin.display(description=gettext_lazy("actor"))
-    def actor_display(self, event):
-        return event.actor_label or event.get_actor_kind_display()
-
-    @admin.display(description=gettext_lazy("data"))
-    def summary(self, event):
-        return data_summary(event.data)
-
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip().upper()
-        if not term:
-            return queryset, False
-        invoices = Invoice.objects.filter(Q(number=term) | Q(number__startswith=term)).values("pk")
-        return queryset.filter(invoice_id__in=invoices), False
-
-
-from . import customer_admin  # noqa: E402,F401
