@@ -10,4 +10,6 @@ from invoices.sweeps import finalize_due_drafts
 def clock_advance(clock: TestClock, *, to: datetime) -> dict:
     """Move the clock to `to`, then do everything that became due on the way."""
     test_clock_advance(clock, to=to)
-    return {"auto_finalization": finalize_due_drafts(now=to, test_clock=clock, at_scheduled_time=True)}
+    return {
+        "auto_finalization": finalize_due_drafts(now=to, test_clock=clock, at_scheduled_time=True)
+    }

@@ -76,7 +76,10 @@ def run(summary, *, runs: int) -> None:
     url = reverse("admin:invoices_invoice_changelist")
     client = superuser_client()
     original = model_admin.list_per_page
-    print(f"\ninvoice changelist, {runs} runs each (goal: <= {GOAL_MS} ms, <= {GOAL_QUERIES} queries)")
+    print(
+        f"\ninvoice changelist, {runs} runs each "
+        f"(goal: <= {GOAL_MS} ms, <= {GOAL_QUERIES} queries)"
+    )
     print(f"  {'case':<24} {'size':>4} {'page':>4} {'rows':>4} {'median':>8} {'p95':>8} "
           f"{'queries':>7}  verdict")
     worst = {"p95": 0.0, "queries": 0, "failed": 0, "rows": 0}

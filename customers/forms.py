@@ -13,7 +13,11 @@ from .services import prefix_check_available
 class CustomerForm(forms.ModelForm):
     class Meta:
         model = Customer
-        fields = "__all__"
+        fields = [
+            "name", "email", "address_line1", "address_line2", "postal_code", "city", "state",
+            "country", "tax_ids", "currency", "preferred_locale", "timezone", "segment",
+            "metadata", "invoice_prefix", "test_clock",
+        ]
         help_texts = {
             "invoice_prefix": _(
                 "3 to 12 uppercase letters or digits. Leave blank to get one suggested from "

@@ -32,8 +32,8 @@ def balance_transaction_create(
     if type not in BalanceTransaction.Type.values:
         raise DomainError(_("Unknown balance transaction type %(type)s.") % {"type": type})
     with transaction.atomic():
-        locked = Customer.objects.select_for_update().only("balance", "currency").get(
-            pk=customer.pk
+        locked = (
+            Customer.objects.select_for_update().only("balance", "currency").get(pk=customer.pk)
         )
         if currency is not None and currency != locked.currency:
             raise DomainError(

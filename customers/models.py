@@ -70,7 +70,9 @@ class Customer(models.Model):
     city = models.CharField(_("city"), max_length=100, blank=True)
     state = models.CharField(_("state or region"), max_length=100, blank=True)
     country = models.CharField(_("country (ISO 3166 code)"), max_length=2, blank=True)
-    tax_ids = models.JSONField(_("tax ids"), default=list, blank=True, validators=[validate_tax_ids])
+    tax_ids = models.JSONField(
+        _("tax ids"), default=list, blank=True, validators=[validate_tax_ids]
+    )
     currency = models.CharField(
         _("currency"), max_length=3, default="EUR", validators=[validate_currency]
     )
@@ -81,7 +83,9 @@ class Customer(models.Model):
         _("time zone"), max_length=64, default="UTC", validators=[validate_timezone]
     )
     segment = models.CharField(_("segment"), max_length=50, blank=True, db_index=True)
-    metadata = models.JSONField(_("metadata"), default=dict, blank=True, validators=[validate_metadata])
+    metadata = models.JSONField(
+        _("metadata"), default=dict, blank=True, validators=[validate_metadata]
+    )
     invoice_prefix = models.CharField(
         _("invoice prefix"), max_length=12, unique=True, validators=[validate_prefix]
     )
@@ -131,13 +135,19 @@ class InvoicePrefix(models.Model):
 
     prefix = models.CharField(_("prefix"), max_length=12, primary_key=True)
     customer = models.ForeignKey(
-        Customer, verbose_name=_("customer"), on_delete=models.PROTECT, related_name="prefix_history"
+        Customer,
+        verbose_name=_("customer"),
+        on_delete=models.PROTECT,
+        related_name="prefix_history",
     )
     reserved_at = models.DateTimeField(_("reserved at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("invoice prefix")
         verbose_name_plural = _("invoice prefixes")
+
+    def __str__(self):
+        return self.prefix
 
 
 class BalanceTransaction(models.Model):
@@ -153,7 +163,9 @@ class BalanceTransaction(models.Model):
         MIGRATION = "migration", _("Migration")
 
     customer = models.ForeignKey(
-        Customer, verbose_name=_("customer"), on_delete=models.PROTECT,
+        Customer,
+        verbose_name=_("customer"),
+        on_delete=models.PROTECT,
         related_name="balance_transactions",
     )
     type = models.CharField(_("type"), max_length=32, choices=Type.choices)

@@ -30,7 +30,9 @@ def prefix_suggest(name: str) -> str:
 def prefix_check_available(prefix: str, *, customer: Customer | None = None) -> None:
     if not PREFIX_PATTERN.match(prefix or ""):
         raise DomainError(_("Use 3 to 12 uppercase letters or digits, e.g. ACME or ACME01."))
-    owner = InvoicePrefix.objects.filter(prefix=prefix).values_list("customer_id", flat=True).first()
+    owner = (
+        InvoicePrefix.objects.filter(prefix=prefix).values_list("customer_id", flat=True).first()
+    )
     if owner is not None and (customer is None or owner != customer.pk):
         raise DomainError(
             _("The prefix %(prefix)s has already been used and cannot be used again.")

@@ -16,7 +16,7 @@ from customers.models import BalanceTransaction
 from customers.money import MAX_AMOUNT, format_money, round_minor
 
 from .events import event_record
-from .models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
+from .models import CreditNote, CreditNoteLine, Invoice
 from .services import invoice_lock
 from .transitions import S, invoice_transition
 
@@ -30,7 +30,11 @@ class CreditLine:
 
 def creditable_amount(invoice: Invoice) -> int:
     """What can still be credited on this invoice."""
-    return invoice.total - invoice.pre_payment_credit_notes_amount - invoice.post_payment_credit_notes_amount
+    return (
+        invoice.total
+        - invoice.pre_payment_credit_notes_amount
+        - invoice.post_payment_credit_notes_amount
+    )
 
 
 def credit_note_split(invoice: Invoice, amount: int) -> tuple[int, int]:
@@ -56,7 +60,11 @@ def credit_note_create(
         raise DomainError(_("Unknown credit note reason %(r)s.") % {"r": reason})
     if not lines:
         raise DomainError(_("A credit note needs at least one line."))
-    for value in [line.amount for line in lines] + [refund_amount, credit_amount, out_of_band_amount]:
+    for value in [line.amount for line in lines] + [
+        refund_amount,
+        credit_amount,
+        out_of_band_amount,
+    ]:
         if not isinstance(value, int) or isinstance(value, bool):
             raise DomainError(_("Amounts are whole numbers of minor units."))
     if any(line.amount <= 0 or line.amount > MAX_AMOUNT for line in lines):
@@ -86,9 +94,11 @@ def credit_note_create(
         pre, post = credit_note_split(locked, amount)
         if refund_amount + credit_amount + out_of_band_amount != post:
             raise DomainError(
-                _("%(post)s of this credit note gives back money already paid: split it between "
-                  "refund, customer balance credit and outside the system so that the parts add "
-                  "up to exactly that (they add up to %(given)s).")
+                _(
+                    "%(post)s of this credit note gives back money already paid: split it between "
+                    "refund, customer balance credit and outside the system so that the parts add "
+                    "up to exactly that (they add up to %(given)s)."
+                )
                 % {
                     "post": format_money(post, locked.currency),
                     "given": format_money(
@@ -101,8 +111,10 @@ def credit_note_create(
             invoice=locked,
             number=f"{locked.number}-CN-{sequence:02d}",
             type=(
-                CreditNote.Type.PRE_PAYMENT if not post
-                else CreditNote.Type.POST_PAYMENT if not pre
+                CreditNote.Type.PRE_PAYMENT
+                if not post
+                else CreditNote.Type.POST_PAYMENT
+                if not pre
                 else CreditNote.Type.MIXED
             ),
             reason=reason,
@@ -140,8 +152,17 @@ def credit_note_create(
                 reference=note.number,
             )
         event_record(
-            "credit_note.created", now=now, actor=actor, invoice=locked, credit_note=note,
-            data={"number": note.number, "amount": amount, "pre_payment": pre, "post_payment": post},
+            "credit_note.created",
+            now=now,
+            actor=actor,
+            invoice=locked,
+            credit_note=note,
+            data={
+                "number": note.number,
+                "amount": amount,
+                "pre_payment": pre,
+                "post_payment": post,
+            },
         )
         if locked.status == S.OPEN and locked.amount_remaining == 0:
             invoice_transition(locked, S.PAID, now=now, actor=actor, data={"reason": "credited"})
@@ -154,7 +175,8 @@ def _line_taxes(invoice: Invoice, lines: list[CreditLine]) -> list[int]:
     invoice_lines = {line.pk: line for line in invoice.lines.all()}
     already = dict(
         CreditNoteLine.objects.filter(
-            credit_note__invoice=invoice, credit_note__status=CreditNote.Status.ISSUED,
+            credit_note__invoice=invoice,
+            credit_note__status=CreditNote.Status.ISSUED,
             invoice_line__isnull=False,
         )
         .values_list("invoice_line")
@@ -210,7 +232,9 @@ def credit_note_void(note: CreditNote, *, now: datetime, actor: Actor) -> Credit
                 % {"n": locked_invoice.number, "s": locked_invoice.get_status_display().lower()}
             )
         if locked.refund_amount:
-            raise DomainError(_("A credit note with a refund cannot be voided: the money was sent."))
+            raise DomainError(
+                _("A credit note with a refund cannot be voided: the money was sent.")
+            )
         changed = CreditNote.objects.filter(pk=locked.pk, status=CreditNote.Status.ISSUED).update(
             status=CreditNote.Status.VOID, voided_at=now
         )
@@ -228,7 +252,11 @@ def credit_note_void(note: CreditNote, *, now: datetime, actor: Actor) -> Credit
                 description=_("Credit note voided"),
             )
         event_record(
-            "credit_note.voided", now=now, actor=actor, invoice=locked_invoice, credit_note=locked,
+            "credit_note.voided",
+            now=now,
+            actor=actor,
+            invoice=locked_invoice,
+            credit_note=locked,
             data={"number": locked.number, "amount": locked.amount},
         )
     note.refresh_from_db()

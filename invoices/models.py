@@ -21,20 +21,28 @@ class InvoicingSettings(models.Model):
         ACCOUNT = "account", _("Account-wide (one sequence for all customers)")
 
     numbering = models.CharField(
-        _("invoice numbering"), max_length=10, choices=Numbering.choices,
+        _("invoice numbering"),
+        max_length=10,
+        choices=Numbering.choices,
         default=Numbering.PER_CUSTOMER,
     )
     account_prefix = models.CharField(
-        _("account-wide prefix"), max_length=12, default="INV",
+        _("account-wide prefix"),
+        max_length=12,
+        default="INV",
         help_text=_("Used when numbering is account-wide: INV-0001, INV-0002..."),
     )
     auto_finalize_delay_hours = models.PositiveSmallIntegerField(
-        _("auto-finalize drafts after (hours)"), default=1,
+        _("auto-finalize drafts after (hours)"),
+        default=1,
         validators=[MinValueValidator(1), MaxValueValidator(72)],
-        help_text=_("Drafts with automatic collection are finalized this long after creation (1 to 72)."),
+        help_text=_(
+            "Drafts with automatic collection are finalized this long after creation (1 to 72)."
+        ),
     )
     default_days_until_due = models.PositiveSmallIntegerField(
-        _("default payment terms (days)"), default=30,
+        _("default payment terms (days)"),
+        default=30,
         validators=[MinValueValidator(0), MaxValueValidator(365)],
     )
 
@@ -52,13 +60,18 @@ class InvoicingSettings(models.Model):
 
 
 class TaxRate(models.Model):
-    display_name = models.CharField(_("name"), max_length=50, help_text=_("e.g. VAT, TVA, Sales tax"))
+    display_name = models.CharField(
+        _("name"), max_length=50, help_text=_("e.g. VAT, TVA, Sales tax")
+    )
     percentage = models.DecimalField(
-        _("percentage"), max_digits=7, decimal_places=4,
+        _("percentage"),
+        max_digits=7,
+        decimal_places=4,
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
     )
     inclusive = models.BooleanField(
-        _("inclusive"), default=False,
+        _("inclusive"),
+        default=False,
         help_text=_("Inclusive: line prices already contain this tax."),
     )
     country = models.CharField(_("country"), max_length=2, blank=True)
@@ -89,25 +102,37 @@ class Invoice(models.Model):
         SEND_INVOICE = "send_invoice", _("Send invoice")
 
     customer = models.ForeignKey(
-        Customer, verbose_name=_("customer"), on_delete=models.PROTECT, related_name="invoices",
+        Customer,
+        verbose_name=_("customer"),
+        on_delete=models.PROTECT,
+        related_name="invoices",
         db_index=False,  # invoice_customer_idx (customer, -created_at) serves lookups by customer
     )
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT, editable=False
     )
-    number = models.CharField(_("number"), max_length=32, unique=True, null=True, editable=False)
+    # NULL until finalized: drafts have no number, and unique ignores NULLs.
+    number = models.CharField(  # noqa: DJ001
+        _("number"), max_length=32, unique=True, null=True, editable=False
+    )
     currency = models.CharField(_("currency"), max_length=3, editable=False)
     collection_method = models.CharField(
-        _("collection method"), max_length=24, choices=CollectionMethod.choices,
+        _("collection method"),
+        max_length=24,
+        choices=CollectionMethod.choices,
         default=CollectionMethod.SEND_INVOICE,
     )
     due_date = models.DateField(_("due date"), null=True, blank=True)
     days_until_due = models.PositiveSmallIntegerField(
-        _("days until due"), null=True, blank=True, validators=[MaxValueValidator(365)],
+        _("days until due"),
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(365)],
         help_text=_("Used to set the due date at finalization when no due date is given."),
     )
     auto_advance = models.BooleanField(
-        _("automatic collection"), default=True,
+        _("automatic collection"),
+        default=True,
         help_text=_("Finalize, collect, retry and remind automatically."),
     )
     # The "next action at" of auto-finalization: the sweep picks drafts due by this time.
@@ -118,18 +143,24 @@ class Invoice(models.Model):
     footer = models.TextField(_("footer"), blank=True)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
     discount_percent = models.DecimalField(
-        _("invoice discount (%)"), max_digits=7, decimal_places=4, default=Decimal(0),
+        _("invoice discount (%)"),
+        max_digits=7,
+        decimal_places=4,
+        default=Decimal(0),
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
     )
     discount_amount = models.BigIntegerField(
-        _("invoice discount (minor units)"), default=0,
+        _("invoice discount (minor units)"),
+        default=0,
         validators=[MinValueValidator(0), MaxValueValidator(MAX_AMOUNT)],
     )
 
     # Totals, all in minor units of `currency`, computed by invoices.totals only.
     subtotal = models.BigIntegerField(_("subtotal"), default=0, editable=False)
     total_discount_amount = models.BigIntegerField(_("discounts"), default=0, editable=False)
-    total_excluding_tax = models.BigIntegerField(_("total excluding tax"), default=0, editable=False)
+    total_excluding_tax = models.BigIntegerField(
+        _("total excluding tax"), default=0, editable=False
+    )
     tax = models.BigIntegerField(_("tax"), default=0, editable=False)
     total = models.BigIntegerField(_("total"), default=0, editable=False)
     tax_breakdown = models.JSONField(_("tax breakdown"), default=list, editable=False)
@@ -156,8 +187,13 @@ class Invoice(models.Model):
     hosted_token_hash = models.CharField(max_length=64, blank=True, editable=False)
 
     from_invoice = models.ForeignKey(
-        "self", verbose_name=_("revision of"), null=True, blank=True, editable=False,
-        on_delete=models.PROTECT, related_name="revisions",
+        "self",
+        verbose_name=_("revision of"),
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.PROTECT,
+        related_name="revisions",
     )
 
     created_at = models.DateTimeField(_("created at"), editable=False)
@@ -174,20 +210,24 @@ class Invoice(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="invoice_created_idx"),
-            models.Index(fields=["status", "-created_at", "-id"], name="invoice_status_created_idx"),
+            models.Index(
+                fields=["status", "-created_at", "-id"], name="invoice_status_created_idx"
+            ),
             models.Index(fields=["customer", "-created_at"], name="invoice_customer_idx"),
             models.Index(
                 fields=["currency", "-created_at", "-id"], name="invoice_currency_created_idx"
             ),
             models.Index(
-                fields=["collection_method", "-created_at", "-id"], name="invoice_method_created_idx"
+                fields=["collection_method", "-created_at", "-id"],
+                name="invoice_method_created_idx",
             ),
             models.Index(
                 fields=["due_date"], name="invoice_open_due_idx", condition=Q(status="open")
             ),
             # Counting a page of a combined filter (open + EUR + send_invoice) reads only this.
             models.Index(
-                fields=["status", "collection_method", "currency"], name="invoice_status_method_cur_idx"
+                fields=["status", "collection_method", "currency"],
+                name="invoice_status_method_cur_idx",
             ),
             models.Index(fields=["hosted_token_hash"], name="invoice_hosted_token_idx"),
             models.Index(
@@ -230,17 +270,22 @@ class InvoiceLine(models.Model):
         _("quantity"), default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_QUANTITY)]
     )
     unit_amount = models.BigIntegerField(
-        _("unit amount (minor units)"), validators=[MinValueValidator(0), MaxValueValidator(MAX_AMOUNT)]
+        _("unit amount (minor units)"),
+        validators=[MinValueValidator(0), MaxValueValidator(MAX_AMOUNT)],
     )
     period_start = models.DateField(_("period start"), null=True, blank=True)
     period_end = models.DateField(_("period end"), null=True, blank=True)
     tax_rates = models.ManyToManyField(TaxRate, verbose_name=_("tax rates"), blank=True)
     discount_percent = models.DecimalField(
-        _("discount (%)"), max_digits=7, decimal_places=4, default=Decimal(0),
+        _("discount (%)"),
+        max_digits=7,
+        decimal_places=4,
+        default=Decimal(0),
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
     )
     discount_amount = models.BigIntegerField(
-        _("discount (minor units)"), default=0,
+        _("discount (minor units)"),
+        default=0,
         validators=[MinValueValidator(0), MaxValueValidator(MAX_AMOUNT)],
     )
     # Computed by invoices.totals, minor units.
@@ -263,6 +308,9 @@ class InvoiceNumberSequence(models.Model):
 
     key = models.CharField(max_length=16, primary_key=True)
     next_number = models.PositiveIntegerField(default=1)
+
+    def __str__(self):
+        return f"{self.key}: next {self.next_number}"
 
 
 class Payment(models.Model):
@@ -315,7 +363,9 @@ class CreditNote(models.Model):
         Invoice, verbose_name=_("invoice"), on_delete=models.PROTECT, related_name="credit_notes"
     )
     number = models.CharField(_("number"), max_length=40, unique=True)
-    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ISSUED)
+    status = models.CharField(
+        _("status"), max_length=8, choices=Status.choices, default=Status.ISSUED
+    )
     type = models.CharField(_("type"), max_length=16, choices=Type.choices)
     reason = models.CharField(_("reason"), max_length=32, choices=Reason.choices, blank=True)
     memo = models.TextField(_("memo"), blank=True)
@@ -338,7 +388,9 @@ class CreditNote(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(amount=models.F("pre_payment_amount") + models.F("post_payment_amount")),
+                condition=Q(
+                    amount=models.F("pre_payment_amount") + models.F("post_payment_amount")
+                ),
                 name="credit_note_parts_add_up",
             ),
             models.CheckConstraint(
@@ -358,8 +410,12 @@ class CreditNote(models.Model):
 class CreditNoteLine(models.Model):
     credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="lines")
     invoice_line = models.ForeignKey(
-        InvoiceLine, verbose_name=_("invoice line"), null=True, blank=True,
-        on_delete=models.PROTECT, related_name="credit_note_lines",
+        InvoiceLine,
+        verbose_name=_("invoice line"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credit_note_lines",
     )
     description = models.CharField(_("description"), max_length=500)
     # Tax-inclusive amount credited for this line, minor units; `tax` is its tax part.
@@ -370,6 +426,9 @@ class CreditNoteLine(models.Model):
         verbose_name = _("credit note line")
         verbose_name_plural = _("credit note lines")
         ordering = ["id"]
+
+    def __str__(self):
+        return self.description
 
 
 class Event(models.Model):
@@ -384,21 +443,37 @@ class Event(models.Model):
     created_at = models.DateTimeField(_("at"))
     actor_kind = models.CharField(_("actor"), max_length=10, choices=ActorKind.choices)
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("staff user"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("staff user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     actor_label = models.CharField(_("actor name"), max_length=150, blank=True)
     customer = models.ForeignKey(
-        Customer, verbose_name=_("customer"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="events",
+        Customer,
+        verbose_name=_("customer"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
     )
     invoice = models.ForeignKey(
-        Invoice, verbose_name=_("invoice"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="events",
+        Invoice,
+        verbose_name=_("invoice"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
     )
     credit_note = models.ForeignKey(
-        CreditNote, verbose_name=_("credit note"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="events",
+        CreditNote,
+        verbose_name=_("credit note"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
     )
     data = models.JSONField(_("data"), default=dict)
 

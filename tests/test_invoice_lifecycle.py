@@ -23,9 +23,7 @@ ALL_TARGETS = [S.OPEN, S.PAID, S.VOID, S.UNCOLLECTIBLE, DELETED]
 
 
 def events(invoice):
-    return list(
-        Event.objects.filter(invoice=invoice).order_by("id").values_list("type", flat=True)
-    )
+    return list(Event.objects.filter(invoice=invoice).order_by("id").values_list("type", flat=True))
 
 
 @pytest.mark.parametrize(
@@ -59,7 +57,9 @@ def test_finalize_numbers_snapshots_and_opens():
 def test_numbers_are_per_customer_then_account_wide():
     acme, globex = make_customer(invoice_prefix="ACME"), make_customer(invoice_prefix="GLOBEX")
     assert [make_open(acme).number, make_open(acme).number, make_open(globex).number] == [
-        "ACME-0001", "ACME-0002", "GLOBEX-0001",
+        "ACME-0001",
+        "ACME-0002",
+        "GLOBEX-0001",
     ]
     InvoicingSettings.objects.filter(pk=1).update(numbering="account", account_prefix="INV")
     assert [make_open(acme).number, make_open(globex).number] == ["INV-0001", "INV-0002"]
@@ -75,9 +75,15 @@ def test_deleting_a_draft_leaves_no_gap():
 
 def test_credit_balance_is_applied_at_finalization_and_returned_on_void():
     customer = make_customer()
-    balance_transaction_create(customer=customer, amount=-3000, type="adjustment", now=NOW, actor=STAFF)
+    balance_transaction_create(
+        customer=customer, amount=-3000, type="adjustment", now=NOW, actor=STAFF
+    )
     invoice = make_open(customer, lines=((1, 10000),))
-    assert (invoice.starting_balance, invoice.ending_balance, invoice.amount_due) == (-3000, 0, 7000)
+    assert (invoice.starting_balance, invoice.ending_balance, invoice.amount_due) == (
+        -3000,
+        0,
+        7000,
+    )
     customer.refresh_from_db()
     assert customer.balance == 0
 
@@ -89,7 +95,9 @@ def test_credit_balance_is_applied_at_finalization_and_returned_on_void():
 
 def test_credit_larger_than_total_pays_the_invoice_at_finalization():
     customer = make_customer()
-    balance_transaction_create(customer=customer, amount=-50000, type="adjustment", now=NOW, actor=STAFF)
+    balance_transaction_create(
+        customer=customer, amount=-50000, type="adjustment", now=NOW, actor=STAFF
+    )
     invoice = make_open(customer, lines=((1, 10000),))
     assert invoice.status == S.PAID and invoice.amount_due == 0
     customer.refresh_from_db()
@@ -104,7 +112,9 @@ def test_partial_then_full_payment():
     invoice.refresh_from_db()
     assert (invoice.status, invoice.amount_remaining, invoice.paid_at) == (S.PAID, 0, NOW)
     assert events(invoice)[-3:] == [
-        "invoice.payment_succeeded", "invoice.payment_succeeded", "invoice.paid",
+        "invoice.payment_succeeded",
+        "invoice.payment_succeeded",
+        "invoice.paid",
     ]
 
 
