@@ -1,0 +1,205 @@
+"""Finalizing many drafts at once: the auto-finalization sweep's path (DESIGN.md section 5,
+"the same door": a set-based UPDATE that also bulk-writes the same events).
+
+The rules are those of the one-row door (services.finalization_prepare decides, for each
+draft, what to write); only the writing is set-based: one transaction per batch, a
+constant number of queries to load, one block of numbers per sequence, one UPDATE for
+the invoices and one INSERT for the events.
+
+Locks are always taken in the same order, so two sweeps (or a sweep and staff finalizing
+one invoice) never wait for each other in a circle: the drafts first (SKIP LOCKED: a
+draft another worker holds is left to it), then their customers by id, then the number
+sequences by key.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import QuerySet, prefetch_related_objects
+
+from customers.actors import Actor
+from customers.errors import DomainError
+from customers.models import Customer
+
+from .events import event_build
+from .models import Event, Invoice, InvoiceLine, InvoicingSettings
+from .numbering import numbers_take, sequence_key
+from .services import LINE_TOTALS, Finalization, finalization_prepare, invoice_finalize
+from .transitions import EVENT_TYPE, S, check_transition, transition_fields
+
+FAILED = "invoice.finalization_failed"
+PREFETCH_CHUNK = 5000  # lines per tax-rate query: stays under every backend's parameter cap
+
+
+@dataclass
+class BulkFinalization:
+    finalized: list[int] = field(default_factory=list)  # invoice ids, in numbering order
+    failed: dict[int, str] = field(default_factory=dict)  # invoice id -> reason shown to staff
+
+
+def invoices_finalize_bulk(
+    ids: Iterable[int],
+    *,
+    now: datetime,
+    actor: Actor,
+    among: QuerySet | None = None,
+    at_scheduled_time: bool = False,
+    settings: InvoicingSettings | None = None,
+) -> BulkFinalization:
+    """Finalize the drafts `ids` in one transaction, as invoice_finalize would one by one.
+
+    Drafts that another worker holds, or that are no longer in `among` (e.g. no longer
+    due), are skipped: neither finalized nor failed. A draft that breaks a rule is not
+    finalized: its reason goes on its timeline (invoice.finalization_failed) and it stops
+    being finalized automatically. With `at_scheduled_time` (test clocks) each draft is
+    finalized at its automatically_finalizes_at instead of `now`.
+    """
+    settings = settings or InvoicingSettings.load()
+    result = BulkFinalization()
+
+    def moment(draft: Invoice) -> datetime:
+        return draft.automatically_finalizes_at if at_scheduled_time else now
+
+    with transaction.atomic():
+        drafts = _drafts_claim(ids, among)
+        if not drafts:
+            return result
+        customers = _customers_lock({draft.customer_id for draft in drafts})
+        lines = _lines_load(drafts)
+        # Numbers follow due time within each sequence, as the one-by-one sweep gave them.
+        drafts.sort(key=lambda d: (moment(d), d.automatically_finalizes_at or moment(d), d.pk))
+        ready: list[tuple[Invoice, Finalization]] = []
+        for draft in drafts:
+            draft.customer = customers[draft.customer_id]
+            if draft.customer.balance:
+                # Applying a balance writes the ledger row by row: the one-row door does it.
+                _finalize_one(draft, now=moment(draft), actor=actor, settings=settings, result=result)
+                continue
+            try:
+                prepared = finalization_prepare(
+                    draft, customer=draft.customer, lines=lines[draft.pk], now=moment(draft),
+                    settings=settings,
+                )
+            except DomainError as error:
+                result.failed[draft.pk] = str(error.message)
+                continue
+            ready.append((draft, prepared))
+        _numbers_assign(ready, settings)
+        _finalized_write(ready, moment=moment, actor=actor)
+        result.finalized.extend(draft.pk for draft, _prepared in ready)
+        _failures_record(
+            [draft for draft in drafts if draft.pk in result.failed], result.failed,
+            moment=moment, actor=actor,
+        )
+    return result
+
+
+def _drafts_claim(ids: Iterable[int], among: QuerySet | None) -> list[Invoice]:
+    drafts = Invoice.objects.all() if among is None else among
+    return list(
+        drafts.filter(pk__in=list(ids), status=S.DRAFT)
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("pk")
+    )
+
+
+def _customers_lock(ids: set[int]) -> dict[int, Customer]:
+    """Lock the customers in id order (ORDER BY before FOR UPDATE: rows are locked as
+    they come out sorted), the order every batch uses."""
+    locked = Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    return {customer.pk: customer for customer in locked}
+
+
+def _lines_load(drafts: list[Invoice]) -> dict[int, list[InvoiceLine]]:
+    """All the drafts' lines with their tax rates, in two queries (more only past
+    PREFETCH_CHUNK lines)."""
+    lines = list(
+        InvoiceLine.objects.filter(invoice_id__in=[draft.pk for draft in drafts]).order_by(
+            "invoice_id", "position", "id"
+        )
+    )
+    for start in range(0, len(lines), PREFETCH_CHUNK):
+        prefetch_related_objects(lines[start : start + PREFETCH_CHUNK], "tax_rates")
+    by_invoice = defaultdict(list)
+    for line in lines:
+        by_invoice[line.invoice_id].append(line)
+    return by_invoice
+
+
+def _finalize_one(draft: Invoice, *, now, actor, settings, result: BulkFinalization) -> None:
+    try:
+        with transaction.atomic():  # a refusal gives back what it took (its number)
+            invoice_finalize(draft, now=now, actor=actor, settings=settings)
+    except DomainError as error:
+        result.failed[draft.pk] = str(error.message)
+    else:
+        result.finalized.append(draft.pk)
+
+
+def _numbers_assign(ready: list[tuple[Invoice, Finalization]], settings) -> None:
+    """One block of numbers per sequence, sequences locked in key order."""
+    by_key = defaultdict(list)
+    for draft, prepared in ready:
+        key, _prefix = sequence_key(draft.customer, settings)
+        by_key[key].append((draft, prepared))
+    for key in sorted(by_key):
+        block = by_key[key]
+        numbers = numbers_take(block[0][0].customer, settings, count=len(block))
+        for (_draft, prepared), number in zip(block, numbers, strict=True):
+            prepared.fields["number"] = number
+
+
+def _finalized_write(ready: list[tuple[Invoice, Finalization]], *, moment, actor) -> None:
+    """The transitions draft -> open (-> paid when nothing is due), set-based, with the
+    events the one-row door writes."""
+    events, lines, written = [], [], set()
+    for draft, prepared in ready:
+        at = moment(draft)
+        updates = _transition(draft, S.OPEN, at, actor, events, fields=prepared.fields)
+        written.update(updates)
+        if draft.amount_remaining == 0:
+            written.update(_transition(draft, S.PAID, at, actor, events, data={"reason": "nothing_due"}))
+        lines.extend(prepared.changed_lines)
+    if not ready:
+        return
+    # The rows are locked since the claim: no compare-and-set on the status is needed.
+    Invoice.objects.bulk_update([draft for draft, _prepared in ready], sorted(written))
+    if lines:
+        InvoiceLine.objects.bulk_update(lines, LINE_TOTALS)
+    Event.objects.bulk_create(events)
+
+
+def _transition(draft, target, at, actor, events, *, fields=None, data=None) -> dict:
+    """Apply one transition to the in-memory draft and queue its event, as
+    transitions.invoice_transition does for one row; returns the fields it set."""
+    check_transition(draft.status, target)
+    previous = draft.status
+    updates = {**(fields or {}), **transition_fields(target, at)}
+    for name, value in updates.items():
+        setattr(draft, name, value)
+    events.append(
+        event_build(
+            EVENT_TYPE[target], now=at, actor=actor, invoice=draft,
+            data={"previous_status": previous, "status": target, **(data or {})},
+        )
+    )
+    return updates
+
+
+def _failures_record(drafts: list[Invoice], reasons: dict[int, str], *, moment, actor) -> None:
+    """Refused drafts stop being finalized automatically; the reason goes on the timeline."""
+    if not drafts:
+        return
+    Invoice.objects.filter(pk__in=[draft.pk for draft in drafts]).update(
+        automatically_finalizes_at=None
+    )
+    Event.objects.bulk_create(
+        event_build(
+            FAILED, now=moment(draft), actor=actor, invoice=draft,
+            data={"error": reasons[draft.pk]},
+        )
+        for draft in drafts
+    )
