@@ -36,7 +36,7 @@ PREFETCH_CHUNK = 5000  # lines per tax-rate query: stays under every backend's p
 
 @dataclass
 class BulkFinalization:
-    finalized: list[int] = field(default_factory=list)  # invoice ids, in numbering order
+    finalized: list[int] = field(default_factory=list)  # invoice ids
     failed: dict[int, str] = field(default_factory=dict)  # invoice id -> reason shown to staff
 
 
@@ -71,11 +71,17 @@ def invoices_finalize_bulk(
         lines = _lines_load(drafts)
         # Numbers follow due time within each sequence, as the one-by-one sweep gave them.
         drafts.sort(key=lambda d: (moment(d), d.automatically_finalizes_at or moment(d), d.pk))
-        ready: list[tuple[Invoice, Finalization]] = []
+        ready: list[tuple[Invoice, Finalization]] = []  # numbered
+        waiting: list[tuple[Invoice, Finalization]] = []  # prepared, not yet numbered
         for draft in drafts:
             draft.customer = customers[draft.customer_id]
             if draft.customer.balance:
-                # Applying a balance writes the ledger row by row: the one-row door does it.
+                # Applying a balance writes the ledger row by row: the one-row door does
+                # it. Drafts due before it that share its sequence are numbered first.
+                key = sequence_key(draft.customer, settings)[0]
+                if any(sequence_key(d.customer, settings)[0] == key for d, _p in waiting):
+                    _numbers_assign(waiting, settings)
+                    ready, waiting = ready + waiting, []
                 _finalize_one(draft, now=moment(draft), actor=actor, settings=settings, result=result)
                 continue
             try:
@@ -86,8 +92,9 @@ def invoices_finalize_bulk(
             except DomainError as error:
                 result.failed[draft.pk] = str(error.message)
                 continue
-            ready.append((draft, prepared))
-        _numbers_assign(ready, settings)
+            waiting.append((draft, prepared))
+        _numbers_assign(waiting, settings)
+        ready += waiting
         _finalized_write(ready, moment=moment, actor=actor)
         result.finalized.extend(draft.pk for draft, _prepared in ready)
         _failures_record(
