@@ -224,9 +224,10 @@ class Invoice(models.Model):
             models.Index(
                 fields=["due_date"], name="invoice_open_due_idx", condition=Q(status="open")
             ),
-            # Counting a page of a combined filter (open + EUR + send_invoice) reads only this.
+            # The combined filter (open + EUR + send_invoice): counted, and paged deep in the
+            # list's order, from the index alone.
             models.Index(
-                fields=["status", "collection_method", "currency"],
+                fields=["status", "collection_method", "currency", "-created_at", "-id"],
                 name="invoice_status_method_cur_idx",
             ),
             models.Index(fields=["hosted_token_hash"], name="invoice_hosted_token_idx"),
