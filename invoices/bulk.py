@@ -61,7 +61,8 @@ def invoices_finalize_bulk(
     result = BulkFinalization()
 
     def moment(draft: Invoice) -> datetime:
-        return draft.automatically_finalizes_at if at_scheduled_time else now
+        scheduled = draft.automatically_finalizes_at if at_scheduled_time else None
+        return scheduled or now
 
     with transaction.atomic():
         drafts = _drafts_claim(ids, among)
@@ -82,7 +83,9 @@ def invoices_finalize_bulk(
                 if any(sequence_key(d.customer, settings)[0] == key for d, _p in waiting):
                     _numbers_assign(waiting, settings)
                     ready, waiting = ready + waiting, []
-                _finalize_one(draft, now=moment(draft), actor=actor, settings=settings, result=result)
+                _finalize_one(
+                    draft, now=moment(draft), actor=actor, settings=settings, result=result
+                )
                 continue
             try:
                 prepared = finalization_prepare(
@@ -168,7 +171,8 @@ def _finalized_write(ready: list[tuple[Invoice, Finalization]], *, moment, actor
         updates = _transition(draft, S.OPEN, at, actor, events, fields=prepared.fields)
         written.update(updates)
         if draft.amount_remaining == 0:
-            written.update(_transition(draft, S.PAID, at, actor, events, data={"reason": "nothing_due"}))
+            paid = _transition(draft, S.PAID, at, actor, events, data={"reason": "nothing_due"})
+            written.update(paid)
         lines.extend(prepared.changed_lines)
     if not ready:
         return
@@ -198,14 +202,17 @@ def rows_update(model, objects: list, names: list[str], *, chunk: int = 500) -> 
     alias = f"v({', '.join(columns)})" if typed else "v"
     table = quote(model._meta.db_table)
     assignments = ", ".join(
-        f"{quote(field.column)} = v.{column}" for field, column in zip(fields, columns[1:])
+        f"{quote(field.column)} = v.{column}"
+        for field, column in zip(fields, columns[1:], strict=True)
     )
     for start in range(0, len(objects), chunk):
         part = objects[start : start + chunk]
         params = []
         for obj in part:
             params.append(pk.get_db_prep_value(obj.pk, connection))
-            params.extend(field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields)
+            params.extend(
+                field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields
+            )
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([row] * len(part))}) "

@@ -44,7 +44,9 @@ def varied_drafts():
     late_zone = make_customer(invoice_prefix="KIWI", timezone="Pacific/Auckland")
     plain = make_customer(invoice_prefix="PLAIN", currency="USD")
     credit = make_customer(invoice_prefix="CRED")
-    balance_transaction_create(customer=credit, amount=-15000, type="adjustment", now=NOW, actor=STAFF)
+    balance_transaction_create(
+        customer=credit, amount=-15000, type="adjustment", now=NOW, actor=STAFF
+    )
     at = iter(NOW + timedelta(minutes=n) for n in range(100))
     drafts = [
         make_draft(late_zone, now=next(at), lines=((2, 1999), (1, 500)), tax_rates=[vat],
@@ -293,7 +295,7 @@ def test_two_sweeps_and_staff_at_once_finalize_each_draft_once_without_deadlock(
     assert [kind_ for kind_, _value in outcomes] == ["ok"] * 3, outcomes
     refused = {d.pk for n, d in enumerate(drafts) if n % 13 == 5}
     assert sum(value["finalized"] for _kind, value in outcomes) == 60 - len(refused)
-    finalized = list(Event.objects.filter(type="invoice.finalized").values_list("invoice", flat=True))
+    finalized = Event.objects.filter(type="invoice.finalized").values_list("invoice", flat=True)
     assert sorted(finalized) == sorted(d.pk for d in drafts if d.pk not in refused)
     failures = Event.objects.filter(type="invoice.finalization_failed")
     assert sorted(failures.values_list("invoice", flat=True)) == sorted(refused)
