@@ -235,7 +235,8 @@ def invoice_update(invoice: Invoice, *, now: datetime, actor: Actor, **changes) 
     }
     unknown = set(changes) - editable
     if unknown:
-        raise DomainError(_("These fields cannot be edited: %(f)s.") % {"f": ", ".join(sorted(unknown))})
+        fields = ", ".join(sorted(unknown))
+        raise DomainError(_("These fields cannot be edited: %(f)s.") % {"f": fields})
     with transaction.atomic():
         locked = invoice_lock(invoice)
         changed = {k: v for k, v in changes.items() if getattr(locked, k) != v}
@@ -250,9 +251,8 @@ def invoice_update(invoice: Invoice, *, now: datetime, actor: Actor, **changes) 
             setattr(locked, name, value)
         if "auto_advance" in changed and locked.status == S.DRAFT:
             delay = InvoicingSettings.load().auto_finalize_delay_hours
-            locked.automatically_finalizes_at = (
-                max(now, locked.created_at + timedelta(hours=delay)) if locked.auto_advance else None
-            )
+            scheduled = max(now, locked.created_at + timedelta(hours=delay))
+            locked.automatically_finalizes_at = scheduled if locked.auto_advance else None
             changed["automatically_finalizes_at"] = locked.automatically_finalizes_at
         _full_clean(locked, exclude=["customer"])
         Invoice.objects.filter(pk=locked.pk).update(**changed)
