@@ -264,8 +264,21 @@ class CustomerAdmin(admin.ModelAdmin):
         )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History is written by the domain only: staff read it here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(BalanceTransaction)
-class BalanceTransactionAdmin(MoneyColumnsMixin, admin.ModelAdmin):
+class BalanceTransactionAdmin(MoneyColumnsMixin, ReadOnlyAdmin):
     """The ledger is append-only: it is read here and written by the domain only."""
 
     list_display = (
@@ -281,12 +294,3 @@ class BalanceTransactionAdmin(MoneyColumnsMixin, admin.ModelAdmin):
         "description", "reference", "actor", "created_at",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

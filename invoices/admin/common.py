@@ -1,12 +1,13 @@
 """Pieces shared by the invoices admin screens."""
 
 
-from django.contrib import admin, messages
+from django.contrib import messages
 from django.urls import reverse
 from django.utils.translation import get_language, to_locale
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
+from customers.admin import ReadOnlyAdmin  # noqa: F401  (shared with the ledger)
 from customers.money import format_money
 
 
@@ -35,17 +36,6 @@ def data_summary(data: dict, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History is written by the domain only: staff read it here."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def may(request, codename: str) -> bool:
