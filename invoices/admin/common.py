@@ -1,7 +1,7 @@
 """Pieces shared by the invoices admin screens."""
 
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.translation import get_language, to_locale
 from django.utils.translation import gettext as _
@@ -40,3 +40,13 @@ def data_summary(data: dict, limit: int = 120) -> str:
 
 def may(request, codename: str) -> bool:
     return request.user.has_perm(f"invoices.{codename}")
+
+
+def money_column(name: str, label, *, sortable: bool = False):
+    """A list/detail column showing the amount field `name` in the object's currency."""
+
+    @admin.display(description=label, ordering=name if sortable else None)
+    def column(self, obj):
+        return money(getattr(obj, name), obj.currency)
+
+    return column

@@ -4,6 +4,7 @@ shown to the person as-is with nothing changed."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -58,6 +59,7 @@ from .common import (
     data_summary,
     may,
     money,
+    money_column,
     report_failures,
     staff,
 )
@@ -72,6 +74,8 @@ STATUS_COLOURS = {
 
 
 # --- changelist filters -------------------------------------------------------------
+
+sortable_money = partial(money_column, sortable=True)
 
 
 class PastDueFilter(admin.SimpleListFilter):
@@ -300,21 +304,14 @@ class InvoiceAdmin(admin.ModelAdmin):
     def past_due(self, invoice):
         return invoice.is_past_due(system_now().date())
 
-    def _money_column(name, label):  # builds one display method per amount field
-        @admin.display(description=label, ordering=name)
-        def column(self, invoice):
-            return money(getattr(invoice, name), invoice.currency)
-        return column
-
-    total_display = _money_column("total", gettext_lazy("total"))
-    remaining_display = _money_column("amount_remaining", gettext_lazy("amount remaining"))
-    subtotal_display = _money_column("subtotal", gettext_lazy("subtotal"))
-    discount_display = _money_column("total_discount_amount", gettext_lazy("discounts"))
-    tax_display = _money_column("tax", gettext_lazy("tax"))
-    starting_balance_display = _money_column("starting_balance", gettext_lazy("starting balance"))
-    amount_due_display = _money_column("amount_due", gettext_lazy("amount due"))
-    amount_paid_display = _money_column("amount_paid", gettext_lazy("amount paid"))
-    del _money_column
+    total_display = sortable_money("total", gettext_lazy("total"))
+    remaining_display = sortable_money("amount_remaining", gettext_lazy("amount remaining"))
+    subtotal_display = sortable_money("subtotal", gettext_lazy("subtotal"))
+    discount_display = sortable_money("total_discount_amount", gettext_lazy("discounts"))
+    tax_display = sortable_money("tax", gettext_lazy("tax"))
+    starting_balance_display = sortable_money("starting_balance", gettext_lazy("starting balance"))
+    amount_due_display = sortable_money("amount_due", gettext_lazy("amount due"))
+    amount_paid_display = sortable_money("amount_paid", gettext_lazy("amount paid"))
 
     # --- search: number by exact match or prefix, customers through their own indexes ---
 

@@ -26,6 +26,7 @@ from .common import (
     change_url,
     may,
     money,
+    money_column,
     report_failures,
     staff,
 )
@@ -96,22 +97,15 @@ class CreditNoteAdmin(ReadOnlyAdmin):
     ]
     readonly_fields = fields
 
-    def _money_column(name, label):  # builds one display method per amount field
-        @admin.display(description=label)
-        def column(self, note):
-            return money(getattr(note, name), note.currency)
-        return column
-
-    amount_display = _money_column("amount", gettext_lazy("amount"))
-    tax_display = _money_column("tax", gettext_lazy("of which tax"))
-    pre_payment_display = _money_column("pre_payment_amount", gettext_lazy("pre-payment part"))
-    post_payment_display = _money_column("post_payment_amount", gettext_lazy("post-payment part"))
-    refund_display = _money_column("refund_amount", gettext_lazy("refunded"))
-    credit_display = _money_column("credit_amount", gettext_lazy("credited to balance"))
-    out_of_band_display = _money_column(
+    amount_display = money_column("amount", gettext_lazy("amount"))
+    tax_display = money_column("tax", gettext_lazy("of which tax"))
+    pre_payment_display = money_column("pre_payment_amount", gettext_lazy("pre-payment part"))
+    post_payment_display = money_column("post_payment_amount", gettext_lazy("post-payment part"))
+    refund_display = money_column("refund_amount", gettext_lazy("refunded"))
+    credit_display = money_column("credit_amount", gettext_lazy("credited to balance"))
+    out_of_band_display = money_column(
         "out_of_band_amount", gettext_lazy("credited outside the system")
     )
-    del _money_column
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip().upper()
