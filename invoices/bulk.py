@@ -24,8 +24,8 @@ from customers.actors import Actor
 from customers.errors import DomainError
 from customers.models import Customer
 
-from .events import event_build
-from .models import Event, Invoice, InvoiceLine, InvoicingSettings
+from .events import event_build, events_save
+from .models import Invoice, InvoiceLine, InvoicingSettings
 from .numbering import numbers_take, sequence_key
 from .services import LINE_TOTALS, Finalization, finalization_prepare, invoice_finalize
 from .transitions import EVENT_TYPE, S, check_transition, transition_fields
@@ -179,7 +179,7 @@ def _finalized_write(ready: list[tuple[Invoice, Finalization]], *, moment, actor
     # The rows are locked since the claim: no compare-and-set on the status is needed.
     rows_update(Invoice, [draft for draft, _prepared in ready], sorted(written))
     rows_update(InvoiceLine, lines, LINE_TOTALS)
-    Event.objects.bulk_create(events)
+    events_save(events)
 
 
 def rows_update(model, objects: list, names: list[str], *, chunk: int = 500) -> None:
@@ -245,7 +245,7 @@ def _failures_record(drafts: list[Invoice], reasons: dict[int, str], *, moment, 
     Invoice.objects.filter(pk__in=[draft.pk for draft in drafts]).update(
         automatically_finalizes_at=None
     )
-    Event.objects.bulk_create(
+    events_save(
         event_build(
             FAILED, now=moment(draft), actor=actor, invoice=draft,
             data={"error": reasons[draft.pk]},

@@ -1,10 +1,33 @@
-"""The event log: every state change and outbound action, with its actor."""
+"""The event log: every state change and outbound action, with its actor.
 
+Higher apps never get imported from here; they *subscribe*. A subscriber is a function
+taking a list of saved events; it runs inside the transaction that wrote them, so what
+it writes (an outbox row, a pending document) commits or rolls back with the change
+that caused it. Subscribers register in their AppConfig.ready() and must be quick and
+set-based: the bulk doors hand them thousands of events at once.
+"""
+
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from customers.actors import Actor
 
 from .models import Event
+
+Subscriber = Callable[[list[Event]], None]
+_subscribers: list[Subscriber] = []
+
+
+def subscribe(subscriber: Subscriber) -> Subscriber:
+    """Call `subscriber(events)` with every batch of events written from now on."""
+    if subscriber not in _subscribers:
+        _subscribers.append(subscriber)
+    return subscriber
+
+
+def unsubscribe(subscriber: Subscriber) -> None:
+    if subscriber in _subscribers:
+        _subscribers.remove(subscriber)
 
 
 def event_build(
@@ -34,7 +57,15 @@ def event_build(
     )
 
 
+def events_save(events: Iterable[Event]) -> list[Event]:
+    """Write built events (one INSERT per 1,000) and hand them to the subscribers.
+    Call it inside the transaction of the change the events describe."""
+    events = Event.objects.bulk_create(list(events), batch_size=1000)
+    if events:
+        for subscriber in list(_subscribers):
+            subscriber(events)
+    return events
+
+
 def event_record(type: str, **kwargs) -> Event:
-    event = event_build(type, **kwargs)
-    event.save()
-    return event
+    return events_save([event_build(type, **kwargs)])[0]

@@ -14,8 +14,8 @@ from django.utils.translation import gettext_lazy
 from customers.actors import Actor
 from customers.errors import DomainError
 
-from .events import event_build, event_record
-from .models import Event, Invoice
+from .events import event_build, event_record, events_save
+from .models import Invoice
 
 S = Invoice.Status
 DELETED = "deleted"
@@ -124,7 +124,7 @@ def invoices_transition_bulk(
         )
         moved = [pk for pk, _status, _customer in rows]
         Invoice.objects.filter(pk__in=moved).update(**updates)
-        Event.objects.bulk_create(
+        events_save(
             [
                 event_build(
                     EVENT_TYPE[target],
@@ -134,7 +134,6 @@ def invoices_transition_bulk(
                     data={"previous_status": status, "status": target, **(data or {})},
                 )
                 for pk, status, customer_id in rows
-            ],
-            batch_size=1000,
+            ]
         )
     return moved
