@@ -12,6 +12,9 @@ The table of cards is documented in docs/gateways.md; keep both in step.
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.db import IntegrityError, transaction
+from django.db.models import Min
+
 from .base import ChargeRequest, ChargeResult, Gateway, GatewayError
 from .models import SimulatedCharge
 
@@ -117,22 +120,60 @@ class SimulatedGateway(Gateway):
         status, decline_code = card_outcome(
             card, now=now, first_decline_at=_first_decline_at(card, request)
         )
+        row = _charge_row(request, card, now, (status, decline_code))
+        fields = {f.name: getattr(row, f.name) for f in SimulatedCharge._meta.concrete_fields
+                  if f.name not in ("id", "idempotency_key")}
         charge, created = SimulatedCharge.objects.get_or_create(
-            idempotency_key=request.idempotency_key,
-            defaults={
-                "card_token": card.token,
-                "customer_reference": request.customer_reference,
-                "amount": request.amount,
-                "currency": request.currency,
-                "status": status,
-                "decline_code": decline_code,
-                "created_at": now,
-                "settles_at": now + SETTLE_AFTER if status == "processing" else None,
-            },
+            idempotency_key=request.idempotency_key, defaults=fields
         )
         # An existing row is the first charge with this key (an earlier call, or a
         # concurrent one that won the race on the unique key): answer with it.
         return charge_result(charge) if created else _replay(charge, request)
+
+    def charge_many(self, items):
+        """The batch path of the collection sweep: one transaction for the whole batch
+        (a real gateway's batch API would be one request)."""
+        for _request, now in items:
+            _check_aware(now)
+        keys = [request.idempotency_key for request, _now in items]
+        try:
+            with transaction.atomic():
+                existing = SimulatedCharge.objects.in_bulk(keys, field_name="idempotency_key")
+                first_declines = _first_declines(
+                    [request for request, _now in items if request.idempotency_key not in existing]
+                )
+                new = {}
+                for request, now in items:
+                    if request.idempotency_key in existing or request.idempotency_key in new:
+                        continue
+                    card = CARDS_BY_TOKEN.get(request.payment_method)
+                    if card is None:
+                        continue
+                    first = first_declines.get((card.token, request.customer_reference))
+                    new[request.idempotency_key] = _charge_row(
+                        request, card, now, card_outcome(card, now=now, first_decline_at=first)
+                    )
+                SimulatedCharge.objects.bulk_create(new.values())
+        except IntegrityError:
+            # A concurrent call used one of the keys: fall back to one by one, where each
+            # key's first charge wins.
+            return super().charge_many(items)
+        outcomes = []
+        for request, _now in items:
+            key = request.idempotency_key
+            if request.payment_method not in CARDS_BY_TOKEN:
+                outcomes.append(GatewayError(
+                    f"Unknown simulated payment method {request.payment_method!r}: "
+                    "not a test card token."
+                ))
+            elif key in existing:
+                try:
+                    outcomes.append(_replay(existing[key], request))
+                except GatewayError as error:
+                    outcomes.append(error)
+            else:
+                outcomes.append(charge_result(new[key]))
+        return outcomes
 
     def retrieve(self, idempotency_key: str) -> ChargeResult | None:
         charge = SimulatedCharge.objects.filter(idempotency_key=idempotency_key).first()
@@ -184,6 +225,43 @@ def _replay(charge: SimulatedCharge, request: ChargeRequest) -> ChargeResult:
             "charge (card, amount or currency differ)."
         )
     return charge_result(charge)
+
+
+def _charge_row(request: ChargeRequest, card: SimulatedCard, now, outcome) -> SimulatedCharge:
+    status, decline_code = outcome
+    return SimulatedCharge(
+        idempotency_key=request.idempotency_key,
+        card_token=card.token,
+        customer_reference=request.customer_reference,
+        amount=request.amount,
+        currency=request.currency,
+        status=status,
+        decline_code=decline_code,
+        created_at=now,
+        settles_at=now + SETTLE_AFTER if status == "processing" else None,
+    )
+
+
+def _first_declines(requests: list[ChargeRequest]) -> dict:
+    """(card token, customer reference) -> first decline, for the "recover" cards among
+    `requests`, in one query."""
+    wanted = {
+        (request.payment_method, request.customer_reference)
+        for request in requests
+        if getattr(CARDS_BY_TOKEN.get(request.payment_method), "kind", "") == "recover"
+    }
+    if not wanted:
+        return {}
+    rows = (
+        SimulatedCharge.objects.filter(
+            card_token__in={token for token, _ref in wanted},
+            customer_reference__in={ref for _token, ref in wanted},
+            status=SimulatedCharge.Status.FAILED,
+        )
+        .values("card_token", "customer_reference")
+        .annotate(first=Min("created_at"))
+    )
+    return {(row["card_token"], row["customer_reference"]): row["first"] for row in rows}
 
 
 def _first_decline_at(card: SimulatedCard, request: ChargeRequest):
