@@ -122,6 +122,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
+# Cache (rate limits of the hosted invoice page): CACHE_URL when set, else Redis when
+# REDIS_URL is set (shared by every web process, as rate limits must be), else memory
+# local to each process (the embedded default has one web process).
+CACHES = {"default": env.cache_url("CACHE_URL", default=REDIS_URL or "locmemcache://")}
+CACHES["default"].setdefault("KEY_PREFIX", "billing")
+
+# Absolute links to customer pages in emails when there is no request to build them from.
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
+
 # Payment gateway: a dotted path to an invoices.gateways.base.Gateway subclass
 # (docs/gateways.md). The simulated gateway needs no account; Stripe needs its key.
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="invoices.gateways.simulated.SimulatedGateway")
@@ -135,7 +144,8 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
-if env.bool("BEHIND_PROXY", default=False):
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

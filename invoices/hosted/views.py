@@ -1,0 +1,172 @@
+"""The invoice page's views: thin, they resolve the token, call domain functions and
+render. Every response carries the page's security headers (headers.hosted_headers).
+
+Unknown, tampered, truncated and revoked tokens all get the same 404 page; an expired
+link gets the page that asks for a fresh one by email. Forms follow POST-redirect-GET.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import translation
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods
+
+from customers.actors import Actor
+from customers.clock import now_for
+
+from ..events import event_record
+from ..models import Invoice, InvoicingSettings
+from .forms import LinkRequestForm
+from .fresh_link import hosted_link_request
+from .headers import hosted_headers
+from .links import invoice_for_token, link_expires_at, link_is_live
+from .locale import language_chosen, page_languages
+from .page import page_context
+from .ratelimit import LINK_LIMITS, client_address, rate_limit_hit
+
+CUSTOMER = Actor.customer("invoice page")
+
+
+@dataclass
+class Visit:
+    """One request on one invoice's link."""
+
+    token: str
+    invoice: Invoice
+    settings: InvoicingSettings
+    now: datetime
+    language: str
+
+    def url(self, name: str = "hosted:page", *args, **query) -> str:
+        """A URL of this invoice's page, keeping the chosen language."""
+        query = {"lang": self.language, **query}
+        return f"{reverse(name, args=[self.token, *args])}?{urlencode(query)}"
+
+
+def hosted_view(*, methods: list[str], when_expired: bool = False):
+    """Resolve the token into a Visit for the view, in the page's language.
+
+    Unknown tokens get the 404 page. Expired links get the expired page, except for
+    views that serve expired links only (`when_expired`), which redirect live ones
+    back to the page.
+    """
+
+    def decorator(view):
+        @hosted_headers
+        @require_http_methods(methods)
+        @wraps(view)
+        def wrapped(request, token, *args, **kwargs):
+            invoice = invoice_for_token(token)
+            if invoice is None:
+                return not_found(request)
+            visit = Visit(
+                token=token,
+                invoice=invoice,
+                settings=InvoicingSettings.load(),
+                now=now_for(invoice.customer),
+                language=language_chosen(request.GET.get("lang"), invoice.customer),
+            )
+            with translation.override(visit.language):
+                live = link_is_live(invoice, visit.settings, visit.now)
+                if live == when_expired:
+                    response = expired(request, visit) if not live else redirect(visit.url())
+                else:
+                    response = view(request, visit, *args, **kwargs)
+            response.headers.setdefault("Content-Language", visit.language)
+            return response
+
+        return wrapped
+
+    return decorator
+
+
+def render_page(request, visit: Visit, template: str, context: dict, status: int = 200):
+    return render(request, template, {
+        "visit": visit,
+        "page_url": visit.url(),
+        "language_links": [
+            (code, name, f"{reverse('hosted:page', args=[visit.token])}?lang={code}")
+            for code, name in page_languages().items()
+        ],
+        "csp_nonce": request.csp_nonce,
+        **context,
+    }, status=status)
+
+
+def not_found(request):
+    """The one page for every link that does not lead to an invoice."""
+    return render(request, "hosted/not_found.html", {"csp_nonce": request.csp_nonce},
+                  status=404)
+
+
+@hosted_headers
+def nothing_here(request, anything):
+    return not_found(request)
+
+
+def expired(request, visit: Visit, form: LinkRequestForm | None = None, status: int = 410):
+    return render_page(request, visit, "hosted/expired.html", {
+        "form": form or LinkRequestForm(),
+        "invoice_number": visit.invoice.number,
+        "request_url": visit.url("hosted:link_request"),
+    }, status=status)
+
+
+def rate_limited(request, visit: Visit):
+    return render_page(request, visit, "hosted/rate_limited.html", {}, status=429)
+
+
+# --- the page -------------------------------------------------------------------------
+
+
+@hosted_view(methods=["GET", "HEAD"])
+def page(request, visit: Visit):
+    event_record(
+        "invoice.hosted_page_viewed", now=visit.now, actor=CUSTOMER, invoice=visit.invoice,
+        data={"language": visit.language},
+    )
+    return page_render(request, visit)
+
+
+def page_render(request, visit: Visit, status: int = 200, **forms):
+    context = page_context(visit.invoice, now=visit.now, language=visit.language)
+    context["expires_at"] = link_expires_at(visit.invoice, visit.settings)
+    return render_page(request, visit, "hosted/page.html", {**context, **forms}, status=status)
+
+
+# --- a fresh link, for an expired one --------------------------------------------------
+
+
+@sensitive_post_parameters("email")
+@hosted_view(methods=["POST"], when_expired=True)
+def link_request(request, visit: Visit):
+    """Same answer whatever the address: the fresh link goes to the customer's own
+    address when the typed one matches it, and nowhere otherwise."""
+    form = LinkRequestForm(request.POST)
+    if not form.is_valid():
+        return expired(request, visit, form, status=400)
+    client = client_address(request)
+    if rate_limit_hit(LINK_LIMITS, invoice_id=visit.invoice.pk, client=client):
+        return rate_limited(request, visit)
+    hosted_link_request(
+        visit.invoice, email=form.cleaned_data["email"], now=visit.now, actor=CUSTOMER
+    )
+    # The old link stops working when a new one is issued: the answer lives at a URL
+    # without a token, so that even reloading it tells nothing.
+    return redirect(f"{reverse('hosted:link_sent')}?{urlencode({'lang': visit.language})}")
+
+
+@hosted_headers
+@require_GET
+def link_sent(request):
+    language = language_chosen(request.GET.get("lang"), None)
+    with translation.override(language):
+        response = render(request, "hosted/link_sent.html", {"csp_nonce": request.csp_nonce})
+    response.headers.setdefault("Content-Language", language)
+    return response
+
