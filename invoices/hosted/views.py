@@ -19,14 +19,13 @@ from django.views.decorators.http import require_GET, require_http_methods
 from customers.actors import Actor
 from customers.clock import now_for
 
-from ..events import event_record
 from ..models import Invoice, InvoicingSettings
 from .forms import LinkRequestForm
 from .fresh_link import hosted_link_request
 from .headers import hosted_headers
 from .links import invoice_for_token, link_expires_at, link_is_live
 from .locale import language_chosen, page_languages
-from .page import page_context
+from .page import page_context, page_view_record
 from .ratelimit import LINK_LIMITS, client_address, rate_limit_hit
 
 CUSTOMER = Actor.customer("invoice page")
@@ -126,10 +125,7 @@ def rate_limited(request, visit: Visit):
 
 @hosted_view(methods=["GET", "HEAD"])
 def page(request, visit: Visit):
-    event_record(
-        "invoice.hosted_page_viewed", now=visit.now, actor=CUSTOMER, invoice=visit.invoice,
-        data={"language": visit.language},
-    )
+    page_view_record(visit.invoice, now=visit.now, actor=CUSTOMER, language=visit.language)
     return page_render(request, visit)
 
 
