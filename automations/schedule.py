@@ -3,4 +3,7 @@
 
 BEAT_SCHEDULE = {
     "finalize due drafts": {"task": "invoices.finalize_due_drafts", "every_seconds": 60},
+    "render pending documents": {
+        "task": "invoices.render_pending_documents", "every_seconds": 60,
+    },
 }
