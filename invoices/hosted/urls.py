@@ -8,8 +8,13 @@ app_name = "hosted"
 
 urlpatterns = [
     path("i/link-sent/", views.link_sent, name="link_sent"),
+    path("i/branding/icon", views.branding_icon, name="branding_icon"),
     path("i/<str:token>/", views.page, name="page"),
     path("i/<str:token>/link", views.link_request, name="link_request"),
+    path("i/<str:token>/pdf", views.invoice_pdf, name="invoice_pdf"),
+    path(
+        "i/<str:token>/receipts/<int:payment_id>.pdf", views.receipt_pdf, name="receipt_pdf"
+    ),
     # Anything else under /i/ is the same "no such invoice" page as a bad token.
-    path("i/<path:anything>", views.nothing_here, name="nothing_here"),
+    path("i/<path:anything>", views.no_invoice, name="no_invoice"),
 ]

@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import wraps
 from urllib.parse import urlencode
 
+from django.http import FileResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
@@ -18,8 +19,11 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from customers.actors import Actor
 from customers.clock import now_for
+from customers.errors import DomainError
 
-from ..models import Invoice, InvoicingSettings
+from ..documents.services import document_ensure
+from ..models import Branding, Invoice, InvoicingSettings, Payment
+from .branding import page_branding
 from .forms import LinkRequestForm
 from .fresh_link import hosted_link_request
 from .headers import hosted_headers
@@ -87,6 +91,7 @@ def hosted_view(*, methods: list[str], when_expired: bool = False):
 def render_page(request, visit: Visit, template: str, context: dict, status: int = 200):
     return render(request, template, {
         "visit": visit,
+        "brand": page_branding(Branding.load()),
         "page_url": visit.url(),
         "language_links": [
             (code, name, f"{reverse('hosted:page', args=[visit.token])}?lang={code}")
@@ -98,13 +103,15 @@ def render_page(request, visit: Visit, template: str, context: dict, status: int
 
 
 def not_found(request):
-    """The one page for every link that does not lead to an invoice."""
+    """The one page for every link that does not lead to an invoice (no branding either:
+    it must not differ from one deployment's invoice to another's)."""
     return render(request, "hosted/not_found.html", {"csp_nonce": request.csp_nonce},
                   status=404)
 
 
 @hosted_headers
-def nothing_here(request, anything):
+def no_invoice(request, *args, **kwargs):
+    """The not-found page as a view: anything else under /i/."""
     return not_found(request)
 
 
@@ -132,7 +139,51 @@ def page(request, visit: Visit):
 def page_render(request, visit: Visit, status: int = 200, **forms):
     context = page_context(visit.invoice, now=visit.now, language=visit.language)
     context["expires_at"] = link_expires_at(visit.invoice, visit.settings)
+    context["pdf_url"] = visit.url("hosted:invoice_pdf")
+    for payment in context["payments"]:
+        payment["receipt_url"] = visit.url("hosted:receipt_pdf", payment["id"])
     return render_page(request, visit, "hosted/page.html", {**context, **forms}, status=status)
+
+
+# --- downloads --------------------------------------------------------------------------
+
+
+@hosted_view(methods=["GET", "HEAD"])
+def invoice_pdf(request, visit: Visit):
+    return document_response(request, visit, "invoice", visit.invoice)
+
+
+@hosted_view(methods=["GET", "HEAD"])
+def receipt_pdf(request, visit: Visit, payment_id: int):
+    """A receipt of this invoice's payments only: any other id is the not-found page."""
+    payment = Payment.objects.filter(invoice=visit.invoice, pk=payment_id).first()
+    if payment is None:
+        return not_found(request)
+    return document_response(request, visit, "receipt", payment)
+
+
+def document_response(request, visit: Visit, kind: str, obj):
+    """The stored PDF (rendered now if the workers have not yet), as a download."""
+    try:
+        document = document_ensure(kind, obj, now=visit.now)
+    except DomainError as error:
+        return render_page(request, visit, "hosted/unavailable.html",
+                           {"message": error.message}, status=503)
+    return FileResponse(
+        document.file.open("rb"), as_attachment=True, filename=f"{document.number}.pdf",
+        content_type="application/pdf",
+    )
+
+
+@require_GET
+def branding_icon(request):
+    """The seller's icon, public and cacheable (its URL changes with the file)."""
+    branding = Branding.load()
+    if not branding.icon:
+        return no_invoice(request)
+    response = FileResponse(branding.icon.open("rb"))
+    response["Cache-Control"] = "public, max-age=604800, immutable"
+    return response
 
 
 # --- a fresh link, for an expired one --------------------------------------------------

@@ -19,6 +19,12 @@ def _own_rate_limit_counters(settings):
 
 
 @pytest.fixture(autouse=True)
+def _own_media(settings, tmp_path):
+    """Rendered PDFs and uploaded icons go to this test's own folder."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture(autouse=True)
 def _english_afterwards():
     yield
     translation.deactivate()
