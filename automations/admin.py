@@ -76,6 +76,8 @@ def advance_summary(result: dict) -> str:
     """One sentence per kind of work that ran; later kinds fall back to their counts."""
     parts = []
     for work, counts in result.items():
+        if work == "stops":
+            continue
         describe = SUMMARIES.get(work)
         parts.extend(describe(counts) if describe else [f"{work}: {counts}"])
     return ", ".join(part for part in parts if part) or _gettext("nothing was due")
@@ -97,7 +99,37 @@ def auto_finalization_summary(counts: dict) -> list[str]:
     return parts
 
 
-SUMMARIES = {"auto_finalization": auto_finalization_summary}
+def collection_summary(counts: dict) -> list[str]:
+    phrases = {
+        "succeeded": lambda n: ngettext("%(n)d payment taken", "%(n)d payments taken", n),
+        "failed": lambda n: ngettext("%(n)d payment declined", "%(n)d payments declined", n),
+        "processing": lambda n: ngettext(
+            "%(n)d payment processing", "%(n)d payments processing", n),
+        "requires_action": lambda n: ngettext(
+            "%(n)d payment waiting for the customer", "%(n)d payments waiting for the customer",
+            n),
+        "held": lambda n: ngettext(
+            "%(n)d invoice without a payment method", "%(n)d invoices without a payment method",
+            n),
+        "unknown": lambda n: ngettext(
+            "%(n)d payment with no answer from the gateway yet",
+            "%(n)d payments with no answer from the gateway yet", n),
+    }
+    return [phrase(counts[key]) % {"n": counts[key]}
+            for key, phrase in phrases.items() if counts.get(key)]
+
+
+def uncollectible_summary(counts: dict) -> list[str]:
+    n = counts.get("uncollectible", 0)
+    return [ngettext("%(n)d invoice marked uncollectible", "%(n)d invoices marked uncollectible",
+                     n) % {"n": n}] if n else []
+
+
+SUMMARIES = {
+    "auto_finalization": auto_finalization_summary,
+    "collection": collection_summary,
+    "uncollectible": uncollectible_summary,
+}
 
 
 @admin.register(TestClock)
@@ -187,3 +219,5 @@ class TestClockAdmin(admin.ModelAdmin):
             "time": local_time(clock.frozen_time),
             "summary": advance_summary(result),
         }
+
+from . import settings_admin  # noqa: E402,F401 - registers the billing settings screens
