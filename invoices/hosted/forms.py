@@ -55,7 +55,10 @@ class SimulatedCardForm(forms.Form):
         widget=UnechoedTextInput(attrs={"autocomplete": "cc-csc", "inputmode": "numeric"}),
     )
 
+    id_format = "method-%s"  # ids unique on a page that shows several card forms
+
     def __init__(self, *args, today: date, **kwargs):
+        kwargs.setdefault("auto_id", self.id_format)
         super().__init__(*args, **kwargs)
         self.today = today
 
@@ -103,7 +106,10 @@ class PaymentConfirmationForm(forms.Form):
         },
     )
 
+    id_format = "saved-%s"
+
     def __init__(self, *args, invoice: Invoice, **kwargs):
+        kwargs.setdefault("auto_id", self.id_format)
         super().__init__(*args, **kwargs)
         self.invoice = invoice
         self.fields["nonce"].validators[0].message = _(
@@ -125,6 +131,8 @@ class PaymentConfirmationForm(forms.Form):
 
 class CardPaymentForm(PaymentConfirmationForm, SimulatedCardForm):
     """Pay with a card typed on the page."""
+
+    id_format = "pay-%s"
 
 
 class LinkRequestForm(forms.Form):

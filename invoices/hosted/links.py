@@ -36,7 +36,9 @@ def invoice_for_token(token: str) -> Invoice | None:
     if not TOKEN_RE.match(token):
         return None
     rows = (
-        Invoice.objects.select_related("customer", "customer__test_clock")
+        Invoice.objects.select_related(
+            "customer", "customer__test_clock", "customer__default_payment_method"
+        )
         .filter(hosted_token_hash=token_hash(token))
         .exclude(status=S.DRAFT)
         .order_by()[:1]

@@ -3,7 +3,7 @@ by the token lookup), its lines, its payments. Only what the customer may see: t
 billing details snapshotted at finalization, never metadata, notes or staff names."""
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from babel.numbers import format_decimal
@@ -15,9 +15,9 @@ from customers.actors import Actor
 from customers.money import format_money
 
 from ..events import event_record
-from ..models import Event, Invoice
-from ..services import local_date
+from ..models import Event, Invoice, PaymentAttempt
 from ..transitions import S
+from .payments import decline_text
 
 PAST_DUE = "past_due"
 STATUS_LABELS = {
@@ -35,6 +35,16 @@ STATUS_TEXTS = {
     S.UNCOLLECTIBLE: _("This invoice is still unpaid. You can pay it here."),
 }
 PAYABLE = {S.OPEN, S.UNCOLLECTIBLE}
+A = PaymentAttempt.Status
+IN_FLIGHT = {A.PENDING, A.PROCESSING}
+ATTEMPT_LABELS = {
+    A.PENDING: _("Processing"),
+    A.PROCESSING: _("Processing"),
+    A.SUCCEEDED: _("Paid"),
+    A.FAILED: _("Declined"),
+    A.REQUIRES_ACTION: _("Needs your bank's approval"),
+}
+ATTEMPTS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -60,8 +70,8 @@ class Money:
         return format_decimal(Decimal(value), locale=self.locale)
 
 
-def page_status(invoice: Invoice, today: date) -> str:
-    return PAST_DUE if invoice.is_past_due(today) else invoice.status
+def page_status(invoice: Invoice, now: datetime) -> str:
+    return PAST_DUE if invoice.is_past_due(now) else invoice.status
 
 
 def is_payable(invoice: Invoice) -> bool:
@@ -88,7 +98,8 @@ def page_view_record(invoice: Invoice, *, now: datetime, actor: Actor, language:
 
 def page_context(invoice: Invoice, *, now: datetime, language: str) -> dict:
     money = Money(invoice.currency, language)
-    status = page_status(invoice, local_date(now, invoice.customer.timezone))
+    status = page_status(invoice, now)
+    attempts = page_attempts(invoice, money)
     return {
         "invoice": invoice,
         "status": status,
@@ -101,6 +112,8 @@ def page_context(invoice: Invoice, *, now: datetime, language: str) -> dict:
         "amount_due": money(invoice.amount_remaining),
         "payable": is_payable(invoice),
         "payments": page_payments(invoice, money),
+        "attempts": attempts,
+        "in_flight": any(attempt["status"] in IN_FLIGHT for attempt in attempts),
     }
 
 
@@ -158,4 +171,23 @@ def page_payments(invoice: Invoice, money: Money) -> list[dict]:
             "amount": money(payment.amount),
         }
         for payment in invoice.payments.order_by("received_at", "id")
+    ]
+
+
+def page_attempts(invoice: Invoice, money: Money) -> list[dict]:
+    """The latest payment attempts, automatic ones included, newest first."""
+    latest = invoice.payment_attempts.order_by("-created_at", "-id")[:ATTEMPTS_SHOWN]
+    return [
+        {
+            "id": attempt.pk,
+            "created_at": attempt.created_at,
+            "method": attempt.method_label,
+            "amount": money(attempt.amount),
+            "status": attempt.status,
+            "status_label": ATTEMPT_LABELS[attempt.status],
+            "message": decline_text(attempt) if attempt.status == A.FAILED else "",
+            "action_url": attempt.action_url,
+            "payment_id": attempt.payment_id,
+        }
+        for attempt in latest
     ]

@@ -10,6 +10,8 @@ urlpatterns = [
     path("i/link-sent/", views.link_sent, name="link_sent"),
     path("i/branding/icon", views.branding_icon, name="branding_icon"),
     path("i/<str:token>/", views.page, name="page"),
+    path("i/<str:token>/pay", views.pay, name="pay"),
+    path("i/<str:token>/payment-method", views.payment_method, name="payment_method"),
     path("i/<str:token>/link", views.link_request, name="link_request"),
     path("i/<str:token>/pdf", views.invoice_pdf, name="invoice_pdf"),
     path(

@@ -14,6 +14,7 @@ from django.http import FileResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -23,14 +24,23 @@ from customers.errors import DomainError
 
 from ..documents.services import document_ensure
 from ..models import Branding, Invoice, InvoicingSettings, Payment
+from ..services import local_date
 from .branding import page_branding
-from .forms import LinkRequestForm
+from .forms import (
+    CARD_FIELDS,
+    CardPaymentForm,
+    LinkRequestForm,
+    PaymentConfirmationForm,
+    SimulatedCardForm,
+    nonce_new,
+)
 from .fresh_link import hosted_link_request
 from .headers import hosted_headers
 from .links import invoice_for_token, link_expires_at, link_is_live
 from .locale import language_chosen, page_languages
-from .page import page_context, page_view_record
-from .ratelimit import LINK_LIMITS, client_address, rate_limit_hit
+from .page import is_payable, page_context, page_view_record
+from .payments import attempt_for_nonce, card_entry_available, hosted_card_save, hosted_pay
+from .ratelimit import CARD_LIMITS, LINK_LIMITS, PAY_LIMITS, client_address, rate_limit_hit
 
 CUSTOMER = Actor.customer("invoice page")
 
@@ -44,6 +54,10 @@ class Visit:
     settings: InvoicingSettings
     now: datetime
     language: str
+
+    @property
+    def today(self):
+        return local_date(self.now, self.invoice.customer.timezone)
 
     def url(self, name: str = "hosted:page", *args, **query) -> str:
         """A URL of this invoice's page, keeping the chosen language."""
@@ -136,13 +150,113 @@ def page(request, visit: Visit):
     return page_render(request, visit)
 
 
-def page_render(request, visit: Visit, status: int = 200, **forms):
-    context = page_context(visit.invoice, now=visit.now, language=visit.language)
-    context["expires_at"] = link_expires_at(visit.invoice, visit.settings)
+def page_render(request, visit: Visit, status: int = 200, **given):
+    """The page; `given` are the forms (with their errors) and messages of a POST."""
+    invoice = visit.invoice
+    context = page_context(invoice, now=visit.now, language=visit.language)
+    context["expires_at"] = link_expires_at(invoice, visit.settings)
     context["pdf_url"] = visit.url("hosted:invoice_pdf")
     for payment in context["payments"]:
         payment["receipt_url"] = visit.url("hosted:receipt_pdf", payment["id"])
-    return render_page(request, visit, "hosted/page.html", {**context, **forms}, status=status)
+    context["result"] = shown_attempt(request, context["attempts"])
+    context["method_saved"] = request.GET.get("saved") == "card"
+    context.update(payment_forms(visit, context, given))
+    return render_page(request, visit, "hosted/page.html", {**context, **given}, status=status)
+
+
+def shown_attempt(request, attempts: list[dict]) -> dict | None:
+    """The attempt a pay form redirected to (?attempt=<id>), among this invoice's."""
+    wanted = request.GET.get("attempt", "")
+    return next((a for a in attempts if str(a["id"]) == wanted), None)
+
+
+def payment_forms(visit: Visit, context: dict, given: dict) -> dict:
+    """Fresh forms (each with a new nonce) unless a POST handed back one with errors."""
+    invoice, cards = visit.invoice, card_entry_available()
+    can_pay = context["payable"] and not context["in_flight"]
+    initial = {"amount": invoice.amount_remaining}
+    method = invoice.customer.default_payment_method
+    saved = method if method is not None and method.chargeable else None
+    forms = {
+        "saved_method": saved,
+        "saved_form": PaymentConfirmationForm(
+            initial={**initial, "nonce": nonce_new()}, invoice=invoice
+        ) if can_pay and saved else None,
+        "card_form": CardPaymentForm(
+            initial={**initial, "nonce": nonce_new()}, invoice=invoice, today=visit.today
+        ) if can_pay and cards else None,
+        "method_form": SimulatedCardForm(today=visit.today)
+        if cards and invoice.status in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE)
+        else None,
+        "pay_url": visit.url("hosted:pay"),
+        "method_url": visit.url("hosted:payment_method"),
+    }
+    return {name: given.get(name, form) for name, form in forms.items()}
+
+
+# --- paying -----------------------------------------------------------------------------
+
+
+@sensitive_post_parameters(*CARD_FIELDS)
+@hosted_view(methods=["POST"])
+def pay(request, visit: Visit):
+    """Pay the amount due (POST, then redirect to the page showing the attempt). The same
+    form sent twice returns its first attempt: never a second charge."""
+    invoice = visit.invoice
+    done = attempt_for_nonce(invoice, request.POST.get("nonce", ""))
+    if done is not None:
+        return redirect(attempt_url(visit, done))
+    if rate_limit_hit(PAY_LIMITS, invoice_id=invoice.pk, client=client_address(request)):
+        return rate_limited(request, visit)
+    if not is_payable(invoice):
+        return page_render(request, visit, status=409,
+                           pay_error=_("This invoice has nothing left to pay."))
+    with_saved = request.POST.get("with") == "saved"
+    if with_saved:
+        form = PaymentConfirmationForm(request.POST, invoice=invoice)
+    elif card_entry_available():
+        form = CardPaymentForm(request.POST, invoice=invoice, today=visit.today)
+    else:
+        return page_render(request, visit, status=400,
+                           pay_error=_("Cards cannot be typed on this page."))
+    if not form.is_valid():
+        return page_render(request, visit, status=400,
+                           **{"saved_form" if with_saved else "card_form": form})
+    try:
+        attempt = hosted_pay(
+            invoice, nonce=form.cleaned_data["nonce"], now=visit.now, actor=CUSTOMER,
+            card=None if with_saved else form.cleaned_data["number"],
+        )
+    except DomainError as error:
+        return page_render(request, visit, status=409, pay_error=error.message)
+    return redirect(attempt_url(visit, attempt))
+
+
+def attempt_url(visit: Visit, attempt) -> str:
+    """The page showing how a payment went (GET: reloading it records nothing)."""
+    return visit.url(attempt=attempt.pk) + "#payment"
+
+
+@sensitive_post_parameters(*CARD_FIELDS)
+@hosted_view(methods=["POST"])
+def payment_method(request, visit: Visit):
+    """Save a card as the customer's payment method for the next invoices."""
+    if not card_entry_available():
+        return page_render(request, visit, status=400,
+                           method_error=_("Cards cannot be typed on this page."))
+    if rate_limit_hit(CARD_LIMITS, invoice_id=visit.invoice.pk, client=client_address(request)):
+        return rate_limited(request, visit)
+    form = SimulatedCardForm(request.POST, today=visit.today)
+    if not form.is_valid():
+        return page_render(request, visit, status=400, method_form=form)
+    try:
+        hosted_card_save(
+            visit.invoice.customer, card=form.cleaned_data["number"],
+            expiry=form.cleaned_data["expiry"], now=visit.now, actor=CUSTOMER,
+        )
+    except DomainError as error:
+        return page_render(request, visit, status=409, method_error=error.message)
+    return redirect(visit.url(saved="card") + "#payment")
 
 
 # --- downloads --------------------------------------------------------------------------
