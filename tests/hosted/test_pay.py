@@ -273,7 +273,9 @@ def test_paying_is_rate_limited(client, invoice):
     assert statuses == [400] * 10 + [429]
 
 
-def test_the_card_number_is_kept_nowhere(client, invoice, caplog, django_capture_on_commit_callbacks):
+def test_the_card_number_is_kept_nowhere(
+    client, invoice, caplog, django_capture_on_commit_callbacks
+):
     digits = SUCCEEDS.replace(" ", "")
     with django_capture_on_commit_callbacks(execute=True):
         shown(client, pay(client, invoice))
@@ -331,9 +333,8 @@ def test_saving_a_card_makes_it_the_payment_method_and_resumes_collection(client
     assert str(customer.default_payment_method) == "Visa •••• 4242"
     invoice.refresh_from_db()
     assert (invoice.payment_hold, invoice.next_payment_attempt) == ("", NOW)
-    attached = (
-        Event.objects.filter(customer=customer, type="payment_method.attached").order_by("id").last()
-    )
+    attached = Event.objects.filter(customer=customer, type="payment_method.attached")
+    attached = attached.order_by("id").last()
     assert attached.actor_kind == "customer" and attached.data["resumed_invoices"] == [invoice.pk]
 
 
