@@ -26,6 +26,7 @@ from ..documents.services import document_ensure
 from ..models import Branding, Invoice, InvoicingSettings, Payment
 from ..services import local_date
 from .branding import page_branding
+from .csrf import invoice_page_csrf
 from .forms import (
     CARD_FIELDS,
     CardPaymentForm,
@@ -197,6 +198,7 @@ def payment_forms(visit: Visit, context: dict, given: dict) -> dict:
 # --- paying -----------------------------------------------------------------------------
 
 
+@invoice_page_csrf
 @sensitive_post_parameters(*CARD_FIELDS)
 @hosted_view(methods=["POST"])
 def pay(request, visit: Visit):
@@ -237,6 +239,7 @@ def attempt_url(visit: Visit, attempt) -> str:
     return visit.url(attempt=attempt.pk) + "#payment"
 
 
+@invoice_page_csrf
 @sensitive_post_parameters(*CARD_FIELDS)
 @hosted_view(methods=["POST"])
 def payment_method(request, visit: Visit):
@@ -303,6 +306,7 @@ def branding_icon(request):
 # --- a fresh link, for an expired one --------------------------------------------------
 
 
+@invoice_page_csrf
 @sensitive_post_parameters("email")
 @hosted_view(methods=["POST"], when_expired=True)
 def link_request(request, visit: Visit):

@@ -384,3 +384,46 @@ def test_the_default_method_of_the_customer_is_shown_only_when_chargeable(client
     payment_method_detach(method, now=NOW, actor=STAFF)
     body = client.get(page_url(Invoice.objects.get(pk=invoice.pk))).content.decode()
     assert "with Visa" not in body
+
+
+# --- CSRF under the no-referrer policy -------------------------------------------------
+
+
+def csrf_client_and_data(invoice):
+    browser = Client(enforce_csrf_checks=True)
+    body = browser.get(page_url(invoice)).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body)[1]
+    data = {"csrfmiddlewaretoken": token, "nonce": NONCE_INPUT.findall(body)[-1],
+            "amount": 10000, **card_fields()}
+    return browser, data
+
+
+def test_a_browser_posting_without_referrer_is_accepted_from_the_page_itself(invoice):
+    # What browsers send under Referrer-Policy: no-referrer: Origin "null", no Referer.
+    browser, data = csrf_client_and_data(invoice)
+    response = browser.post(page_url(invoice, "pay"), data, HTTP_ORIGIN="null",
+                            HTTP_SEC_FETCH_SITE="same-origin", secure=True)
+    assert response.status_code == 302
+    assert PaymentAttempt.objects.filter(invoice=invoice).count() == 1
+
+
+@pytest.mark.parametrize("headers", [
+    {"HTTP_ORIGIN": "null", "HTTP_SEC_FETCH_SITE": "cross-site"},
+    {"HTTP_ORIGIN": "null"},
+    {"HTTP_ORIGIN": "https://evil.example"},
+    {"HTTP_SEC_FETCH_SITE": "cross-site"},
+])
+def test_posts_from_elsewhere_are_refused(invoice, headers):
+    browser, data = csrf_client_and_data(invoice)
+    response = browser.post(page_url(invoice, "pay"), data, secure=True, **headers)
+    assert response.status_code == 403
+    nothing_recorded(invoice)
+
+
+def test_the_csrf_token_is_still_required_from_the_page_itself(invoice):
+    browser, data = csrf_client_and_data(invoice)
+    data["csrfmiddlewaretoken"] = "x" * 64
+    response = browser.post(page_url(invoice, "pay"), data, HTTP_ORIGIN="null",
+                            HTTP_SEC_FETCH_SITE="same-origin", secure=True)
+    assert response.status_code == 403
+    nothing_recorded(invoice)
