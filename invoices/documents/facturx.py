@@ -111,6 +111,14 @@ def _date(parent, name: str, value: date) -> None:
     _add(holder, "DateTimeString", value.strftime("%Y%m%d"), namespace=UDT, format="102")
 
 
+def zone(name: str | None) -> zoneinfo.ZoneInfo:
+    """The time zone named in a snapshot; UTC when the name is unknown."""
+    try:
+        return zoneinfo.ZoneInfo(name or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
+
+
 def percent_text(value) -> str:
     return format(Decimal(value).normalize(), "f")
 
@@ -142,8 +150,7 @@ class Writer:
         return VatLine(rates[0].category or "S", rates[0].percentage)
 
     def issue_date(self) -> date:
-        tz = zoneinfo.ZoneInfo(self.details.get("timezone") or "UTC")
-        return self.invoice.finalized_at.astimezone(tz).date()
+        return self.invoice.finalized_at.astimezone(zone(self.details.get("timezone"))).date()
 
     # --- the document ---
 
