@@ -72,8 +72,8 @@ def test_finalizing_requests_the_invoice_pdf_without_rendering_it():
     assert document_get("invoice", invoice) is None
 
 
-def test_the_sweep_renders_the_pdf_and_it_is_then_served_from_storage(monkeypatch):
-    invoice = make_open(lines=((3, 12345),))
+def test_the_sweep_renders_the_pdf_and_it_is_then_served_from_storage(monkeypatch, branding):
+    invoice = make_open(make_customer(country="FR"), lines=((3, 12345),))
 
     assert render_pending() == {"rendered": 1, "failed": 0}
 
