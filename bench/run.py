@@ -1,4 +1,5 @@
-"""Benchmarks: the invoice changelist over 1,000,000 invoices and finalization throughput.
+"""Benchmarks: the invoice changelist over 1,000,000 invoices, finalization throughput and
+document rendering (`--only documents` needs no data set).
 
     DATABASE_URL=postgres://user@host:5432/billing_bench .venv/bin/python bench/run.py
 
@@ -24,7 +25,8 @@ def parse_args():
     parser.add_argument("--runs", type=int, default=20, help="timed runs per changelist page")
     parser.add_argument("--drafts", type=int, default=3000, help="drafts to finalize")
     parser.add_argument(
-        "--only", choices=["build", "finalization", "changelist"], help="run one part only"
+        "--only", choices=["build", "finalization", "changelist", "documents"],
+        help="run one part only",
     )
     return parser.parse_args()
 
@@ -93,12 +95,16 @@ def main() -> int:
 
     from django.core.management import call_command
 
-    from bench import changelist, dataset, finalization
+    from bench import changelist, dataset, documents, finalization
     from bench.report import Summary
 
     print(f"bench database: {name}")
     call_command("migrate", verbosity=0)
     summary = Summary()
+    if args.only == "documents":  # needs no data set
+        documents.run(summary, runs=args.runs)
+        summary.print()
+        return 0
 
     if not dataset.dataset_built():
         if dataset.has_data():
@@ -114,6 +120,8 @@ def main() -> int:
         finalization.run(summary, drafts=args.drafts)
     if args.only in (None, "changelist"):
         changelist.run(summary, runs=args.runs)
+    if args.only is None:
+        documents.run(summary, runs=args.runs)
     summary.print()
     return 0
 
