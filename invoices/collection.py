@@ -719,7 +719,7 @@ def _write(batch: _Batch) -> None:
     for event in batch.events:  # the payment ids exist now
         if event.type == "invoice.payment_succeeded":
             event.data["payment"] = payment_of[event.data["attempt"]]
-    rows_update(PaymentAttempt, batch.attempts, ATTEMPT_FIELDS + ["decline_code"])
+    rows_update(PaymentAttempt, batch.attempts, ATTEMPT_FIELDS)
     touched = [batch.invoices[pk] for pk in sorted({a.invoice_id for a in batch.attempts})]
     if batch.invoice_fields and touched:
         rows_update(Invoice, touched, sorted(batch.invoice_fields))
