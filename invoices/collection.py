@@ -301,7 +301,7 @@ def _charge_target(invoice, method, token, brand, last4) -> tuple[str, str, Paym
 def _attempt_build(invoice, *, key, source, token, label, method, at) -> PaymentAttempt:
     return PaymentAttempt(
         invoice=invoice,
-        customer_id=invoice.customer_id,
+        customer=invoice.customer,
         payment_method=method,
         gateway_token=token,
         method_label=label[:60],
@@ -480,7 +480,9 @@ def charge_request(attempt: PaymentAttempt) -> ChargeRequest:
         payment_method=attempt.gateway_token,
         customer_reference=f"cus_{attempt.customer_id}",
         description=f"Invoice {attempt.invoice_id}",
-        metadata={"invoice": attempt.invoice_id, "attempt": attempt.pk},
+        # The customer's time zone: gateways and banks that care about local time.
+        metadata={"invoice": attempt.invoice_id, "attempt": attempt.pk,
+                  "customer_timezone": attempt.customer.timezone},
         off_session=attempt.source == PaymentAttempt.Source.AUTOMATIC,
     )
 
@@ -499,6 +501,12 @@ class _Batch:
     failures: list = field(default_factory=list)  # Failure
     outcomes: list = field(default_factory=list)  # Outcome
     overpaid: list = field(default_factory=list)  # (invoice, amount, at)
+    tolerances: dict = field(default_factory=dict)  # currency -> policy tolerance
+
+    def tolerance(self, currency: str) -> int:
+        if currency not in self.tolerances:
+            self.tolerances[currency] = policy().tolerance(currency)
+        return self.tolerances[currency]
     reconcile: list = field(default_factory=list)  # (invoice, at)
 
 
@@ -603,7 +611,7 @@ def _succeeded(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, at)
         batch.invoice_fields |= set(
             transition_in_memory(invoice, S.PAID, at, batch.actor, batch.events)
         )
-    elif invoice.amount_remaining <= policy().tolerance(invoice.currency):
+    elif invoice.amount_remaining <= batch.tolerance(invoice.currency):
         batch.reconcile.append((invoice, at))
     elif attempt.source == PaymentAttempt.Source.AUTOMATIC:
         # Part of it paid: the rest is retried as the policy says.
@@ -773,6 +781,7 @@ def attempts_check_due(
         with transaction.atomic():
             attempts = list(
                 attempts_due_check(now, test_clock)
+                .select_related("customer")
                 .select_for_update(skip_locked=True, of=("self",))
                 .order_by("check_at", "pk")[:batch_size]
             )

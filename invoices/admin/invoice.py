@@ -28,6 +28,7 @@ from customers.money import to_decimal
 
 from ..collection import invoice_charge
 from ..credit_notes import credit_note_create, creditable_amount
+from ..documents.services import document_ensure, draft_preview_pdf
 from ..forms import (
     CreditNoteForm,
     CreditNoteLineFormSet,
@@ -37,10 +38,13 @@ from ..forms import (
     RecordPaymentForm,
     received_at_initial,
 )
+from ..hosted import hosted_url
+from ..hosted.links import hosted_link_revoke, hosted_link_rotate, link_expires_at
 from ..models import (
     Event,
     Invoice,
     InvoiceLine,
+    InvoicingSettings,
     PaymentAttempt,
 )
 from ..pagination import CappedCountPaginator
@@ -67,6 +71,7 @@ from .common import (
     report_failures,
     staff,
 )
+from .documents import document_response, pdf_response
 
 STATUS_COLOURS = {
     S.DRAFT: "#6c757d",
@@ -248,6 +253,24 @@ OPERATIONS = {
         ),
     ),
 }
+OPERATIONS.update({
+    "rotate_link": Operation(
+        "rotate_link", gettext_lazy("New page link"), "change_invoice",
+        lambda invoice: not invoice.is_draft, hosted_link_rotate,
+        lambda n: ngettext(
+            "%(count)d invoice has a new page link; links sent before no longer work.",
+            "%(count)d invoices have a new page link; links sent before no longer work.", n,
+        ),
+    ),
+    "revoke_link": Operation(
+        "revoke_link", gettext_lazy("Revoke page link"), "change_invoice",
+        lambda invoice: bool(invoice.hosted_token_hash), hosted_link_revoke,
+        lambda n: ngettext(
+            "%(count)d invoice page link revoked.", "%(count)d invoice page links revoked.", n
+        ),
+    ),
+})
+CONFIRMED_OPERATIONS = {"void", "revise", "mark_uncollectible", "rotate_link", "revoke_link"}
 RECORD_PAYMENT_PERMISSION = "add_payment"
 CREDIT_NOTE_PERMISSION = "add_creditnote"
 CREDITABLE = {S.OPEN, S.PAID}
@@ -305,6 +328,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             "payment_hold", "last_payment_error", "last_decline_code", "past_due_at",
             "attempts_table",
         ]}),
+        (gettext_lazy("Invoice page"), {"fields": ["hosted_page"]}),
         (gettext_lazy("History"), {"fields": [
             "created_at", "finalized_at", "paid_at", "voided_at", "marked_uncollectible_at",
             "from_invoice",
@@ -355,6 +379,18 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description=gettext_lazy("past due"), boolean=True)
     def past_due(self, invoice):
         return invoice.is_past_due(system_now())
+
+    @admin.display(description=gettext_lazy("customer's page"))
+    def hosted_page(self, invoice):
+        """The link to send the customer, and until when it works."""
+        url = hosted_url(invoice)
+        if not url:
+            return _("No live link (draft, or revoked). Use “New page link” to issue one.")
+        expires_at = link_expires_at(invoice, InvoicingSettings.load())
+        return format_html(
+            '<a href="{}" target="_blank" rel="noreferrer noopener">{}</a><br>{}', url, url,
+            _("Works until %(date)s (UTC).") % {"date": f"{expires_at:%Y-%m-%d %H:%M}"},
+        )
 
     total_display = sortable_money("total", gettext_lazy("total"))
     remaining_display = sortable_money("amount_remaining", gettext_lazy("amount remaining"))
@@ -482,7 +518,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     def _buttons(self, request, invoice) -> list[dict]:
         buttons = [
             {"label": op.label, "url": self._op_url(op.name, invoice), "post": True,
-             "confirm": op.name in ("void", "revise", "mark_uncollectible")}
+             "confirm": op.name in CONFIRMED_OPERATIONS}
             for op in OPERATIONS.values()
             if op.allowed(invoice) and may(request, op.permission)
         ]
@@ -492,6 +528,8 @@ class InvoiceAdmin(admin.ModelAdmin):
         if invoice.status in CREDITABLE and may(request, CREDIT_NOTE_PERMISSION):
             buttons.append({"label": _("Create credit note"), "post": False,
                             "url": self._op_url("credit_note", invoice)})
+        label = _("Preview PDF") if invoice.is_draft else _("Download PDF")
+        buttons.append({"label": label, "post": False, "url": self._op_url("pdf", invoice)})
         return buttons
 
     def _op_url(self, name, invoice) -> str:
@@ -512,6 +550,7 @@ class InvoiceAdmin(admin.ModelAdmin):
                  name="invoices_invoice_record_payment"),
             path("<path:object_id>/credit-note/", wrap(self.credit_note_view),
                  name="invoices_invoice_credit_note"),
+            path("<path:object_id>/pdf/", wrap(self.pdf_view), name="invoices_invoice_pdf"),
         ]
         return urls + super().get_urls()
 
@@ -542,6 +581,19 @@ class InvoiceAdmin(admin.ModelAdmin):
         self.message_user(request, operation.done(1) % {"count": 1}, messages.SUCCESS)
         # Revise returns the new draft: staff continue editing there.
         return redirect(change_url(result if isinstance(result, Invoice) else invoice))
+
+    def pdf_view(self, request, object_id):
+        """A draft's preview, rendered now; a finalized invoice's stored PDF."""
+        invoice, missing = self._invoice_or_redirect(request, object_id)
+        if missing:
+            return missing
+        try:
+            if invoice.is_draft:
+                return pdf_response(draft_preview_pdf(invoice), f"draft-{invoice.pk}.pdf")
+            return document_response(document_ensure("invoice", invoice))
+        except DomainError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return redirect(change_url(invoice))
 
     def record_payment_view(self, request, object_id):
         if not may(request, RECORD_PAYMENT_PERMISSION):
