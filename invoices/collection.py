@@ -463,11 +463,13 @@ def attempts_send(
     started = time.perf_counter()
     outcomes = gateway.charge_many(items)
     elapsed_ms = int((time.perf_counter() - started) * 1000 / len(attempts))
-    return attempts_complete(
+    counts = attempts_complete(
         [(attempt, outcome, attempt.created_at, elapsed_ms)
          for attempt, outcome in zip(attempts, outcomes, strict=True)],
         actor=actor,
     )
+    counts.attempted += len(attempts)
+    return counts
 
 
 def charge_request(attempt: PaymentAttempt) -> ChargeRequest:

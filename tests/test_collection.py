@@ -44,7 +44,7 @@ def test_a_succeeding_card_pays_the_invoice_once():
     invoice = make_charged("sim_4242")
     counts = collect()
     invoice.refresh_from_db()
-    assert counts.succeeded == 1 and invoice.status == "paid"
+    assert (counts.attempted, counts.succeeded, invoice.status) == (1, 1, "paid")
     attempt = invoice.payment_attempts.get()
     assert attempt.status == "succeeded" and attempt.payment.amount == invoice.total
     assert invoice.attempt_count == 1 and invoice.next_payment_attempt is None
