@@ -1,5 +1,6 @@
 """Benchmarks: the invoice changelist over 1,000,000 invoices, finalization throughput and
-the hosted invoice page under gunicorn.
+the hosted invoice page under gunicorn, and document rendering (`--only documents`
+needs no data set).
 
     DATABASE_URL=postgres://user@host:5432/billing_bench .venv/bin/python bench/run.py
 
@@ -26,7 +27,7 @@ def parse_args():
     parser.add_argument("--runs", type=int, default=20, help="timed runs per changelist page")
     parser.add_argument("--drafts", type=int, default=3000, help="drafts to finalize")
     parser.add_argument(
-        "--only", choices=["build", "finalization", "changelist", "hosted"],
+        "--only", choices=["build", "finalization", "changelist", "hosted", "documents"],
         help="run one part only",
     )
     parser.add_argument(
@@ -99,12 +100,16 @@ def main() -> int:
 
     from django.core.management import call_command
 
-    from bench import changelist, dataset, finalization, hosted
+    from bench import changelist, dataset, documents, finalization, hosted
     from bench.report import Summary
 
     print(f"bench database: {name}")
     call_command("migrate", verbosity=0)
     summary = Summary()
+    if args.only == "documents":  # needs no data set
+        documents.run(summary, runs=args.runs)
+        summary.print()
+        return 0
 
     if args.only == "hosted":
         hosted.run(summary, seconds=args.seconds)
@@ -127,6 +132,7 @@ def main() -> int:
         changelist.run(summary, runs=args.runs)
     if args.only is None:
         hosted.run(summary, seconds=args.seconds)
+        documents.run(summary, runs=args.runs)
     summary.print()
     return 0
 

@@ -499,6 +499,12 @@ class _Batch:
     failures: list = field(default_factory=list)  # Failure
     outcomes: list = field(default_factory=list)  # Outcome
     overpaid: list = field(default_factory=list)  # (invoice, amount, at)
+    tolerances: dict = field(default_factory=dict)  # currency -> policy tolerance
+
+    def tolerance(self, currency: str) -> int:
+        if currency not in self.tolerances:
+            self.tolerances[currency] = policy().tolerance(currency)
+        return self.tolerances[currency]
     reconcile: list = field(default_factory=list)  # (invoice, at)
 
 
@@ -603,7 +609,7 @@ def _succeeded(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, at)
         batch.invoice_fields |= set(
             transition_in_memory(invoice, S.PAID, at, batch.actor, batch.events)
         )
-    elif invoice.amount_remaining <= policy().tolerance(invoice.currency):
+    elif invoice.amount_remaining <= batch.tolerance(invoice.currency):
         batch.reconcile.append((invoice, at))
     elif attempt.source == PaymentAttempt.Source.AUTOMATIC:
         # Part of it paid: the rest is retried as the policy says.
@@ -719,7 +725,7 @@ def _write(batch: _Batch) -> None:
     for event in batch.events:  # the payment ids exist now
         if event.type == "invoice.payment_succeeded":
             event.data["payment"] = payment_of[event.data["attempt"]]
-    rows_update(PaymentAttempt, batch.attempts, ATTEMPT_FIELDS + ["decline_code"])
+    rows_update(PaymentAttempt, batch.attempts, ATTEMPT_FIELDS)
     touched = [batch.invoices[pk] for pk in sorted({a.invoice_id for a in batch.attempts})]
     if batch.invoice_fields and touched:
         rows_update(Invoice, touched, sorted(batch.invoice_fields))

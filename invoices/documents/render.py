@@ -10,7 +10,6 @@ A missing or unreadable logo is left out, never an error.
 import base64
 import logging
 import mimetypes
-import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -52,11 +51,13 @@ class Formats:
         if value is None:
             return ""
         if isinstance(value, datetime):
-            value = value.astimezone(zoneinfo.ZoneInfo(self.timezone)).date()
+            value = value.astimezone(facturx.zone(self.timezone)).date()
         return format_date(value, "long", locale=self.locale)
 
     def percent(self, value) -> str:
-        return format_percent(Decimal(value) / 100, "#,##0.###%", locale=self.locale)
+        return format_percent(
+            Decimal(value) / 100, locale=self.locale, decimal_quantization=False
+        )
 
     def number(self, value) -> str:
         return format_decimal(value, locale=self.locale)
@@ -66,11 +67,7 @@ def formats_for(locale: str | None, timezone: str | None = None) -> Formats:
     """The formats of a customer's locale; an unknown locale reads English."""
     key = (locale or "").replace("_", "-").lower()
     language, babel_locale = LOCALES.get(key, LOCALES[DEFAULT_LOCALE])
-    try:
-        zone = zoneinfo.ZoneInfo(timezone or "UTC").key
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        zone = "UTC"
-    return Formats(language, babel_locale, zone)
+    return Formats(language, babel_locale, facturx.zone(timezone).key)
 
 
 # --- WeasyPrint, set up once per process ---------------------------------------------
@@ -137,8 +134,10 @@ def facturx_metadata_add(metadata) -> None:
     metadata.generate_rdf_metadata = with_facturx
 
 
-def html_render(template: str, context: dict, formats: Formats) -> str:
+def html_render(template: str, build, *args, formats: Formats, **kwargs) -> str:
+    """The document's HTML, everything in it (the context too) in the reader's language."""
     with translation.override(formats.language):
+        context = build(*args, formats, **kwargs)
         return render_to_string(template, {**context, "lang": formats.language})
 
 
@@ -328,20 +327,20 @@ def invoice_formats(invoice) -> Formats:
 
 def invoice_pdf(invoice, branding, *, xml: bytes | None, hosted_link: str = "") -> bytes:
     formats = invoice_formats(invoice)
-    context = invoice_context(invoice, branding, formats, hosted_link=hosted_link)
-    return pdf_write(html_render("documents/invoice.html", context, formats),
-                     lang=formats.language, xml=xml)
+    html = html_render("documents/invoice.html", invoice_context, invoice, branding,
+                       formats=formats, hosted_link=hosted_link)
+    return pdf_write(html, lang=formats.language, xml=xml)
 
 
 def credit_note_pdf(note, branding) -> bytes:
     formats = invoice_formats(note.invoice)
-    context = credit_note_context(note, branding, formats)
-    return pdf_write(html_render("documents/credit_note.html", context, formats),
-                     lang=formats.language)
+    html = html_render("documents/credit_note.html", credit_note_context, note, branding,
+                       formats=formats)
+    return pdf_write(html, lang=formats.language)
 
 
 def receipt_pdf(payment, branding) -> bytes:
     formats = invoice_formats(payment.invoice)
-    context = receipt_context(payment, branding, formats)
-    return pdf_write(html_render("documents/receipt.html", context, formats),
-                     lang=formats.language)
+    html = html_render("documents/receipt.html", receipt_context, payment, branding,
+                       formats=formats)
+    return pdf_write(html, lang=formats.language)

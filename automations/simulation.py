@@ -1,0 +1,267 @@
+"""`manage.py simulate`: a synthetic population collected on a test clock.
+
+Customers in several time zones, each paying with a test card of the simulated gateway
+drawn from CARD_MIX, get a monthly charge_automatically invoice. The clock advances hour
+by hour; everything the system would do (finalize, charge, retry, settle, reconcile,
+mark uncollectible) runs through the real sweeps. Customers also act as real ones do:
+some add a new card days after a hard decline, some authenticate on the hosted page.
+
+Every random draw comes from one seeded generator, in a fixed order, so a seed gives the
+same population and the same customer behaviour whatever the retry mode: the modes
+differ only in when the system retries. A run happens inside a transaction that is
+rolled back (unless `keep`), and starts Smart Retries from their priors alone (what it
+learns during the run is what a new installation would learn).
+"""
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+
+from customers.actors import Actor
+from customers.models import Customer, TestClock
+from customers.money import currency_exponent
+from customers.services import customer_create
+from invoices.collection import invoice_charge, payment_method_add
+from invoices.gateways.simulated import CARDS_BY_TOKEN
+from invoices.models import Invoice, PaymentAttempt
+from invoices.services import invoice_create, invoice_line_add
+
+from .clocks import clock_advance
+from .models import BillingSettings, RetryPolicy, RetryStat
+
+# Share of customers paying with each test card (docs/gateways.md describes the cards).
+CARD_MIX = [
+    ("sim_4242", 58.0),  # succeeds
+    ("sim_0812", 10.0),  # try_again_later, succeeds 08:00-10:59 customer time
+    ("sim_0333", 6.0),  # insufficient_funds, recovers 3 days after the first decline
+    ("sim_2537", 5.0),  # insufficient_funds, succeeds on paydays (days 1-5 and 25-31)
+    ("sim_9995", 5.0),  # insufficient_funds, never recovers
+    ("sim_0002", 3.0),  # generic_decline, never recovers
+    ("sim_0119", 2.0),  # do_not_honor, never recovers
+    ("sim_9979", 1.5),  # stolen_card: hard decline
+    ("sim_0069", 1.5),  # expired_card: hard decline
+    ("sim_2222", 3.0),  # processing, settles succeeded 2 days later
+    ("sim_2230", 1.0),  # processing, settles failed 2 days later
+    ("sim_3155", 2.0),  # requires the customer's action
+    ("sim_4444", 2.0),  # succeeds (Mastercard)
+]
+TIMEZONES = [
+    ("Europe/Paris", "fr"),
+    ("America/New_York", "en"),
+    ("America/Sao_Paulo", "pt-BR"),
+    ("Europe/London", "en"),
+    ("Asia/Tokyo", "en"),
+    ("America/Los_Angeles", "en"),
+    ("Australia/Sydney", "en"),
+]
+NEW_CARD_AFTER_HARD_DECLINE = 0.5  # share of customers who add a new card...
+NEW_CARD_DELAY_HOURS = (24, 120)  # ...this long after the decline
+AUTHENTICATES = 0.6  # share of customers who pay on the hosted page when asked...
+AUTHENTICATE_DELAY_HOURS = (6, 72)  # ...this long after being asked
+INVOICE_EVERY_DAYS = 30
+CUSTOMER = Actor.system("simulated customer")
+SIMULATION = Actor.system("simulation")
+
+
+@dataclass
+class SimCustomer:
+    customer: Customer
+    card: str
+    first_invoice_at: datetime
+    amount: int  # minor units, each invoice
+    responds: bool  # adds a card after a hard decline / authenticates when asked
+    delay: timedelta
+
+
+@dataclass
+class Report:
+    mode: str
+    customers: int
+    days: int
+    seed: int
+    currency: str
+    invoices_by_status: dict = field(default_factory=dict)
+    attempts: int = 0
+    attempts_by_status: dict = field(default_factory=dict)
+    billed: int = 0
+    at_risk: int = 0  # total of invoices whose first automatic attempt did not succeed
+    recovered: int = 0  # paid on those invoices
+    emails: int = 0
+
+    @property
+    def recovery_rate(self) -> float:
+        return self.recovered / self.at_risk if self.at_risk else 0.0
+
+
+class Rollback(Exception):
+    """Raised to undo a simulation that was not asked to be kept."""
+
+
+def simulate(
+    *, customers: int, days: int, seed: int, mode: str, start: datetime, currency: str = "EUR",
+    keep: bool = False, on_step=None,
+) -> Report:
+    report = None
+    try:
+        with transaction.atomic():
+            report = _run(customers=customers, days=days, seed=seed, mode=mode, start=start,
+                          currency=currency, on_step=on_step)
+            if not keep:
+                raise Rollback
+    except Rollback:
+        pass
+    return report
+
+
+def _run(*, customers, days, seed, mode, start, currency, on_step) -> Report:
+    rng = random.Random(seed)
+    RetryStat.objects.all().delete()  # learn from this run only (rolled back with it)
+    _settings_for(mode, seed)
+    clock = TestClock.objects.create(name=f"Simulation {mode} seed {seed}", frozen_time=start)
+    population = [_customer_make(rng, n, clock, start, currency, seed) for n in range(customers)]
+    end = start + timedelta(days=days)
+    invoices_due = sorted(
+        ((moment, n) for n, sim in enumerate(population)
+         for moment in _invoice_moments(sim.first_invoice_at, end)),
+    )
+    actions: dict[int, datetime] = {}  # customer index -> when it acts (one action each)
+    acted: set[int] = set()
+    hour = start
+    next_invoice = 0
+    while hour < end:
+        while next_invoice < len(invoices_due) and invoices_due[next_invoice][0] <= hour:
+            _invoice_make(population[invoices_due[next_invoice][1]], hour)
+            next_invoice += 1
+        _customers_act(population, actions, acted, hour)
+        hour += timedelta(hours=1)
+        clock_advance(clock, to=hour)
+        _actions_plan(population, actions, acted, clock)
+        if on_step:
+            on_step(hour)
+    return _report(mode, customers, days, seed, currency, clock)
+
+
+def _settings_for(mode: str, seed: int) -> None:
+    policy = RetryPolicy.objects.create(
+        name=f"Simulation {mode} {seed}", mode=mode, max_retries=8, window_days=14,
+        after_last_retry=RetryPolicy.AfterLastRetry.LEAVE_PAST_DUE,
+    )
+    settings = BillingSettings.load()
+    settings.default_retry_policy = policy
+    settings.automatic_collection = True
+    settings.save()
+    RetryPolicy.objects.exclude(pk=policy.pk).update(customer_segments=[])
+
+
+def _customer_make(rng, n, clock, start, currency, seed) -> SimCustomer:
+    tokens, weights = zip(*CARD_MIX, strict=True)
+    card = rng.choices(tokens, weights)[0]
+    timezone, locale = rng.choice(TIMEZONES)
+    first_at = start + timedelta(hours=rng.randrange(INVOICE_EVERY_DAYS * 24))
+    major = rng.randint(20, 500)
+    responds = rng.random()
+    delay_hours = rng.randint(*NEW_CARD_DELAY_HOURS)
+    customer = customer_create(
+        name=f"Simulated customer {n + 1}",
+        email=f"customer{n + 1}@simulation.example",
+        currency=currency,
+        timezone=timezone,
+        preferred_locale=locale,
+        invoice_prefix=f"S{seed % 1000:03d}{n + 1:06d}"[-12:],
+        test_clock=clock,
+    )
+    token = CARDS_BY_TOKEN[card]
+    payment_method_add(
+        customer, type="card", gateway_reference=card, brand=token.brand, last4=token.last4,
+        exp_month=12, exp_year=start.year + 3, now=start, actor=SIMULATION,
+    )
+    threshold = AUTHENTICATES if token.kind == "action" else NEW_CARD_AFTER_HARD_DECLINE
+    if token.kind == "action":
+        delay_hours = rng.randint(*AUTHENTICATE_DELAY_HOURS)
+    return SimCustomer(
+        customer=customer, card=card, first_invoice_at=first_at,
+        amount=major * 10 ** currency_exponent(currency),
+        responds=responds < threshold, delay=timedelta(hours=delay_hours),
+    )
+
+
+def _invoice_moments(first: datetime, end: datetime):
+    moment = first
+    while moment < end:
+        yield moment
+        moment += timedelta(days=INVOICE_EVERY_DAYS)
+
+
+def _invoice_make(sim: SimCustomer, now: datetime) -> None:
+    invoice = invoice_create(
+        customer=sim.customer, now=now, actor=SIMULATION,
+        collection_method=Invoice.CollectionMethod.CHARGE_AUTOMATICALLY, auto_advance=True,
+    )
+    invoice_line_add(invoice, description="Subscription", quantity=1, unit_amount=sim.amount)
+
+
+def _actions_plan(population, actions, acted, clock) -> None:
+    """Customers who respond act some time after being asked (a hard decline, an
+    authentication request): decided by their draws, scheduled from what just happened."""
+    waiting = set(
+        Invoice.objects.filter(
+            customer__test_clock=clock, status=Invoice.Status.OPEN,
+            payment_hold__in=["hard_decline", "requires_action"],
+        ).values_list("customer__name", flat=True)
+    )
+    for name in waiting:
+        n = int(name.rsplit(" ", 1)[1]) - 1
+        sim = population[n]
+        if sim.responds and n not in actions and n not in acted:
+            actions[n] = clock.frozen_time + sim.delay
+
+
+def _customers_act(population, actions, acted, now) -> None:
+    for n, moment in list(actions.items()):
+        if moment > now:
+            continue
+        del actions[n]
+        acted.add(n)
+        sim = population[n]
+        if CARDS_BY_TOKEN[sim.card].kind == "action":
+            _authenticate(sim.customer, now)
+        else:
+            card = CARDS_BY_TOKEN["sim_4242"]
+            payment_method_add(
+                sim.customer, type="card", gateway_reference=card.token, brand=card.brand,
+                last4=card.last4, exp_month=12, exp_year=now.year + 3, now=now, actor=CUSTOMER,
+            )
+
+
+def _authenticate(customer: Customer, now: datetime) -> None:
+    """The customer pays the held invoices on the hosted page, authenticating there."""
+    held = Invoice.objects.filter(
+        customer=customer, status=Invoice.Status.OPEN, payment_hold="requires_action"
+    )
+    for invoice in held:
+        invoice_charge(invoice, now=now, actor=CUSTOMER, source=PaymentAttempt.Source.CUSTOMER,
+                       gateway_token="sim_4242", card_brand="visa", card_last4="4242")
+
+
+def _report(mode, customers, days, seed, currency, clock) -> Report:
+    invoices = Invoice.objects.filter(customer__test_clock=clock).exclude(status="draft")
+    attempts = PaymentAttempt.objects.filter(customer__test_clock=clock, source="automatic")
+    report = Report(mode=mode, customers=customers, days=days, seed=seed, currency=currency)
+    report.invoices_by_status = dict(
+        invoices.order_by().values_list("status").annotate(n=Count("pk"))
+    )
+    report.attempts = attempts.count()
+    report.attempts_by_status = dict(
+        attempts.order_by().values_list("status").annotate(n=Count("pk"))
+    )
+    report.billed = invoices.aggregate(s=Sum("amount_due"))["s"] or 0
+    # At risk: the first automatic attempt did not take the money (declined, held,
+    # processing that failed, authentication asked).
+    at_risk = invoices.filter(Q(attempt_count__gt=1) | ~Q(last_payment_error=""))
+    totals = at_risk.aggregate(due=Sum("amount_due"), paid=Sum("amount_paid"))
+    report.at_risk = totals["due"] or 0
+    report.recovered = totals["paid"] or 0
+    return report
