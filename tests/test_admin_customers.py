@@ -59,6 +59,13 @@ def edit_form(customer, **overrides):
         "balance_transactions-MIN_NUM_FORMS": "0",
         "balance_transactions-MAX_NUM_FORMS": "1000",
     })
+    methods = customer.payment_methods.count()  # the read-only payment methods inline
+    data.update({
+        "payment_methods-TOTAL_FORMS": str(methods),
+        "payment_methods-INITIAL_FORMS": str(methods),
+        "payment_methods-MIN_NUM_FORMS": "0",
+        "payment_methods-MAX_NUM_FORMS": "1000",
+    })
     data.update(overrides)
     return data
 
