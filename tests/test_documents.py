@@ -164,6 +164,19 @@ def test_a_paid_invoice_gets_a_new_version_that_shows_it_and_a_receipt():
     assert "Amount paid €100.00" in receipt and "Bank transfer" in receipt and "TR-9" in receipt
 
 
+def test_an_open_invoice_links_to_its_page_and_a_paid_one_does_not(settings):
+    settings.SITE_URL = "https://billing.example.com"
+    invoice = make_open(lines=((1, 10000),))
+    render_pending()
+    open_text = pdf_text(latest("invoice", invoice))
+
+    invoice_record_payment(invoice, amount=10000, method="cheque", now=NOW, actor=STAFF)
+    render_pending()
+
+    assert "Pay or download this invoice online: https://billing.example.com/i/" in open_text
+    assert "billing.example.com/i/" not in pdf_text(latest("invoice", invoice))
+
+
 def test_a_void_invoice_shows_it():
     invoice = make_open()
     invoice_void(invoice, now=NOW, actor=STAFF)

@@ -106,7 +106,6 @@ class DocumentAdmin(ReadOnlyAdmin):
         "attempts", "problem", "download",
     ]
     list_filter = ["status", "kind", "facturx"]
-    list_select_related = ["invoice"]
     search_fields = ["number"]
     search_help_text = gettext_lazy("Document number (or its beginning).")
     show_full_result_count = False

@@ -236,6 +236,7 @@ def payment_terms(invoice, formats: Formats) -> str:
 
 
 STAMPED = {"paid", "void", "uncollectible", "draft"}
+PAYABLE = {"open", "uncollectible"}  # the hosted page link is printed on these
 
 
 def invoice_context(invoice, branding, formats: Formats, *, hosted_link: str = "") -> dict:
@@ -261,7 +262,7 @@ def invoice_context(invoice, branding, formats: Formats, *, hosted_link: str = "
         "totals": invoice_totals(invoice, formats),
         "amount_due": formats.money(due, invoice.currency),
         "terms": payment_terms(invoice, formats),
-        "hosted_link": hosted_link if status in (invoice.Status.OPEN, "uncollectible") else "",
+        "hosted_link": hosted_link if status in PAYABLE else "",
         "footers": [text for text in (invoice.footer, branding.invoice_footer) if text],
     }
 

@@ -299,11 +299,10 @@ def embedded_xml(document: Document) -> bytes | None:
 
 
 def hosted_link(invoice: Invoice) -> str:
-    """The hosted invoice page, printed on the PDF (invoices.hosted.hosted_url)."""
-    from .. import hosted
+    """The hosted invoice page, printed on the PDF ("" when the invoice has no live link)."""
+    from ..hosted import hosted_url
 
-    build = getattr(hosted, "hosted_url", None)
-    return build(invoice) if build is not None and invoice.hosted_token_salt else ""
+    return hosted_url(invoice)
 
 
 # --- the API for the hosted page, the admin and emails --------------------------------
