@@ -187,3 +187,5 @@ class TestClockAdmin(admin.ModelAdmin):
             "time": local_time(clock.frozen_time),
             "summary": advance_summary(result),
         }
+
+from .notifications import admin as notifications_admin  # noqa: E402,F401  (registers its screens)

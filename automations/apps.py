@@ -5,3 +5,11 @@ from django.utils.translation import gettext_lazy as _
 class AutomationsConfig(AppConfig):
     name = "automations"
     verbose_name = _("Collection")
+
+    def ready(self):
+        from invoices.events import subscribe
+
+        from .notifications import tasks  # noqa: F401  (registers the Celery tasks)
+        from .notifications.triggers import on_events
+
+        subscribe(on_events)

@@ -1,0 +1,7 @@
+from .notifications.models import (  # noqa: F401
+    CustomerNotificationPreference,
+    EmailTemplate,
+    NotificationSchedule,
+    NotificationSettings,
+    OutboxMessage,
+)

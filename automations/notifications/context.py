@@ -1,0 +1,156 @@
+"""What each email says, built when it is delivered (so a re-send shows today's link and
+amounts) from the ids its outbox row keeps, in the reader's language."""
+
+from datetime import datetime
+
+from babel.dates import format_date
+from django.conf import settings
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from customers.money import babel_locale, format_money
+from invoices.models import CreditNote, Invoice, Payment
+
+from .reasons import decline_reason
+from .rendering import TemplateError
+
+
+class MissingData(TemplateError):
+    """What the email is about no longer exists (deleted, or never did)."""
+
+
+def branding() -> dict:
+    """The sender's name and support address shown in every email.
+
+    INTEGRATION POINT (docs branch): read `invoices.Branding.load()` (company name,
+    support email) once that branch has landed; until then the server's settings."""
+    return {
+        "company_name": getattr(settings, "COMPANY_NAME", "") or "Billing",
+        "support_email": settings.DEFAULT_FROM_EMAIL,
+    }
+
+
+def hosted_url(invoice: Invoice) -> str:
+    """INTEGRATION POINT (hosted branch): `invoices.hosted.hosted_url(invoice)`; the same
+    URL (/i/<token>/ on SITE_URL) is built here until it lands."""
+    from invoices.hosted import token_for
+
+    token = token_for(invoice)
+    return f"{settings.SITE_URL}/i/{token}/" if token else ""
+
+
+def long_date(value, locale: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        value = value.date()
+    return format_date(value, format="long", locale=babel_locale(locale))
+
+
+def money(amount: int, currency: str, locale: str) -> str:
+    return format_money(amount, currency, locale)
+
+
+def invoice_context(invoice: Invoice | None, locale: str) -> dict:
+    if invoice is None:
+        raise MissingData(_("The invoice of this email no longer exists."))
+    details = invoice.customer_details or {}
+    return {
+        "customer_name": details.get("name") or invoice.customer.name,
+        "invoice_number": invoice.number or "",
+        "hosted_url": hosted_url(invoice),
+        "amount_remaining": money(invoice.amount_remaining, invoice.currency, locale),
+        "amount_due": money(invoice.amount_due, invoice.currency, locale),
+        "total": money(invoice.total, invoice.currency, locale),
+        "due_date": long_date(invoice.due_date, locale),
+    }
+
+
+def payment_failed_context(row, locale: str) -> dict:
+    data = row.context
+    invoice = row.invoice
+    return {
+        "amount": money(data.get("amount") or invoice.amount_remaining, invoice.currency, locale),
+        "failure_reason": decline_reason(
+            data.get("decline_code", ""), data.get("failure_message", ""), locale
+        ),
+        "next_attempt_date": long_date(data.get("next_payment_attempt"), locale),
+    }
+
+
+def action_required_context(row, locale: str) -> dict:
+    invoice = row.invoice
+    amount = row.context.get("amount") or invoice.amount_remaining
+    return {
+        "amount": money(amount, invoice.currency, locale),
+        "action_url": row.context.get("action_url") or hosted_url(invoice),
+    }
+
+
+def receipt_context(row, locale: str) -> dict:
+    payment = Payment.objects.filter(pk=row.context.get("payment")).first()
+    if payment is None:
+        raise MissingData(_("The payment of this receipt no longer exists."))
+    return {
+        "amount_paid": money(payment.amount, payment.currency, locale),
+        "paid_date": long_date(payment.received_at, locale),
+        "payment_method": _payment_method_label(payment, locale),
+    }
+
+
+def _payment_method_label(payment: Payment, locale: str) -> str:
+    with translation.override(locale.lower()):
+        return str(payment.get_method_display())
+
+
+def credit_note_context(row, locale: str) -> dict:
+    note = CreditNote.objects.filter(pk=row.context.get("credit_note")).first()
+    if note is None:
+        raise MissingData(_("The credit note of this email no longer exists."))
+    return {
+        "credit_note_number": note.number,
+        "credit_note_amount": money(note.amount, note.currency, locale),
+    }
+
+
+def reminder_context(row, locale: str) -> dict:
+    offset = row.context.get("offset", 0)
+    return {"days_until_due": -offset, "days_overdue": offset}
+
+
+def alert_context(row, locale: str) -> dict:
+    invoice = row.invoice
+    path = reverse("admin:invoices_invoice_change", args=[invoice.pk])
+    return {
+        "customer_name": invoice.customer.name,
+        "days_overdue": row.context.get("days_overdue", 0),
+        "admin_url": settings.SITE_URL + path,
+    }
+
+
+EXTRA = {
+    "payment_failed": payment_failed_context,
+    "payment_failed_hard": payment_failed_context,
+    "payment_action_required": action_required_context,
+    "receipt": receipt_context,
+    "credit_note": credit_note_context,
+    "reminder_upcoming": reminder_context,
+    "reminder_overdue": reminder_context,
+    "overdue_alert": alert_context,
+}
+WITHOUT_INVOICE = {"digest"}  # its context is written whole when it is queued
+
+
+def context_build(row, locale: str) -> dict:
+    """Everything the row's templates may use, formatted for `locale`."""
+    context = dict(branding())
+    if row.kind in WITHOUT_INVOICE:
+        return {**context, **row.context}
+    context.update(invoice_context(row.invoice, locale))
+    extra = EXTRA.get(row.kind)
+    if extra is not None:
+        context.update(extra(row, locale))
+    return context
