@@ -68,7 +68,8 @@ def row(invoice: Invoice, amount: int, locale: str, reason: str = "") -> dict:
 def digest_context(day: date, locale: str, thresholds: dict) -> dict:
     start, end = day_bounds(day)
     events = Event.objects.filter(created_at__gte=start, created_at__lt=end)
-    attempts = events.filter(type__in=ATTEMPT_EVENTS).count()
+    # Collection's attempts carry their id; payments staff record by hand do not.
+    attempts = events.filter(type__in=ATTEMPT_EVENTS, data__has_key="attempt").count()
     listed = events.select_related("invoice__customer").order_by("created_at", "pk")
 
     def rows_of(type: str, amount, reason=lambda e: "") -> list[dict]:

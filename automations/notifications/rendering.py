@@ -61,7 +61,7 @@ def default_source(kind: str, locale: str, part: str) -> str:
             template = engine(html=part == "html").get_template(path)
         except TemplateDoesNotExist:
             continue
-        return template.template.source
+        return template.source
     raise TemplateError(_("No built-in template for %(kind)s.") % {"kind": kind})
 
 
