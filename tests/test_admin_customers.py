@@ -58,6 +58,11 @@ def edit_form(customer, **overrides):
         "balance_transactions-INITIAL_FORMS": str(shown),
         "balance_transactions-MIN_NUM_FORMS": "0",
         "balance_transactions-MAX_NUM_FORMS": "1000",
+        # the reminders opt-out inline (automations), left as it is
+        "notification_preference-TOTAL_FORMS": "0",
+        "notification_preference-INITIAL_FORMS": "0",
+        "notification_preference-MIN_NUM_FORMS": "0",
+        "notification_preference-MAX_NUM_FORMS": "1",
     })
     data.update(overrides)
     return data

@@ -21,7 +21,7 @@ from invoices.services import invoice_finalize, invoice_record_payment
 from invoices.sweeps import finalize_due_drafts
 
 from .factories import NOW, STAFF, make_customer, make_draft, make_open
-from .notify_support import COLLECTION, keys, payment_failed, pdfs  # noqa: F401
+from .notify_support import COLLECTION, keys, payment_failed
 
 ST = OutboxMessage.Status
 DUE = date(2026, 3, 31)
@@ -209,7 +209,9 @@ def test_a_customer_without_email_fails_its_row_clearly_and_the_queue_keeps_flow
     )
     failed = row(f"invoice_finalized:{broken.pk}")
     assert failed.status == ST.FAILED
-    assert failed.last_error == "not-an-address is not a valid email address: correct it, then re-send."
+    assert failed.last_error == (
+        "not-an-address is not a valid email address: correct it, then re-send."
+    )
     assert Event.objects.filter(type="email.failed", invoice=broken).exists()
 
 

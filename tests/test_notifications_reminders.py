@@ -24,7 +24,7 @@ from invoices.events import event_record
 from invoices.services import invoice_mark_uncollectible, invoice_record_payment
 
 from .factories import NOW, STAFF, make_customer, make_open
-from .notify_support import COLLECTION, payment_failed, pdfs  # noqa: F401
+from .notify_support import COLLECTION, payment_failed
 
 pytestmark = pytest.mark.usefixtures("pdfs")
 DUE = date(2026, 3, 31)

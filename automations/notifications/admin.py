@@ -62,8 +62,8 @@ class NotificationSettingsAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
-        settings = NotificationSettings.load()
-        return redirect(reverse("admin:automations_notificationsettings_change", args=[settings.pk]))
+        url = "admin:automations_notificationsettings_change"
+        return redirect(reverse(url, args=[NotificationSettings.load().pk]))
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
