@@ -76,6 +76,8 @@ def advance_summary(result: dict) -> str:
     """One sentence per kind of work that ran; later kinds fall back to their counts."""
     parts = []
     for work, counts in result.items():
+        if work == "stops":
+            continue
         describe = SUMMARIES.get(work)
         parts.extend(describe(counts) if describe else [f"{work}: {counts}"])
     return ", ".join(part for part in parts if part) or _gettext("nothing was due")
@@ -97,7 +99,62 @@ def auto_finalization_summary(counts: dict) -> list[str]:
     return parts
 
 
-SUMMARIES = {"auto_finalization": auto_finalization_summary}
+def collection_summary(counts: dict) -> list[str]:
+    phrases = {
+        "succeeded": lambda n: ngettext("%(n)d payment taken", "%(n)d payments taken", n),
+        "failed": lambda n: ngettext("%(n)d payment declined", "%(n)d payments declined", n),
+        "processing": lambda n: ngettext(
+            "%(n)d payment processing", "%(n)d payments processing", n),
+        "requires_action": lambda n: ngettext(
+            "%(n)d payment waiting for the customer", "%(n)d payments waiting for the customer",
+            n),
+        "held": lambda n: ngettext(
+            "%(n)d invoice without a payment method", "%(n)d invoices without a payment method",
+            n),
+        "unknown": lambda n: ngettext(
+            "%(n)d payment with no answer from the gateway yet",
+            "%(n)d payments with no answer from the gateway yet", n),
+    }
+    return [phrase(counts[key]) % {"n": counts[key]}
+            for key, phrase in phrases.items() if counts.get(key)]
+
+
+def uncollectible_summary(counts: dict) -> list[str]:
+    n = counts.get("uncollectible", 0)
+    return [ngettext("%(n)d invoice marked uncollectible", "%(n)d invoices marked uncollectible",
+                     n) % {"n": n}] if n else []
+
+
+def reminders_summary(counts: dict) -> list[str]:
+    n = counts.get("queued", 0)
+    return [ngettext("%(n)d reminder queued", "%(n)d reminders queued", n) % {"n": n}] if n else []
+
+
+def alerts_summary(counts: dict) -> list[str]:
+    n = counts.get("queued", 0)
+    return [ngettext("%(n)d overdue alert queued", "%(n)d overdue alerts queued", n)
+            % {"n": n}] if n else []
+
+
+def emails_summary(counts: dict) -> list[str]:
+    sent, failed = counts.get("sent", 0), counts.get("failed", 0)
+    parts = [ngettext("%(n)d email sent", "%(n)d emails sent", sent) % {"n": sent}] if sent else []
+    if failed:
+        parts.append(ngettext(
+            "%(n)d email could not be sent (see the outbox)",
+            "%(n)d emails could not be sent (see the outbox)", failed,
+        ) % {"n": failed})
+    return parts
+
+
+SUMMARIES = {
+    "auto_finalization": auto_finalization_summary,
+    "collection": collection_summary,
+    "uncollectible": uncollectible_summary,
+    "reminders": reminders_summary,
+    "overdue_alerts": alerts_summary,
+    "emails": emails_summary,
+}
 
 
 @admin.register(TestClock)
@@ -188,4 +245,5 @@ class TestClockAdmin(admin.ModelAdmin):
             "summary": advance_summary(result),
         }
 
+from . import settings_admin  # noqa: E402,F401 - registers the billing settings screens
 from .notifications import admin as notifications_admin  # noqa: E402,F401  (registers its screens)

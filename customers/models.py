@@ -97,6 +97,14 @@ class Customer(models.Model):
         on_delete=models.PROTECT,
         related_name="customers",
     )
+    default_payment_method = models.ForeignKey(
+        "PaymentMethod",
+        verbose_name=_("default payment method"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     # Minor units of `currency`; negative is credit owed to the customer. A cache of the
     # sum of the ledger, written only by customers.ledger in the same transaction.
     balance = models.BigIntegerField(_("balance (minor units)"), default=0, editable=False)
@@ -128,6 +136,63 @@ class Customer(models.Model):
             "locale": self.preferred_locale,
             "timezone": self.timezone,
         }
+
+
+class PaymentMethod(models.Model):
+    """A way to charge a customer. Only the gateway's reference is kept (a Stripe pm_ id,
+    a simulated card token) with what a person needs to recognise it: never a card
+    number."""
+
+    class Type(models.TextChoices):
+        CARD = "card", _("Card")
+        SEPA_DEBIT = "sepa_debit", _("SEPA Direct Debit")
+        BANK_TRANSFER = "bank_transfer", _("Bank transfer (manual)")
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        DETACHED = "detached", _("Detached")
+
+    # Types the system can charge by itself; a bank transfer is paid by the customer.
+    CHARGEABLE = frozenset({Type.CARD, Type.SEPA_DEBIT})
+
+    customer = models.ForeignKey(
+        Customer,
+        verbose_name=_("customer"),
+        on_delete=models.PROTECT,
+        related_name="payment_methods",
+    )
+    type = models.CharField(_("type"), max_length=16, choices=Type.choices)
+    brand = models.CharField(_("brand"), max_length=20, blank=True)
+    last4 = models.CharField(_("last 4"), max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(_("expiry month"), null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(_("expiry year"), null=True, blank=True)
+    gateway_reference = models.CharField(_("gateway reference"), max_length=255, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.ACTIVE
+    )
+    created_at = models.DateTimeField(_("created at"))
+
+    class Meta:
+        verbose_name = _("payment method")
+        verbose_name_plural = _("payment methods")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["customer", "status"], name="paymentmethod_customer_idx")]
+
+    def __str__(self):
+        if self.type == self.Type.CARD:
+            return f"{self.brand or _('card')} •••• {self.last4}".strip()
+        if self.type == self.Type.SEPA_DEBIT:
+            return f"SEPA •••• {self.last4}"
+        return str(self.get_type_display())
+
+    @property
+    def chargeable(self) -> bool:
+        return self.type in self.CHARGEABLE and self.status == self.Status.ACTIVE
+
+    def expired(self, today) -> bool:
+        if not (self.exp_year and self.exp_month):
+            return False
+        return (self.exp_year, self.exp_month) < (today.year, today.month)
 
 
 class InvoicePrefix(models.Model):

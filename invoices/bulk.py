@@ -28,7 +28,7 @@ from .events import event_build, events_save
 from .models import Invoice, InvoiceLine, InvoicingSettings
 from .numbering import numbers_take, sequence_key
 from .services import LINE_TOTALS, Finalization, finalization_prepare, invoice_finalize
-from .transitions import EVENT_TYPE, S, check_transition, transition_fields
+from .transitions import S, transition_in_memory
 
 FAILED = "invoice.finalization_failed"
 PREFETCH_CHUNK = 5000  # lines per tax-rate query: stays under every backend's parameter cap
@@ -168,10 +168,14 @@ def _finalized_write(ready: list[tuple[Invoice, Finalization]], *, moment, actor
     events, lines, written = [], [], set()
     for draft, prepared in ready:
         at = moment(draft)
-        updates = _transition(draft, S.OPEN, at, actor, events, fields=prepared.fields)
+        updates = transition_in_memory(
+            draft, S.OPEN, at, actor, events, fields=prepared.fields
+        )
         written.update(updates)
         if draft.amount_remaining == 0:
-            paid = _transition(draft, S.PAID, at, actor, events, data={"reason": "nothing_due"})
+            paid = transition_in_memory(
+                draft, S.PAID, at, actor, events, data={"reason": "nothing_due"}
+            )
             written.update(paid)
         lines.extend(prepared.changed_lines)
     if not ready:
@@ -219,23 +223,6 @@ def rows_update(model, objects: list, names: list[str], *, chunk: int = 500) -> 
                 f"AS {alias} WHERE {table}.{quote(pk.column)} = v.column1",
                 params,
             )
-
-
-def _transition(draft, target, at, actor, events, *, fields=None, data=None) -> dict:
-    """Apply one transition to the in-memory draft and queue its event, as
-    transitions.invoice_transition does for one row; returns the fields it set."""
-    check_transition(draft.status, target)
-    previous = draft.status
-    updates = {**(fields or {}), **transition_fields(target, at)}
-    for name, value in updates.items():
-        setattr(draft, name, value)
-    events.append(
-        event_build(
-            EVENT_TYPE[target], now=at, actor=actor, invoice=draft,
-            data={"previous_status": previous, "status": target, **(data or {})},
-        )
-    )
-    return updates
 
 
 def _failures_record(drafts: list[Invoice], reasons: dict[int, str], *, moment, actor) -> None:

@@ -180,6 +180,26 @@ class Invoice(models.Model):
     last_payment_error = models.CharField(
         _("last payment error"), max_length=300, blank=True, editable=False
     )
+    last_decline_code = models.CharField(
+        _("last decline code"), max_length=64, blank=True, editable=False
+    )
+    # Why the next attempt is at that time (Smart Retries or the fixed schedule say why).
+    next_payment_attempt_reason = models.CharField(
+        _("why then"), max_length=300, blank=True, editable=False
+    )
+    # Automatic collection waits for the customer: a hard decline (a new payment method
+    # resumes it), an authentication only the customer can give, or no payment method.
+    payment_hold = models.CharField(
+        _("collection on hold"), max_length=20, blank=True, editable=False,
+        choices=[
+            ("hard_decline", _("Hard decline: waiting for a new payment method")),
+            ("requires_action", _("Waiting for the customer to authenticate")),
+            ("no_payment_method", _("No payment method")),
+        ],
+    )
+    # The moment the invoice is (or will be) past due: the end of its due date in the
+    # customer's time zone, or its first failed automatic payment, whichever is first.
+    past_due_at = models.DateTimeField(_("past due since"), null=True, editable=False)
 
     # Billing details snapshotted at finalization.
     customer_details = models.JSONField(_("billing details"), default=dict, editable=False)
@@ -231,6 +251,15 @@ class Invoice(models.Model):
                 name="invoice_status_method_cur_idx",
             ),
             models.Index(fields=["hosted_token_hash"], name="invoice_hosted_token_idx"),
+            # Collection's "next action at" columns: a sweep with nothing due reads nothing.
+            models.Index(
+                fields=["next_payment_attempt"],
+                name="invoice_next_attempt_idx",
+                condition=Q(status__in=["open", "uncollectible"], next_payment_attempt__isnull=False),
+            ),
+            models.Index(
+                fields=["past_due_at"], name="invoice_past_due_idx", condition=Q(status="open")
+            ),
             models.Index(
                 fields=["automatically_finalizes_at"],
                 name="invoice_autofinalize_idx",
@@ -255,12 +284,13 @@ class Invoice(models.Model):
     def is_draft(self) -> bool:
         return self.status == self.Status.DRAFT
 
-    def is_past_due(self, today) -> bool:
+    def is_past_due(self, now) -> bool:
         """Not a status: open and either past its due date or its automatic payment failed."""
-        if self.status != self.Status.OPEN:
-            return False
-        overdue = self.due_date is not None and self.due_date < today
-        return overdue or bool(self.last_payment_error)
+        return (
+            self.status == self.Status.OPEN
+            and self.past_due_at is not None
+            and self.past_due_at <= now
+        )
 
 
 class InvoiceLine(models.Model):
@@ -322,6 +352,7 @@ class Payment(models.Model):
         CHEQUE = "cheque", _("Cheque")
         CASH = "cash", _("Cash")
         CARD = "card", _("Card")
+        SEPA_DEBIT = "sepa_debit", _("SEPA Direct Debit")
         OTHER = "other", _("Other")
 
     invoice = models.ForeignKey(
@@ -342,6 +373,94 @@ class Payment(models.Model):
 
     def __str__(self):
         return f"{self.amount} {self.currency} ({self.get_method_display()})"
+
+
+class PaymentAttempt(models.Model):
+    """One try to charge a payment method for an invoice.
+
+    The row and its idempotency key are committed before the gateway is called, so a
+    crash between the call and the write leaves a `pending` row that the reconciliation
+    sweep settles with what the gateway knows (gateway.retrieve): never a second charge.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")  # written, gateway not answered yet
+        PROCESSING = "processing", _("Processing")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        REQUIRES_ACTION = "requires_action", _("Requires action")
+
+    class Source(models.TextChoices):
+        AUTOMATIC = "automatic", _("Automatic collection")
+        CUSTOMER = "customer", _("Customer (hosted page)")
+        STAFF = "staff", _("Staff")
+
+    FINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.REQUIRES_ACTION})
+
+    invoice = models.ForeignKey(
+        Invoice, verbose_name=_("invoice"), on_delete=models.PROTECT,
+        related_name="payment_attempts",
+    )
+    customer = models.ForeignKey(
+        "customers.Customer", verbose_name=_("customer"), on_delete=models.PROTECT,
+        related_name="payment_attempts",
+    )
+    payment_method = models.ForeignKey(
+        "customers.PaymentMethod", verbose_name=_("payment method"), null=True, blank=True,
+        on_delete=models.PROTECT, related_name="attempts",
+    )
+    # What the gateway was asked to charge (the payment method's reference, or a one-off
+    # card token typed on the hosted page), and how a person recognises it.
+    gateway_token = models.CharField(_("gateway payment method"), max_length=255)
+    method_label = models.CharField(_("charged"), max_length=60, blank=True)
+    source = models.CharField(_("source"), max_length=10, choices=Source.choices)
+    amount = models.BigIntegerField(_("amount (minor units)"), validators=[MinValueValidator(1)])
+    currency = models.CharField(_("currency"), max_length=3)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, unique=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices)
+    gateway_reference = models.CharField(_("gateway reference"), max_length=255, blank=True)
+    amount_received = models.BigIntegerField(_("received (minor units)"), default=0)
+    decline_code = models.CharField(_("decline code"), max_length=64, blank=True)
+    failure_message = models.CharField(_("failure message"), max_length=300, blank=True)
+    advice = models.CharField(_("advice"), max_length=32, blank=True)
+    hard_decline = models.BooleanField(_("hard decline"), default=False)
+    action_url = models.URLField(_("action link"), max_length=500, blank=True)
+    # The decline this attempt retries ("" for a first attempt): what Smart Retries learn.
+    retry_of_decline_code = models.CharField(_("retry of"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("created at"))
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(_("gateway time (ms)"), null=True, blank=True)
+    # When to ask the gateway again about a processing charge.
+    check_at = models.DateTimeField(_("next check"), null=True, blank=True)
+    payment = models.OneToOneField(
+        Payment, verbose_name=_("payment"), null=True, blank=True, on_delete=models.PROTECT,
+        related_name="attempt",
+    )
+
+    class Meta:
+        verbose_name = _("payment attempt")
+        verbose_name_plural = _("payment attempts")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["invoice", "-created_at"], name="attempt_invoice_idx"),
+            # The card network cap: attempts on one payment method in the last 30 days.
+            models.Index(fields=["payment_method", "created_at"], name="attempt_method_idx"),
+            # Due work of the settle and reconciliation sweeps.
+            models.Index(
+                fields=["check_at"], name="attempt_check_idx",
+                condition=Q(status__in=["pending", "processing"]),
+            ),
+        ]
+        constraints = [
+            # At most one attempt in flight per invoice: two workers cannot both charge it.
+            models.UniqueConstraint(
+                fields=["invoice"], name="attempt_one_in_flight",
+                condition=Q(status__in=["pending", "processing"]),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_status_display()} {self.amount} {self.currency}"
 
 
 class CreditNote(models.Model):

@@ -30,6 +30,13 @@ def local_date(moment: datetime, tz_name: str) -> date:
     return moment.astimezone(zoneinfo.ZoneInfo(tz_name)).date()
 
 
+def day_end(day: date, tz_name: str) -> datetime:
+    """The first moment after `day` in the time zone: when an invoice due that day is
+    past due for its customer."""
+    next_day = day + timedelta(days=1)
+    return datetime(next_day.year, next_day.month, next_day.day, tzinfo=zoneinfo.ZoneInfo(tz_name))
+
+
 def invoice_lock(invoice: Invoice) -> Invoice:
     return Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
 
@@ -310,6 +317,12 @@ def finalization_prepare(
     # Credit lowers what is due (never below zero); debt is added to it.
     applied = min(-balance, result.total) if balance < 0 else -balance
     amount_due = result.total - applied
+    # Charged at finalization: the collection sweep takes it at once (DESIGN.md section 4).
+    charge_now = (
+        invoice.collection_method == Invoice.CollectionMethod.CHARGE_AUTOMATICALLY
+        and invoice.auto_advance
+        and amount_due > 0
+    )
     fields = {
         **totals_fields(result),
         "starting_balance": balance,
@@ -319,6 +332,8 @@ def finalization_prepare(
         "due_date": due_date,
         "customer_details": customer.billing_details(),
         "automatically_finalizes_at": None,
+        "past_due_at": day_end(due_date, customer.timezone) if due_date else None,
+        "next_payment_attempt": now if charge_now else None,
         **token_fields(),
     }
     return Finalization(fields, line_totals_apply(lines, result), applied)

@@ -106,6 +106,24 @@ def invoice_transition(
     return invoice
 
 
+def transition_in_memory(invoice, target, at, actor, events, *, fields=None, data=None) -> dict:
+    """The door for set-based paths: apply one transition to an invoice the caller holds
+    locked, in memory, and queue its event in `events`; the caller writes both (rows_update,
+    events_save) in its transaction. Returns the fields it set."""
+    check_transition(invoice.status, target)
+    previous = invoice.status
+    updates = {**(fields or {}), **transition_fields(target, at)}
+    for name, value in updates.items():
+        setattr(invoice, name, value)
+    events.append(
+        event_build(
+            EVENT_TYPE[target], now=at, actor=actor, invoice=invoice,
+            data={"previous_status": previous, "status": target, **(data or {})},
+        )
+    )
+    return updates
+
+
 def invoices_transition_bulk(
     ids: list[int], target: str, *, now: datetime, actor: Actor, data: dict | None = None
 ) -> list[int]:

@@ -44,3 +44,25 @@ def make_draft(customer=None, lines=((1, 10000),), now=NOW, tax_rates=(), **fiel
 def make_open(customer=None, lines=((1, 10000),), now=NOW, **fields):
     invoice = make_draft(customer, lines, now, **fields)
     return invoice_finalize(invoice, now=now, actor=STAFF)
+
+
+def add_card(customer, token="sim_4242", now=NOW, **fields):
+    """Attach a simulated test card (see docs/gateways.md) as the default method."""
+    from invoices.collection import payment_method_add
+    from invoices.gateways.simulated import CARDS_BY_TOKEN
+
+    card = CARDS_BY_TOKEN[token]
+    return payment_method_add(
+        customer, type="card", gateway_reference=token, brand=card.brand, last4=card.last4,
+        exp_month=12, exp_year=now.year + 2, now=now, actor=STAFF, **fields,
+    )
+
+
+def make_charged(token="sim_4242", now=NOW, customer=None, **fields):
+    """An open charge_automatically invoice of a customer paying with `token`, finalized
+    at `now` (so due for its first attempt at `now`)."""
+    customer = customer or make_customer()
+    if customer.default_payment_method_id is None:
+        add_card(customer, token, now=now)
+    fields.setdefault("collection_method", "charge_automatically")
+    return make_open(customer, now=now, **fields)

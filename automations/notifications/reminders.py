@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 
 from django.db import transaction
 
-from invoices.models import Invoice
+from invoices.models import Invoice, PaymentAttempt
 
 from .kinds import REMINDER_KINDS
 from .models import CustomerNotificationPreference, NotificationSchedule, NotificationSettings
@@ -78,11 +78,14 @@ def schedule_build(invoice: Invoice, settings: NotificationSettings, now: dateti
 
 
 def invoices_with_payment_processing(invoice_ids: list[int]) -> set[int]:
-    """Invoices with a payment attempt still processing (e.g. a bank debit in flight).
-
-    INTEGRATION POINT (main, issue 3): read invoices.PaymentAttempt(status="processing")
-    once the lead's collection has landed; until then no payment can be processing."""
-    return set()
+    """Invoices with a payment attempt still processing (e.g. a bank debit in flight)."""
+    if not invoice_ids:
+        return set()
+    return set(
+        PaymentAttempt.objects.filter(
+            invoice_id__in=invoice_ids, status=PaymentAttempt.Status.PROCESSING
+        ).values_list("invoice_id", flat=True)
+    )
 
 
 # --- the sweep ----------------------------------------------------------------------

@@ -1,13 +1,15 @@
-"""The notification sweeps, for beat (real time) and for test clocks (in time order)."""
+"""The notification sweeps, for beat (real time) and for test clocks (each kind of work
+stops the clock at its own next moment: see automations.clocks.CLOCK_WORK)."""
 
 from datetime import datetime
 
 from django.db.models import Min
 
-from .alerts import alerts_sweep, due_alerts
+from .alerts import alerts_sweep
 from .delivery import outbox_drain
 from .digest import digest_queue
-from .reminders import due_schedules, reminders_sweep
+from .models import NotificationSchedule, OutboxMessage
+from .reminders import reminders_sweep
 
 
 def notifications_sweep(*, now: datetime) -> dict:
@@ -19,28 +21,35 @@ def notifications_sweep(*, now: datetime) -> dict:
     }
 
 
-def next_moment(test_clock, until: datetime) -> datetime | None:
-    """The earliest reminder or alert of the clock's customers due by `until`."""
-    moments = [
-        due_schedules(until, test_clock).aggregate(m=Min("next_reminder_at"))["m"],
-        due_alerts(until, test_clock).aggregate(m=Min("overdue_alert_at"))["m"],
-    ]
-    moments = [moment for moment in moments if moment is not None]
-    return min(moments) if moments else None
+def _clock_schedules(clock):
+    return NotificationSchedule.objects.filter(invoice__customer__test_clock=clock)
 
 
-def notifications_advance(test_clock, *, to: datetime) -> dict:
-    """Everything notifications would have done to the clock's customers up to `to`,
-    each reminder and alert at its own moment, then deliver their emails."""
-    counts = {"reminders": 0, "alerts": 0}
-    moment = next_moment(test_clock, to)
-    while moment is not None:
-        reminders = reminders_sweep(now=moment, test_clock=test_clock)
-        alerts = alerts_sweep(now=moment, test_clock=test_clock)
-        counts["reminders"] += reminders["queued"]
-        counts["alerts"] += alerts["queued"]
-        following = next_moment(test_clock, to)
-        if following is not None and following <= moment:
-            break  # rows held by another worker: the real sweep will take them
-        moment = following
-    return {**counts, "emails": outbox_drain(now=to, test_clock=test_clock)}
+def reminders_next_due_at(clock) -> datetime | None:
+    return _clock_schedules(clock).aggregate(first=Min("next_reminder_at"))["first"]
+
+
+def alerts_next_due_at(clock) -> datetime | None:
+    return _clock_schedules(clock).aggregate(first=Min("overdue_alert_at"))["first"]
+
+
+def emails_next_due_at(clock) -> datetime | None:
+    rows = OutboxMessage.objects.filter(
+        status__in=[OutboxMessage.Status.PENDING, OutboxMessage.Status.SENDING],
+        customer__test_clock=clock,
+    )
+    return rows.aggregate(first=Min("next_attempt_at"))["first"]
+
+
+def reminders_run(*, now: datetime, test_clock) -> dict:
+    return reminders_sweep(now=now, test_clock=test_clock)
+
+
+def alerts_run(*, now: datetime, test_clock) -> dict:
+    return alerts_sweep(now=now, test_clock=test_clock)
+
+
+def emails_run(*, now: datetime, test_clock) -> dict:
+    return outbox_drain(now=now, test_clock=test_clock)
+
+

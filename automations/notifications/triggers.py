@@ -11,10 +11,14 @@ from .outbox import outbox_message, outbox_write
 from .reminders import schedule_build
 
 CLOSING = {"invoice.paid", "invoice.voided", "invoice.marked_uncollectible"}
+# The customer paying on the invoice page sees the outcome there: no email about it.
+ON_THE_PAGE = "customer"
 
 
 def payment_failed_message(event: Event):
     data = event.data
+    if data.get("source") == ON_THE_PAGE:
+        return None
     kind = "payment_failed_hard" if data.get("hard_decline") else "payment_failed"
     return _message(
         event, f"payment_failed:{data.get('attempt') or event.pk}", kind,
@@ -26,6 +30,8 @@ def payment_failed_message(event: Event):
 
 def action_required_message(event: Event):
     data = event.data
+    if data.get("source") == ON_THE_PAGE:
+        return None
     return _message(
         event, f"payment_action_required:{data.get('attempt') or event.pk}",
         "payment_action_required",

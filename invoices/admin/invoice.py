@@ -15,7 +15,9 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 
@@ -24,6 +26,7 @@ from customers.errors import DomainError
 from customers.models import Customer
 from customers.money import to_decimal
 
+from ..collection import invoice_charge
 from ..credit_notes import credit_note_create, creditable_amount
 from ..forms import (
     CreditNoteForm,
@@ -38,6 +41,7 @@ from ..models import (
     Event,
     Invoice,
     InvoiceLine,
+    PaymentAttempt,
 )
 from ..pagination import CappedCountPaginator
 from ..services import (
@@ -88,10 +92,8 @@ class PastDueFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() == "yes":
             # Not a status (DESIGN.md 2): open, and either overdue or its automatic payment
-            # failed; the same rule as Invoice.is_past_due, which the column shows.
-            return queryset.filter(status=S.OPEN).filter(
-                Q(due_date__lt=system_now().date()) | ~Q(last_payment_error="")
-            )
+            # failed, both kept in past_due_at (Invoice.is_past_due, which the column shows).
+            return queryset.filter(status=S.OPEN, past_due_at__lte=system_now())
         return queryset
 
 
@@ -196,6 +198,27 @@ def _allows(target):
     return lambda invoice: target in ALLOWED.get(invoice.status, set())
 
 
+def _chargeable(invoice: Invoice) -> bool:
+    return (
+        invoice.status in (S.OPEN, S.UNCOLLECTIBLE)
+        and invoice.amount_remaining > 0
+        and invoice.customer.default_payment_method_id is not None
+    )
+
+
+def _payment_retry(invoice: Invoice, *, now, actor) -> PaymentAttempt:
+    """Charge the default payment method now; a decline is reported as an error (the
+    attempt stays on the invoice's history)."""
+    attempt = invoice_charge(invoice, now=now, actor=actor, source=PaymentAttempt.Source.STAFF)
+    if attempt.status == PaymentAttempt.Status.FAILED:
+        raise DomainError(_("The payment was declined (%(code)s): %(message)s") % {
+            "code": attempt.decline_code, "message": attempt.failure_message})
+    if attempt.status != PaymentAttempt.Status.SUCCEEDED:
+        raise DomainError(_("The payment is %(status)s; the invoice's history will show how it "
+                            "ends.") % {"status": attempt.get_status_display().lower()})
+    return attempt
+
+
 OPERATIONS = {
     "finalize": Operation(
         "finalize", gettext_lazy("Finalize"), "change_invoice", _allows(S.OPEN), invoice_finalize,
@@ -212,6 +235,10 @@ OPERATIONS = {
         lambda n: ngettext(
             "%(count)d invoice marked uncollectible.", "%(count)d invoices marked uncollectible.", n
         ),
+    ),
+    "retry_payment": Operation(
+        "retry_payment", gettext_lazy("Charge now"), "add_payment", _chargeable, _payment_retry,
+        lambda n: ngettext("%(count)d payment taken.", "%(count)d payments taken.", n),
     ),
     "revise": Operation(
         "revise", gettext_lazy("Revise"), "change_invoice", _allows(S.VOID), invoice_revise,
@@ -274,7 +301,9 @@ class InvoiceAdmin(admin.ModelAdmin):
             "remaining_display",
         ]}),
         (gettext_lazy("Collection"), {"fields": [
-            "attempt_count", "next_payment_attempt", "last_payment_error",
+            "attempt_count", "next_payment_attempt", "next_payment_attempt_reason",
+            "payment_hold", "last_payment_error", "last_decline_code", "past_due_at",
+            "attempts_table",
         ]}),
         (gettext_lazy("History"), {"fields": [
             "created_at", "finalized_at", "paid_at", "voided_at", "marked_uncollectible_at",
@@ -300,9 +329,32 @@ class InvoiceAdmin(admin.ModelAdmin):
             STATUS_COLOURS.get(invoice.status, "#6c757d"), invoice.get_status_display(),
         )
 
+    @admin.display(description=gettext_lazy("payment attempts"))
+    def attempts_table(self, invoice):
+        attempts = list(invoice.payment_attempts.order_by("-created_at", "-id")[:50])
+        if not attempts:
+            return "—"
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    date_format(timezone.localtime(a.created_at), "SHORT_DATETIME_FORMAT"),
+                    a.get_source_display(), a.method_label, money(a.amount, a.currency),
+                    a.get_status_display(),
+                    " ".join(filter(None, [a.decline_code, a.failure_message])) or "",
+                )
+                for a in attempts
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>"
+            "<th>{}</th></tr></thead><tbody>{}</tbody></table>",
+            _("when"), _("source"), _("charged"), _("amount"), _("status"), _("why"), rows,
+        )
+
     @admin.display(description=gettext_lazy("past due"), boolean=True)
     def past_due(self, invoice):
-        return invoice.is_past_due(system_now().date())
+        return invoice.is_past_due(system_now())
 
     total_display = sortable_money("total", gettext_lazy("total"))
     remaining_display = sortable_money("amount_remaining", gettext_lazy("amount remaining"))

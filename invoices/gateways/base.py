@@ -198,6 +198,14 @@ class Gateway(abc.ABC):
     def charge(self, request: ChargeRequest, *, now: datetime) -> ChargeResult:
         """Charge once. Raises GatewayError when the outcome is unknown."""
 
+    def charge_many(
+        self, items: list[tuple[ChargeRequest, datetime]]
+    ) -> list["ChargeResult | GatewayError"]:
+        """Charge several requests, each at its own time: one outcome per item, in order,
+        either its ChargeResult or the GatewayError that left it unknown. Gateways with a
+        batch API override this; the default charges one by one."""
+        return [charge_safely(self, request, now) for request, now in items]
+
     @abc.abstractmethod
     def retrieve(self, idempotency_key: str) -> ChargeResult | None:
         """What the gateway knows about the charge made with this key, or None if it knows
@@ -207,6 +215,18 @@ class Gateway(abc.ABC):
     @abc.abstractmethod
     def refresh(self, gateway_reference: str, *, now: datetime) -> ChargeResult:
         """The current state of a charge, to settle one left `processing`."""
+
+
+def charge_safely(gateway: Gateway, request: ChargeRequest, now: datetime):
+    """gateway.charge, with any failure to answer turned into a GatewayError: a gateway
+    that raises something else (a bug, a library's own error) leaves the outcome just as
+    unknown, and the attempt is reconciled like a timeout."""
+    try:
+        return gateway.charge(request, now=now)
+    except GatewayError as error:
+        return error
+    except Exception as error:  # noqa: BLE001 - any gateway failure is an unknown outcome
+        return GatewayError(f"{type(error).__name__}: {error}")
 
 
 def gateway_load(path: str | None = None) -> Gateway:

@@ -9,15 +9,19 @@ settles when `refresh` is called at or after its settle time.
 The table of cards is documented in docs/gateways.md; keep both in step.
 """
 
+import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Min
 
 from .base import ChargeRequest, ChargeResult, Gateway, GatewayError
 from .models import SimulatedCharge
 
 SETTLE_AFTER = timedelta(days=2)
 RECOVER_AFTER = timedelta(days=3)
-GOOD_HOURS_UTC = range(8, 12)  # 08:00 to 11:59 UTC
+GOOD_HOURS = range(8, 11)  # 08:00 to 10:59 in the customer's time zone
 PAYDAYS = frozenset(range(1, 6)) | frozenset(range(25, 32))
 
 
@@ -64,7 +68,8 @@ SIMULATED_CARDS = (
     _card("4000000000000333", "sim_0333", "recover", "insufficient_funds",
           "Declines until 3 days after its first decline for this customer, then succeeds."),
     _card("4000000000000812", "sim_0812", "hours", "try_again_later",
-          "Succeeds only from 08:00 to 11:59 UTC; declines at other hours."),
+          "Succeeds only from 08:00 to 10:59 in the customer's time zone (the charge's "
+          "customer_timezone metadata; UTC without it); declines at other hours."),
     _card("4000000000002537", "sim_2537", "payday", "insufficient_funds",
           "Succeeds only on days 1-5 and 25-31 of the month (UTC); declines on other days."),
 )
@@ -83,9 +88,12 @@ def simulated_card_for_number(number: str) -> SimulatedCard:
         ) from None
 
 
-def card_outcome(card: SimulatedCard, *, now: datetime, first_decline_at=None) -> tuple[str, str]:
+def card_outcome(
+    card: SimulatedCard, *, now: datetime, first_decline_at=None, timezone: str = "UTC"
+) -> tuple[str, str]:
     """(status, decline_code) of a charge on `card` at `now`. `first_decline_at` is when
-    this card was first declined for the customer (only "recover" cards look at it)."""
+    this card was first declined for the customer (only "recover" cards look at it);
+    `timezone` is the customer's (only "hours" cards look at it)."""
     utc = now.astimezone(UTC)
     if card.kind == "succeed":
         return "succeeded", ""
@@ -99,7 +107,8 @@ def card_outcome(card: SimulatedCard, *, now: datetime, first_decline_at=None) -
         recovered = first_decline_at is not None and now >= first_decline_at + RECOVER_AFTER
         return ("succeeded", "") if recovered else ("failed", card.decline_code)
     if card.kind == "hours":
-        return ("succeeded", "") if utc.hour in GOOD_HOURS_UTC else ("failed", card.decline_code)
+        local = now.astimezone(_zone(timezone))
+        return ("succeeded", "") if local.hour in GOOD_HOURS else ("failed", card.decline_code)
     if card.kind == "payday":
         return ("succeeded", "") if utc.day in PAYDAYS else ("failed", card.decline_code)
     raise ValueError(f"Unknown simulated card kind {card.kind!r}.")
@@ -115,24 +124,64 @@ class SimulatedGateway(Gateway):
         _check_aware(now)
         card = _card_for_token(request.payment_method)
         status, decline_code = card_outcome(
-            card, now=now, first_decline_at=_first_decline_at(card, request)
+            card, now=now, first_decline_at=_first_decline_at(card, request),
+            timezone=_timezone_of(request),
         )
+        row = _charge_row(request, card, now, (status, decline_code))
+        fields = {f.name: getattr(row, f.name) for f in SimulatedCharge._meta.concrete_fields
+                  if f.name not in ("id", "idempotency_key")}
         charge, created = SimulatedCharge.objects.get_or_create(
-            idempotency_key=request.idempotency_key,
-            defaults={
-                "card_token": card.token,
-                "customer_reference": request.customer_reference,
-                "amount": request.amount,
-                "currency": request.currency,
-                "status": status,
-                "decline_code": decline_code,
-                "created_at": now,
-                "settles_at": now + SETTLE_AFTER if status == "processing" else None,
-            },
+            idempotency_key=request.idempotency_key, defaults=fields
         )
         # An existing row is the first charge with this key (an earlier call, or a
         # concurrent one that won the race on the unique key): answer with it.
         return charge_result(charge) if created else _replay(charge, request)
+
+    def charge_many(self, items):
+        """The batch path of the collection sweep: one transaction for the whole batch
+        (a real gateway's batch API would be one request)."""
+        for _request, now in items:
+            _check_aware(now)
+        keys = [request.idempotency_key for request, _now in items]
+        try:
+            with transaction.atomic():
+                existing = SimulatedCharge.objects.in_bulk(keys, field_name="idempotency_key")
+                first_declines = _first_declines(
+                    [request for request, _now in items if request.idempotency_key not in existing]
+                )
+                new = {}
+                for request, now in items:
+                    if request.idempotency_key in existing or request.idempotency_key in new:
+                        continue
+                    card = CARDS_BY_TOKEN.get(request.payment_method)
+                    if card is None:
+                        continue
+                    first = first_declines.get((card.token, request.customer_reference))
+                    outcome = card_outcome(
+                        card, now=now, first_decline_at=first, timezone=_timezone_of(request)
+                    )
+                    new[request.idempotency_key] = _charge_row(request, card, now, outcome)
+                SimulatedCharge.objects.bulk_create(new.values())
+        except IntegrityError:
+            # A concurrent call used one of the keys: fall back to one by one, where each
+            # key's first charge wins.
+            return super().charge_many(items)
+        outcomes = []
+        for request, _now in items:
+            key = request.idempotency_key
+            if request.payment_method not in CARDS_BY_TOKEN:
+                outcomes.append(GatewayError(
+                    f"Unknown simulated payment method {request.payment_method!r}: "
+                    "not a test card token."
+                ))
+            elif key in existing:
+                try:
+                    outcomes.append(_replay(existing[key], request))
+                except GatewayError as error:
+                    outcomes.append(error)
+            else:
+                outcomes.append(charge_result(new[key]))
+        return outcomes
 
     def retrieve(self, idempotency_key: str) -> ChargeResult | None:
         charge = SimulatedCharge.objects.filter(idempotency_key=idempotency_key).first()
@@ -186,6 +235,43 @@ def _replay(charge: SimulatedCharge, request: ChargeRequest) -> ChargeResult:
     return charge_result(charge)
 
 
+def _charge_row(request: ChargeRequest, card: SimulatedCard, now, outcome) -> SimulatedCharge:
+    status, decline_code = outcome
+    return SimulatedCharge(
+        idempotency_key=request.idempotency_key,
+        card_token=card.token,
+        customer_reference=request.customer_reference,
+        amount=request.amount,
+        currency=request.currency,
+        status=status,
+        decline_code=decline_code,
+        created_at=now,
+        settles_at=now + SETTLE_AFTER if status == "processing" else None,
+    )
+
+
+def _first_declines(requests: list[ChargeRequest]) -> dict:
+    """(card token, customer reference) -> first decline, for the "recover" cards among
+    `requests`, in one query."""
+    wanted = {
+        (request.payment_method, request.customer_reference)
+        for request in requests
+        if getattr(CARDS_BY_TOKEN.get(request.payment_method), "kind", "") == "recover"
+    }
+    if not wanted:
+        return {}
+    rows = (
+        SimulatedCharge.objects.filter(
+            card_token__in={token for token, _ref in wanted},
+            customer_reference__in={ref for _token, ref in wanted},
+            status=SimulatedCharge.Status.FAILED,
+        )
+        .values("card_token", "customer_reference")
+        .annotate(first=Min("created_at"))
+    )
+    return {(row["card_token"], row["customer_reference"]): row["first"] for row in rows}
+
+
 def _first_decline_at(card: SimulatedCard, request: ChargeRequest):
     if card.kind != "recover":
         return None
@@ -218,6 +304,17 @@ def _charge_for_reference(reference: str) -> SimulatedCharge:
     if charge is None:
         raise GatewayError(f"No simulated charge {reference!r}.")
     return charge
+
+
+def _timezone_of(request: ChargeRequest) -> str:
+    return str(request.metadata.get("customer_timezone") or "UTC")
+
+
+def _zone(name: str):
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 def _check_aware(now: datetime) -> None:

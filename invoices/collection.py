@@ -1,0 +1,819 @@
+"""Collecting payments: payment attempts that never charge twice.
+
+One path for every charge, whether the collection sweep makes it, a customer pays on
+the hosted page or staff retry from the admin, in three steps:
+
+1. *open*: lock the invoices, check them, write the attempt rows (`pending`, with their
+   idempotency keys) and take the invoices off the due list; COMMIT.
+2. call the gateway, outside any transaction;
+3. *complete*: in one transaction, record every outcome set-based: payments, invoice
+   amounts, retry plans, holds, transitions (through the one door) and events.
+
+A crash between 2 and 3 leaves `pending` attempts whose `check_at` passes: the
+reconciliation sweep asks the gateway what happened (`retrieve`) and, if the charge never
+reached it, sends it again with the *same* idempotency key, which the gateway answers
+with the first charge or makes once. Never a second charge.
+
+When to retry is not decided here: a `CollectionPolicy` is (automations registers Smart
+Retries and the billing settings; without it, an invoice is charged once, never retried).
+"""
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
+
+from customers.actors import Actor
+from customers.errors import DomainError
+from customers.ledger import balance_transaction_create
+from customers.models import BalanceTransaction, Customer, PaymentMethod
+from customers.money import format_money
+
+from .bulk import rows_update
+from .credit_notes import CreditLine, credit_note_create
+from .events import event_build, event_record, events_save
+from .gateways.base import ChargeRequest, ChargeResult, Gateway, GatewayError, gateway_load
+from .models import Invoice, Payment, PaymentAttempt
+from .transitions import S, transition_in_memory
+
+A = PaymentAttempt.Status
+AUTOMATIC = Actor.system("automatic collection")
+IN_FLIGHT = (A.PENDING, A.PROCESSING)
+# A pending attempt whose gateway call has not been recorded by then is reconciled.
+# Far longer than any gateway call may take (the Stripe adapter times out at 30 s).
+STALE_AFTER = timedelta(minutes=10)
+RECHECK_AFTER = timedelta(minutes=5)  # after the gateway failed to answer
+GIVE_UP_AFTER = timedelta(days=1)  # unknown for this long: failed, retried per policy
+PROCESSING_CHECK_EVERY = timedelta(hours=1)
+ATTEMPT_FIELDS = [
+    "status", "gateway_reference", "amount_received", "decline_code", "failure_message",
+    "advice", "hard_decline", "action_url", "completed_at", "duration_ms", "check_at",
+    "payment",
+]
+PAYMENT_METHOD_FOR = {PaymentMethod.Type.CARD: Payment.Method.CARD,
+                      PaymentMethod.Type.SEPA_DEBIT: Payment.Method.SEPA_DEBIT}
+
+
+# --- the policy: what automations decides --------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    at: datetime | None  # None: no more automatic retries
+    reason: str = ""  # one line, shown in the admin
+    uncollectible: bool = False  # the budget is spent and the policy says so
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A soft decline of an automatic attempt, to plan the next retry of."""
+
+    invoice: Invoice
+    attempt: PaymentAttempt
+    customer: Customer
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished automatic retry: what Smart Retries learn from."""
+
+    attempt: PaymentAttempt
+    customer: Customer
+    succeeded: bool
+    first_failed_at: datetime | None
+
+
+class CollectionPolicy:
+    """The default: charge once, never retry, reconcile nothing, learn nothing."""
+
+    enabled = True
+
+    def plan(self, failures: list[Failure]) -> dict[int, RetryPlan]:
+        """A plan per failure, keyed by attempt pk; called once per batch."""
+        return {f.attempt.pk: RetryPlan(None, _("No retry policy.")) for f in failures}
+
+    def tolerance(self, currency: str) -> int:
+        """A partial payment leaving at most this much unpaid closes the invoice."""
+        return 0
+
+    def observe(self, outcomes: list[Outcome]) -> None:
+        """Called with the batch's finished retries, in its transaction."""
+
+    def retry_now_on_new_method(self) -> bool:
+        """Whether a new payment method brings scheduled soft-decline retries forward."""
+        return False
+
+
+_policy: list[CollectionPolicy] = [CollectionPolicy()]
+
+
+def policy_register(policy: CollectionPolicy) -> None:
+    _policy[0] = policy
+
+
+def policy() -> CollectionPolicy:
+    return _policy[0]
+
+
+# --- payment methods -----------------------------------------------------------------
+
+
+def payment_method_add(
+    customer: Customer,
+    *,
+    type: str,
+    gateway_reference: str = "",
+    brand: str = "",
+    last4: str = "",
+    exp_month: int | None = None,
+    exp_year: int | None = None,
+    now: datetime,
+    actor: Actor,
+    make_default: bool = True,
+) -> PaymentMethod:
+    """Attach a payment method. Invoices held for a hard decline, an authentication or a
+    missing payment method are collected again at once."""
+    _payment_method_check(type, gateway_reference, last4, exp_month, exp_year, now)
+    given = customer
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        method = PaymentMethod.objects.create(
+            customer=customer, type=type, gateway_reference=gateway_reference, brand=brand,
+            last4=last4, exp_month=exp_month, exp_year=exp_year, created_at=now,
+        )
+        if make_default or customer.default_payment_method_id is None:
+            Customer.objects.filter(pk=customer.pk).update(default_payment_method=method)
+            customer.default_payment_method = given.default_payment_method = method
+        resumed = _collection_resume(customer, now=now) if method.chargeable else []
+        event_record(
+            "payment_method.attached", now=now, actor=actor, customer=customer,
+            data={"payment_method": method.pk, "type": type, "label": str(method),
+                  "default": customer.default_payment_method_id == method.pk,
+                  "resumed_invoices": resumed},
+        )
+    return method
+
+
+def _payment_method_check(type, gateway_reference, last4, exp_month, exp_year, now) -> None:
+    if type not in PaymentMethod.Type.values:
+        raise DomainError(_("Unknown payment method type %(t)s.") % {"t": type})
+    if type in PaymentMethod.CHARGEABLE and not gateway_reference:
+        raise DomainError(_("A card or a SEPA mandate needs the gateway's reference."))
+    if last4 and not (len(last4) == 4 and last4.isdigit()):
+        raise DomainError(_("The last 4 digits must be 4 digits."))
+    if (exp_month is None) != (exp_year is None):
+        raise DomainError(_("Give both the expiry month and year, or neither."))
+    if exp_month is not None:
+        if not (1 <= exp_month <= 12 and 2000 <= exp_year <= 2100):
+            raise DomainError(_("The expiry date is not a valid month and year."))
+        if (exp_year, exp_month) < (now.year, now.month):
+            raise DomainError(_("This card has expired."))
+
+
+def payment_method_detach(method: PaymentMethod, *, now: datetime, actor: Actor) -> PaymentMethod:
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=method.customer_id)
+        PaymentMethod.objects.filter(pk=method.pk).update(status=PaymentMethod.Status.DETACHED)
+        method.status = PaymentMethod.Status.DETACHED
+        if customer.default_payment_method_id == method.pk:
+            Customer.objects.filter(pk=customer.pk).update(default_payment_method=None)
+        event_record(
+            "payment_method.detached", now=now, actor=actor, customer=customer,
+            data={"payment_method": method.pk, "label": str(method)},
+        )
+    return method
+
+
+def _collection_resume(customer: Customer, *, now: datetime) -> list[int]:
+    """Open invoices waiting on the customer's payment method become due now."""
+    waiting = Q(payment_hold__in=["hard_decline", "requires_action", "no_payment_method"])
+    if policy().retry_now_on_new_method():
+        waiting |= Q(payment_hold="", next_payment_attempt__gt=now)
+    invoices = Invoice.objects.filter(
+        waiting,
+        customer=customer,
+        status=S.OPEN,
+        auto_advance=True,
+        collection_method=Invoice.CollectionMethod.CHARGE_AUTOMATICALLY,
+        amount_remaining__gt=0,
+    ).exclude(payment_attempts__status__in=IN_FLIGHT)
+    ids = list(invoices.values_list("pk", flat=True))
+    Invoice.objects.filter(pk__in=ids).update(
+        payment_hold="",
+        next_payment_attempt=now,
+        next_payment_attempt_reason=_("A new payment method was added: retrying now."),
+    )
+    return ids
+
+
+# --- one charge: the hosted page, staff ------------------------------------------------
+
+
+def invoice_charge(
+    invoice: Invoice,
+    *,
+    now: datetime,
+    actor: Actor,
+    source: str,
+    idempotency_key: str | None = None,
+    payment_method: PaymentMethod | None = None,
+    gateway_token: str | None = None,
+    card_brand: str = "",
+    card_last4: str = "",
+    gateway: Gateway | None = None,
+) -> PaymentAttempt:
+    """Charge what remains due on one invoice, once. The same `idempotency_key` again
+    returns the first attempt and charges nothing. Without a method or token, the
+    customer's default payment method is charged."""
+    if source not in PaymentAttempt.Source.values:
+        raise DomainError(_("Unknown payment source %(s)s.") % {"s": source})
+    key = idempotency_key or f"{source}-{invoice.pk}-{uuid.uuid4().hex}"
+    existing = _attempt_for_key(key, invoice)
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            locked = Invoice.objects.select_for_update().select_related("customer").get(
+                pk=invoice.pk
+            )
+            _payable_check(locked)
+            token, label, method = _charge_target(
+                locked, payment_method, gateway_token, card_brand, card_last4
+            )
+            attempt = _attempt_build(locked, key=key, source=source, token=token, label=label,
+                                     method=method, at=now)
+            attempt.save()
+            if source != PaymentAttempt.Source.CUSTOMER:
+                _invoice_taken(locked, attempt)
+                rows_update(Invoice, [locked], ["next_payment_attempt", "attempt_count"])
+    except IntegrityError:
+        existing = _attempt_for_key(key, invoice)  # a double click that lost the race
+        if existing is not None:
+            return existing
+        raise DomainError(_("A payment for this invoice is already in progress.")) from None
+    attempts_send([attempt], gateway=gateway, actor=actor)
+    attempt.refresh_from_db()
+    return attempt
+
+
+def _attempt_for_key(key: str, invoice: Invoice) -> PaymentAttempt | None:
+    existing = PaymentAttempt.objects.filter(idempotency_key=key).first()
+    if existing is not None and existing.invoice_id != invoice.pk:
+        raise DomainError(_("This payment request belongs to another invoice."))
+    return existing
+
+
+def _payable_check(invoice: Invoice) -> None:
+    if invoice.status not in (S.OPEN, S.UNCOLLECTIBLE) or invoice.amount_remaining <= 0:
+        raise DomainError(
+            _("Invoice %(n)s is %(s)s: there is nothing to collect.")
+            % {"n": invoice, "s": invoice.get_status_display().lower()}
+        )
+    if invoice.payment_attempts.filter(status__in=IN_FLIGHT).exists():
+        raise DomainError(_("A payment for this invoice is already in progress."))
+
+
+def _charge_target(invoice, method, token, brand, last4) -> tuple[str, str, PaymentMethod | None]:
+    customer = invoice.customer
+    if token:
+        label = " ".join(part for part in (brand, f"•••• {last4}" if last4 else "") if part)
+        return token, label or _("card"), None
+    method = method or customer.default_payment_method
+    if method is None:
+        raise DomainError(_("%(c)s has no payment method to charge.") % {"c": customer})
+    if method.customer_id != customer.pk:
+        raise DomainError(_("This payment method belongs to another customer."))
+    if not method.chargeable:
+        raise DomainError(
+            _("%(m)s cannot be charged automatically.") % {"m": method}
+        )
+    if method.type == PaymentMethod.Type.SEPA_DEBIT and invoice.currency != "EUR":
+        raise DomainError(_("SEPA Direct Debit only collects euros; this invoice is in %(c)s.")
+                          % {"c": invoice.currency})
+    return method.gateway_reference, str(method), method
+
+
+def _attempt_build(invoice, *, key, source, token, label, method, at) -> PaymentAttempt:
+    return PaymentAttempt(
+        invoice=invoice,
+        customer=invoice.customer,
+        payment_method=method,
+        gateway_token=token,
+        method_label=label[:60],
+        source=source,
+        amount=invoice.amount_remaining,
+        currency=invoice.currency,
+        idempotency_key=key,
+        status=A.PENDING,
+        retry_of_decline_code=invoice.last_decline_code if source == "automatic" else "",
+        created_at=at,
+        check_at=at + STALE_AFTER,
+    )
+
+
+def _invoice_taken(invoice: Invoice, attempt: PaymentAttempt) -> None:
+    """An attempt is under way: the invoice leaves the due list (and counts it)."""
+    invoice.next_payment_attempt = None
+    invoice.attempt_count += 1
+
+
+# --- many charges: the collection sweep ------------------------------------------------
+
+
+def due_for_collection(now: datetime, test_clock=None) -> QuerySet:
+    due = Invoice.objects.filter(status=S.OPEN, next_payment_attempt__lte=now)
+    if test_clock is None:
+        return due.filter(customer__test_clock__isnull=True)
+    return due.filter(customer__test_clock=test_clock)
+
+
+@dataclass
+class Counts:
+    attempted: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    processing: int = 0
+    requires_action: int = 0
+    unknown: int = 0  # the gateway did not answer: reconciled later
+    held: int = 0  # no payment method to charge
+    extra: dict = field(default_factory=dict)
+
+    def add(self, other: "Counts") -> None:
+        for name in ("attempted", "succeeded", "failed", "processing", "requires_action",
+                     "unknown", "held"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in (
+            "attempted", "succeeded", "failed", "processing", "requires_action", "unknown",
+            "held")}
+
+
+def collect_due(
+    *,
+    now: datetime,
+    test_clock=None,
+    batch_size: int = 200,
+    at_scheduled_time: bool = False,
+    gateway: Gateway | None = None,
+) -> Counts:
+    """Attempt every invoice whose next payment attempt is due, in bounded batches. With
+    `at_scheduled_time` (test clocks) each is attempted at its scheduled moment."""
+    gateway = gateway or gateway_load()
+    counts = Counts()
+    if not policy().enabled:
+        return counts
+    after = None
+    while True:
+        candidates = due_for_collection(now, test_clock).order_by("next_payment_attempt", "pk")
+        if after is not None:
+            candidates = candidates.filter(
+                Q(next_payment_attempt__gt=after[0])
+                | Q(next_payment_attempt=after[0], pk__gt=after[1])
+            )
+        batch = list(candidates.values_list("next_payment_attempt", "pk")[:batch_size])
+        if batch:
+            attempts, held = attempts_open_due(
+                [pk for _at, pk in batch], now=now, test_clock=test_clock,
+                at_scheduled_time=at_scheduled_time,
+            )
+            counts.held += held
+            counts.add(attempts_send(attempts, gateway=gateway, actor=AUTOMATIC))
+        if len(batch) < batch_size:
+            return counts
+        after = batch[-1]
+
+
+def attempts_open_due(
+    ids: list[int], *, now: datetime, test_clock=None, at_scheduled_time: bool = False
+) -> tuple[list[PaymentAttempt], int]:
+    """Claim the due invoices among `ids` (SKIP LOCKED: another worker's are its own) and
+    commit their pending attempts. Returns the attempts and how many were put on hold."""
+    with transaction.atomic():
+        invoices = list(
+            due_for_collection(now, test_clock)
+            .filter(pk__in=ids)
+            .select_for_update(skip_locked=True, of=("self",))
+            .select_related("customer", "customer__default_payment_method")
+            .order_by("pk")
+        )
+        busy = set(
+            PaymentAttempt.objects.filter(
+                invoice__in=invoices, status__in=IN_FLIGHT
+            ).values_list("invoice_id", flat=True)
+        )
+        attempts, held, waiting, events = [], [], [], []
+        for invoice in invoices:
+            at = invoice.next_payment_attempt if at_scheduled_time else now
+            if invoice.pk in busy:
+                # The customer is paying right now: look again once that has settled.
+                invoice.next_payment_attempt = at + PROCESSING_CHECK_EVERY
+                waiting.append(invoice)
+                continue
+            method = invoice.customer.default_payment_method
+            if method is None or not method.chargeable or method.expired(at.date()):
+                _hold(invoice, "no_payment_method", at, events)
+                held.append(invoice)
+                continue
+            attempts.append(_attempt_build(
+                invoice, key=f"auto-{invoice.pk}-{uuid.uuid4().hex[:20]}",
+                source=PaymentAttempt.Source.AUTOMATIC, token=method.gateway_reference,
+                label=str(method), method=method, at=at,
+            ))
+            _invoice_taken(invoice, attempts[-1])
+        PaymentAttempt.objects.bulk_create(attempts)
+        taken = [attempt.invoice for attempt in attempts]
+        rows_update(Invoice, taken, ["next_payment_attempt", "attempt_count"])
+        rows_update(Invoice, waiting, ["next_payment_attempt"])
+        rows_update(Invoice, held, ["next_payment_attempt", "payment_hold", "last_payment_error",
+                                    "past_due_at", "next_payment_attempt_reason"])
+        events_save(events)
+    return attempts, len(held)
+
+
+def _hold(invoice: Invoice, hold: str, at: datetime, events: list) -> None:
+    invoice.next_payment_attempt = None
+    invoice.payment_hold = hold
+    invoice.last_payment_error = _("No payment method to charge.")
+    invoice.next_payment_attempt_reason = _("Waiting for the customer to add a payment method.")
+    invoice.past_due_at = min(filter(None, [invoice.past_due_at, at]))
+    events.append(event_build(
+        "invoice.collection_paused", now=at, actor=AUTOMATIC, invoice=invoice,
+        data={"reason": hold},
+    ))
+
+
+# --- the gateway, then the record -------------------------------------------------------
+
+
+def attempts_send(
+    attempts: list[PaymentAttempt], *, gateway: Gateway | None, actor: Actor
+) -> Counts:
+    """Call the gateway for committed pending attempts, then record the outcomes. Call
+    it outside any transaction: the attempts must be committed before the gateway is."""
+    if not attempts:
+        return Counts()
+    gateway = gateway or gateway_load()
+    items = [(charge_request(attempt), attempt.created_at) for attempt in attempts]
+    started = time.perf_counter()
+    outcomes = gateway.charge_many(items)
+    elapsed_ms = int((time.perf_counter() - started) * 1000 / len(attempts))
+    return attempts_complete(
+        [(attempt, outcome, attempt.created_at, elapsed_ms)
+         for attempt, outcome in zip(attempts, outcomes, strict=True)],
+        actor=actor,
+    )
+
+
+def charge_request(attempt: PaymentAttempt) -> ChargeRequest:
+    return ChargeRequest(
+        idempotency_key=attempt.idempotency_key,
+        amount=attempt.amount,
+        currency=attempt.currency,
+        payment_method=attempt.gateway_token,
+        customer_reference=f"cus_{attempt.customer_id}",
+        description=f"Invoice {attempt.invoice_id}",
+        # The customer's time zone: gateways and banks that care about local time.
+        metadata={"invoice": attempt.invoice_id, "attempt": attempt.pk,
+                  "customer_timezone": attempt.customer.timezone},
+        off_session=attempt.source == PaymentAttempt.Source.AUTOMATIC,
+    )
+
+
+@dataclass
+class _Batch:
+    """What one completion writes, gathered before anything is written."""
+
+    actor: Actor
+    counts: Counts = field(default_factory=Counts)
+    attempts: list = field(default_factory=list)
+    invoices: dict = field(default_factory=dict)  # pk -> locked Invoice
+    invoice_fields: set = field(default_factory=set)
+    payments: list = field(default_factory=list)  # (attempt, Payment)
+    events: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # Failure
+    outcomes: list = field(default_factory=list)  # Outcome
+    overpaid: list = field(default_factory=list)  # (invoice, amount, at)
+    reconcile: list = field(default_factory=list)  # (invoice, at)
+
+
+def attempts_complete(
+    items: list[tuple[PaymentAttempt, "ChargeResult | GatewayError", datetime, int | None]],
+    *,
+    actor: Actor,
+) -> Counts:
+    """Record gateway outcomes for pending or processing attempts, in one transaction.
+    An attempt someone else has meanwhile recorded is left as it is."""
+    batch = _Batch(actor=actor)
+    with transaction.atomic():
+        invoice_ids = sorted({attempt.invoice_id for attempt, *_rest in items})
+        batch.invoices = Invoice.objects.select_for_update(of=("self",)).select_related(
+            "customer"
+        ).in_bulk(invoice_ids)
+        current = PaymentAttempt.objects.select_for_update().in_bulk(
+            [attempt.pk for attempt, *_rest in items]
+        )
+        for attempt, outcome, at, elapsed_ms in items:
+            fresh = current.get(attempt.pk)
+            if fresh is None or fresh.status not in IN_FLIGHT:
+                continue
+            fresh.invoice = batch.invoices[fresh.invoice_id]
+            if elapsed_ms is not None and fresh.status == A.PENDING:
+                fresh.duration_ms = elapsed_ms
+            _outcome_apply(batch, fresh, outcome, at)
+        _plans_apply(batch)
+        _write(batch)
+    return batch.counts
+
+
+def _outcome_apply(batch: _Batch, attempt: PaymentAttempt, outcome, at: datetime) -> None:
+    batch.attempts.append(attempt)
+    if isinstance(outcome, GatewayError):
+        if at - attempt.created_at < GIVE_UP_AFTER:
+            attempt.failure_message = str(outcome)[:300]
+            attempt.check_at = at + RECHECK_AFTER
+            batch.counts.unknown += 1
+            return
+        outcome = ChargeResult.declined("gateway_error", message=_(
+            "The payment provider did not answer; the payment was not taken."))
+    attempt.gateway_reference = outcome.gateway_reference or attempt.gateway_reference
+    if outcome.status == "succeeded":
+        _succeeded(batch, attempt, outcome, at)
+    elif outcome.status == "processing":
+        _processing(batch, attempt, at)
+    elif outcome.status == "requires_action":
+        _requires_action(batch, attempt, outcome, at)
+    else:
+        _failed(batch, attempt, outcome, at)
+
+
+def _finished(attempt: PaymentAttempt, status: str, at: datetime) -> None:
+    attempt.status = status
+    attempt.completed_at = at
+    attempt.check_at = None
+
+
+def _learn(batch: _Batch, attempt: PaymentAttempt, succeeded: bool) -> None:
+    if attempt.source == PaymentAttempt.Source.AUTOMATIC and attempt.retry_of_decline_code:
+        invoice = attempt.invoice
+        batch.outcomes.append(Outcome(attempt, invoice.customer, succeeded, invoice.past_due_at))
+
+
+def _succeeded(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, at) -> None:
+    invoice = attempt.invoice
+    _finished(attempt, A.SUCCEEDED, at)
+    attempt.amount_received = result.amount_received
+    method = attempt.payment_method
+    payment = Payment(
+        invoice=invoice,
+        amount=result.amount_received,
+        currency=attempt.currency,
+        method=PAYMENT_METHOD_FOR.get(getattr(method, "type", None), Payment.Method.CARD),
+        reference=attempt.gateway_reference[:100],
+        received_at=at,
+        recorded_by=str(batch.actor)[:150],
+        created_at=at,
+    )
+    batch.payments.append((attempt, payment))
+    batch.counts.succeeded += 1
+    _learn(batch, attempt, True)
+    payable = invoice.status in (S.OPEN, S.UNCOLLECTIBLE)
+    applied = min(result.amount_received, invoice.amount_remaining) if payable else 0
+    if result.amount_received - applied:
+        # Money taken after the invoice was settled another way (a reconciled charge
+        # that arrived late): it is the customer's, as credit.
+        batch.overpaid.append((invoice, result.amount_received - applied, at))
+    if not applied:
+        return
+    invoice.amount_paid += applied
+    invoice.amount_remaining -= applied
+    invoice.payment_hold = ""
+    batch.invoice_fields |= {"amount_paid", "amount_remaining", "payment_hold"}
+    batch.events.append(event_build(
+        "invoice.payment_succeeded", now=at, actor=batch.actor, invoice=invoice,
+        data={"attempt": attempt.pk, "amount": applied, "method": payment.method,
+              "source": attempt.source, "payment": None},
+    ))
+    if invoice.amount_remaining == 0:
+        batch.invoice_fields |= set(
+            transition_in_memory(invoice, S.PAID, at, batch.actor, batch.events)
+        )
+    elif invoice.amount_remaining <= policy().tolerance(invoice.currency):
+        batch.reconcile.append((invoice, at))
+    elif attempt.source == PaymentAttempt.Source.AUTOMATIC:
+        # Part of it paid: the rest is retried as the policy says.
+        attempt.decline_code = "partial_payment"
+        invoice.last_decline_code = "partial_payment"
+        batch.failures.append(Failure(invoice, attempt, invoice.customer, at))
+
+
+def _processing(batch: _Batch, attempt: PaymentAttempt, at) -> None:
+    first = attempt.status == A.PENDING
+    attempt.status = A.PROCESSING
+    attempt.check_at = at + PROCESSING_CHECK_EVERY
+    batch.counts.processing += 1
+    if first:
+        batch.events.append(event_build(
+            "invoice.payment_processing", now=at, actor=batch.actor, invoice=attempt.invoice,
+            data={"attempt": attempt.pk, "amount": attempt.amount, "source": attempt.source},
+        ))
+
+
+def _requires_action(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, at) -> None:
+    _finished(attempt, A.REQUIRES_ACTION, at)
+    attempt.action_url = result.action_url[:500]
+    invoice = attempt.invoice
+    batch.counts.requires_action += 1
+    if attempt.source == PaymentAttempt.Source.AUTOMATIC and invoice.status == S.OPEN:
+        invoice.payment_hold = "requires_action"
+        invoice.last_payment_error = _("The bank asks the customer to authenticate this payment.")
+        invoice.next_payment_attempt_reason = _("Waiting for the customer to authenticate.")
+        invoice.past_due_at = min(filter(None, [invoice.past_due_at, at]))
+        batch.invoice_fields |= {"payment_hold", "last_payment_error", "past_due_at",
+                                 "next_payment_attempt_reason"}
+    batch.events.append(event_build(
+        "invoice.payment_action_required", now=at, actor=batch.actor, invoice=invoice,
+        data={"attempt": attempt.pk, "action_url": attempt.action_url, "source": attempt.source},
+    ))
+
+
+def _failed(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, at) -> None:
+    _finished(attempt, A.FAILED, at)
+    attempt.decline_code = result.decline_code[:64]
+    attempt.failure_message = result.failure_message[:300]
+    attempt.advice = result.advice
+    attempt.hard_decline = result.hard_decline
+    batch.counts.failed += 1
+    _learn(batch, attempt, False)
+    invoice = attempt.invoice
+    automatic = attempt.source == PaymentAttempt.Source.AUTOMATIC
+    if not automatic or invoice.status != S.OPEN:
+        # A customer's or staff's try: the schedule of automatic retries is unchanged.
+        batch.events.append(_failed_event(batch, attempt, invoice, at))
+        return
+    invoice.last_payment_error = attempt.failure_message
+    invoice.last_decline_code = attempt.decline_code
+    invoice.past_due_at = min(filter(None, [invoice.past_due_at, at]))
+    batch.invoice_fields |= {"last_payment_error", "last_decline_code", "past_due_at",
+                             "next_payment_attempt", "next_payment_attempt_reason",
+                             "payment_hold"}
+    if attempt.hard_decline:
+        invoice.payment_hold = "hard_decline"
+        invoice.next_payment_attempt = None
+        invoice.next_payment_attempt_reason = _(
+            "Hard decline (%(code)s): never retried on this payment method; retried as soon "
+            "as the customer adds a new one."
+        ) % {"code": attempt.decline_code}
+        batch.events.append(_failed_event(batch, attempt, invoice, at))
+    else:
+        batch.failures.append(Failure(invoice, attempt, invoice.customer, at))
+
+
+def _failed_event(batch: _Batch, attempt: PaymentAttempt, invoice: Invoice, at):
+    next_at = invoice.next_payment_attempt if attempt.source == "automatic" else None
+    return event_build(
+        "invoice.payment_failed", now=at, actor=batch.actor, invoice=invoice,
+        data={
+            "attempt": attempt.pk,
+            "amount": attempt.amount,
+            "decline_code": attempt.decline_code,
+            "failure_message": attempt.failure_message,
+            "hard_decline": attempt.hard_decline,
+            "source": attempt.source,
+            "next_payment_attempt": next_at.isoformat() if next_at else None,
+        },
+    )
+
+
+def _plans_apply(batch: _Batch) -> None:
+    """Ask the policy, once for the batch, when to retry each soft failure."""
+    if not batch.failures:
+        return
+    plans = policy().plan(batch.failures)
+    for failure in batch.failures:
+        invoice, attempt, at = failure.invoice, failure.attempt, failure.at
+        plan = plans.get(attempt.pk) or RetryPlan(None, _("No retry planned."))
+        invoice.next_payment_attempt = plan.at
+        invoice.next_payment_attempt_reason = plan.reason[:300]
+        invoice.payment_hold = ""
+        if attempt.status == A.FAILED:
+            batch.events.append(_failed_event(batch, attempt, invoice, at))
+        if plan.at is None and plan.uncollectible and invoice.status == S.OPEN:
+            batch.invoice_fields |= set(transition_in_memory(
+                invoice, S.UNCOLLECTIBLE, at, batch.actor, batch.events,
+                data={"reason": "retries_exhausted"},
+            ))
+
+
+def _write(batch: _Batch) -> None:
+    if batch.payments:
+        Payment.objects.bulk_create([payment for _attempt, payment in batch.payments])
+        for attempt, payment in batch.payments:
+            attempt.payment = payment
+    payment_of = {attempt.pk: payment.pk for attempt, payment in batch.payments}
+    for event in batch.events:  # the payment ids exist now
+        if event.type == "invoice.payment_succeeded":
+            event.data["payment"] = payment_of[event.data["attempt"]]
+    rows_update(PaymentAttempt, batch.attempts, ATTEMPT_FIELDS + ["decline_code"])
+    touched = [batch.invoices[pk] for pk in sorted({a.invoice_id for a in batch.attempts})]
+    if batch.invoice_fields and touched:
+        rows_update(Invoice, touched, sorted(batch.invoice_fields))
+    events_save(batch.events)
+    if batch.outcomes:
+        policy().observe(batch.outcomes)
+    for invoice, amount, at in batch.overpaid:
+        balance_transaction_create(
+            customer=invoice.customer, amount=-amount,
+            type=BalanceTransaction.Type.INVOICE_OVERPAID, now=at, actor=batch.actor,
+            reference=invoice.number or "",
+        )
+    for invoice, at in batch.reconcile:
+        _partial_reconcile(invoice, at, batch.actor)
+
+
+def _partial_reconcile(invoice: Invoice, at: datetime, actor: Actor) -> None:
+    """A payment left a remainder within the tolerance: a credit note closes it."""
+    remaining = invoice.amount_remaining
+    credit_note_create(
+        invoice,
+        lines=[CreditLine(amount=remaining, description=_("Partial payment reconciled"))],
+        now=at,
+        actor=actor,
+        reason="order_change",
+        memo=_("%(amount)s left unpaid, within the reconciliation threshold.")
+        % {"amount": format_money(remaining, invoice.currency)},
+    )
+
+
+# --- processing and stale attempts ----------------------------------------------------
+
+
+def attempts_due_check(now: datetime, test_clock=None) -> QuerySet:
+    due = PaymentAttempt.objects.filter(status__in=IN_FLIGHT, check_at__lte=now)
+    if test_clock is None:
+        return due.filter(customer__test_clock__isnull=True)
+    return due.filter(customer__test_clock=test_clock)
+
+
+def attempts_check_due(
+    *, now: datetime, test_clock=None, batch_size: int = 200, at_scheduled_time: bool = False,
+    gateway: Gateway | None = None,
+) -> Counts:
+    """Settle processing attempts (gateway.refresh) and reconcile pending ones whose
+    worker never recorded them (gateway.retrieve, else the same charge again with the
+    same idempotency key). Claimed SKIP LOCKED, one batch at a time."""
+    gateway = gateway or gateway_load()
+    counts = Counts()
+    while True:
+        with transaction.atomic():
+            attempts = list(
+                attempts_due_check(now, test_clock)
+                .select_related("customer")
+                .select_for_update(skip_locked=True, of=("self",))
+                .order_by("check_at", "pk")[:batch_size]
+            )
+            # Claimed: pushed past the next tick so a second sweep leaves them alone.
+            PaymentAttempt.objects.filter(pk__in=[a.pk for a in attempts]).update(
+                check_at=now + RECHECK_AFTER
+            )
+        items = []
+        for attempt in attempts:
+            at = attempt.check_at if at_scheduled_time else now
+            items.append((attempt, _attempt_ask(gateway, attempt, at), at, None))
+        counts.add(attempts_complete(items, actor=AUTOMATIC))
+        if len(attempts) < batch_size:
+            return counts
+
+
+def _attempt_ask(gateway: Gateway, attempt: PaymentAttempt, at: datetime):
+    try:
+        if attempt.status == A.PROCESSING:
+            return gateway.refresh(attempt.gateway_reference, now=at)
+        known = gateway.retrieve(attempt.idempotency_key)
+        if known is not None:
+            return known
+        return gateway.charge(charge_request(attempt), now=at)
+    except GatewayError as error:
+        return error
+    except Exception as error:  # noqa: BLE001 - an unknown outcome, checked again later
+        return GatewayError(f"{type(error).__name__}: {error}")
+
+
+def next_due_at(test_clock) -> datetime | None:
+    """The earliest collection work of a test clock's customers (for clock advance)."""
+    moments = [
+        Invoice.objects.filter(
+            status=S.OPEN, next_payment_attempt__isnull=False, customer__test_clock=test_clock
+        ).order_by("next_payment_attempt").values_list("next_payment_attempt", flat=True).first(),
+        PaymentAttempt.objects.filter(
+            status__in=IN_FLIGHT, check_at__isnull=False, customer__test_clock=test_clock
+        ).order_by("check_at").values_list("check_at", flat=True).first(),
+    ]
+    moments = [moment for moment in moments if moment is not None]
+    return min(moments) if moments else None
+
