@@ -610,4 +610,5 @@ class Event(models.Model):
         return f"{self.type} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
+from .documents.models import Branding, Document  # noqa: E402,F401
 from .gateways.models import SimulatedCharge  # noqa: E402,F401

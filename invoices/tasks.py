@@ -2,6 +2,10 @@ from celery import shared_task
 
 from customers.clock import system_now
 
+from .documents.tasks import (  # noqa: F401  (registered with the invoices app's tasks)
+    render_documents_task,
+    render_pending_documents_task,
+)
 from .sweeps import finalize_due_drafts
 
 

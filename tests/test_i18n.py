@@ -1,4 +1,5 @@
-"""The French admin: what a finance team whose browser asks for French sees, and the catalogue."""
+"""The French admin: what a finance team whose browser asks for French sees, and the
+catalogues: French complete, Brazilian Portuguese complete for what customers read."""
 
 import re
 from pathlib import Path
@@ -16,7 +17,17 @@ from invoices.services import invoice_record_payment
 
 from .factories import NOW, STAFF, make_customer, make_draft, make_open
 
-CATALOG_DIR = Path(settings.LOCALE_PATHS[0]) / "fr" / "LC_MESSAGES"
+LOCALE_DIR = Path(settings.LOCALE_PATHS[0])
+LOCALES = ["fr", "pt_BR"]
+# What customers read, by where the message is written; pt_BR must translate these.
+CUSTOMER_FACING = ("templates/documents/", "invoices/documents/render.py",
+                   "invoices/documents/services.py")
+# Model labels that documents print (statuses, payment methods, credit note reasons).
+PRINTED_LABELS = {
+    "Draft", "Open", "Paid", "Void", "Uncollectible", "Issued", "Bank transfer", "Cheque",
+    "Cash", "Card", "Other", "Duplicate", "Fraudulent", "Order change",
+    "Product unsatisfactory",
+}
 INVOICES = reverse("admin:invoices_invoice_changelist")
 # %(name)s, %s, %d, {name}: each must survive translation, as many times as in the msgid.
 PLACEHOLDER = re.compile(r"%\(\w+\)[sdifr]|%[sdifr]|\{\w*\}")
@@ -56,13 +67,21 @@ def messages_of(response):
     return [str(m) for m in response.context["messages"]]
 
 
-def catalog():
-    with open(CATALOG_DIR / "django.po", "rb") as f:
-        return read_po(f, locale="fr")
+def catalog(locale="fr"):
+    with open(LOCALE_DIR / locale / "LC_MESSAGES" / "django.po", "rb") as f:
+        return read_po(f, locale=locale)
 
 
-def entries():
-    return [m for m in catalog() if m.id]
+def entries(locale="fr"):
+    return [m for m in catalog(locale) if m.id]
+
+
+def must_translate(locale, message) -> bool:
+    """French: everything. Brazilian Portuguese: what customers read."""
+    if locale == "fr":
+        return True
+    places = [path for path, _line in message.locations]
+    return message.id in PRINTED_LABELS or any(p.startswith(CUSTOMER_FACING) for p in places)
 
 
 def forms(message):
@@ -159,29 +178,45 @@ def test_voiding_a_paid_invoice_through_the_admin_action_is_refused_in_french(fr
 # --- the catalogue ----------------------------------------------------------------------
 
 
-def test_every_message_is_translated_and_none_is_fuzzy():
-    untranslated = [m.id for m in entries() if not all(text for _, text in forms(m))]
-    fuzzy = [m.id for m in entries() if m.fuzzy]
+@pytest.mark.parametrize("locale", LOCALES)
+def test_every_message_is_translated_and_none_is_fuzzy(locale):
+    untranslated = [
+        m.id for m in entries(locale)
+        if must_translate(locale, m) and not all(text for _, text in forms(m))
+    ]
+    fuzzy = [m.id for m in entries(locale) if m.fuzzy]
 
     assert untranslated == []
     assert fuzzy == []
-    assert not catalog().fuzzy
+    assert not catalog(locale).fuzzy
 
 
-def test_plural_messages_have_both_french_forms():
-    plurals = [m for m in entries() if m.pluralizable]
+def test_customer_documents_are_in_the_portuguese_catalogue():
+    customer_facing = [m for m in entries("pt_BR") if must_translate("pt_BR", m)]
 
-    assert plurals
+    assert len(customer_facing) > 40
+    assert {"Invoice %(number)s", "Amount due", "Paid"} <= {m.id for m in customer_facing}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_plural_messages_have_both_forms(locale):
+    plurals = [m for m in entries(locale) if m.pluralizable and all(m.string)]
+
     assert all(len(m.string) == 2 for m in plurals)
+    if locale == "fr":
+        assert plurals
 
 
-def test_placeholders_and_html_survive_translation():
+@pytest.mark.parametrize("locale", LOCALES)
+def test_placeholders_and_html_survive_translation(locale):
     broken = [
         (source, text)
-        for message in entries()
+        for message in entries(locale)
         for source, text in forms(message)
-        if sorted(PLACEHOLDER.findall(source)) != sorted(PLACEHOLDER.findall(text))
-        or sorted(HTML_TAG.findall(source)) != sorted(HTML_TAG.findall(text))
+        if text and (
+            sorted(PLACEHOLDER.findall(source)) != sorted(PLACEHOLDER.findall(text))
+            or sorted(HTML_TAG.findall(source)) != sorted(HTML_TAG.findall(text))
+        )
     ]
 
     assert broken == []
@@ -192,8 +227,9 @@ def context_text(context):
     return context.decode() if isinstance(context, bytes) else context
 
 
-def test_compiled_catalogue_matches_the_po_file():
-    with open(CATALOG_DIR / "django.mo", "rb") as f:
+@pytest.mark.parametrize("locale", LOCALES)
+def test_compiled_catalogue_matches_the_po_file(locale):
+    with open(LOCALE_DIR / locale / "LC_MESSAGES" / "django.mo", "rb") as f:
         compiled = {
             (context_text(m.context), as_tuple(m.id)): as_tuple(m.string)
             for m in read_mo(f)
@@ -201,7 +237,9 @@ def test_compiled_catalogue_matches_the_po_file():
         }
 
     stale = [
-        m.id for m in entries() if compiled.get((m.context, as_tuple(m.id))) != as_tuple(m.string)
+        m.id for m in entries(locale)
+        if all(text for _, text in forms(m))  # msgfmt leaves untranslated ones out
+        and compiled.get((m.context, as_tuple(m.id))) != as_tuple(m.string)
     ]
 
     assert stale == []

@@ -188,8 +188,8 @@ def test_a_test_clock_sends_the_whole_schedule_when_advanced():
     result = clock_advance(clock, to=at("05-20"))
 
     assert reminders_sent() == full_schedule()
-    assert result["notifications"]["reminders"] == 7
-    assert result["notifications"]["emails"]["sent"] == 8  # the invoice and 7 reminders
+    assert result["reminders"]["queued"] == 7
+    assert result["emails"]["sent"] == 8  # the invoice and 7 reminders
 
 
 def test_the_real_sweep_leaves_test_clock_customers_alone():

@@ -10,7 +10,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from customers.money import babel_locale, format_money
-from invoices.models import CreditNote, Invoice, Payment
+from invoices.models import Branding, CreditNote, Invoice, Payment
 
 from .reasons import decline_reason
 from .rendering import TemplateError
@@ -21,13 +21,12 @@ class MissingData(TemplateError):
 
 
 def branding() -> dict:
-    """The sender's name and support address shown in every email.
-
-    INTEGRATION POINT (docs branch): read `invoices.Branding.load()` (company name,
-    support email) once that branch has landed; until then the server's settings."""
+    """The sender as the customer knows it (invoices.Branding), in every email."""
+    brand = Branding.load()
     return {
-        "company_name": getattr(settings, "COMPANY_NAME", "") or "Billing",
-        "support_email": settings.DEFAULT_FROM_EMAIL,
+        "company_name": brand.company_name or "Billing",
+        "support_email": brand.support_email or settings.DEFAULT_FROM_EMAIL,
+        "accent_colour": brand.accent_colour,
     }
 
 
@@ -144,9 +143,10 @@ EXTRA = {
 WITHOUT_INVOICE = {"digest"}  # its context is written whole when it is queued
 
 
-def context_build(row, locale: str) -> dict:
-    """Everything the row's templates may use, formatted for `locale`."""
-    context = dict(branding())
+def context_build(row, locale: str, brand: dict | None = None) -> dict:
+    """Everything the row's templates may use, formatted for `locale`. `brand`: pass
+    branding() when building many (read once)."""
+    context = dict(brand or branding())
     if row.kind in WITHOUT_INVOICE:
         return {**context, **row.context}
     context.update(invoice_context(row.invoice, locale))

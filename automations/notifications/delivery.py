@@ -180,18 +180,22 @@ def reader_locale(row: Row, notification_settings: NotificationSettings) -> str:
     return notification_settings.staff_locale
 
 
-def row_render(row: Row, *, notification_settings, overrides=None) -> Rendered:
+def row_render(row: Row, *, notification_settings, overrides=None, brand=None) -> Rendered:
     """The row's subject and bodies as they would go out now (also the admin preview)."""
     locale = reader_locale(row, notification_settings)
     try:
-        return email_render(row.kind, locale, context_build(row, locale), overrides)
+        return email_render(row.kind, locale, context_build(row, locale, brand), overrides)
     except TemplateError as error:
         raise Undeliverable(str(error)) from None
 
 
-def message_build(row: Row, *, notification_settings, overrides) -> EmailMultiAlternatives:
+def message_build(
+    row: Row, *, notification_settings, overrides, brand: dict
+) -> EmailMultiAlternatives:
     recipients = recipients_of(row)
-    rendered = row_render(row, notification_settings=notification_settings, overrides=overrides)
+    rendered = row_render(
+        row, notification_settings=notification_settings, overrides=overrides, brand=brand
+    )
     try:
         attachments = [attachment_load(spec) for spec in row.attachments]
     except TemplateError as error:
@@ -201,7 +205,7 @@ def message_build(row: Row, *, notification_settings, overrides) -> EmailMultiAl
     domain = sender.rpartition("@")[2] or "localhost"
     message = EmailMultiAlternatives(
         rendered.subject, rendered.text, from_email=sender, to=recipients,
-        reply_to=[branding()["support_email"]],
+        reply_to=[brand["support_email"]],
         headers={"Message-ID": message_id(row, domain)},
     )
     message.attach_alternative(rendered.html, "text/html")
@@ -243,6 +247,7 @@ def cancel_reasons(rows: list[Row]) -> dict[int, str]:
 def batch_deliver(rows: list[Row], *, now: datetime, counts: dict) -> None:
     notification_settings = NotificationSettings.load()
     overrides = {(t.kind, t.locale): t for t in EmailTemplate.objects.all()}
+    brand = branding()
     cancelled = cancel_reasons(rows)
     ready = []
     for row in rows:
@@ -252,7 +257,8 @@ def batch_deliver(rows: list[Row], *, now: datetime, counts: dict) -> None:
             continue
         try:
             message = message_build(
-                row, notification_settings=notification_settings, overrides=overrides
+                row, notification_settings=notification_settings, overrides=overrides,
+                brand=brand,
             )
         except Undeliverable as error:
             mark_failed(row, now=now, error=str(error))

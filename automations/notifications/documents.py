@@ -2,6 +2,8 @@
 
 from django.utils.translation import gettext as _
 
+from customers.errors import DomainError
+from invoices.documents.services import document_ensure
 from invoices.models import CreditNote, Invoice, Payment
 
 from .rendering import TemplateError

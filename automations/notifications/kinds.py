@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 CUSTOMER, STAFF = "customer", "staff"
 
-COMMON = ("company_name", "support_email")
+COMMON = ("company_name", "support_email", "accent_colour")
 INVOICE = (*COMMON, "customer_name", "invoice_number", "hosted_url", "amount_remaining",
            "due_date")
 
@@ -72,6 +72,7 @@ _ROW = {"invoice_number": "ACME-0042", "customer_name": "Acme Labs", "amount": "
 SAMPLE_VALUES = {
     "company_name": "Your Company",
     "support_email": "billing@example.com",
+    "accent_colour": "#1F4E79",
     "customer_name": "Acme Labs",
     "invoice_number": "ACME-0042",
     "hosted_url": "https://billing.example.com/i/sample-token/",

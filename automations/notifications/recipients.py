@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.translation import gettext as _
 
+from invoices.models import Branding
+
 
 def addresses_parse(text: str) -> list[str]:
     """Addresses written one per line or separated by commas, without duplicates."""
@@ -20,21 +22,12 @@ def addresses_parse(text: str) -> list[str]:
 
 
 def company_email_domain() -> str:
-    """COMPANY_EMAIL_DOMAIN, else the domain of the support address on the branding.
-
-    INTEGRATION POINT (docs branch): the Branding singleton's support address is read
-    through `branding_support_email`; until that branch lands only the setting counts."""
+    """COMPANY_EMAIL_DOMAIN, else the domain of the support address on the branding."""
     configured = (getattr(settings, "COMPANY_EMAIL_DOMAIN", "") or "").strip().lower()
     if configured:
         return configured
-    support = branding_support_email()
+    support = Branding.load().support_email
     return support.rpartition("@")[2].lower() if "@" in support else ""
-
-
-def branding_support_email() -> str:
-    from .context import branding
-
-    return branding()["support_email"]
 
 
 def staff_addresses(addresses: list[str]) -> set[str]:

@@ -28,6 +28,7 @@ from customers.money import to_decimal
 
 from ..collection import invoice_charge
 from ..credit_notes import credit_note_create, creditable_amount
+from ..documents.services import document_ensure, draft_preview_pdf
 from ..forms import (
     CreditNoteForm,
     CreditNoteLineFormSet,
@@ -67,6 +68,7 @@ from .common import (
     report_failures,
     staff,
 )
+from .documents import document_response, pdf_response
 
 STATUS_COLOURS = {
     S.DRAFT: "#6c757d",
@@ -492,6 +494,8 @@ class InvoiceAdmin(admin.ModelAdmin):
         if invoice.status in CREDITABLE and may(request, CREDIT_NOTE_PERMISSION):
             buttons.append({"label": _("Create credit note"), "post": False,
                             "url": self._op_url("credit_note", invoice)})
+        label = _("Preview PDF") if invoice.is_draft else _("Download PDF")
+        buttons.append({"label": label, "post": False, "url": self._op_url("pdf", invoice)})
         return buttons
 
     def _op_url(self, name, invoice) -> str:
@@ -512,6 +516,7 @@ class InvoiceAdmin(admin.ModelAdmin):
                  name="invoices_invoice_record_payment"),
             path("<path:object_id>/credit-note/", wrap(self.credit_note_view),
                  name="invoices_invoice_credit_note"),
+            path("<path:object_id>/pdf/", wrap(self.pdf_view), name="invoices_invoice_pdf"),
         ]
         return urls + super().get_urls()
 
@@ -542,6 +547,19 @@ class InvoiceAdmin(admin.ModelAdmin):
         self.message_user(request, operation.done(1) % {"count": 1}, messages.SUCCESS)
         # Revise returns the new draft: staff continue editing there.
         return redirect(change_url(result if isinstance(result, Invoice) else invoice))
+
+    def pdf_view(self, request, object_id):
+        """A draft's preview, rendered now; a finalized invoice's stored PDF."""
+        invoice, missing = self._invoice_or_redirect(request, object_id)
+        if missing:
+            return missing
+        try:
+            if invoice.is_draft:
+                return pdf_response(draft_preview_pdf(invoice), f"draft-{invoice.pk}.pdf")
+            return document_response(document_ensure("invoice", invoice))
+        except DomainError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return redirect(change_url(invoice))
 
     def record_payment_view(self, request, object_id):
         if not may(request, RECORD_PAYMENT_PERMISSION):

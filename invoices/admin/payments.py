@@ -7,7 +7,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -15,6 +16,7 @@ from customers.clock import now_for
 from customers.errors import DomainError
 
 from ..credit_notes import credit_note_void
+from ..documents.services import document_ensure
 from ..models import (
     CreditNote,
     CreditNoteLine,
@@ -30,12 +32,26 @@ from .common import (
     report_failures,
     staff,
 )
+from .documents import document_response
+
+
+def stored_pdf_view(model_admin, request, object_id, kind: str):
+    """The stored PDF of a credit note or payment (rendered now if it is not yet)."""
+    obj = model_admin.get_object(request, unquote(object_id))
+    if obj is None:
+        return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
+    try:
+        return document_response(document_ensure(kind, obj))
+    except DomainError as error:
+        model_admin.message_user(request, error.message, messages.ERROR)
+        return redirect(change_url(obj))
 
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
     list_display = [
         "invoice", "amount_display", "method", "received_at", "reference", "recorded_by",
+        "receipt",
     ]
     list_filter = ["method", "currency"]
     list_select_related = ["invoice"]
@@ -46,6 +62,21 @@ class PaymentAdmin(ReadOnlyAdmin):
     @admin.display(description=gettext_lazy("amount"), ordering="amount")
     def amount_display(self, payment):
         return money(payment.amount, payment.currency)
+
+    @admin.display(description=gettext_lazy("receipt"))
+    def receipt(self, payment):
+        url = reverse("admin:invoices_payment_receipt", args=[payment.pk])
+        return format_html('<a href="{}">{}</a>', url, _("PDF"))
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/receipt/", self.admin_site.admin_view(self.receipt_view),
+                 name="invoices_payment_receipt"),
+            *super().get_urls(),
+        ]
+
+    def receipt_view(self, request, object_id):
+        return stored_pdf_view(self, request, object_id, "receipt")
 
 
 class CreditNoteLineInline(admin.TabularInline):
@@ -120,6 +151,8 @@ class CreditNoteAdmin(ReadOnlyAdmin):
         return [
             path("<path:object_id>/void/", self.admin_site.admin_view(self.void_view),
                  name="invoices_creditnote_void"),
+            path("<path:object_id>/pdf/", self.admin_site.admin_view(self.pdf_view),
+                 name="invoices_creditnote_pdf"),
             *super().get_urls(),
         ]
 
@@ -131,6 +164,9 @@ class CreditNoteAdmin(ReadOnlyAdmin):
         )
         extra_context = {**(extra_context or {}), "can_void": can_void}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def pdf_view(self, request, object_id):
+        return stored_pdf_view(self, request, object_id, "credit_note")
 
     def void_view(self, request, object_id):
         if request.method != "POST":

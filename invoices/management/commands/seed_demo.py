@@ -21,7 +21,7 @@ from customers.models import BalanceTransaction, Customer, TestClock
 from customers.money import format_money
 from customers.services import customer_create
 from invoices.credit_notes import CreditLine, credit_note_create, credit_note_void
-from invoices.models import CreditNote, Invoice, Payment, TaxRate
+from invoices.models import Branding, CreditNote, Invoice, Payment, TaxRate
 from invoices.services import (
     invoice_create,
     invoice_finalize,
@@ -85,6 +85,17 @@ CUSTOMERS = {
     ),
 }
 # Attached to a test clock, which only exists once the command runs.
+# The seller printed on documents (valid SIREN, SIRET and VAT number, made up).
+BRANDING = dict(
+    company_name="Demo Billing SAS", address_line1="8 rue du Faubourg Montmartre",
+    postal_code="75009", city="Paris", country="FR", vat_number="FR44732829320",
+    siren="732829320", siret="73282932000017", accent_colour="#1F4E79",
+    support_email="billing@demo.example",
+    invoice_footer="Demo Billing SAS, capital 10 000 EUR, RCS Paris 732 829 320.\n"
+    "Late payment: penalties at three times the legal interest rate and a fixed "
+    "40 EUR recovery fee.",
+)
+
 REHEARSAL = dict(
     name="Boulangerie Rehearsal (test clock)", invoice_prefix="DEMOCLOCK",
     email="test@boulangerie.example", currency="EUR", preferred_locale="fr",
@@ -121,7 +132,15 @@ def admin_ensure(password: str) -> str:
     return "Created the demo superuser 'admin'."
 
 
+def branding_demo() -> None:
+    """Fill the branding, unless staff already did."""
+    branding = Branding.load()
+    if not branding.company_name:
+        Branding.objects.filter(pk=branding.pk).update(**BRANDING)
+
+
 def demo_load(*, now) -> None:
+    branding_demo()
     rates = {key: tax_rate_get(**fields) for key, fields in TAX_RATES.items()}
     clock = TestClock.objects.create(name="Demo rehearsal", frozen_time=now)
     customers = {key: customer_create(**fields) for key, fields in CUSTOMERS.items()}

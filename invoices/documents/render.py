@@ -1,0 +1,346 @@
+"""HTML to PDF: the documents' templates (templates/documents/) rendered in the
+customer's locale, laid out by WeasyPrint as PDF/A-3b.
+
+Speed: the print stylesheet and the font configuration are built once per process
+(fonts are the slow part of a first rendering); images are inlined as data: URLs and
+nothing else is fetched, so a rendering never waits on the network or the disk.
+A missing or unreadable logo is left out, never an error.
+"""
+
+import base64
+import logging
+import mimetypes
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import cache
+
+from babel.dates import format_date
+from babel.numbers import format_decimal, format_percent
+from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext as _
+from weasyprint import CSS, HTML, Attachment
+from weasyprint.text.fonts import FontConfiguration
+from weasyprint.urls import URLFetcher
+
+from customers.money import format_money
+
+from . import facturx
+
+log = logging.getLogger(__name__)
+
+# A customer's locale (as stored: "pt-BR") -> (Django language, Babel locale).
+LOCALES = {"en": ("en", "en"), "fr": ("fr", "fr"), "pt-br": ("pt-br", "pt_BR")}
+DEFAULT_LOCALE = "en"
+PDF_VARIANT = "pdf/a-3b"
+
+
+@dataclass(frozen=True)
+class Formats:
+    """Amounts, dates and rates as the reader writes them (Babel, CLDR)."""
+
+    language: str  # Django's language code
+    locale: str  # Babel's locale
+    timezone: str = "UTC"
+
+    def money(self, amount: int, currency: str) -> str:
+        return format_money(amount, currency, self.locale)
+
+    def date(self, value: date | datetime | None) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, datetime):
+            value = value.astimezone(facturx.zone(self.timezone)).date()
+        return format_date(value, "long", locale=self.locale)
+
+    def percent(self, value) -> str:
+        return format_percent(
+            Decimal(value) / 100, locale=self.locale, decimal_quantization=False
+        )
+
+    def number(self, value) -> str:
+        return format_decimal(value, locale=self.locale)
+
+
+def formats_for(locale: str | None, timezone: str | None = None) -> Formats:
+    """The formats of a customer's locale; an unknown locale reads English."""
+    key = (locale or "").replace("_", "-").lower()
+    language, babel_locale = LOCALES.get(key, LOCALES[DEFAULT_LOCALE])
+    return Formats(language, babel_locale, facturx.zone(timezone).key)
+
+
+# --- WeasyPrint, set up once per process ---------------------------------------------
+
+
+@cache
+def font_config() -> FontConfiguration:
+    return FontConfiguration()
+
+
+@cache
+def stylesheet() -> CSS:
+    return CSS(string=render_to_string("documents/print.css"), font_config=font_config())
+
+
+def url_fetcher() -> URLFetcher:
+    """Only data: URLs: a document never reaches out to the network or the disk."""
+    return URLFetcher(allowed_protocols={"data"})
+
+
+def image_data_url(field) -> str:
+    """A stored image as a data: URL, or "" when it is missing or unreadable."""
+    if not field:
+        return ""
+    try:
+        with field.storage.open(field.name, "rb") as stored:
+            content = stored.read()
+    except (OSError, ValueError) as error:
+        log.warning("branding image %s left out: %s", field.name, error)
+        return ""
+    kind = mimetypes.guess_type(field.name)[0] or "image/png"
+    return f"data:{kind};base64,{base64.b64encode(content).decode()}"
+
+
+def pdf_write(html: str, *, lang: str, xml: bytes | None = None) -> bytes:
+    """Lay out `html` as a PDF/A-3b; with `xml`, a Factur-X one that embeds it."""
+    options = {"pdf_variant": PDF_VARIANT, "stylesheets": [stylesheet()]}
+    if xml is not None:
+        options["attachments"] = [
+            Attachment(
+                string=xml, name=facturx.FILENAME, relationship="Data",
+                description="Factur-X invoice (EN 16931)", url_fetcher=url_fetcher(),
+            )
+        ]
+    document = HTML(string=html, url_fetcher=url_fetcher()).render(
+        font_config=font_config(), **options
+    )
+    document.metadata.lang = lang
+    if xml is not None:
+        facturx_metadata_add(document.metadata)
+    return document.write_pdf(**options)
+
+
+def facturx_metadata_add(metadata) -> None:
+    """Put the Factur-X XMP descriptions inside WeasyPrint's own rdf:RDF element: an
+    XMP packet holds one rdf:RDF, which readers take as the whole of the metadata."""
+    build = metadata.generate_rdf_metadata
+
+    def with_facturx(*args, **kwargs) -> bytes:
+        return build(*args, **kwargs).replace(
+            b"</rdf:RDF>", facturx.XMP_DESCRIPTIONS + b"</rdf:RDF>"
+        )
+
+    metadata.generate_rdf_metadata = with_facturx
+
+
+def html_render(template: str, build, *args, formats: Formats, **kwargs) -> str:
+    """The document's HTML, everything in it (the context too) in the reader's language."""
+    with translation.override(formats.language):
+        context = build(*args, formats, **kwargs)
+        return render_to_string(template, {**context, "lang": formats.language})
+
+
+# --- contexts ------------------------------------------------------------------------
+
+
+def branding_context(branding) -> dict:
+    return {
+        "branding": branding,
+        "logo": image_data_url(branding.logo),
+        "accent": branding.accent_colour or "#1F4E79",
+        "seller_address": branding.address_lines(),
+    }
+
+
+def customer_lines(details: dict) -> list[str]:
+    address = details.get("address") or {}
+    town = " ".join(p for p in (address.get("postal_code"), address.get("city")) if p)
+    parts = [
+        address.get("line1"), address.get("line2"), town, address.get("state"),
+        address.get("country"), details.get("email"),
+    ]
+    parts += [tax_id.get("value") for tax_id in details.get("tax_ids") or []]
+    return [part for part in parts if part]
+
+
+def line_rows(invoice, formats: Formats) -> list[dict]:
+    currency = invoice.currency
+    rows = []
+    for line in invoice.lines.prefetch_related("tax_rates").order_by("position", "id"):
+        rates = list(line.tax_rates.all())
+        period = ""
+        if line.period_start and line.period_end:
+            period = f"{formats.date(line.period_start)} – {formats.date(line.period_end)}"
+        rows.append({
+            "description": line.description,
+            "period": period,
+            "quantity": formats.number(line.quantity),
+            "unit_amount": formats.money(line.unit_amount, currency),
+            "discount": formats.money(line.discount_total, currency)
+            if line.discount_total else "",
+            "taxes": ", ".join(
+                f"{rate.display_name} {formats.percent(rate.percentage)}" for rate in rates
+            ),
+            "amount": formats.money(line.amount, currency),
+        })
+    return rows
+
+
+def tax_rows(invoice, formats: Formats) -> list[dict]:
+    currency = invoice.currency
+    return [
+        {
+            "label": _("%(name)s %(rate)s on %(base)s")
+            % {
+                "name": entry.get("display_name", ""),
+                "rate": formats.percent(entry["percentage"]),
+                "base": formats.money(entry["taxable_amount"], currency),
+            },
+            "inclusive": entry.get("inclusive", False),
+            "amount": formats.money(entry["amount"], currency),
+        }
+        for entry in invoice.tax_breakdown
+    ]
+
+
+def invoice_totals(invoice, formats: Formats) -> list[tuple[str, str]]:
+    """What the customer owes, from the total down to the amount due, as the rows a
+    reader adds up: balance applied, pre-payment credit notes, payments."""
+    money = lambda amount: formats.money(amount, invoice.currency)  # noqa: E731
+    applied = (invoice.ending_balance or 0) - invoice.starting_balance
+    rows = [(_("Total"), money(invoice.total))]
+    if applied > 0:
+        rows.append((_("Applied balance"), money(-applied)))
+    elif applied < 0:
+        rows.append((_("Previous balance due"), money(-applied)))
+    if invoice.pre_payment_credit_notes_amount:
+        rows.append((_("Credit notes"), money(-invoice.pre_payment_credit_notes_amount)))
+    if invoice.amount_paid:
+        rows.append((_("Amount paid"), money(-invoice.amount_paid)))
+    return rows
+
+
+def payment_terms(invoice, formats: Formats) -> str:
+    if invoice.status == invoice.Status.PAID:
+        return _("Paid on %(date)s.") % {"date": formats.date(invoice.paid_at)}
+    if invoice.status == invoice.Status.VOID:
+        return _("This invoice was voided on %(date)s; nothing is due.") % {
+            "date": formats.date(invoice.voided_at)
+        }
+    if invoice.collection_method == invoice.CollectionMethod.CHARGE_AUTOMATICALLY:
+        return _("This invoice is charged automatically to your payment method on file.")
+    if invoice.due_date:
+        return _("Payment due by %(date)s.") % {"date": formats.date(invoice.due_date)}
+    return _("Payment due on receipt.")
+
+
+STAMPED = {"paid", "void", "uncollectible", "draft"}
+
+
+def invoice_context(invoice, branding, formats: Formats, *, hosted_link: str = "") -> dict:
+    status = invoice.Status(invoice.status)
+    due = invoice.amount_remaining if status != invoice.Status.VOID else 0
+    return {
+        **branding_context(branding),
+        "invoice": invoice,
+        "title": _("Invoice %(number)s") % {"number": invoice.number}
+        if invoice.number else _("Draft invoice"),
+        "stamp": status.label if status in STAMPED else "",
+        "is_draft": status == invoice.Status.DRAFT,
+        "customer_name": invoice.customer_details.get("name") or invoice.customer.name,
+        "customer_lines": customer_lines(invoice.customer_details or {}),
+        "issue_date": formats.date(invoice.finalized_at),
+        "due_date": formats.date(invoice.due_date),
+        "lines": line_rows(invoice, formats),
+        "subtotal": formats.money(invoice.subtotal, invoice.currency),
+        "discounts": formats.money(-invoice.total_discount_amount, invoice.currency)
+        if invoice.total_discount_amount else "",
+        "total_excluding_tax": formats.money(invoice.total_excluding_tax, invoice.currency),
+        "taxes": tax_rows(invoice, formats),
+        "totals": invoice_totals(invoice, formats),
+        "amount_due": formats.money(due, invoice.currency),
+        "terms": payment_terms(invoice, formats),
+        "hosted_link": hosted_link if status in (invoice.Status.OPEN, "uncollectible") else "",
+        "footers": [text for text in (invoice.footer, branding.invoice_footer) if text],
+    }
+
+
+def credit_note_context(note, branding, formats: Formats) -> dict:
+    invoice = note.invoice
+    money = lambda amount: formats.money(amount, note.currency)  # noqa: E731
+    settled = [
+        (_("Credited against the invoice"), note.pre_payment_amount),
+        (_("Refunded"), note.refund_amount),
+        (_("Credited to your account balance"), note.credit_amount),
+        (_("Credited outside this system"), note.out_of_band_amount),
+    ]
+    return {
+        **branding_context(branding),
+        "note": note,
+        "title": _("Credit note %(number)s") % {"number": note.number},
+        "stamp": note.Status(note.status).label if note.status == note.Status.VOID else "",
+        "customer_name": invoice.customer_details.get("name") or invoice.customer.name,
+        "customer_lines": customer_lines(invoice.customer_details or {}),
+        "issue_date": formats.date(note.created_at),
+        "invoice_number": invoice.number,
+        "reason": note.get_reason_display() if note.reason else "",
+        "lines": [
+            {"description": line.description, "amount": money(line.amount)}
+            for line in note.lines.all()
+        ],
+        "tax": money(note.tax),
+        "total": money(note.amount),
+        "settled": [(label, money(amount)) for label, amount in settled if amount],
+        "footers": [branding.invoice_footer] if branding.invoice_footer else [],
+    }
+
+
+def receipt_context(payment, branding, formats: Formats) -> dict:
+    invoice = payment.invoice
+    return {
+        **branding_context(branding),
+        "payment": payment,
+        "title": _("Receipt for invoice %(number)s") % {"number": invoice.number},
+        "stamp": "",
+        "customer_name": invoice.customer_details.get("name") or invoice.customer.name,
+        "customer_lines": customer_lines(invoice.customer_details or {}),
+        "issue_date": formats.date(payment.received_at),
+        "invoice_number": invoice.number,
+        "amount": formats.money(payment.amount, payment.currency),
+        "invoice_total": formats.money(invoice.total, invoice.currency),
+        "method": payment.get_method_display(),
+        "footers": [branding.invoice_footer] if branding.invoice_footer else [],
+    }
+
+
+# --- the three documents -------------------------------------------------------------
+
+
+def invoice_formats(invoice) -> Formats:
+    """The snapshot's locale once finalized; the customer's own for a draft."""
+    details = invoice.customer_details or {}
+    if invoice.is_draft or not details:
+        return formats_for(invoice.customer.preferred_locale, invoice.customer.timezone)
+    return formats_for(details.get("locale"), details.get("timezone"))
+
+
+def invoice_pdf(invoice, branding, *, xml: bytes | None, hosted_link: str = "") -> bytes:
+    formats = invoice_formats(invoice)
+    html = html_render("documents/invoice.html", invoice_context, invoice, branding,
+                       formats=formats, hosted_link=hosted_link)
+    return pdf_write(html, lang=formats.language, xml=xml)
+
+
+def credit_note_pdf(note, branding) -> bytes:
+    formats = invoice_formats(note.invoice)
+    html = html_render("documents/credit_note.html", credit_note_context, note, branding,
+                       formats=formats)
+    return pdf_write(html, lang=formats.language)
+
+
+def receipt_pdf(payment, branding) -> bytes:
+    formats = invoice_formats(payment.invoice)
+    html = html_render("documents/receipt.html", receipt_context, payment, branding,
+                       formats=formats)
+    return pdf_write(html, lang=formats.language)
