@@ -7,9 +7,9 @@ up when its own time comes, so a whole dunning cycle plays out in one advance.
 """
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 from django.db.models import Min
 

@@ -1,12 +1,14 @@
-"""Benchmarks: the invoice changelist over 1,000,000 invoices and finalization throughput.
+"""Benchmarks: the invoice changelist over 1,000,000 invoices, finalization throughput,
+the hosted invoice page under gunicorn, the outbox drain and the reminder sweep.
 
     DATABASE_URL=postgres://user@host:5432/billing_bench .venv/bin/python bench/run.py
 
 PostgreSQL only (the goals are about the production database). The data set goes into
 a dedicated database: the one named in DATABASE_URL when its name ends in "bench",
 otherwise that name plus "_bench". It is created when missing, built once and reused;
-`--rebuild` drops and rebuilds it. Figures are printed with PASS/FAIL per goal; the
-exit status is 0 even when a goal fails (it is a measurement, not a test).
+`--rebuild` drops and rebuilds it (`--only hosted` needs no data set and builds none).
+Figures are printed with PASS/FAIL per goal; the exit status is 0 even when a goal fails
+(it is a measurement, not a test).
 """
 
 import argparse
@@ -24,7 +26,13 @@ def parse_args():
     parser.add_argument("--runs", type=int, default=20, help="timed runs per changelist page")
     parser.add_argument("--drafts", type=int, default=3000, help="drafts to finalize")
     parser.add_argument(
-        "--only", choices=["build", "finalization", "changelist"], help="run one part only"
+        "--only", choices=["build", "finalization", "changelist", "hosted", "outbox",
+                             "reminders"],
+        help="run one part only",
+    )
+    parser.add_argument("--emails", type=int, default=3000, help="emails to drain")
+    parser.add_argument(
+        "--seconds", type=int, default=15, help="seconds of load on the hosted invoice page"
     )
     return parser.parse_args()
 
@@ -93,12 +101,17 @@ def main() -> int:
 
     from django.core.management import call_command
 
-    from bench import changelist, dataset, finalization
+    from bench import changelist, dataset, finalization, hosted, notifications
     from bench.report import Summary
 
     print(f"bench database: {name}")
     call_command("migrate", verbosity=0)
     summary = Summary()
+
+    if args.only == "hosted":
+        hosted.run(summary, seconds=args.seconds)
+        summary.print()
+        return 0
 
     if not dataset.dataset_built():
         if dataset.has_data():
@@ -114,6 +127,12 @@ def main() -> int:
         finalization.run(summary, drafts=args.drafts)
     if args.only in (None, "changelist"):
         changelist.run(summary, runs=args.runs)
+    if args.only in (None, "outbox"):
+        notifications.run_outbox(summary, emails=args.emails)
+    if args.only in (None, "reminders"):
+        notifications.run_sweep(summary, runs=args.runs)
+    if args.only is None:
+        hosted.run(summary, seconds=args.seconds)
     summary.print()
     return 0
 

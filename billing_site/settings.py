@@ -70,6 +70,10 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Persistent connections: opening one costs more than a whole page of queries. Health
+# checks drop a connection that died (database restart) before a request uses it.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent web, worker and beat processes share one file on the embedded default.
     DATABASES["default"].setdefault("OPTIONS", {})
@@ -106,8 +110,6 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Staff alerts and digests may go to staff users and to addresses in this domain only
 # (else the domain of the support address on the branding).
 COMPANY_EMAIL_DOMAIN = env.str("COMPANY_EMAIL_DOMAIN", default="")
-# Absolute links in emails (hosted invoice pages, admin pages).
-SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
 
 # Celery: Redis in production; a filesystem broker (no server) on the embedded default.
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -118,6 +120,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
+        # Exchange tables; kombu's default is ./control, in whatever folder runs it.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
@@ -126,6 +130,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+
+# Cache (rate limits of the hosted invoice page): CACHE_URL when set, else Redis when
+# REDIS_URL is set (shared by every web process, as rate limits must be), else memory
+# local to each process (the embedded default has one web process).
+CACHES = {"default": env.cache_url("CACHE_URL", default=REDIS_URL or "locmemcache://")}
+CACHES["default"].setdefault("KEY_PREFIX", "billing")
+
+# Absolute links to customer pages in emails when there is no request to build them from.
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
 
 # Payment gateway: a dotted path to an invoices.gateways.base.Gateway subclass
 # (docs/gateways.md). The simulated gateway needs no account; Stripe needs its key.
@@ -140,7 +153,8 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
-if env.bool("BEHIND_PROXY", default=False):
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

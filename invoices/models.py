@@ -45,6 +45,21 @@ class InvoicingSettings(models.Model):
         default=30,
         validators=[MinValueValidator(0), MaxValueValidator(365)],
     )
+    hosted_link_days_after_due = models.PositiveSmallIntegerField(
+        _("invoice page links stay valid after the due date (days)"),
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text=_(
+            "Counted from finalization when the invoice has no due date, and from the "
+            "moment a fresh link is issued when that is later."
+        ),
+    )
+    hosted_link_max_days = models.PositiveSmallIntegerField(
+        _("invoice page links stay valid at most (days)"),
+        default=120,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text=_("Counted from the moment the link was issued."),
+    )
 
     class Meta:
         verbose_name = _("invoicing settings")
@@ -205,6 +220,10 @@ class Invoice(models.Model):
     customer_details = models.JSONField(_("billing details"), default=dict, editable=False)
     hosted_token_salt = models.CharField(max_length=64, blank=True, editable=False)
     hosted_token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    # When the current link was issued by a rotation; NULL means at finalization.
+    hosted_token_issued_at = models.DateTimeField(
+        _("invoice page link issued at"), null=True, blank=True, editable=False
+    )
 
     from_invoice = models.ForeignKey(
         "self",

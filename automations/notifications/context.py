@@ -1,6 +1,7 @@
 """What each email says, built when it is delivered (so a re-send shows today's link and
 amounts) from the ids its outbox row keeps, in the reader's language."""
 
+import zoneinfo
 from datetime import datetime
 
 from babel.dates import format_date
@@ -10,7 +11,9 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from customers.money import babel_locale, format_money
-from invoices.models import Branding, CreditNote, Invoice, Payment
+from invoices.hosted import hosted_url
+from invoices.hosted.links import link_expires_at
+from invoices.models import Branding, CreditNote, Invoice, InvoicingSettings, Payment
 
 from .reasons import decline_reason
 from .rendering import TemplateError
@@ -28,15 +31,6 @@ def branding() -> dict:
         "support_email": brand.support_email or settings.DEFAULT_FROM_EMAIL,
         "accent_colour": brand.accent_colour,
     }
-
-
-def hosted_url(invoice: Invoice) -> str:
-    """INTEGRATION POINT (hosted branch): `invoices.hosted.hosted_url(invoice)`; the same
-    URL (/i/<token>/ on SITE_URL) is built here until it lands."""
-    from invoices.hosted import token_for
-
-    token = token_for(invoice)
-    return f"{settings.SITE_URL}/i/{token}/" if token else ""
 
 
 def long_date(value, locale: str) -> str:
@@ -120,6 +114,16 @@ def reminder_context(row, locale: str) -> dict:
     return {"days_until_due": -offset, "days_overdue": offset}
 
 
+def invoice_link_context(row, locale: str) -> dict:
+    expires = link_expires_at(row.invoice, InvoicingSettings.load())
+    tz = row.invoice.customer.timezone
+    return {"link_expires_date": long_date(expires and local(expires, tz), locale)}
+
+
+def local(moment: datetime, tz_name: str) -> datetime:
+    return moment.astimezone(zoneinfo.ZoneInfo(tz_name))
+
+
 def alert_context(row, locale: str) -> dict:
     invoice = row.invoice
     path = reverse("admin:invoices_invoice_change", args=[invoice.pk])
@@ -139,6 +143,7 @@ EXTRA = {
     "reminder_upcoming": reminder_context,
     "reminder_overdue": reminder_context,
     "overdue_alert": alert_context,
+    "invoice_link": invoice_link_context,
 }
 WITHOUT_INVOICE = {"digest"}  # its context is written whole when it is queued
 

@@ -27,9 +27,7 @@ def attachment_load(spec: dict) -> tuple[str, bytes]:
     INTEGRATION POINT (docs branch): `invoices.documents.services.document_ensure(kind,
     obj)` renders the PDF (or returns the stored one) and raises DomainError with a clear
     message when rendering fails."""
-    from invoices.documents.services import document_ensure
 
-    from customers.errors import DomainError
 
     kind = spec.get("kind")
     model = MODELS.get(kind)

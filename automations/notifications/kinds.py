@@ -49,7 +49,8 @@ KINDS = {
         Kind("reminder_due", _("Reminder: invoice due today"), CUSTOMER, INVOICE),
         Kind("reminder_overdue", _("Reminder: invoice overdue"), CUSTOMER,
              (*INVOICE, "days_overdue")),
-        Kind("invoice_link", _("New invoice page link"), CUSTOMER, INVOICE),
+        Kind("invoice_link", _("New invoice page link"), CUSTOMER,
+             (*INVOICE, "link_expires_date")),
         Kind(
             "overdue_alert", _("Overdue alert (staff)"), STAFF,
             (*COMMON, "customer_name", "invoice_number", "amount_remaining", "due_date",
@@ -91,6 +92,7 @@ SAMPLE_VALUES = {
     "credit_note_amount": "€250.00",
     "days_until_due": 7,
     "days_overdue": 3,
+    "link_expires_date": "May 30, 2026",
     "admin_url": "https://billing.example.com/admin/",
     "day": "March 1, 2026",
     "attempts": 12,

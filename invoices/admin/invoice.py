@@ -38,10 +38,13 @@ from ..forms import (
     RecordPaymentForm,
     received_at_initial,
 )
+from ..hosted import hosted_url
+from ..hosted.links import hosted_link_revoke, hosted_link_rotate, link_expires_at
 from ..models import (
     Event,
     Invoice,
     InvoiceLine,
+    InvoicingSettings,
     PaymentAttempt,
 )
 from ..pagination import CappedCountPaginator
@@ -250,6 +253,24 @@ OPERATIONS = {
         ),
     ),
 }
+OPERATIONS.update({
+    "rotate_link": Operation(
+        "rotate_link", gettext_lazy("New page link"), "change_invoice",
+        lambda invoice: not invoice.is_draft, hosted_link_rotate,
+        lambda n: ngettext(
+            "%(count)d invoice has a new page link; links sent before no longer work.",
+            "%(count)d invoices have a new page link; links sent before no longer work.", n,
+        ),
+    ),
+    "revoke_link": Operation(
+        "revoke_link", gettext_lazy("Revoke page link"), "change_invoice",
+        lambda invoice: bool(invoice.hosted_token_hash), hosted_link_revoke,
+        lambda n: ngettext(
+            "%(count)d invoice page link revoked.", "%(count)d invoice page links revoked.", n
+        ),
+    ),
+})
+CONFIRMED_OPERATIONS = {"void", "revise", "mark_uncollectible", "rotate_link", "revoke_link"}
 RECORD_PAYMENT_PERMISSION = "add_payment"
 CREDIT_NOTE_PERMISSION = "add_creditnote"
 CREDITABLE = {S.OPEN, S.PAID}
@@ -307,6 +328,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             "payment_hold", "last_payment_error", "last_decline_code", "past_due_at",
             "attempts_table",
         ]}),
+        (gettext_lazy("Invoice page"), {"fields": ["hosted_page"]}),
         (gettext_lazy("History"), {"fields": [
             "created_at", "finalized_at", "paid_at", "voided_at", "marked_uncollectible_at",
             "from_invoice",
@@ -357,6 +379,18 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description=gettext_lazy("past due"), boolean=True)
     def past_due(self, invoice):
         return invoice.is_past_due(system_now())
+
+    @admin.display(description=gettext_lazy("customer's page"))
+    def hosted_page(self, invoice):
+        """The link to send the customer, and until when it works."""
+        url = hosted_url(invoice)
+        if not url:
+            return _("No live link (draft, or revoked). Use “New page link” to issue one.")
+        expires_at = link_expires_at(invoice, InvoicingSettings.load())
+        return format_html(
+            '<a href="{}" target="_blank" rel="noreferrer noopener">{}</a><br>{}', url, url,
+            _("Works until %(date)s (UTC).") % {"date": f"{expires_at:%Y-%m-%d %H:%M}"},
+        )
 
     total_display = sortable_money("total", gettext_lazy("total"))
     remaining_display = sortable_money("amount_remaining", gettext_lazy("amount remaining"))
@@ -484,7 +518,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     def _buttons(self, request, invoice) -> list[dict]:
         buttons = [
             {"label": op.label, "url": self._op_url(op.name, invoice), "post": True,
-             "confirm": op.name in ("void", "revise", "mark_uncollectible")}
+             "confirm": op.name in CONFIRMED_OPERATIONS}
             for op in OPERATIONS.values()
             if op.allowed(invoice) and may(request, op.permission)
         ]

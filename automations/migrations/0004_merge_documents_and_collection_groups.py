@@ -1,5 +1,5 @@
-"""Joins the documents branch's staff-groups migration to the others; the groups are
-synced once more so that they cover every model, whichever order they ran in."""
+"""Merge of the documents and collection branches: the staff groups synced once more,
+so that they cover both sets of new models whichever order the two ran in."""
 
 from django.db import migrations
 
@@ -9,8 +9,7 @@ from ._staff_groups import staff_groups_sync
 class Migration(migrations.Migration):
     dependencies = [
         ("automations", "0002_staff_groups_branding_documents"),
-        ("automations", "0004_merge_notifications_collection"),
-        ("invoices", "0006_merge_documents_collection"),
+        ("automations", "0003_staff_groups_collection"),
     ]
 
     operations = [migrations.RunPython(staff_groups_sync, migrations.RunPython.noop)]

@@ -1,8 +1,11 @@
-"""Hosted invoice page tokens: unguessable, stored only as a hash.
+"""The hosted invoice page: its tokens here; links (expiry, rotation, revocation) in
+`links`, the page's views in `views`.
 
 The token is an HMAC of a random per-invoice salt under SECRET_KEY, so it can be
 rebuilt to put a link in an email without being stored, and a leaked database alone
 does not reveal it. Rotating the salt revokes every link sent before.
+
+This module stays import-light: invoices.services imports it at finalization.
 """
 
 import base64
@@ -11,6 +14,7 @@ import hmac
 import secrets
 
 from django.conf import settings
+from django.urls import reverse
 
 
 def token_from_salt(salt: str) -> str:
@@ -30,3 +34,13 @@ def token_fields() -> dict:
 
 def token_for(invoice) -> str:
     return token_from_salt(invoice.hosted_token_salt) if invoice.hosted_token_salt else ""
+
+
+def hosted_url(invoice, request=None) -> str:
+    """The absolute link to the invoice's page, for emails ("" when it has no live link).
+    Built on the request's host when there is one, else on the SITE_URL setting."""
+    token = token_for(invoice)
+    if not token:
+        return ""
+    path = reverse("hosted:page", args=[token])
+    return request.build_absolute_uri(path) if request is not None else settings.SITE_URL + path

@@ -1,0 +1,118 @@
+"""Invoice page links: finding the invoice behind a token, how long a link is valid, and
+the doors that rotate, revoke and re-send one. Each door writes its event.
+
+A link is valid until `hosted_link_days_after_due` days after the due date (after
+it was issued when the invoice has no due date, or when it was issued after that), and
+never longer than `hosted_link_max_days` after it was issued. Issued means finalized,
+or rotated later (staff, or a customer asking for a fresh link).
+"""
+
+import re
+import zoneinfo
+from datetime import datetime, time, timedelta
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from customers.actors import Actor
+from customers.errors import DomainError
+
+from ..events import event_record
+from ..models import Invoice, InvoicingSettings
+from ..services import invoice_lock
+from ..transitions import S
+from . import token_fields, token_hash
+
+# What token_from_salt makes: 32 bytes of HMAC in unpadded URL-safe base64.
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+# The current link's fields: a rotation rewrites them, a revocation clears them.
+LINK_FIELDS = ("hosted_token_salt", "hosted_token_hash", "hosted_token_issued_at")
+
+
+def invoice_for_token(token: str) -> Invoice | None:
+    """The finalized invoice whose live link is `token`, or None for anything else
+    (unknown, tampered, truncated, revoked). The lookup is by the token's hash, so
+    nothing compares the secret itself byte by byte."""
+    if not TOKEN_RE.match(token):
+        return None
+    rows = (
+        Invoice.objects.select_related(
+            "customer", "customer__test_clock", "customer__default_payment_method"
+        )
+        .filter(hosted_token_hash=token_hash(token))
+        .exclude(status=S.DRAFT)
+        .order_by()[:1]
+    )
+    return next(iter(rows), None)
+
+
+def link_expires_at(invoice: Invoice, settings: InvoicingSettings) -> datetime | None:
+    """When the invoice's current link stops working; None when it has none."""
+    if not invoice.hosted_token_hash or invoice.finalized_at is None:
+        return None
+    issued = invoice.hosted_token_issued_at or invoice.finalized_at
+    after = timedelta(days=settings.hosted_link_days_after_due)
+    valid_until = issued + after
+    if invoice.due_date is not None:
+        valid_until = max(valid_until, due_date_end(invoice) + after)
+    return min(valid_until, issued + timedelta(days=settings.hosted_link_max_days))
+
+
+def due_date_end(invoice: Invoice) -> datetime:
+    """The end of the due date where the customer lives."""
+    tz = zoneinfo.ZoneInfo(invoice.customer.timezone)
+    return datetime.combine(invoice.due_date + timedelta(days=1), time.min, tzinfo=tz)
+
+
+def link_is_live(invoice: Invoice, settings: InvoicingSettings, now: datetime) -> bool:
+    expires_at = link_expires_at(invoice, settings)
+    return expires_at is not None and now < expires_at
+
+
+def hosted_link_rotate(
+    invoice: Invoice, *, now: datetime, actor: Actor, reason: str = "rotated"
+) -> Invoice:
+    """Issue a new link (valid from `now`); every link sent before stops working."""
+    with transaction.atomic():
+        locked = invoice_lock(invoice)
+        if locked.status == S.DRAFT:
+            raise DomainError(_("A draft has no invoice page; finalize it first."))
+        fields = {**token_fields(), "hosted_token_issued_at": now}
+        _link_write(locked, fields)
+        event_record(
+            "invoice.hosted_link_rotated", now=now, actor=actor, invoice=locked,
+            data={"reason": reason},
+        )
+    _link_copy(locked, invoice)
+    return invoice
+
+
+def hosted_link_revoke(invoice: Invoice, *, now: datetime, actor: Actor) -> Invoice:
+    """Stop the current link (it then shows the page for unknown links); rotating the
+    link later issues a new one."""
+    with transaction.atomic():
+        locked = invoice_lock(invoice)
+        if not locked.hosted_token_hash:
+            raise DomainError(_("This invoice has no live page link to revoke."))
+        _link_write(locked, {"hosted_token_salt": "", "hosted_token_hash": "",
+                             "hosted_token_issued_at": None})
+        event_record("invoice.hosted_link_revoked", now=now, actor=actor, invoice=locked)
+    _link_copy(locked, invoice)
+    return invoice
+
+
+def _link_write(locked: Invoice, fields: dict) -> None:
+    Invoice.objects.filter(pk=locked.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(locked, name, value)
+
+
+def _link_copy(source: Invoice, target: Invoice) -> None:
+    for name in LINK_FIELDS:
+        setattr(target, name, getattr(source, name))
+
+
+def email_matches(typed: str, known: str) -> bool:
+    """Addresses compare without case or surrounding spaces; an empty one never matches."""
+    typed, known = typed.strip().casefold(), known.strip().casefold()
+    return bool(known) and typed == known

@@ -1,0 +1,333 @@
+"""The invoice page's views: thin, they resolve the token, call domain functions and
+render. Every response carries the page's security headers (headers.hosted_headers).
+
+Unknown, tampered, truncated and revoked tokens all get the same 404 page; an expired
+link gets the page that asks for a fresh one by email. Forms follow POST-redirect-GET.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.http import FileResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods
+
+from customers.actors import Actor
+from customers.clock import now_for
+from customers.errors import DomainError
+
+from ..documents.services import document_ensure
+from ..models import Branding, Invoice, InvoicingSettings, Payment
+from ..services import local_date
+from .branding import page_branding
+from .forms import (
+    CARD_FIELDS,
+    CardPaymentForm,
+    LinkRequestForm,
+    PaymentConfirmationForm,
+    SimulatedCardForm,
+    nonce_new,
+)
+from .fresh_link import hosted_link_request
+from .headers import hosted_headers
+from .links import invoice_for_token, link_expires_at, link_is_live
+from .locale import language_chosen, page_languages
+from .page import is_payable, page_context, page_view_record
+from .payments import attempt_for_nonce, card_entry_available, hosted_card_save, hosted_pay
+from .ratelimit import CARD_LIMITS, LINK_LIMITS, PAY_LIMITS, client_address, rate_limit_hit
+
+CUSTOMER = Actor.customer("invoice page")
+
+
+@dataclass
+class Visit:
+    """One request on one invoice's link."""
+
+    token: str
+    invoice: Invoice
+    settings: InvoicingSettings
+    now: datetime
+    language: str
+
+    @property
+    def today(self):
+        return local_date(self.now, self.invoice.customer.timezone)
+
+    def url(self, name: str = "hosted:page", *args, **query) -> str:
+        """A URL of this invoice's page, keeping the chosen language."""
+        query = {"lang": self.language, **query}
+        return f"{reverse(name, args=[self.token, *args])}?{urlencode(query)}"
+
+
+def hosted_view(*, methods: list[str], when_expired: bool = False):
+    """Resolve the token into a Visit for the view, in the page's language.
+
+    Unknown tokens get the 404 page. Expired links get the expired page, except for
+    views that serve expired links only (`when_expired`), which redirect live ones
+    back to the page.
+    """
+
+    def decorator(view):
+        @hosted_headers
+        @require_http_methods(methods)
+        @wraps(view)
+        def wrapped(request, token, *args, **kwargs):
+            invoice = invoice_for_token(token)
+            if invoice is None:
+                return not_found(request)
+            visit = Visit(
+                token=token,
+                invoice=invoice,
+                settings=InvoicingSettings.load(),
+                now=now_for(invoice.customer),
+                language=language_chosen(request.GET.get("lang"), invoice.customer),
+            )
+            with translation.override(visit.language):
+                live = link_is_live(invoice, visit.settings, visit.now)
+                if live == when_expired:
+                    response = expired(request, visit) if not live else redirect(visit.url())
+                else:
+                    response = view(request, visit, *args, **kwargs)
+            response.headers.setdefault("Content-Language", visit.language)
+            return response
+
+        return wrapped
+
+    return decorator
+
+
+def render_page(request, visit: Visit, template: str, context: dict, status: int = 200):
+    return render(request, template, {
+        "visit": visit,
+        "brand": page_branding(Branding.load()),
+        "page_url": visit.url(),
+        "language_links": [
+            (code, name, f"{reverse('hosted:page', args=[visit.token])}?lang={code}")
+            for code, name in page_languages().items()
+        ],
+        "csp_nonce": request.csp_nonce,
+        **context,
+    }, status=status)
+
+
+def not_found(request):
+    """The one page for every link that does not lead to an invoice (no branding either:
+    it must not differ from one deployment's invoice to another's)."""
+    return render(request, "hosted/not_found.html", {"csp_nonce": request.csp_nonce},
+                  status=404)
+
+
+@hosted_headers
+def no_invoice(request, *args, **kwargs):
+    """The not-found page as a view: anything else under /i/."""
+    return not_found(request)
+
+
+def expired(request, visit: Visit, form: LinkRequestForm | None = None, status: int = 410):
+    return render_page(request, visit, "hosted/expired.html", {
+        "form": form or LinkRequestForm(),
+        "invoice_number": visit.invoice.number,
+        "request_url": visit.url("hosted:link_request"),
+    }, status=status)
+
+
+def rate_limited(request, visit: Visit):
+    return render_page(request, visit, "hosted/rate_limited.html", {}, status=429)
+
+
+# --- the page -------------------------------------------------------------------------
+
+
+@hosted_view(methods=["GET", "HEAD"])
+def page(request, visit: Visit):
+    page_view_record(visit.invoice, now=visit.now, actor=CUSTOMER, language=visit.language)
+    return page_render(request, visit)
+
+
+def page_render(request, visit: Visit, status: int = 200, **given):
+    """The page; `given` are the forms (with their errors) and messages of a POST."""
+    invoice = visit.invoice
+    context = page_context(invoice, now=visit.now, language=visit.language)
+    context["expires_at"] = link_expires_at(invoice, visit.settings)
+    context["pdf_url"] = visit.url("hosted:invoice_pdf")
+    for payment in context["payments"]:
+        payment["receipt_url"] = visit.url("hosted:receipt_pdf", payment["id"])
+    context["result"] = shown_attempt(request, context["attempts"])
+    context["method_saved"] = request.GET.get("saved") == "card"
+    context.update(payment_forms(visit, context, given))
+    return render_page(request, visit, "hosted/page.html", {**context, **given}, status=status)
+
+
+def shown_attempt(request, attempts: list[dict]) -> dict | None:
+    """The attempt a pay form redirected to (?attempt=<id>), among this invoice's."""
+    wanted = request.GET.get("attempt", "")
+    return next((a for a in attempts if str(a["id"]) == wanted), None)
+
+
+def payment_forms(visit: Visit, context: dict, given: dict) -> dict:
+    """Fresh forms (each with a new nonce) unless a POST handed back one with errors."""
+    invoice, cards = visit.invoice, card_entry_available()
+    can_pay = context["payable"] and not context["in_flight"]
+    initial = {"amount": invoice.amount_remaining}
+    method = invoice.customer.default_payment_method
+    saved = method if method is not None and method.chargeable else None
+    forms = {
+        "saved_method": saved,
+        "saved_form": PaymentConfirmationForm(
+            initial={**initial, "nonce": nonce_new()}, invoice=invoice
+        ) if can_pay and saved else None,
+        "card_form": CardPaymentForm(
+            initial={**initial, "nonce": nonce_new()}, invoice=invoice, today=visit.today
+        ) if can_pay and cards else None,
+        "method_form": SimulatedCardForm(today=visit.today)
+        if cards and invoice.status in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE)
+        else None,
+        "pay_url": visit.url("hosted:pay"),
+        "method_url": visit.url("hosted:payment_method"),
+    }
+    return {name: given.get(name, form) for name, form in forms.items()}
+
+
+# --- paying -----------------------------------------------------------------------------
+
+
+@sensitive_post_parameters(*CARD_FIELDS)
+@hosted_view(methods=["POST"])
+def pay(request, visit: Visit):
+    """Pay the amount due (POST, then redirect to the page showing the attempt). The same
+    form sent twice returns its first attempt: never a second charge."""
+    invoice = visit.invoice
+    done = attempt_for_nonce(invoice, request.POST.get("nonce", ""))
+    if done is not None:
+        return redirect(attempt_url(visit, done))
+    if rate_limit_hit(PAY_LIMITS, invoice_id=invoice.pk, client=client_address(request)):
+        return rate_limited(request, visit)
+    if not is_payable(invoice):
+        return page_render(request, visit, status=409,
+                           pay_error=_("This invoice has nothing left to pay."))
+    with_saved = request.POST.get("with") == "saved"
+    if with_saved:
+        form = PaymentConfirmationForm(request.POST, invoice=invoice)
+    elif card_entry_available():
+        form = CardPaymentForm(request.POST, invoice=invoice, today=visit.today)
+    else:
+        return page_render(request, visit, status=400,
+                           pay_error=_("Cards cannot be typed on this page."))
+    if not form.is_valid():
+        return page_render(request, visit, status=400,
+                           **{"saved_form" if with_saved else "card_form": form})
+    try:
+        attempt = hosted_pay(
+            invoice, nonce=form.cleaned_data["nonce"], now=visit.now, actor=CUSTOMER,
+            card=None if with_saved else form.cleaned_data["number"],
+        )
+    except DomainError as error:
+        return page_render(request, visit, status=409, pay_error=error.message)
+    return redirect(attempt_url(visit, attempt))
+
+
+def attempt_url(visit: Visit, attempt) -> str:
+    """The page showing how a payment went (GET: reloading it records nothing)."""
+    return visit.url(attempt=attempt.pk) + "#payment"
+
+
+@sensitive_post_parameters(*CARD_FIELDS)
+@hosted_view(methods=["POST"])
+def payment_method(request, visit: Visit):
+    """Save a card as the customer's payment method for the next invoices."""
+    if not card_entry_available():
+        return page_render(request, visit, status=400,
+                           method_error=_("Cards cannot be typed on this page."))
+    if rate_limit_hit(CARD_LIMITS, invoice_id=visit.invoice.pk, client=client_address(request)):
+        return rate_limited(request, visit)
+    form = SimulatedCardForm(request.POST, today=visit.today)
+    if not form.is_valid():
+        return page_render(request, visit, status=400, method_form=form)
+    try:
+        hosted_card_save(
+            visit.invoice.customer, card=form.cleaned_data["number"],
+            expiry=form.cleaned_data["expiry"], now=visit.now, actor=CUSTOMER,
+        )
+    except DomainError as error:
+        return page_render(request, visit, status=409, method_error=error.message)
+    return redirect(visit.url(saved="card") + "#payment")
+
+
+# --- downloads --------------------------------------------------------------------------
+
+
+@hosted_view(methods=["GET", "HEAD"])
+def invoice_pdf(request, visit: Visit):
+    return document_response(request, visit, "invoice", visit.invoice)
+
+
+@hosted_view(methods=["GET", "HEAD"])
+def receipt_pdf(request, visit: Visit, payment_id: int):
+    """A receipt of this invoice's payments only: any other id is the not-found page."""
+    payment = Payment.objects.filter(invoice=visit.invoice, pk=payment_id).first()
+    if payment is None:
+        return not_found(request)
+    return document_response(request, visit, "receipt", payment)
+
+
+def document_response(request, visit: Visit, kind: str, obj):
+    """The stored PDF (rendered now if the workers have not yet), as a download."""
+    try:
+        document = document_ensure(kind, obj, now=visit.now)
+    except DomainError as error:
+        return render_page(request, visit, "hosted/unavailable.html",
+                           {"message": error.message}, status=503)
+    return FileResponse(
+        document.file.open("rb"), as_attachment=True, filename=f"{document.number}.pdf",
+        content_type="application/pdf",
+    )
+
+
+@require_GET
+def branding_icon(request):
+    """The seller's icon, public and cacheable (its URL changes with the file)."""
+    branding = Branding.load()
+    if not branding.icon:
+        return no_invoice(request)
+    response = FileResponse(branding.icon.open("rb"))
+    response["Cache-Control"] = "public, max-age=604800, immutable"
+    return response
+
+
+# --- a fresh link, for an expired one --------------------------------------------------
+
+
+@sensitive_post_parameters("email")
+@hosted_view(methods=["POST"], when_expired=True)
+def link_request(request, visit: Visit):
+    """Same answer whatever the address: the fresh link goes to the customer's own
+    address when the typed one matches it, and nowhere otherwise."""
+    form = LinkRequestForm(request.POST)
+    if not form.is_valid():
+        return expired(request, visit, form, status=400)
+    client = client_address(request)
+    if rate_limit_hit(LINK_LIMITS, invoice_id=visit.invoice.pk, client=client):
+        return rate_limited(request, visit)
+    hosted_link_request(
+        visit.invoice, email=form.cleaned_data["email"], now=visit.now, actor=CUSTOMER
+    )
+    # The old link stops working when a new one is issued: the answer lives at a URL
+    # without a token, so that even reloading it tells nothing.
+    return redirect(f"{reverse('hosted:link_sent')}?{urlencode({'lang': visit.language})}")
+
+
+@hosted_headers
+@require_GET
+def link_sent(request):
+    language = language_chosen(request.GET.get("lang"), None)
+    with translation.override(language):
+        response = render(request, "hosted/link_sent.html", {"csp_nonce": request.csp_nonce})
+    response.headers.setdefault("Content-Language", language)
+    return response
+
