@@ -125,10 +125,35 @@ def uncollectible_summary(counts: dict) -> list[str]:
                      n) % {"n": n}] if n else []
 
 
+def reminders_summary(counts: dict) -> list[str]:
+    n = counts.get("queued", 0)
+    return [ngettext("%(n)d reminder queued", "%(n)d reminders queued", n) % {"n": n}] if n else []
+
+
+def alerts_summary(counts: dict) -> list[str]:
+    n = counts.get("queued", 0)
+    return [ngettext("%(n)d overdue alert queued", "%(n)d overdue alerts queued", n)
+            % {"n": n}] if n else []
+
+
+def emails_summary(counts: dict) -> list[str]:
+    sent, failed = counts.get("sent", 0), counts.get("failed", 0)
+    parts = [ngettext("%(n)d email sent", "%(n)d emails sent", sent) % {"n": sent}] if sent else []
+    if failed:
+        parts.append(ngettext(
+            "%(n)d email could not be sent (see the outbox)",
+            "%(n)d emails could not be sent (see the outbox)", failed,
+        ) % {"n": failed})
+    return parts
+
+
 SUMMARIES = {
     "auto_finalization": auto_finalization_summary,
     "collection": collection_summary,
     "uncollectible": uncollectible_summary,
+    "reminders": reminders_summary,
+    "overdue_alerts": alerts_summary,
+    "emails": emails_summary,
 }
 
 
@@ -221,3 +246,4 @@ class TestClockAdmin(admin.ModelAdmin):
         }
 
 from . import settings_admin  # noqa: E402,F401 - registers the billing settings screens
+from .notifications import admin as notifications_admin  # noqa: E402,F401  (registers its screens)

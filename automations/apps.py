@@ -8,7 +8,11 @@ class AutomationsConfig(AppConfig):
 
     def ready(self):
         from invoices.collection import policy_register
+        from invoices.events import subscribe
 
+        from .notifications import tasks  # noqa: F401  (registers the Celery tasks)
+        from .notifications.triggers import on_events
         from .retries import SmartCollectionPolicy
 
         policy_register(SmartCollectionPolicy())
+        subscribe(on_events)

@@ -7,9 +7,9 @@ up when its own time comes, so a whole dunning cycle plays out in one advance.
 """
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 from django.db.models import Min
 
@@ -21,6 +21,7 @@ from invoices.models import Invoice
 from invoices.sweeps import finalize_due_drafts
 
 from . import sweeps
+from .notifications import sweeps as notifications
 
 MAX_STOPS = 100_000  # a clock that keeps stopping without moving is a bug: say so
 
@@ -56,6 +57,10 @@ CLOCK_WORK = [
         sweeps.uncollectible_next_due_at,
         lambda now, test_clock: sweeps.mark_past_due_uncollectible(now=now, test_clock=test_clock),
     ),
+    ClockWork("reminders", notifications.reminders_next_due_at, notifications.reminders_run),
+    ClockWork("overdue_alerts", notifications.alerts_next_due_at, notifications.alerts_run),
+    # Last: delivers the emails the work above queued at this same moment.
+    ClockWork("emails", notifications.emails_next_due_at, notifications.emails_run),
 ]
 
 

@@ -1,6 +1,6 @@
-"""Benchmarks: the invoice changelist over 1,000,000 invoices, finalization throughput and
-the hosted invoice page under gunicorn, and document rendering (`--only documents`
-needs no data set).
+"""Benchmarks: the invoice changelist over 1,000,000 invoices, finalization throughput,
+the hosted invoice page under gunicorn, the outbox drain, the reminder sweep, and document
+rendering (`--only documents` needs no data set).
 
     DATABASE_URL=postgres://user@host:5432/billing_bench .venv/bin/python bench/run.py
 
@@ -27,9 +27,11 @@ def parse_args():
     parser.add_argument("--runs", type=int, default=20, help="timed runs per changelist page")
     parser.add_argument("--drafts", type=int, default=3000, help="drafts to finalize")
     parser.add_argument(
-        "--only", choices=["build", "finalization", "changelist", "hosted", "documents"],
+        "--only", choices=["build", "finalization", "changelist", "hosted", "documents",
+                             "outbox", "reminders"],
         help="run one part only",
     )
+    parser.add_argument("--emails", type=int, default=3000, help="emails to drain")
     parser.add_argument(
         "--seconds", type=int, default=15, help="seconds of load on the hosted invoice page"
     )
@@ -100,7 +102,7 @@ def main() -> int:
 
     from django.core.management import call_command
 
-    from bench import changelist, dataset, documents, finalization, hosted
+    from bench import changelist, dataset, documents, finalization, hosted, notifications
     from bench.report import Summary
 
     print(f"bench database: {name}")
@@ -130,6 +132,10 @@ def main() -> int:
         finalization.run(summary, drafts=args.drafts)
     if args.only in (None, "changelist"):
         changelist.run(summary, runs=args.runs)
+    if args.only in (None, "outbox"):
+        notifications.run_outbox(summary, emails=args.emails)
+    if args.only in (None, "reminders"):
+        notifications.run_sweep(summary, runs=args.runs)
     if args.only is None:
         hosted.run(summary, seconds=args.seconds)
         documents.run(summary, runs=args.runs)

@@ -107,6 +107,9 @@ MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Staff alerts and digests may go to staff users and to addresses in this domain only
+# (else the domain of the support address on the branding).
+COMPANY_EMAIL_DOMAIN = env.str("COMPANY_EMAIL_DOMAIN", default="")
 
 # Celery: Redis in production; a filesystem broker (no server) on the embedded default.
 REDIS_URL = env.str("REDIS_URL", default="")

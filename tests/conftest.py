@@ -1,5 +1,8 @@
 import pytest
 
+# Fixtures of the notification tests: an SMTP server, PDFs without the renderer.
+pytest_plugins = ["tests.notify_support"]
+
 
 @pytest.fixture(autouse=True)
 def _db_for_all(db):

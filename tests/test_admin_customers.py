@@ -58,6 +58,13 @@ def edit_form(customer, **overrides):
         "balance_transactions-INITIAL_FORMS": str(shown),
         "balance_transactions-MIN_NUM_FORMS": "0",
         "balance_transactions-MAX_NUM_FORMS": "1000",
+        # the payment methods (read-only) and reminders opt-out inlines, left as they are
+        "payment_methods-TOTAL_FORMS": "0",
+        "payment_methods-INITIAL_FORMS": "0",
+        "notification_preference-TOTAL_FORMS": "0",
+        "notification_preference-INITIAL_FORMS": "0",
+        "notification_preference-MIN_NUM_FORMS": "0",
+        "notification_preference-MAX_NUM_FORMS": "1",
     })
     methods = customer.payment_methods.count()  # the read-only payment methods inline
     data.update({

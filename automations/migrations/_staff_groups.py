@@ -20,6 +20,11 @@ COLLECTIONS_EXTRA = (
     ("invoices", "add_payment"),
     ("invoices", "add_creditnote"),
     ("invoices", "change_creditnote"),
+    # They see what was emailed, and pause a customer's reminders (e.g. in dispute).
+    ("automations", "view_outboxmessage"),
+    ("automations", "view_customernotificationpreference"),
+    ("automations", "add_customernotificationpreference"),
+    ("automations", "change_customernotificationpreference"),
 )
 
 

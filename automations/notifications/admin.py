@@ -1,0 +1,214 @@
+"""Notifications in the admin: settings, editable email templates with a preview, the
+outbox (visible, re-sendable), and the customer's reminder opt-out on the customer page."""
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _gettext
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from customers.clock import system_now
+from customers.models import Customer
+
+from .delivery import Undeliverable, outbox_requeue, row_render
+from .kinds import KINDS, sample_context
+from .models import (
+    CustomerNotificationPreference,
+    EmailTemplate,
+    NotificationSettings,
+    OutboxMessage,
+)
+from .outbox import delivery_wake
+from .rendering import LOCALES, TemplateError, default_sources, email_render
+
+RESCHEDULE_FIELDS = {"reminder_offsets", "overdue_alert_days"}
+
+
+def preview_html(rendered) -> str:
+    return format_html(
+        '<p><strong>{}</strong> {}</p>'
+        '<iframe sandbox="" srcdoc="{}" style="width:100%;max-width:760px;height:520px;'
+        'border:1px solid #ccc;background:#fff"></iframe>'
+        '<pre style="white-space:pre-wrap;max-width:760px">{}</pre>',
+        _gettext("Subject:"), rendered.subject, rendered.html, rendered.text,
+    )
+
+
+def error_html(message: str) -> str:
+    return format_html('<p class="errornote">{}</p>', message)
+
+
+@admin.register(NotificationSettings)
+class NotificationSettingsAdmin(admin.ModelAdmin):
+    """A single row: the changelist opens it directly."""
+
+    fieldsets = (
+        (_("Customer emails"), {"fields": ("send_finalized_invoices", "from_email")}),
+        (_("Reminders"), {"fields": ("reminder_offsets",)}),
+        (_("Overdue alerts"), {
+            "fields": ("overdue_alert_thresholds", "overdue_alert_days", "alert_recipients"),
+        }),
+        (_("Daily digest"), {"fields": ("digest_enabled", "digest_recipients", "digest_hour")}),
+        (_("Staff emails"), {"fields": ("staff_locale",)}),
+    )
+
+    def has_add_permission(self, request):
+        return not NotificationSettings.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        url = "admin:automations_notificationsettings_change"
+        return redirect(reverse(url, args=[NotificationSettings.load().pk]))
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if RESCHEDULE_FIELDS & set(form.changed_data):
+            transaction.on_commit(schedules_rebuild_later, robust=True)
+            self.message_user(
+                request,
+                _("Open invoices are being rescheduled for the new reminder and alert timing."),
+                messages.INFO,
+            )
+
+
+def schedules_rebuild_later() -> None:
+    from .tasks import schedules_rebuild_task
+
+    schedules_rebuild_task.delay()
+
+
+@admin.register(EmailTemplate)
+class EmailTemplateAdmin(admin.ModelAdmin):
+    list_display = ("kind", "locale", "subject", "updated_at")
+    list_filter = ("kind", "locale")
+    readonly_fields = ("variables", "preview")
+
+    def get_fields(self, request, obj=None):
+        fields = ["kind", "locale", "variables", "subject", "text_body", "html_body"]
+        return fields + ["preview"] if obj is not None else fields
+
+    def get_readonly_fields(self, request, obj=None):
+        # The kind and language say which email this replaces: fixed once saved.
+        return ("kind", "locale", *self.readonly_fields) if obj else self.readonly_fields
+
+    def get_changeform_initial_data(self, request):
+        """"Add" with ?kind=...&locale=... starts from the built-in text to edit."""
+        initial = super().get_changeform_initial_data(request)
+        kind, locale = initial.get("kind"), initial.get("locale")
+        if kind in KINDS and locale in LOCALES:
+            sources = default_sources(kind, locale)
+            initial.update(
+                subject=sources["subject"].strip(), text_body=sources["text"],
+                html_body=sources["html"],
+            )
+        return initial
+
+    @admin.display(description=_("variables"))
+    def variables(self, obj):
+        if obj is None or not obj.kind:
+            return _("Choose the email, save, and its variables are listed here.")
+        names = KINDS[obj.kind].variables
+        return format_html_join(", ", "<code>{{{{ {} }}}}</code>", ((n,) for n in names))
+
+    @admin.display(description=_("preview with sample values"))
+    def preview(self, obj):
+        try:
+            rendered = email_render(
+                obj.kind, obj.locale, sample_context(obj.kind), {(obj.kind, obj.locale): obj}
+            )
+        except TemplateError as error:
+            return error_html(str(error))
+        return preview_html(rendered)
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at", "kind", "recipients", "customer", "invoice", "status", "attempts",
+        "sent_at", "error_short",
+    )
+    list_filter = ("status", "kind")
+    list_select_related = ("customer", "invoice")
+    search_fields = ("key", "invoice__number", "customer__name", "customer__email")
+    show_full_result_count = False
+    actions = ["resend"]
+    fields = (
+        "key", "kind", "status", "customer", "invoice", "to", "locale", "subject",
+        "message_id", "attempts", "next_attempt_at", "last_error", "send_count", "created_at",
+        "sent_at", "context", "attachments", "preview",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("to"))
+    def recipients(self, row):
+        if row.to:
+            return ", ".join(row.to)
+        return row.customer.email if row.customer else ""
+
+    @admin.display(description=_("error"))
+    def error_short(self, row):
+        error = row.last_error
+        return error if len(error) <= 80 else error[:79] + "…"
+
+    @admin.display(description=_("content (as it would be sent now)"))
+    def preview(self, row):
+        try:
+            rendered = row_render(row, notification_settings=NotificationSettings.load())
+        except Undeliverable as error:
+            return error_html(str(error))
+        return preview_html(rendered)
+
+    @admin.action(description=_("Re-send the selected emails"), permissions=["change"])
+    def resend(self, request, queryset):
+        count = outbox_requeue(list(queryset), now=system_now())
+        if count:
+            transaction.on_commit(delivery_wake, robust=True)
+        self.message_user(
+            request,
+            ngettext("%(n)d email will be sent again.", "%(n)d emails will be sent again.", count)
+            % {"n": count},
+            messages.SUCCESS,
+        )
+        skipped = queryset.count() - count
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(n)d email was not re-sent: it is still waiting to be sent.",
+                    "%(n)d emails were not re-sent: they are still waiting to be sent.",
+                    skipped,
+                ) % {"n": skipped},
+                messages.WARNING,
+            )
+
+
+class CustomerNotificationPreferenceInline(admin.StackedInline):
+    model = CustomerNotificationPreference
+    fields = ("reminders_paused", "reason")
+    can_delete = False
+    max_num = 1
+    verbose_name_plural = _("Reminders")
+
+
+# The customer page is the customers app's (extended by invoices); automations adds its
+# inline by extending whatever admin is registered, so no lower app imports this one.
+_CustomerAdmin = type(admin.site.get_model_admin(Customer))
+
+
+class CustomerWithNotificationsAdmin(_CustomerAdmin):
+    inlines = [*_CustomerAdmin.inlines, CustomerNotificationPreferenceInline]
+
+
+admin.site.unregister(Customer)
+admin.site.register(Customer, CustomerWithNotificationsAdmin)

@@ -1,0 +1,161 @@
+"""What each email says, built when it is delivered (so a re-send shows today's link and
+amounts) from the ids its outbox row keeps, in the reader's language."""
+
+import zoneinfo
+from datetime import datetime
+
+from babel.dates import format_date
+from django.conf import settings
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from customers.money import babel_locale, format_money
+from invoices.hosted import hosted_url
+from invoices.hosted.links import link_expires_at
+from invoices.models import Branding, CreditNote, Invoice, InvoicingSettings, Payment
+
+from .reasons import decline_reason
+from .rendering import TemplateError
+
+
+class MissingData(TemplateError):
+    """What the email is about no longer exists (deleted, or never did)."""
+
+
+def branding() -> dict:
+    """The sender as the customer knows it (invoices.Branding), in every email."""
+    brand = Branding.load()
+    return {
+        "company_name": brand.company_name or "Billing",
+        "support_email": brand.support_email or settings.DEFAULT_FROM_EMAIL,
+        "accent_colour": brand.accent_colour,
+    }
+
+
+def long_date(value, locale: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        value = value.date()
+    return format_date(value, format="long", locale=babel_locale(locale))
+
+
+def money(amount: int, currency: str, locale: str) -> str:
+    return format_money(amount, currency, locale)
+
+
+def invoice_context(invoice: Invoice | None, locale: str) -> dict:
+    if invoice is None:
+        raise MissingData(_("The invoice of this email no longer exists."))
+    details = invoice.customer_details or {}
+    return {
+        "customer_name": details.get("name") or invoice.customer.name,
+        "invoice_number": invoice.number or "",
+        "hosted_url": hosted_url(invoice),
+        "amount_remaining": money(invoice.amount_remaining, invoice.currency, locale),
+        "amount_due": money(invoice.amount_due, invoice.currency, locale),
+        "total": money(invoice.total, invoice.currency, locale),
+        "due_date": long_date(invoice.due_date, locale),
+    }
+
+
+def payment_failed_context(row, locale: str) -> dict:
+    data = row.context
+    invoice = row.invoice
+    return {
+        "amount": money(data.get("amount") or invoice.amount_remaining, invoice.currency, locale),
+        "failure_reason": decline_reason(
+            data.get("decline_code", ""), data.get("failure_message", ""), locale
+        ),
+        "next_attempt_date": long_date(data.get("next_payment_attempt"), locale),
+    }
+
+
+def action_required_context(row, locale: str) -> dict:
+    invoice = row.invoice
+    amount = row.context.get("amount") or invoice.amount_remaining
+    return {
+        "amount": money(amount, invoice.currency, locale),
+        "action_url": row.context.get("action_url") or hosted_url(invoice),
+    }
+
+
+def receipt_context(row, locale: str) -> dict:
+    payment = Payment.objects.filter(pk=row.context.get("payment")).first()
+    if payment is None:
+        raise MissingData(_("The payment of this receipt no longer exists."))
+    return {
+        "amount_paid": money(payment.amount, payment.currency, locale),
+        "paid_date": long_date(payment.received_at, locale),
+        "payment_method": _payment_method_label(payment, locale),
+    }
+
+
+def _payment_method_label(payment: Payment, locale: str) -> str:
+    with translation.override(locale.lower()):
+        return str(payment.get_method_display())
+
+
+def credit_note_context(row, locale: str) -> dict:
+    note = CreditNote.objects.filter(pk=row.context.get("credit_note")).first()
+    if note is None:
+        raise MissingData(_("The credit note of this email no longer exists."))
+    return {
+        "credit_note_number": note.number,
+        "credit_note_amount": money(note.amount, note.currency, locale),
+    }
+
+
+def reminder_context(row, locale: str) -> dict:
+    offset = row.context.get("offset", 0)
+    return {"days_until_due": -offset, "days_overdue": offset}
+
+
+def invoice_link_context(row, locale: str) -> dict:
+    expires = link_expires_at(row.invoice, InvoicingSettings.load())
+    tz = row.invoice.customer.timezone
+    return {"link_expires_date": long_date(expires and local(expires, tz), locale)}
+
+
+def local(moment: datetime, tz_name: str) -> datetime:
+    return moment.astimezone(zoneinfo.ZoneInfo(tz_name))
+
+
+def alert_context(row, locale: str) -> dict:
+    invoice = row.invoice
+    path = reverse("admin:invoices_invoice_change", args=[invoice.pk])
+    return {
+        "customer_name": invoice.customer.name,
+        "days_overdue": row.context.get("days_overdue", 0),
+        "admin_url": settings.SITE_URL + path,
+    }
+
+
+EXTRA = {
+    "payment_failed": payment_failed_context,
+    "payment_failed_hard": payment_failed_context,
+    "payment_action_required": action_required_context,
+    "receipt": receipt_context,
+    "credit_note": credit_note_context,
+    "reminder_upcoming": reminder_context,
+    "reminder_overdue": reminder_context,
+    "overdue_alert": alert_context,
+    "invoice_link": invoice_link_context,
+}
+WITHOUT_INVOICE = {"digest"}  # its context is written whole when it is queued
+
+
+def context_build(row, locale: str, brand: dict | None = None) -> dict:
+    """Everything the row's templates may use, formatted for `locale`. `brand`: pass
+    branding() when building many (read once)."""
+    context = dict(brand or branding())
+    if row.kind in WITHOUT_INVOICE:
+        return {**context, **row.context}
+    context.update(invoice_context(row.invoice, locale))
+    extra = EXTRA.get(row.kind)
+    if extra is not None:
+        context.update(extra(row, locale))
+    return context

@@ -1,0 +1,112 @@
+"""The emails the system sends, as data: who reads each one, and the variables its
+templates may use (a template using any other name is refused when saved)."""
+
+from dataclasses import dataclass
+
+from django.utils.translation import gettext_lazy as _
+
+CUSTOMER, STAFF = "customer", "staff"
+
+COMMON = ("company_name", "support_email", "accent_colour")
+INVOICE = (*COMMON, "customer_name", "invoice_number", "hosted_url", "amount_remaining",
+           "due_date")
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    label: str
+    audience: str
+    variables: tuple[str, ...]
+
+
+KINDS = {
+    kind.name: kind
+    for kind in [
+        Kind("invoice_finalized", _("Invoice sent"), CUSTOMER, (*INVOICE, "amount_due", "total")),
+        Kind(
+            "payment_failed", _("Payment failed"), CUSTOMER,
+            (*INVOICE, "amount", "failure_reason", "next_attempt_date"),
+        ),
+        Kind(
+            "payment_failed_hard", _("Payment failed: new payment method needed"), CUSTOMER,
+            (*INVOICE, "amount", "failure_reason"),
+        ),
+        Kind(
+            "payment_action_required", _("Payment needs authentication"), CUSTOMER,
+            (*INVOICE, "amount", "action_url"),
+        ),
+        Kind(
+            "receipt", _("Payment receipt"), CUSTOMER,
+            (*INVOICE, "amount_paid", "paid_date", "payment_method"),
+        ),
+        Kind(
+            "credit_note", _("Credit note issued"), CUSTOMER,
+            (*INVOICE, "credit_note_number", "credit_note_amount"),
+        ),
+        Kind("reminder_upcoming", _("Reminder: invoice due soon"), CUSTOMER,
+             (*INVOICE, "days_until_due")),
+        Kind("reminder_due", _("Reminder: invoice due today"), CUSTOMER, INVOICE),
+        Kind("reminder_overdue", _("Reminder: invoice overdue"), CUSTOMER,
+             (*INVOICE, "days_overdue")),
+        Kind("invoice_link", _("New invoice page link"), CUSTOMER,
+             (*INVOICE, "link_expires_date")),
+        Kind(
+            "overdue_alert", _("Overdue alert (staff)"), STAFF,
+            (*COMMON, "customer_name", "invoice_number", "amount_remaining", "due_date",
+             "days_overdue", "admin_url"),
+        ),
+        Kind(
+            "digest", _("Daily collection digest (staff)"), STAFF,
+            (*COMMON, "day", "attempts", "succeeded", "failures", "recoveries",
+             "uncollectible", "upcoming", "admin_url"),
+        ),
+    ]
+}
+KIND_CHOICES = [(kind.name, kind.label) for kind in KINDS.values()]
+REMINDER_KINDS = ("reminder_upcoming", "reminder_due", "reminder_overdue")
+
+# What templates are checked and previewed with. Lists of rows carry the same keys as
+# the real ones (see digest.py).
+_ROW = {"invoice_number": "ACME-0042", "customer_name": "Acme Labs", "amount": "€1,250.00",
+        "due_date": "March 30, 2026", "reason": "Insufficient funds"}
+SAMPLE_VALUES = {
+    "company_name": "Your Company",
+    "support_email": "billing@example.com",
+    "accent_colour": "#1F4E79",
+    "customer_name": "Acme Labs",
+    "invoice_number": "ACME-0042",
+    "hosted_url": "https://billing.example.com/i/sample-token/",
+    "amount_remaining": "€1,250.00",
+    "amount_due": "€1,250.00",
+    "total": "€1,250.00",
+    "due_date": "March 30, 2026",
+    "amount": "€1,250.00",
+    "failure_reason": "The card has insufficient funds.",
+    "next_attempt_date": "March 5, 2026",
+    "action_url": "https://billing.example.com/i/sample-token/",
+    "amount_paid": "€1,250.00",
+    "paid_date": "March 2, 2026",
+    "payment_method": "Card",
+    "credit_note_number": "ACME-0042-CN-01",
+    "credit_note_amount": "€250.00",
+    "days_until_due": 7,
+    "days_overdue": 3,
+    "link_expires_date": "May 30, 2026",
+    "admin_url": "https://billing.example.com/admin/",
+    "day": "March 1, 2026",
+    "attempts": 12,
+    "succeeded": [_ROW],
+    "failures": [_ROW],
+    "recoveries": [_ROW],
+    "uncollectible": [_ROW],
+    "upcoming": [_ROW],
+}
+
+
+def kind_get(name: str) -> Kind:
+    return KINDS[name]
+
+
+def sample_context(name: str) -> dict:
+    return {variable: SAMPLE_VALUES[variable] for variable in KINDS[name].variables}

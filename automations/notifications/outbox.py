@@ -1,0 +1,87 @@
+"""Writing to the outbox: one row per notification, in the caller's transaction.
+
+The key is unique per notification ("receipt:42", "reminder:17:-3"), and rows are
+inserted with ON CONFLICT DO NOTHING: the same event handled twice, two sweeps racing,
+or a retried request can never queue the same email twice."""
+
+from datetime import datetime
+
+from django.db import transaction
+
+from .kinds import KINDS
+from .models import OutboxMessage
+
+
+def outbox_message(
+    key: str,
+    *,
+    kind: str,
+    now: datetime,
+    customer_id: int | None = None,
+    invoice_id: int | None = None,
+    to: list[str] | tuple = (),
+    locale: str = "",
+    context: dict | None = None,
+    attachments: list[dict] | tuple = (),
+) -> OutboxMessage:
+    """An unsaved row, due at `now` (its first attempt is as soon as possible)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown email kind {kind!r}")
+    return OutboxMessage(
+        key=key[:200],
+        kind=kind,
+        customer_id=customer_id,
+        invoice_id=invoice_id,
+        to=list(to),
+        locale=locale,
+        context=context or {},
+        attachments=list(attachments),
+        next_attempt_at=now,
+        created_at=now,
+    )
+
+
+def outbox_write(messages: list[OutboxMessage]) -> None:
+    """Queue `messages` (those whose key is already queued are left as they are) and
+    wake a worker once the transaction commits. Beat's sweep delivers them anyway
+    if the broker is down: the database is what counts."""
+    if not messages:
+        return
+    OutboxMessage.objects.bulk_create(messages, ignore_conflicts=True, batch_size=500)
+    transaction.on_commit(delivery_wake, robust=True)
+
+
+def delivery_wake() -> None:
+    from .tasks import outbox_deliver_task
+
+    outbox_deliver_task.delay()
+
+
+def notify(
+    key: str,
+    *,
+    to: list[str],
+    template: str,
+    context: dict,
+    attachments: list[dict] | tuple = (),
+    now: datetime,
+    customer=None,
+    invoice=None,
+    locale: str = "",
+) -> None:
+    """Queue one email for other parts of the product. `template` is an email kind
+    (kinds.KINDS); `context` holds JSON values; `to` empty means the customer's address.
+    Call it inside the transaction of the change that causes the email."""
+    outbox_write([
+        outbox_message(
+            key,
+            kind=template,
+            now=now,
+            customer_id=customer.pk if customer is not None else None,
+            invoice_id=invoice.pk if invoice is not None else None,
+            to=to,
+            locale=locale,
+            context=context,
+            attachments=attachments,
+        )
+    ])

@@ -1,0 +1,262 @@
+"""The outbox: which changes queue which emails (in their transaction, once each), and
+what the customer receives (locmem backend): content, language, links, attachments,
+Message-ID; bad input fails one row clearly and the rest of the queue keeps flowing."""
+
+from datetime import date, timedelta
+
+import pytest
+from django.core import mail
+from django.db import transaction
+
+from automations.models import NotificationSettings, OutboxMessage
+from automations.notifications import delivery
+from automations.notifications.delivery import MAX_ATTEMPTS, outbox_drain, outbox_requeue
+from automations.notifications.documents import AttachmentError
+from automations.notifications.outbox import notify
+from automations.notifications.triggers import on_events
+from invoices.credit_notes import CreditLine, credit_note_create
+from invoices.events import event_build, event_record
+from invoices.models import Event
+from invoices.services import invoice_finalize, invoice_record_payment
+from invoices.sweeps import finalize_due_drafts
+
+from .factories import NOW, STAFF, make_customer, make_draft, make_open
+from .notify_support import COLLECTION, keys, payment_failed
+
+ST = OutboxMessage.Status
+DUE = date(2026, 3, 31)
+pytestmark = pytest.mark.usefixtures("pdfs")
+
+
+def drain(now=NOW):
+    return outbox_drain(now=now)
+
+
+def row(key):
+    return OutboxMessage.objects.get(key=key)
+
+
+# --- what gets queued ---------------------------------------------------------------
+
+
+def test_finalizing_a_send_invoice_invoice_queues_its_email_in_the_same_transaction():
+    invoice = make_open(due_date=DUE)
+
+    assert keys() == [f"invoice_finalized:{invoice.pk}"]
+    queued = row(f"invoice_finalized:{invoice.pk}")
+    assert (queued.status, queued.customer_id, queued.invoice_id) == (
+        ST.PENDING, invoice.customer_id, invoice.pk)
+    assert queued.attachments == [{"kind": "invoice", "id": invoice.pk}]
+
+
+def test_nothing_is_queued_when_the_change_rolls_back():
+    draft = make_draft(due_date=DUE)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        invoice_finalize(draft, now=NOW, actor=STAFF)
+        raise RuntimeError("the caller fails after finalizing")
+
+    assert keys() == []
+
+
+def test_charge_automatically_invoices_and_the_setting_off_send_no_invoice_email():
+    make_open(collection_method="charge_automatically")
+    NotificationSettings.objects.update_or_create(pk=1, defaults={"send_finalized_invoices": False})
+    make_open(due_date=DUE)
+
+    assert keys() == []
+
+
+def test_each_payment_gets_a_receipt_and_each_credit_note_its_email():
+    invoice = make_open(due_date=DUE, lines=((1, 10000),))
+    first = invoice_record_payment(invoice, amount=4000, method="bank_transfer", now=NOW,
+                                   actor=STAFF)
+    note = credit_note_create(invoice, lines=[CreditLine(amount=1000, description="discount")],
+                              now=NOW, actor=STAFF)
+
+    assert keys() == sorted([
+        f"invoice_finalized:{invoice.pk}", f"receipt:{first.pk}", f"credit_note:{note.pk}",
+    ])
+    assert row(f"receipt:{first.pk}").attachments == [{"kind": "receipt", "id": first.pk}]
+
+
+def test_failed_payments_get_the_soft_or_hard_decline_email_once_per_attempt():
+    invoice = make_open(collection_method="charge_automatically")
+    payment_failed(invoice, now=NOW, attempt=1, next_attempt=NOW + timedelta(days=3))
+    payment_failed(invoice, now=NOW, attempt=2, hard=True, code="lost_card")
+    payment_failed(invoice, now=NOW, attempt=2, hard=True, code="lost_card")  # replayed
+    event_record("invoice.payment_action_required", now=NOW, actor=COLLECTION, invoice=invoice,
+                 data={"attempt": 3, "action_url": "https://bank.example/3ds/abc"})
+
+    kinds = dict(OutboxMessage.objects.values_list("key", "kind"))
+    assert kinds == {
+        "payment_failed:1": "payment_failed",
+        "payment_failed:2": "payment_failed_hard",
+        "payment_action_required:3": "payment_action_required",
+    }
+
+
+def test_bulk_finalization_queues_one_email_per_invoice():
+    drafts = [make_draft(due_date=DUE, now=NOW) for _ in range(5)]
+
+    finalize_due_drafts(now=NOW + timedelta(hours=2))
+
+    assert keys() == sorted(f"invoice_finalized:{d.pk}" for d in drafts)
+
+
+def test_the_subscriber_costs_no_query_when_no_event_concerns_it(django_assert_num_queries):
+    invoice = make_open(due_date=DUE)
+    events = [
+        event_build("invoice.updated", now=NOW, actor=STAFF, invoice=invoice)
+        for _ in range(1000)
+    ]
+
+    with django_assert_num_queries(0):
+        on_events(events)
+
+
+# --- what the customer receives -----------------------------------------------------
+
+
+def test_the_invoice_email_in_french_with_pdf_link_and_a_stable_message_id(settings):
+    settings.SITE_URL = "https://billing.example.com"
+    customer = make_customer(name="Café Dupont", preferred_locale="fr", email="compta@dupont.fr")
+    invoice = make_open(customer, due_date=DUE, lines=((2, 12345),))
+
+    assert drain() == {"sent": 1, "retrying": 0, "failed": 0, "cancelled": 0}
+
+    [sent] = mail.outbox
+    assert sent.to == ["compta@dupont.fr"]
+    assert sent.subject == f"Facture {invoice.number} de Billing"
+    assert "246,90\u00a0€" in sent.body and "31 mars 2026" in sent.body
+    assert "https://billing.example.com/i/" in sent.body
+    html, mimetype = sent.alternatives[0]
+    assert mimetype == "text/html" and "Voir et régler la facture" in html
+    assert sent.attachments == [
+        (f"invoice-{invoice.pk}.pdf", b"%PDF-1.4 test document\n", "application/pdf")
+    ]
+    queued = row(f"invoice_finalized:{invoice.pk}")
+    assert queued.status == ST.SENT and queued.sent_at == NOW
+    assert sent.extra_headers["Message-ID"] == queued.message_id
+    assert Event.objects.filter(type="email.sent", invoice=invoice).count() == 1
+
+
+def test_a_sent_email_is_never_sent_again_by_later_drains():
+    make_open(due_date=DUE)
+    drain()
+    drain(NOW + timedelta(days=1))
+
+    assert len(mail.outbox) == 1
+
+
+def test_failed_payment_email_says_why_in_plain_words_and_when_we_retry():
+    customer = make_customer(preferred_locale="pt-BR")
+    invoice = make_open(customer, collection_method="charge_automatically")
+    payment_failed(invoice, now=NOW, attempt=7, next_attempt=NOW + timedelta(days=3))
+    payment_failed(invoice, now=NOW, attempt=8, hard=True, code="stolen_card")
+
+    drain()
+
+    soft, hard = sorted(mail.outbox, key=lambda m: "roubado" in m.body)
+    assert "O cartão não tem saldo suficiente." in soft.body
+    assert "Tentaremos novamente em 5 de março de 2026" in soft.body
+    assert "O cartão foi informado como roubado." in hard.body
+    assert "não tentaremos a anterior" in hard.body
+
+
+def test_dunning_emails_of_an_invoice_paid_meanwhile_are_cancelled_not_sent():
+    invoice = make_open(collection_method="charge_automatically", lines=((1, 5000),))
+    payment_failed(invoice, now=NOW, attempt=1)
+    invoice_record_payment(invoice, amount=5000, method="card", now=NOW, actor=STAFF)
+
+    counts = drain()
+
+    assert counts["cancelled"] == 1
+    assert row("payment_failed:1").last_error == (
+        "The invoice is paid: this email is no longer needed."
+    )
+    assert [m.subject for m in mail.outbox] == [
+        "Receipt for your payment of €50.00"
+    ]
+
+
+def test_notify_queues_an_email_for_other_parts_once_per_key():
+    invoice = make_open(collection_method="charge_automatically")
+    for _ in range(2):
+        notify(f"invoice_link:{invoice.pk}:abc", to=[], template="invoice_link", context={},
+               now=NOW, customer=invoice.customer, invoice=invoice)
+
+    drain()
+
+    assert [m.subject for m in mail.outbox] == [f"Your link to invoice {invoice.number}"]
+
+
+# --- bad input ----------------------------------------------------------------------
+
+
+def test_a_customer_without_email_fails_its_row_clearly_and_the_queue_keeps_flowing():
+    silent = make_open(make_customer(email=""), due_date=DUE)
+    broken = make_open(due_date=DUE)
+    # imported data, written around the form's validation
+    type(broken.customer).objects.filter(pk=broken.customer_id).update(email="not-an-address")
+    fine = make_open(due_date=DUE)
+
+    counts = drain()
+
+    assert (counts["sent"], counts["failed"]) == (1, 2)
+    assert mail.outbox[0].to == [fine.customer.email]
+    assert row(f"invoice_finalized:{silent.pk}").last_error.startswith(
+        "The customer has no email address"
+    )
+    failed = row(f"invoice_finalized:{broken.pk}")
+    assert failed.status == ST.FAILED
+    assert failed.last_error == (
+        "not-an-address is not a valid email address: correct it, then re-send."
+    )
+    assert Event.objects.filter(type="email.failed", invoice=broken).exists()
+
+
+def test_fixing_the_address_then_resending_delivers_it():
+    invoice = make_open(make_customer(email=""), due_date=DUE)
+    drain()
+    invoice.customer.email = "fixed@example.com"
+    invoice.customer.save(update_fields=["email"])
+
+    outbox_requeue(OutboxMessage.objects.all(), now=NOW)
+    drain()
+
+    assert [m.to for m in mail.outbox] == [["fixed@example.com"]]
+
+
+def test_an_attachment_that_fails_to_render_retries_with_the_reason_then_fails(monkeypatch):
+    def broken(spec):
+        raise AttachmentError("The invoice PDF could not be rendered: font missing")
+
+    monkeypatch.setattr(delivery, "attachment_load", broken)
+    invoice = make_open(due_date=DUE)
+    other = make_open(collection_method="charge_automatically")
+    payment_failed(other, now=NOW, attempt=1)
+
+    counts = drain()
+
+    queued = row(f"invoice_finalized:{invoice.pk}")
+    assert (counts["sent"], counts["retrying"]) == (1, 1)
+    assert queued.status == ST.PENDING and "font missing" in queued.last_error
+    assert queued.next_attempt_at == NOW + timedelta(minutes=1)
+    moment = NOW
+    for _attempt in range(MAX_ATTEMPTS - 1):
+        moment += timedelta(hours=7)
+        drain(moment)
+    queued.refresh_from_db()
+    assert (queued.status, queued.attempts) == (ST.FAILED, MAX_ATTEMPTS)
+
+
+def test_a_resent_sent_email_gets_a_new_message_id():
+    make_open(due_date=DUE)
+    drain()
+    outbox_requeue(OutboxMessage.objects.all(), now=NOW)
+    drain()
+
+    first, second = mail.outbox
+    assert first.extra_headers["Message-ID"] != second.extra_headers["Message-ID"]
+    assert OutboxMessage.objects.get().send_count == 2
+
