@@ -31,6 +31,7 @@ from invoices.services import invoice_create, invoice_line_add
 
 from .clocks import clock_advance
 from .models import BillingSettings, RetryPolicy, RetryStat
+from .notifications.models import OutboxMessage
 
 # Share of customers paying with each test card (docs/gateways.md describes the cards).
 CARD_MIX = [
@@ -89,7 +90,7 @@ class Report:
     billed: int = 0
     at_risk: int = 0  # total of invoices whose first automatic attempt did not succeed
     recovered: int = 0  # paid on those invoices
-    emails: int = 0
+    emails_by_status: dict = field(default_factory=dict)
 
     @property
     def recovery_rate(self) -> float:
@@ -276,4 +277,10 @@ def _report(mode, customers, days, seed, currency, clock) -> Report:
     totals = at_risk.aggregate(due=Sum("amount_due"), paid=Sum("amount_paid"))
     report.at_risk = totals["due"] or 0
     report.recovered = totals["paid"] or 0
+    # Delivered through the configured email backend as the clock ran (the outbox is
+    # part of the clock's work).
+    report.emails_by_status = dict(
+        OutboxMessage.objects.filter(customer__test_clock=clock).order_by()
+        .values_list("kind").annotate(n=Count("pk"))
+    )
     return report

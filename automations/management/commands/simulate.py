@@ -59,6 +59,7 @@ class Command(BaseCommand):
     def _print(self, report: Report, seconds: float) -> None:
         money = lambda amount: format_money(amount, report.currency)  # noqa: E731
         statuses = ", ".join(f"{status} {n}" for status, n in sorted(report.invoices_by_status.items()))
+        emails = ", ".join(f"{kind} {n}" for kind, n in sorted(report.emails_by_status.items()))
         outcomes = ", ".join(f"{status} {n}" for status, n in sorted(report.attempts_by_status.items()))
         self.stdout.write(
             f"\n{report.mode} retries — {report.customers} customers, {report.days} days, "
@@ -69,6 +70,7 @@ class Command(BaseCommand):
             f"  at risk (first attempt did not collect): {money(report.at_risk)}\n"
             f"  recovered: {money(report.recovered)}\n"
             f"  recovery rate: {report.recovery_rate:.1%}\n"
+            f"  emails: {emails or 'none'}\n"
         )
 
     def _compare(self, smart: Report, fixed: Report) -> None:
