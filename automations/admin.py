@@ -219,3 +219,5 @@ class TestClockAdmin(admin.ModelAdmin):
             "time": local_time(clock.frozen_time),
             "summary": advance_summary(result),
         }
+
+from . import settings_admin  # noqa: E402,F401 - registers the billing settings screens

@@ -47,9 +47,11 @@ DEFAULT_BASE_PRIOR = 0.1
 
 
 def hour_prior(hour: int) -> float:
-    """Mornings, customer time, after overnight deposits and batch runs, do best."""
+    """Mid-mornings, customer time, after overnight deposits and batch runs, do best."""
     if hour < 6:
         return 0.7
+    if hour < 8:
+        return 1.1
     if hour < 12:
         return 1.3
     return 1.0 if hour < 18 else 0.8

@@ -301,7 +301,7 @@ def _charge_target(invoice, method, token, brand, last4) -> tuple[str, str, Paym
 def _attempt_build(invoice, *, key, source, token, label, method, at) -> PaymentAttempt:
     return PaymentAttempt(
         invoice=invoice,
-        customer_id=invoice.customer_id,
+        customer=invoice.customer,
         payment_method=method,
         gateway_token=token,
         method_label=label[:60],
@@ -480,7 +480,9 @@ def charge_request(attempt: PaymentAttempt) -> ChargeRequest:
         payment_method=attempt.gateway_token,
         customer_reference=f"cus_{attempt.customer_id}",
         description=f"Invoice {attempt.invoice_id}",
-        metadata={"invoice": attempt.invoice_id, "attempt": attempt.pk},
+        # The customer's time zone: gateways and banks that care about local time.
+        metadata={"invoice": attempt.invoice_id, "attempt": attempt.pk,
+                  "customer_timezone": attempt.customer.timezone},
         off_session=attempt.source == PaymentAttempt.Source.AUTOMATIC,
     )
 
@@ -773,6 +775,7 @@ def attempts_check_due(
         with transaction.atomic():
             attempts = list(
                 attempts_due_check(now, test_clock)
+                .select_related("customer")
                 .select_for_update(skip_locked=True, of=("self",))
                 .order_by("check_at", "pk")[:batch_size]
             )

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from customers.admin import CustomerAdmin, money
 from customers.forms import CustomerForm
-from customers.models import BalanceTransaction, Customer
+from customers.models import BalanceTransaction, Customer, PaymentMethod
 
 from .models import Event, Invoice
 
@@ -36,6 +36,11 @@ EVENT_TITLES = {
     "invoice.deleted": _("Draft deleted"),
     "invoice.overdue": _("Invoice overdue"),
     "invoice.will_be_due": _("Invoice will be due"),
+    "invoice.payment_processing": _("Payment processing"),
+    "invoice.collection_paused": _("Collection paused: no payment method"),
+    "invoice.hosted_page_viewed": _("Invoice page viewed by the customer"),
+    "payment_method.attached": _("Payment method added"),
+    "payment_method.detached": _("Payment method detached"),
     "credit_note.created": _("Credit note created"),
     "credit_note.voided": _("Credit note voided"),
 }
@@ -102,8 +107,15 @@ def event_entries(customer_id) -> list[TimelineEntry]:
 
 def event_detail(event: Event) -> str:
     parts = [event.credit_note.number] if event.credit_note_id else []
-    if event.data.get("error"):
-        parts.append(str(event.data["error"]))
+    data = event.data
+    if data.get("error"):
+        parts.append(str(data["error"]))
+    if data.get("decline_code"):
+        parts.append(f"{data['decline_code']}: {data.get('failure_message', '')}")
+    if data.get("next_payment_attempt"):
+        parts.append(str(_("next attempt %(at)s") % {"at": data["next_payment_attempt"][:16]}))
+    if data.get("label"):
+        parts.append(str(data["label"]))
     return " · ".join(parts)
 
 
@@ -156,8 +168,24 @@ class CustomerInvoicingForm(CustomerForm):
         return currency
 
 
+class PaymentMethodInline(admin.TabularInline):
+    """The customer's payment methods, on the customer page (added from their screen)."""
+
+    model = PaymentMethod
+    fk_name = "customer"
+    fields = ["__str__", "type", "status", "exp_month", "exp_year", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 class CustomerWithInvoicesAdmin(CustomerAdmin):
     form = CustomerInvoicingForm
+    inlines = [*CustomerAdmin.inlines, PaymentMethodInline]
     change_form_template = "admin/customers/customer/change_form_invoicing.html"
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

@@ -1,5 +1,6 @@
 """The gateway interface and the simulated gateway's documented test cards."""
 
+import dataclasses
 import itertools
 import threading
 from datetime import UTC, datetime, timedelta
@@ -151,9 +152,9 @@ def test_recovering_card_counts_days_per_customer():
 
 @pytest.mark.parametrize(
     "hour, minute, status",
-    [(7, 59, "failed"), (8, 0, "succeeded"), (11, 59, "succeeded"), (12, 0, "failed")],
+    [(7, 59, "failed"), (8, 0, "succeeded"), (10, 59, "succeeded"), (11, 0, "failed")],
 )
-def test_morning_card_succeeds_only_from_8_to_12_utc(hour, minute, status):
+def test_morning_card_succeeds_only_from_8_to_11_utc_without_a_time_zone(hour, minute, status):
     result = charge("4000000000000812", now=NOW.replace(hour=hour, minute=minute))
 
     assert result.status == status
@@ -162,11 +163,19 @@ def test_morning_card_succeeds_only_from_8_to_12_utc(hour, minute, status):
         assert result.hard_decline is False
 
 
-def test_morning_card_reads_the_hour_in_utc():
-    # 12:30 in Paris in March is 11:30 UTC: inside the window, though noon has passed there.
-    paris_lunch = datetime(2026, 3, 2, 12, 30, tzinfo=ZoneInfo("Europe/Paris"))
+def test_morning_card_reads_the_hour_in_the_customers_time_zone():
+    # 09:30 in Paris in March is 08:30 UTC; 09:30 in New York is 13:30 UTC.
+    paris_morning = datetime(2026, 3, 2, 9, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    gateway = SimulatedGateway()
 
-    assert charge("4000000000000812", now=paris_lunch).status == "succeeded"
+    def at(zone, key):
+        request = charge_request("4000000000000812", key=key)
+        request = dataclasses.replace(request, metadata={"customer_timezone": zone})
+        return gateway.charge(request, now=paris_morning).status
+
+    assert at("Europe/Paris", "tz-paris") == "succeeded"
+    assert at("Asia/Tokyo", "tz-tokyo") == "failed"  # 17:30 there
+    assert at("Not/AZone", "tz-bad") == "succeeded"  # unknown zone: UTC, 08:30
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
 """The invoices admin, one module per concept. Importing registers the screens."""
 
 from .. import customer_admin  # noqa: E402,F401  (extends the customer page; after the rest)
-from . import invoice, payments, reference  # noqa: F401
+from . import collection, invoice, payments, reference  # noqa: F401

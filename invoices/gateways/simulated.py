@@ -9,6 +9,7 @@ settles when `refresh` is called at or after its settle time.
 The table of cards is documented in docs/gateways.md; keep both in step.
 """
 
+import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,7 @@ from .models import SimulatedCharge
 
 SETTLE_AFTER = timedelta(days=2)
 RECOVER_AFTER = timedelta(days=3)
-GOOD_HOURS_UTC = range(8, 12)  # 08:00 to 11:59 UTC
+GOOD_HOURS = range(8, 11)  # 08:00 to 10:59 in the customer's time zone
 PAYDAYS = frozenset(range(1, 6)) | frozenset(range(25, 32))
 
 
@@ -67,7 +68,8 @@ SIMULATED_CARDS = (
     _card("4000000000000333", "sim_0333", "recover", "insufficient_funds",
           "Declines until 3 days after its first decline for this customer, then succeeds."),
     _card("4000000000000812", "sim_0812", "hours", "try_again_later",
-          "Succeeds only from 08:00 to 11:59 UTC; declines at other hours."),
+          "Succeeds only from 08:00 to 10:59 in the customer's time zone (the charge's "
+          "customer_timezone metadata; UTC without it); declines at other hours."),
     _card("4000000000002537", "sim_2537", "payday", "insufficient_funds",
           "Succeeds only on days 1-5 and 25-31 of the month (UTC); declines on other days."),
 )
@@ -86,9 +88,12 @@ def simulated_card_for_number(number: str) -> SimulatedCard:
         ) from None
 
 
-def card_outcome(card: SimulatedCard, *, now: datetime, first_decline_at=None) -> tuple[str, str]:
+def card_outcome(
+    card: SimulatedCard, *, now: datetime, first_decline_at=None, timezone: str = "UTC"
+) -> tuple[str, str]:
     """(status, decline_code) of a charge on `card` at `now`. `first_decline_at` is when
-    this card was first declined for the customer (only "recover" cards look at it)."""
+    this card was first declined for the customer (only "recover" cards look at it);
+    `timezone` is the customer's (only "hours" cards look at it)."""
     utc = now.astimezone(UTC)
     if card.kind == "succeed":
         return "succeeded", ""
@@ -102,7 +107,8 @@ def card_outcome(card: SimulatedCard, *, now: datetime, first_decline_at=None) -
         recovered = first_decline_at is not None and now >= first_decline_at + RECOVER_AFTER
         return ("succeeded", "") if recovered else ("failed", card.decline_code)
     if card.kind == "hours":
-        return ("succeeded", "") if utc.hour in GOOD_HOURS_UTC else ("failed", card.decline_code)
+        local = now.astimezone(_zone(timezone))
+        return ("succeeded", "") if local.hour in GOOD_HOURS else ("failed", card.decline_code)
     if card.kind == "payday":
         return ("succeeded", "") if utc.day in PAYDAYS else ("failed", card.decline_code)
     raise ValueError(f"Unknown simulated card kind {card.kind!r}.")
@@ -118,7 +124,8 @@ class SimulatedGateway(Gateway):
         _check_aware(now)
         card = _card_for_token(request.payment_method)
         status, decline_code = card_outcome(
-            card, now=now, first_decline_at=_first_decline_at(card, request)
+            card, now=now, first_decline_at=_first_decline_at(card, request),
+            timezone=_timezone_of(request),
         )
         row = _charge_row(request, card, now, (status, decline_code))
         fields = {f.name: getattr(row, f.name) for f in SimulatedCharge._meta.concrete_fields
@@ -150,9 +157,10 @@ class SimulatedGateway(Gateway):
                     if card is None:
                         continue
                     first = first_declines.get((card.token, request.customer_reference))
-                    new[request.idempotency_key] = _charge_row(
-                        request, card, now, card_outcome(card, now=now, first_decline_at=first)
+                    outcome = card_outcome(
+                        card, now=now, first_decline_at=first, timezone=_timezone_of(request)
                     )
+                    new[request.idempotency_key] = _charge_row(request, card, now, outcome)
                 SimulatedCharge.objects.bulk_create(new.values())
         except IntegrityError:
             # A concurrent call used one of the keys: fall back to one by one, where each
@@ -296,6 +304,17 @@ def _charge_for_reference(reference: str) -> SimulatedCharge:
     if charge is None:
         raise GatewayError(f"No simulated charge {reference!r}.")
     return charge
+
+
+def _timezone_of(request: ChargeRequest) -> str:
+    return str(request.metadata.get("customer_timezone") or "UTC")
+
+
+def _zone(name: str):
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 def _check_aware(now: datetime) -> None:

@@ -1,0 +1,83 @@
+"""The billing settings screen, retry policies, and what Smart Retries have learned."""
+
+from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from customers.admin import ReadOnlyAdmin
+
+from .models import BillingSettings, RetryPolicy, RetryStat
+
+SCHEDULED_RETRIES_NOTE = _(
+    "Changing these settings never moves retries already planned: each keeps the time "
+    "shown on its invoice, and the new settings apply from the next failed attempt on. "
+    "Invoices on hold for a hard decline stay on hold until the customer adds a payment "
+    "method."
+)
+
+
+@admin.register(BillingSettings)
+class BillingSettingsAdmin(admin.ModelAdmin):
+    """A singleton: the list goes straight to the one row, which cannot be deleted."""
+
+    fieldsets = [
+        (_("Automatic collection"), {
+            "fields": ["automatic_collection", "default_retry_policy", "policies_link"],
+            "description": SCHEDULED_RETRIES_NOTE,
+        }),
+        (_("Past-due invoices"), {"fields": ["uncollectible_after_days"]}),
+        (_("Partial payments"), {"fields": ["partial_payment_tolerance"]}),
+    ]
+    readonly_fields = ["policies_link"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        settings = BillingSettings.load()
+        return HttpResponseRedirect(
+            reverse("admin:automations_billingsettings_change", args=[settings.pk])
+        )
+
+    @admin.display(description=_("retry policies"))
+    def policies_link(self, obj):
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:automations_retrypolicy_changelist"),
+            _("Named retry policies, and the customer segments they apply to"),
+        )
+
+
+@admin.register(RetryPolicy)
+class RetryPolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "mode", "max_retries", "window_days", "custom_schedule",
+                    "after_last_retry", "customer_segments"]
+    fieldsets = [
+        (None, {"fields": ["name", "mode"], "description": SCHEDULED_RETRIES_NOTE}),
+        (_("Smart Retries and fixed schedule"), {"fields": ["max_retries", "window_days"]}),
+        (_("Custom schedule"), {"fields": ["custom_schedule"]}),
+        (None, {"fields": ["after_last_retry", "customer_segments"]}),
+    ]
+
+    def has_delete_permission(self, request, obj=None):
+        in_use = obj is not None and BillingSettings.objects.filter(
+            default_retry_policy=obj
+        ).exists()
+        return not in_use and super().has_delete_permission(request, obj)
+
+
+@admin.register(RetryStat)
+class RetryStatAdmin(ReadOnlyAdmin):
+    """What Smart Retries learned from this system's payments: read-only."""
+
+    list_display = ["decline_code", "dimension", "bucket", "attempts", "successes", "rate"]
+    list_filter = ["dimension", "decline_code"]
+    ordering = ["decline_code", "dimension", "bucket"]
+
+    @admin.display(description=_("success rate"))
+    def rate(self, stat):
+        return f"{stat.successes / stat.attempts:.0%}" if stat.attempts else "—"
