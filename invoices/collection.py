@@ -517,9 +517,11 @@ def attempts_complete(
         batch.invoices = Invoice.objects.select_for_update(of=("self",)).select_related(
             "customer"
         ).in_bulk(invoice_ids)
-        current = PaymentAttempt.objects.select_for_update().in_bulk(
-            [attempt.pk for attempt, *_rest in items]
-        )
+        # With its payment method: a payment records the method's type (one query per
+        # success otherwise).
+        current = PaymentAttempt.objects.select_for_update(of=("self",)).select_related(
+            "payment_method"
+        ).in_bulk([attempt.pk for attempt, *_rest in items])
         for attempt, outcome, at, elapsed_ms in items:
             fresh = current.get(attempt.pk)
             if fresh is None or fresh.status not in IN_FLIGHT:
