@@ -1,4 +1,5 @@
-"""Benchmarks: the invoice changelist over 1,000,000 invoices and finalization throughput.
+"""Benchmarks: the invoice changelist over 1,000,000 invoices, finalization throughput and
+automatic collection (sweep ticks, payment attempts/s, uncollectible/s, peak memory).
 
     DATABASE_URL=postgres://user@host:5432/billing_bench .venv/bin/python bench/run.py
 
@@ -23,8 +24,14 @@ def parse_args():
     parser.add_argument("--rebuild", action="store_true", help="drop and rebuild the data set")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per changelist page")
     parser.add_argument("--drafts", type=int, default=3000, help="drafts to finalize")
+    parser.add_argument("--attempts", type=int, default=5000, help="due invoices to collect")
     parser.add_argument(
-        "--only", choices=["build", "finalization", "changelist"], help="run one part only"
+        "--uncollectible", type=int, default=20000, help="past-due invoices to mark uncollectible"
+    )
+    parser.add_argument("--ticks", type=int, default=50, help="timed sweep ticks, nothing due")
+    parser.add_argument(
+        "--only", choices=["build", "finalization", "changelist", "collection"],
+        help="run one part only",
     )
     return parser.parse_args()
 
@@ -93,7 +100,7 @@ def main() -> int:
 
     from django.core.management import call_command
 
-    from bench import changelist, dataset, finalization
+    from bench import changelist, collection, dataset, finalization
     from bench.report import Summary
 
     print(f"bench database: {name}")
@@ -114,6 +121,10 @@ def main() -> int:
         finalization.run(summary, drafts=args.drafts)
     if args.only in (None, "changelist"):
         changelist.run(summary, runs=args.runs)
+    if args.only in (None, "collection"):
+        collection.run(
+            summary, attempts=args.attempts, uncollectible=args.uncollectible, ticks=args.ticks
+        )
     summary.print()
     return 0
 
