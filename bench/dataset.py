@@ -121,7 +121,8 @@ INSERT INTO invoices_invoice (
     discount_amount, subtotal, total_discount_amount, total_excluding_tax, tax, total,
     tax_breakdown, starting_balance, ending_balance, pre_payment_credit_notes_amount,
     post_payment_credit_notes_amount, amount_due, amount_paid, amount_remaining,
-    attempt_count, next_payment_attempt, last_payment_error, customer_details,
+    attempt_count, next_payment_attempt, last_payment_error, last_decline_code,
+    next_payment_attempt_reason, payment_hold, past_due_at, customer_details,
     hosted_token_salt, hosted_token_hash, created_at, finalized_at, paid_at, voided_at,
     marked_uncollectible_at, customer_id, from_invoice_id
 )
@@ -150,6 +151,14 @@ SELECT
               AND x.r_paid > 0.7 THEN now() + interval '1 day' * x.r_days END,
     CASE WHEN x.status IN ('open', 'uncollectible') AND x.collection_method = 'charge_automatically'
               AND x.r_paid > 0.7 THEN 'Your card was declined.' ELSE '' END,
+    '', '', '',
+    -- past_due_at as migration invoices 0005 backfills it: the end of the due date in the
+    -- customer's time zone, else the first failed payment (taken as the finalization).
+    CASE WHEN x.status <> 'open' THEN NULL
+         WHEN x.collection_method = 'send_invoice'
+              THEN ((x.finalized_at + interval '30 days')::date + 1)::timestamp
+                   AT TIME ZONE x.timezone
+         WHEN x.r_paid > 0.7 THEN x.finalized_at END,
     CASE WHEN x.status = 'draft' THEN '{{}}'::jsonb ELSE jsonb_build_object(
         'name', x.name, 'email', x.email, 'locale', x.preferred_locale, 'timezone', x.timezone,
         'tax_ids', '[]'::jsonb, 'address', jsonb_build_object(

@@ -1,5 +1,6 @@
 """Benchmarks: the invoice changelist over 1,000,000 invoices, finalization throughput,
-the hosted invoice page under gunicorn, the outbox drain, the reminder sweep, and document
+automatic collection (sweep ticks, payment attempts/s, uncollectible/s, peak memory), the
+hosted invoice page under gunicorn, the outbox drain, the reminder sweep, and document
 rendering (`--only documents` needs no data set).
 
     DATABASE_URL=postgres://user@host:5432/billing_bench .venv/bin/python bench/run.py
@@ -26,9 +27,14 @@ def parse_args():
     parser.add_argument("--rebuild", action="store_true", help="drop and rebuild the data set")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per changelist page")
     parser.add_argument("--drafts", type=int, default=3000, help="drafts to finalize")
+    parser.add_argument("--attempts", type=int, default=5000, help="due invoices to collect")
     parser.add_argument(
-        "--only", choices=["build", "finalization", "changelist", "hosted", "documents",
-                             "outbox", "reminders"],
+        "--uncollectible", type=int, default=20000, help="past-due invoices to mark uncollectible"
+    )
+    parser.add_argument("--ticks", type=int, default=50, help="timed sweep ticks, nothing due")
+    parser.add_argument(
+        "--only", choices=["build", "finalization", "changelist", "collection", "hosted",
+                             "documents", "outbox", "reminders"],
         help="run one part only",
     )
     parser.add_argument("--emails", type=int, default=3000, help="emails to drain")
@@ -102,7 +108,9 @@ def main() -> int:
 
     from django.core.management import call_command
 
-    from bench import changelist, dataset, documents, finalization, hosted, notifications
+    from bench import (
+        changelist, collection, dataset, documents, finalization, hosted, notifications,
+    )
     from bench.report import Summary
 
     print(f"bench database: {name}")
@@ -132,6 +140,10 @@ def main() -> int:
         finalization.run(summary, drafts=args.drafts)
     if args.only in (None, "changelist"):
         changelist.run(summary, runs=args.runs)
+    if args.only in (None, "collection"):
+        collection.run(
+            summary, attempts=args.attempts, uncollectible=args.uncollectible, ticks=args.ticks
+        )
     if args.only in (None, "outbox"):
         notifications.run_outbox(summary, emails=args.emails)
     if args.only in (None, "reminders"):

@@ -523,9 +523,11 @@ def attempts_complete(
         batch.invoices = Invoice.objects.select_for_update(of=("self",)).select_related(
             "customer"
         ).in_bulk(invoice_ids)
-        current = PaymentAttempt.objects.select_for_update().in_bulk(
-            [attempt.pk for attempt, *_rest in items]
-        )
+        # With its payment method: a payment records the method's type (one query per
+        # success otherwise).
+        current = PaymentAttempt.objects.select_for_update(of=("self",)).select_related(
+            "payment_method"
+        ).in_bulk([attempt.pk for attempt, *_rest in items])
         for attempt, outcome, at, elapsed_ms in items:
             fresh = current.get(attempt.pk)
             if fresh is None or fresh.status not in IN_FLIGHT:
@@ -777,7 +779,9 @@ def attempts_check_due(
     same idempotency key). Claimed SKIP LOCKED, one batch at a time."""
     gateway = gateway or gateway_load()
     counts = Counts()
-    while True:
+    # Most ticks find nothing: one indexed read then, no transaction (two round trips
+    # fewer, a third of the collection tick).
+    while attempts_due_check(now, test_clock).exists():
         with transaction.atomic():
             attempts = list(
                 attempts_due_check(now, test_clock)
@@ -795,7 +799,8 @@ def attempts_check_due(
             items.append((attempt, _attempt_ask(gateway, attempt, at), at, None))
         counts.add(attempts_complete(items, actor=AUTOMATIC))
         if len(attempts) < batch_size:
-            return counts
+            break
+    return counts
 
 
 def _attempt_ask(gateway: Gateway, attempt: PaymentAttempt, at: datetime):

@@ -135,23 +135,29 @@ def invoices_transition_bulk(
     sources = [status for status, targets in ALLOWED.items() if target in targets]
     updates = transition_fields(target, now)
     with transaction.atomic():
-        rows = list(
+        # Claimed by primary key alone, the status checked here: with the status in the
+        # WHERE clause PostgreSQL preferred a partial index on status = 'open' and read
+        # every open invoice to find the batch (0.8 s per 5,000 among 64,000 open).
+        claimed = (
             Invoice.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=ids, status__in=sources)
+            .filter(pk__in=ids)
+            .order_by("pk")
             .values_list("pk", "status", "customer_id")
         )
+        rows = [row for row in claimed if row[1] in sources]
         moved = [pk for pk, _status, _customer in rows]
         Invoice.objects.filter(pk__in=moved).update(**updates)
-        events_save(
-            [
-                event_build(
-                    EVENT_TYPE[target],
-                    now=now,
-                    actor=actor,
-                    invoice=Invoice(pk=pk, customer_id=customer_id),
-                    data={"previous_status": status, "status": target, **(data or {})},
-                )
-                for pk, status, customer_id in rows
-            ]
-        )
+        events_save([_bulk_event(target, row, now, actor, data) for row in rows])
     return moved
+
+
+def _bulk_event(target, row, now, actor, data):
+    pk, status, customer_id = row
+    event = event_build(
+        EVENT_TYPE[target], now=now, actor=actor,
+        data={"previous_status": status, "status": target, **(data or {})},
+    )
+    # Ids only: an Invoice instance per row, built just to carry them, cost more than
+    # the UPDATE (about 0.15 ms each, 5,000 per batch).
+    event.invoice_id, event.customer_id = pk, customer_id
+    return event

@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from automations.models import BillingSettings, RetryPolicy
 from customers.errors import DomainError
@@ -119,6 +121,23 @@ def test_processing_settles_later_through_the_check_sweep():
     attempt.refresh_from_db()
     assert attempt.status == "succeeded" and invoice.status == "paid"
     assert SimulatedCharge.objects.count() == 1
+
+
+def test_a_collection_batch_costs_the_same_queries_whatever_its_size():
+    # given batches of successes, soft declines and processing payments, small then large
+    def queries(per_card):
+        for token in ("sim_4242", "sim_9995", "sim_2222"):
+            for _ in range(per_card):
+                make_charged(token)
+        with CaptureQueriesContext(connection) as captured:
+            counts = collect()
+        assert (counts.attempted, counts.succeeded, counts.failed, counts.processing) == (
+            3 * per_card, per_card, per_card, per_card
+        )
+        return len(captured)
+
+    # then a larger batch makes no more queries (nothing is loaded row by row)
+    assert queries(1) == queries(4)
 
 
 def test_fixed_schedule_spreads_the_budget_over_the_window():
