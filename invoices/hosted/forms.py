@@ -1,6 +1,6 @@
 """The invoice page's forms. Card details are read, turned into the gateway's token and
-forgotten: never stored, never echoed back into a page, never logged (the views mark
-them sensitive for Django's error reports)."""
+forgotten: never stored, never echoed back into a page (the template writes the inputs
+without values), never logged (the views mark them sensitive for error reports)."""
 
 import re
 import secrets
@@ -14,6 +14,7 @@ from ..gateways.simulated import SimulatedCard, simulated_card_for_number
 from ..models import Invoice
 
 CARD_FIELDS = ("number", "expiry", "cvc")
+CARD_AUTOCOMPLETE = (("number", "cc-number"), ("expiry", "cc-exp"), ("cvc", "cc-csc"))
 NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 CARD_DIGITS_RE = re.compile(r"^[0-9]{12,19}$")
 EXPIRY_RE = re.compile(r"^(?P<month>[0-9]{1,2})\s*/\s*(?P<year>[0-9]{2}|[0-9]{4})$")
@@ -26,34 +27,15 @@ def nonce_new() -> str:
     return secrets.token_urlsafe(16)
 
 
-class UnechoedTextInput(forms.TextInput):
-    """A text box that never puts back what was typed (a card number is not sent back
-    in a page, even when the form has an error)."""
-
-    def get_context(self, name, value, attrs):
-        return super().get_context(name, None, attrs)
-
-
 class SimulatedCardForm(forms.Form):
     """A card typed by the customer, for the simulated gateway: its documented test
     numbers (docs/gateways.md) become the card's token. A real gateway takes card
     details in its own hosted fields and never lets them reach this server."""
 
-    number = forms.CharField(
-        label=_("Card number"),
-        max_length=40,
-        widget=UnechoedTextInput(attrs={"autocomplete": "cc-number", "inputmode": "numeric"}),
-    )
-    expiry = forms.CharField(
-        label=_("Expiry date (MM/YY)"),
-        max_length=9,
-        widget=UnechoedTextInput(attrs={"autocomplete": "cc-exp", "placeholder": "MM/YY"}),
-    )
-    cvc = forms.CharField(
-        label=_("Security code (CVC)"),
-        max_length=4,
-        widget=UnechoedTextInput(attrs={"autocomplete": "cc-csc", "inputmode": "numeric"}),
-    )
+    # Rendered by templates/hosted/_card_fields.html, which never puts a value back.
+    number = forms.CharField(label=_("Card number"), max_length=40)
+    expiry = forms.CharField(label=_("Expiry date (MM/YY)"), max_length=9)
+    cvc = forms.CharField(label=_("Security code (CVC)"), max_length=4)
 
     id_format = "method-%s"  # ids unique on a page that shows several card forms
 
@@ -61,6 +43,11 @@ class SimulatedCardForm(forms.Form):
         kwargs.setdefault("auto_id", self.id_format)
         super().__init__(*args, **kwargs)
         self.today = today
+
+    def card_fields(self) -> list[tuple]:
+        """(bound field, autocomplete token, max length) for the page's card inputs."""
+        return [(self[name], autocomplete, self.fields[name].max_length)
+                for name, autocomplete in CARD_AUTOCOMPLETE]
 
     def clean_number(self) -> SimulatedCard:
         digits = re.sub(r"[\s-]", "", self.cleaned_data["number"])
