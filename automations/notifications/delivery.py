@@ -21,6 +21,7 @@ import logging
 import smtplib
 import time
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -229,7 +230,7 @@ def message_build(
         raise Undeliverable(str(error)) from None
     row.subject = rendered.subject[:300]
     sender = notification_settings.from_email or settings.DEFAULT_FROM_EMAIL
-    domain = sender.rpartition("@")[2] or "localhost"
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
     message = EmailMultiAlternatives(
         rendered.subject, rendered.text, from_email=sender, to=recipients,
         reply_to=[brand["support_email"]],
