@@ -5,6 +5,7 @@ opt-out on the customer page."""
 from datetime import date
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core import mail
 from django.urls import reverse
 
@@ -203,3 +204,35 @@ def test_reminders_are_paused_from_the_customer_page(staff):
     assert response.status_code == 302
     preference = CustomerNotificationPreference.objects.get(customer=customer)
     assert preference.reminders_paused and preference.reason == "Disputed invoice"
+
+
+# --- who may do what ----------------------------------------------------------------
+
+
+def member(client, django_user_model, group):
+    user = django_user_model.objects.create_user("agent", password="pw-staff-123", is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    client.force_login(user)
+    return client
+
+
+def test_collections_agents_see_the_outbox_and_pause_reminders_but_not_settings(
+    client, django_user_model
+):
+    agent = member(client, django_user_model, "Collections agent")
+    user = django_user_model.objects.get(username="agent")
+
+    assert agent.get(reverse("admin:automations_outboxmessage_changelist")).status_code == 200
+    assert user.has_perm("automations.change_customernotificationpreference")
+    assert not user.has_perm("automations.change_notificationsettings")
+    assert not user.has_perm("automations.change_emailtemplate")
+    assert not user.has_perm("automations.change_outboxmessage")  # no re-send
+
+
+def test_auditors_only_read(client, django_user_model):
+    member(client, django_user_model, "Auditor")
+    user = django_user_model.objects.get(username="agent")
+
+    assert user.has_perm("automations.view_outboxmessage")
+    assert user.has_perm("automations.view_notificationsettings")
+    assert not user.has_perm("automations.change_customernotificationpreference")

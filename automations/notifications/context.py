@@ -15,6 +15,7 @@ from invoices.hosted import hosted_url
 from invoices.hosted.links import link_expires_at
 from invoices.models import Branding, CreditNote, Invoice, InvoicingSettings, Payment
 
+from .kinds import KINDS
 from .reasons import decline_reason
 from .rendering import TemplateError
 
@@ -47,19 +48,22 @@ def money(amount: int, currency: str, locale: str) -> str:
     return format_money(amount, currency, locale)
 
 
-def invoice_context(invoice: Invoice | None, locale: str) -> dict:
+def invoice_context(invoice: Invoice | None, locale: str, wanted) -> dict:
+    """The invoice's values among `wanted` (formatting money and dates costs: an email
+    formats only what its templates may show)."""
     if invoice is None:
         raise MissingData(_("The invoice of this email no longer exists."))
     details = invoice.customer_details or {}
-    return {
-        "customer_name": details.get("name") or invoice.customer.name,
-        "invoice_number": invoice.number or "",
-        "hosted_url": hosted_url(invoice),
-        "amount_remaining": money(invoice.amount_remaining, invoice.currency, locale),
-        "amount_due": money(invoice.amount_due, invoice.currency, locale),
-        "total": money(invoice.total, invoice.currency, locale),
-        "due_date": long_date(invoice.due_date, locale),
+    values = {
+        "customer_name": lambda: details.get("name") or invoice.customer.name,
+        "invoice_number": lambda: invoice.number or "",
+        "hosted_url": lambda: hosted_url(invoice),
+        "amount_remaining": lambda: money(invoice.amount_remaining, invoice.currency, locale),
+        "amount_due": lambda: money(invoice.amount_due, invoice.currency, locale),
+        "total": lambda: money(invoice.total, invoice.currency, locale),
+        "due_date": lambda: long_date(invoice.due_date, locale),
     }
+    return {name: value() for name, value in values.items() if name in wanted}
 
 
 def payment_failed_context(row, locale: str) -> dict:
@@ -154,7 +158,7 @@ def context_build(row, locale: str, brand: dict | None = None) -> dict:
     context = dict(brand or branding())
     if row.kind in WITHOUT_INVOICE:
         return {**context, **row.context}
-    context.update(invoice_context(row.invoice, locale))
+    context.update(invoice_context(row.invoice, locale, KINDS[row.kind].variables))
     extra = EXTRA.get(row.kind)
     if extra is not None:
         context.update(extra(row, locale))

@@ -114,6 +114,9 @@ def reminder_step(schedule, offsets: list[int], now: datetime):
 def reminders_sweep(*, now: datetime, test_clock=None, batch_size: int = BATCH_SIZE) -> dict:
     """Queue the reminders due at `now`. Counts: queued, skipped (paused, processing)."""
     counts = {"queued": 0, "paused": 0, "processing": 0}
+    # The usual case, every minute: nothing due. One index probe, nothing else loaded.
+    if not NotificationSchedule.objects.filter(next_reminder_at__lte=now).exists():
+        return counts
     offsets = NotificationSettings.load().reminder_offsets
     while True:
         handled = _reminder_batch(now, test_clock, offsets, batch_size, counts)
