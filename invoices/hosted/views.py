@@ -147,7 +147,8 @@ def rate_limited(request, visit: Visit):
 
 @hosted_view(methods=["GET", "HEAD"])
 def page(request, visit: Visit):
-    page_view_record(visit.invoice, now=visit.now, actor=CUSTOMER, language=visit.language)
+    if request.method == "GET":  # a HEAD (a link checker) is no visit
+        page_view_record(visit.invoice, now=visit.now, actor=CUSTOMER, language=visit.language)
     return page_render(request, visit)
 
 
