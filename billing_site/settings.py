@@ -162,7 +162,11 @@ X_FRAME_OPTIONS = "DENY"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Invoice page tokens are credentials: redacted from every logged message.
+    "filters": {"invoice_tokens": {"()": "invoices.hosted.logs.RedactInvoiceTokens"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["invoice_tokens"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # WeasyPrint reports each rendering step at INFO; warnings (a missing font) still show.
     "loggers": {"weasyprint": {"level": "WARNING"}, "fontTools": {"level": "WARNING"}},

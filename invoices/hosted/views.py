@@ -37,7 +37,7 @@ from .forms import (
 )
 from .fresh_link import hosted_link_request
 from .headers import hosted_headers
-from .links import invoice_for_token, link_expires_at, link_is_live
+from .links import invoice_for_token, link_expires_at, link_is_live, link_settings
 from .locale import language_chosen, page_languages
 from .page import is_payable, page_context, page_view_record
 from .payments import attempt_for_nonce, card_entry_available, hosted_card_save, hosted_pay
@@ -85,7 +85,7 @@ def hosted_view(*, methods: list[str], when_expired: bool = False):
             visit = Visit(
                 token=token,
                 invoice=invoice,
-                settings=InvoicingSettings.load(),
+                settings=link_settings(invoice),
                 now=now_for(invoice.customer),
                 language=language_chosen(request.GET.get("lang"), invoice.customer),
             )
@@ -147,7 +147,8 @@ def rate_limited(request, visit: Visit):
 
 @hosted_view(methods=["GET", "HEAD"])
 def page(request, visit: Visit):
-    page_view_record(visit.invoice, now=visit.now, actor=CUSTOMER, language=visit.language)
+    if request.method == "GET":  # a HEAD (a link checker) is no visit
+        page_view_record(visit.invoice, now=visit.now, actor=CUSTOMER, language=visit.language)
     return page_render(request, visit)
 
 

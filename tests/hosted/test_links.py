@@ -332,3 +332,12 @@ def test_the_form_needs_the_csrf_token(expired_invoice):
     strict = Client(enforce_csrf_checks=True)
     response = strict.post(f"/i/{token_for(expired_invoice)}/link", {"email": "x@y.example"})
     assert response.status_code == 403
+
+
+def test_links_work_before_anyone_saved_the_settings(client):
+    invoice = make_open()
+    InvoicingSettings.objects.all().delete()
+    assert client.get(page_url(invoice)).status_code == 200
+    assert link_expires_at(invoice_for_token(token_for(invoice)), InvoicingSettings()) == (
+        datetime(2026, 5, 2, tzinfo=UTC)
+    )
