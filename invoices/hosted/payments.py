@@ -86,6 +86,7 @@ def hosted_card_save(
     )
 
 
-def decline_text(attempt: PaymentAttempt) -> str:
-    """Why the payment failed, in plain words and in the reader's language."""
-    return _(attempt.failure_message or DEFAULT_FAILURE_MESSAGE)
+def decline_text(failure_message: str) -> str:
+    """Why a payment failed (an attempt's failure message), in plain words and in the
+    reader's language."""
+    return _(failure_message or DEFAULT_FAILURE_MESSAGE)
