@@ -12,7 +12,6 @@ import zoneinfo
 from datetime import datetime, time, timedelta
 
 from django.db import transaction
-from django.db.models import Subquery
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
@@ -28,8 +27,6 @@ from . import token_fields, token_hash
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 # The current link's fields: a rotation rewrites them, a revocation clears them.
 LINK_FIELDS = ("hosted_token_salt", "hosted_token_hash", "hosted_token_issued_at")
-# The settings every request on a link needs, read with the invoice (one query less).
-SETTINGS_FIELDS = ("hosted_link_days_after_due", "hosted_link_max_days")
 
 
 def invoice_for_token(token: str) -> Invoice | None:
@@ -38,26 +35,15 @@ def invoice_for_token(token: str) -> Invoice | None:
     nothing compares the secret itself byte by byte."""
     if not TOKEN_RE.match(token):
         return None
-    settings_row = InvoicingSettings.objects.filter(pk=1)
     rows = (
         # The customer's test clock and default payment method are read only when it
         # has one (rare): no join for them on every visit.
         Invoice.objects.select_related("customer")
-        .annotate(**{
-            f"settings_{name}": Subquery(settings_row.values(name)) for name in SETTINGS_FIELDS
-        })
         .filter(hosted_token_hash=token_hash(token))
         .exclude(status=S.DRAFT)
         .order_by()[:1]
     )
     return next(iter(rows), None)
-
-
-def link_settings(invoice: Invoice) -> InvoicingSettings:
-    """The link settings read with an invoice from invoice_for_token (the defaults while
-    the settings row does not exist yet), as an unsaved settings object."""
-    values = {name: getattr(invoice, f"settings_{name}") for name in SETTINGS_FIELDS}
-    return InvoicingSettings(**{name: v for name, v in values.items() if v is not None})
 
 
 def link_expires_at(invoice: Invoice, settings: InvoicingSettings) -> datetime | None:
