@@ -225,12 +225,18 @@ def pay(request, visit: Visit):
     if not form.is_valid():
         return page_render(request, visit, status=400,
                            **{"saved_form" if with_saved else "card_form": form})
+    nonce = form.cleaned_data["nonce"]
     try:
         attempt = hosted_pay(
-            invoice, nonce=form.cleaned_data["nonce"], now=visit.now, actor=CUSTOMER,
+            invoice, nonce=nonce, now=visit.now, actor=CUSTOMER,
             card=None if with_saved else form.cleaned_data["number"],
         )
     except DomainError as error:
+        # A double click whose first request wrote its attempt while this one waited
+        # ("a payment is already in progress"): answer with that attempt.
+        done = attempt_for_nonce(invoice, nonce)
+        if done is not None:
+            return redirect(attempt_url(visit, done))
         return page_render(request, visit, status=409, pay_error=error.message)
     return redirect(attempt_url(visit, attempt))
 

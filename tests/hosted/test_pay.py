@@ -427,3 +427,29 @@ def test_the_csrf_token_is_still_required_from_the_page_itself(invoice):
                             HTTP_SEC_FETCH_SITE="same-origin", secure=True)
     assert response.status_code == 403
     nothing_recorded(invoice)
+
+
+def missing_once(real):
+    """`real`, except that its first call finds nothing (the other request's row is not
+    written yet)."""
+    calls = []
+
+    def lookup(*args):
+        calls.append(args)
+        return None if len(calls) == 1 else real(*args)
+
+    return lookup
+
+
+def test_the_second_click_of_a_race_answers_with_the_first_attempt(client, invoice, monkeypatch):
+    # The second request of a double click looks for its nonce's attempt before the first
+    # one has written it, then finds the payment in progress: it shows the first attempt.
+    from invoices.hosted import views
+
+    nonce = nonces(client, invoice)[-1]
+    first = pay(client, invoice, nonce=nonce, number=PROCESSING)  # stays in progress
+    for module, name in ((views, "attempt_for_nonce"), (collection, "_attempt_for_key")):
+        monkeypatch.setattr(module, name, missing_once(getattr(module, name)))
+    second = pay(client, invoice, nonce=nonce, number=PROCESSING)
+    assert second.status_code == 302 and second["Location"] == first["Location"]
+    assert PaymentAttempt.objects.filter(invoice=invoice).count() == 1
