@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connections
 
 from customers.clock import system_now
 from invoices.gateways.models import SimulatedCharge
@@ -49,6 +50,9 @@ def chromium(monkeypatch):
         )
         yield browser
         browser.close()
+        # The tests' ORM calls opened connections of their own in this context: closed
+        # here, or PostgreSQL refuses to drop the test database at the end.
+        connections.close_all()
 
 
 @pytest.fixture
