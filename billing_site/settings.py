@@ -134,11 +134,12 @@ CELERY_TIMEZONE = "UTC"
 # Cache (rate limits of the hosted invoice page): CACHE_URL when set, else Redis when
 # REDIS_URL is set (shared by every web process, as rate limits must be), else memory
 # local to each process (the embedded default has one web process).
-CACHES = {"default": env.cache_url("CACHE_URL", default=REDIS_URL or "locmemcache://")}
+_cache_url = env.str("CACHE_URL", default="") or REDIS_URL or "locmemcache://"
+CACHES = {"default": environ.Env.cache_url_config(_cache_url)}
 CACHES["default"].setdefault("KEY_PREFIX", "billing")
 
 # Absolute links to customer pages in emails when there is no request to build them from.
-SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
+SITE_URL = (env.str("SITE_URL", default="") or "http://localhost:8000").rstrip("/")
 
 # Payment gateway: a dotted path to an invoices.gateways.base.Gateway subclass
 # (docs/gateways.md). The simulated gateway needs no account; Stripe needs its key.

@@ -5,6 +5,7 @@ billing details snapshotted at finalization, never metadata, notes or staff name
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from babel.numbers import format_decimal
 from django.db import connection, transaction
@@ -64,10 +65,17 @@ class Money:
         self.locale = to_locale(language)
 
     def __call__(self, amount: int) -> str:
-        return format_money(amount, self.currency, self.locale)
+        return money_text(amount, self.currency, self.locale)
 
     def percentage(self, value: str) -> str:
         return format_decimal(Decimal(value), locale=self.locale)
+
+
+@lru_cache(maxsize=4096)
+def money_text(amount: int, currency: str, locale: str) -> str:
+    """format_money, remembered: a page shows the same few amounts to every visitor, and
+    Babel's formatting is a measurable part of the page's cost."""
+    return format_money(amount, currency, locale)
 
 
 def page_status(invoice: Invoice, now: datetime) -> str:
