@@ -30,9 +30,11 @@ S = Invoice.Status
 
 
 def history(invoice):
-    """The invoice's events, oldest first, as (type, at)."""
+    """The invoice's events, oldest first, as (type, at); the emails it caused (the
+    outbox's email.sent events) aside."""
     return list(
-        Event.objects.filter(invoice=invoice).order_by("created_at", "pk")
+        Event.objects.filter(invoice=invoice).exclude(type__startswith="email.")
+        .order_by("created_at", "pk")
         .values_list("type", "created_at")
     )
 

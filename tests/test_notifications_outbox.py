@@ -95,6 +95,18 @@ def test_failed_payments_get_the_soft_or_hard_decline_email_once_per_attempt():
     }
 
 
+def test_no_email_about_the_customers_own_tries_on_the_invoice_page():
+    invoice = make_open(due_date=DUE)
+    for type, data in [
+        ("invoice.payment_failed", {"attempt": 5, "decline_code": "insufficient_funds"}),
+        ("invoice.payment_action_required", {"attempt": 6, "action_url": "https://x/3ds"}),
+    ]:
+        event_record(type, now=NOW, actor=COLLECTION, invoice=invoice,
+                     data={**data, "source": "customer"})
+
+    assert keys() == [f"invoice_finalized:{invoice.pk}"]
+
+
 def test_bulk_finalization_queues_one_email_per_invoice():
     drafts = [make_draft(due_date=DUE, now=NOW) for _ in range(5)]
 
