@@ -188,7 +188,8 @@ class RetryStat(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.decline_code} {self.dimension}={self.bucket}: {self.successes}/{self.attempts}"
+        return (f"{self.decline_code} {self.dimension}={self.bucket}: "
+                f"{self.successes}/{self.attempts}")
 
 
 from .notifications.models import (  # noqa: E402,F401

@@ -109,7 +109,13 @@ def main() -> int:
     from django.core.management import call_command
 
     from bench import (
-        changelist, collection, dataset, documents, finalization, hosted, notifications,
+        changelist,
+        collection,
+        dataset,
+        documents,
+        finalization,
+        hosted,
+        notifications,
     )
     from bench.report import Summary
 

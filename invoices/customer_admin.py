@@ -43,6 +43,8 @@ EVENT_TITLES = {
     "payment_method.detached": _("Payment method detached"),
     "credit_note.created": _("Credit note created"),
     "credit_note.voided": _("Credit note voided"),
+    "email.sent": _("Email sent"),
+    "email.failed": _("Email could not be sent"),
 }
 
 

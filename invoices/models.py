@@ -274,7 +274,9 @@ class Invoice(models.Model):
             models.Index(
                 fields=["next_payment_attempt"],
                 name="invoice_next_attempt_idx",
-                condition=Q(status__in=["open", "uncollectible"], next_payment_attempt__isnull=False),
+                condition=Q(
+                    status__in=["open", "uncollectible"], next_payment_attempt__isnull=False
+                ),
             ),
             models.Index(
                 fields=["past_due_at"], name="invoice_past_due_idx", condition=Q(status="open")

@@ -75,23 +75,28 @@ def tests_database_url() -> str:
 
 
 def child_env(**extra: str) -> dict:
-    """The environment of a child process: this one's, on the test database, with no
-    broker of its own unless given."""
+    """The environment of a child process: this one's, on the test database, with an
+    in-memory broker unless given one: the wake-ups it sends after commit (outbox
+    delivery, documents) go nowhere, as when the broker is down."""
     env = {key: value for key, value in os.environ.items()
            if key not in ("REDIS_URL", "CELERY_BROKER_URL", "PAYMENT_GATEWAY")}
     env.update(DATABASE_URL=tests_database_url(), DJANGO_SETTINGS_MODULE="billing_site.settings",
-               PYTHONUNBUFFERED="1", **extra)
+               PYTHONUNBUFFERED="1", CELERY_BROKER_URL="memory://")
+    env.update(extra)
     return env
 
 
 class Child:
     """A child process whose stderr goes to a file (read on failure), never to a pipe that
-    could fill up and block it."""
+    could fill up and block it, and whose files (VAR_DIR: media, broker folders) go to a
+    directory of its own, removed when it stops, never to the project's var/."""
 
     def __init__(self, args: list[str], env: dict, stdin=None, stdout=None):
         self.log = tempfile.TemporaryFile(mode="w+")
+        self.workdir = tempfile.TemporaryDirectory(prefix="billing-child-")
         self.process = subprocess.Popen(
-            args, cwd=BASE_DIR, env=env, stdin=stdin, stdout=stdout, stderr=self.log, text=True,
+            args, cwd=BASE_DIR, env={**env, "VAR_DIR": self.workdir.name}, stdin=stdin,
+            stdout=stdout, stderr=self.log, text=True,
         )
 
     def stderr(self) -> str:
@@ -104,6 +109,7 @@ class Child:
             self.process.kill()
         self.process.wait(timeout=PATIENCE)
         self.log.close()
+        self.workdir.cleanup()
 
 
 class SweepWorker(Child):
@@ -191,7 +197,7 @@ class CeleryWorker(Child):
         super().__init__(
             [sys.executable, "-m", "celery", "-A", "billing_site", "worker", "--pool=solo",
              "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
-            child_env(REDIS_URL=broker_url, **env), stdout=subprocess.DEVNULL,
+            child_env(CELERY_BROKER_URL=broker_url, **env), stdout=subprocess.DEVNULL,
         )
 
 

@@ -12,7 +12,7 @@ from invoices import collection
 from invoices.gateways.base import ChargeResult, Gateway, GatewayError
 from invoices.gateways.models import SimulatedCharge
 from invoices.gateways.simulated import SimulatedGateway
-from invoices.models import Event, Invoice, PaymentAttempt
+from invoices.models import Event, PaymentAttempt
 
 from .factories import NOW, STAFF, add_card, make_charged, make_customer, make_open
 
@@ -341,7 +341,8 @@ def test_card_network_cap_pushes_retries_out():
     invoice = make_charged("sim_0002", customer=customer)
     collect()
     invoice.refresh_from_db()
-    assert invoice.next_payment_attempt >= NOW + timedelta(days=11), invoice.next_payment_attempt_reason
+    reason = invoice.next_payment_attempt_reason
+    assert invoice.next_payment_attempt >= NOW + timedelta(days=11), reason
 
 
 def test_automatic_collection_off_charges_nothing():

@@ -6,10 +6,11 @@ a card that recovers after 3 days, a payment that stays processing for 2 days, a
 card replaced mid-way, and a send_invoice invoice nobody pays (uncollectible 30 days past
 due). The clock advances to day 5 (when the new card is added) then to day 45, in one jump
 each or day by day: either way it stops at each due moment, and every attempt's time,
-status and event is then what a person reading the invoice's history would expect.
+status, event and email is then what a person reading the invoice's history would expect.
 """
 
-from datetime import timedelta
+import zoneinfo
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -27,15 +28,17 @@ STEP = timedelta(hours=42)  # the fixed schedule: 14 days / 8 retries
 NEW_CARD_AT = T0 + timedelta(days=5)
 END = T0 + timedelta(days=45)
 S = Invoice.Status
+PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 
 
 def history(invoice):
-    """The invoice's collection events, oldest first, as (type, at). The emails the
-    outbox sends (email.*) have tests of their own (tests/notifications)."""
-    return list(
-        Event.objects.filter(invoice=invoice).exclude(type__startswith="email.")
-        .order_by("created_at", "pk").values_list("type", "created_at")
-    )
+    """The invoice's timeline, oldest first, as (event type, at); an email sent appears
+    as "email:<kind>"."""
+    return [
+        (f"email:{event.data['email']}" if event.type == "email.sent" else event.type,
+         event.created_at)
+        for event in Event.objects.filter(invoice=invoice).order_by("created_at", "pk")
+    ]
 
 
 def attempts(invoice):
@@ -112,6 +115,7 @@ def check_the_clock_ends_where_asked_with_nothing_left_due(cycle):
              for key in ("attempted", "succeeded", "failed")}
     assert total == {"attempted": 16, "succeeded": 4, "failed": 12}
     assert sum(run["uncollectible"].get("uncollectible", 0) for run in runs) == 1
+    assert sum(run["emails"].get("sent", 0) for run in runs) == 23
     keys = sorted(SimulatedCharge.objects.values_list("idempotency_key", flat=True))
     assert keys == sorted(
         a.idempotency_key for invoice in cycle["invoices"].values() for a in attempts(invoice)
@@ -126,7 +130,7 @@ def check_a_card_that_pays_is_charged_once_at_finalization(cycle):
     assert invoice.amount_paid == invoice.total and invoice.amount_remaining == 0
     assert history(invoice) == [
         ("invoice.created", T0), ("invoice.finalized", T0),
-        ("invoice.payment_succeeded", T0), ("invoice.paid", T0),
+        ("invoice.payment_succeeded", T0), ("invoice.paid", T0), ("email:receipt", T0),
     ]
 
 
@@ -151,7 +155,13 @@ def check_insufficient_funds_forever_follows_the_fixed_schedule_then_uncollectib
     assert [e.data["next_payment_attempt"] for e in failed] == [
         at.isoformat() for at in schedule[1:]
     ] + [None]
-    assert history(invoice)[-1] == ("invoice.marked_uncollectible", schedule[-1])
+    # A failed-payment email after each failure but the last: by delivery time the
+    # invoice is uncollectible and the email, which asks for payment, is dropped.
+    assert history(invoice) == [("invoice.created", T0), ("invoice.finalized", T0)] + [
+        step for at in schedule[:-1]
+        for step in (("invoice.payment_failed", at), ("email:payment_failed", at))
+    ] + [("invoice.payment_failed", schedule[-1]),
+         ("invoice.marked_uncollectible", schedule[-1])]
     uncollectible = Event.objects.get(invoice=invoice, type="invoice.marked_uncollectible")
     assert uncollectible.data["reason"] == "retries_exhausted"
 
@@ -166,9 +176,12 @@ def check_a_card_that_recovers_is_paid_by_the_first_retry_after_3_days(cycle):
     payment = Payment.objects.get(invoice=invoice)
     assert (payment.amount, payment.received_at) == (invoice.total, T0 + 2 * STEP)
     assert made[-1].payment == payment
-    assert [t for t, _at in history(invoice)] == [
-        "invoice.created", "invoice.finalized", "invoice.payment_failed", "invoice.payment_failed",
-        "invoice.payment_succeeded", "invoice.paid",
+    assert history(invoice) == [
+        ("invoice.created", T0), ("invoice.finalized", T0),
+        ("invoice.payment_failed", T0), ("email:payment_failed", T0),
+        ("invoice.payment_failed", T0 + STEP), ("email:payment_failed", T0 + STEP),
+        ("invoice.payment_succeeded", T0 + 2 * STEP), ("invoice.paid", T0 + 2 * STEP),
+        ("email:receipt", T0 + 2 * STEP),
     ]
 
 
@@ -178,9 +191,11 @@ def check_a_processing_payment_settles_when_the_gateway_says(cycle):
     settled = T0 + timedelta(days=2)
     assert (attempt.created_at, attempt.completed_at, attempt.status) == (T0, settled, "succeeded")
     assert (invoice.status, invoice.paid_at, invoice.attempt_count) == (S.PAID, settled, 1)
+    # No email while the payment is processing; a receipt once it has settled.
     assert history(invoice) == [
         ("invoice.created", T0), ("invoice.finalized", T0), ("invoice.payment_processing", T0),
         ("invoice.payment_succeeded", settled), ("invoice.paid", settled),
+        ("email:receipt", settled),
     ]
     assert SimulatedCharge.objects.filter(idempotency_key=attempt.idempotency_key).count() == 1
 
@@ -196,6 +211,12 @@ def check_a_stolen_card_waits_for_a_new_one_then_pays_at_once(cycle):
     assert (invoice.status, invoice.paid_at, invoice.attempt_count) == (S.PAID, NEW_CARD_AT, 2)
     failed = Event.objects.get(invoice=invoice, type="invoice.payment_failed")
     assert failed.data["hard_decline"] is True and failed.data["next_payment_attempt"] is None
+    assert history(invoice) == [
+        ("invoice.created", T0), ("invoice.finalized", T0),
+        ("invoice.payment_failed", T0), ("email:payment_failed_hard", T0),
+        ("invoice.payment_succeeded", NEW_CARD_AT), ("invoice.paid", NEW_CARD_AT),
+        ("email:receipt", NEW_CARD_AT),
+    ]
     attached = Event.objects.filter(
         customer=invoice.customer, type="payment_method.attached"
     ).order_by("pk").last()
@@ -211,6 +232,19 @@ def check_an_unpaid_send_invoice_becomes_uncollectible_30_days_past_due(cycle):
     assert (invoice.status, invoice.marked_uncollectible_at) == (S.UNCOLLECTIBLE, moved_at)
     assert invoice.attempt_count == 0 and not invoice.payment_attempts.exists()
     event = Event.objects.get(invoice=invoice, type="invoice.marked_uncollectible")
-    assert event.created_at == moved_at
     assert event.data == {"previous_status": "open", "status": "uncollectible",
                           "reason": "past_due", "days": 30}
+    # Emailed at finalization, then reminded at 09:00 Paris time (winter, then summer
+    # time) 7 and 3 days before the due date, on it, and 3, 7, 14 and 30 days after;
+    # nothing once uncollectible.
+    def paris_9am(month, day):
+        return datetime(2026, month, day, 9, tzinfo=PARIS).astimezone(UTC)
+
+    assert history(invoice) == [
+        ("invoice.created", T0), ("invoice.finalized", T0), ("email:invoice_finalized", T0),
+        ("email:reminder_upcoming", paris_9am(3, 5)), ("email:reminder_upcoming", paris_9am(3, 9)),
+        ("email:reminder_due", paris_9am(3, 12)), ("email:reminder_overdue", paris_9am(3, 15)),
+        ("email:reminder_overdue", paris_9am(3, 19)), ("email:reminder_overdue", paris_9am(3, 26)),
+        ("email:reminder_overdue", paris_9am(4, 11)),
+        ("invoice.marked_uncollectible", moved_at),
+    ]

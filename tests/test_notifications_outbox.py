@@ -2,7 +2,7 @@
 what the customer receives (locmem backend): content, language, links, attachments,
 Message-ID; bad input fails one row clearly and the rest of the queue keeps flowing."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core import mail
@@ -95,6 +95,18 @@ def test_failed_payments_get_the_soft_or_hard_decline_email_once_per_attempt():
     }
 
 
+def test_no_email_about_the_customers_own_tries_on_the_invoice_page():
+    invoice = make_open(due_date=DUE)
+    for type, data in [
+        ("invoice.payment_failed", {"attempt": 5, "decline_code": "insufficient_funds"}),
+        ("invoice.payment_action_required", {"attempt": 6, "action_url": "https://x/3ds"}),
+    ]:
+        event_record(type, now=NOW, actor=COLLECTION, invoice=invoice,
+                     data={**data, "source": "customer"})
+
+    assert keys() == [f"invoice_finalized:{invoice.pk}"]
+
+
 def test_bulk_finalization_queues_one_email_per_invoice():
     drafts = [make_draft(due_date=DUE, now=NOW) for _ in range(5)]
 
@@ -161,6 +173,17 @@ def test_failed_payment_email_says_why_in_plain_words_and_when_we_retry():
     assert "Tentaremos novamente em 5 de março de 2026" in soft.body
     assert "O cartão foi informado como roubado." in hard.body
     assert "não tentaremos a anterior" in hard.body
+
+
+def test_the_next_attempt_date_is_the_customers_local_date():
+    customer = make_customer(timezone="America/Los_Angeles")
+    invoice = make_open(customer, collection_method="charge_automatically")
+    payment_failed(invoice, now=NOW, attempt=3,
+                   next_attempt=datetime(2026, 3, 5, 3, 0, tzinfo=UTC))  # March 4, 19:00 there
+
+    drain()
+
+    assert "We will try again on March 4, 2026." in mail.outbox[0].body
 
 
 def test_dunning_emails_of_an_invoice_paid_meanwhile_are_cancelled_not_sent():

@@ -22,7 +22,8 @@ def test_simulate_reports_both_modes_and_leaves_nothing_behind():
     assert "smart retries — 12 customers, 8 days, seed 3" in output
     assert "fixed retries — 12 customers" in output
     assert "recovery rate:" in output and "automatic attempts:" in output
-    assert "against the fixed schedule with the same budget" in output or "recovered nothing" in output
+    assert ("against the fixed schedule with the same budget" in output
+            or "recovered nothing" in output)
     assert not Customer.objects.exists() and not TestClock.objects.exists()
 
 

@@ -74,7 +74,9 @@ def payment_failed_context(row, locale: str) -> dict:
         "failure_reason": decline_reason(
             data.get("decline_code", ""), data.get("failure_message", ""), locale
         ),
-        "next_attempt_date": long_date(data.get("next_payment_attempt"), locale),
+        "next_attempt_date": long_date(
+            local_iso(data.get("next_payment_attempt"), invoice.customer.timezone), locale
+        ),
     }
 
 
@@ -126,6 +128,11 @@ def invoice_link_context(row, locale: str) -> dict:
 
 def local(moment: datetime, tz_name: str) -> datetime:
     return moment.astimezone(zoneinfo.ZoneInfo(tz_name))
+
+
+def local_iso(text: str | None, tz_name: str) -> datetime | None:
+    """An ISO time from an event's data, in the customer's time zone (for its date)."""
+    return local(datetime.fromisoformat(text), tz_name) if text else None
 
 
 def alert_context(row, locale: str) -> dict:

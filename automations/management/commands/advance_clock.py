@@ -39,7 +39,9 @@ class Command(BaseCommand):
         )
 
     def _clock(self, key: str) -> TestClock:
-        clocks = TestClock.objects.filter(pk=int(key)) if key.isdigit() else TestClock.objects.none()
+        clocks = TestClock.objects.none()
+        if key.isdigit():
+            clocks = TestClock.objects.filter(pk=int(key))
         found = clocks.first() or TestClock.objects.filter(name=key).first()
         if found is None:
             raise CommandError(f"No test clock with id or name {key!r}.")

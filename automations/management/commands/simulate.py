@@ -3,7 +3,7 @@ Retries (automations.simulation). Prints a report, and the same population colle
 with the other retry mode for comparison."""
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
@@ -58,9 +58,13 @@ class Command(BaseCommand):
 
     def _print(self, report: Report, seconds: float) -> None:
         money = lambda amount: format_money(amount, report.currency)  # noqa: E731
-        statuses = ", ".join(f"{status} {n}" for status, n in sorted(report.invoices_by_status.items()))
+        statuses = ", ".join(
+            f"{status} {n}" for status, n in sorted(report.invoices_by_status.items())
+        )
         emails = ", ".join(f"{kind} {n}" for kind, n in sorted(report.emails_by_status.items()))
-        outcomes = ", ".join(f"{status} {n}" for status, n in sorted(report.attempts_by_status.items()))
+        outcomes = ", ".join(
+            f"{status} {n}" for status, n in sorted(report.attempts_by_status.items())
+        )
         self.stdout.write(
             f"\n{report.mode} retries — {report.customers} customers, {report.days} days, "
             f"seed {report.seed} ({seconds:.0f} s)\n"
