@@ -6,7 +6,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from customers.money import MAX_AMOUNT, known_currencies
+from customers.money import is_int, validate_amounts_by_currency
 
 MAX_RETRIES = 8
 WINDOW_CHOICES = [
@@ -25,11 +25,7 @@ UNCOLLECTIBLE_CHOICES = [
 
 
 def validate_custom_schedule(value) -> None:
-    ok = (
-        isinstance(value, list)
-        and all(isinstance(d, int) and not isinstance(d, bool) for d in value)
-    )
-    if not ok:
+    if not isinstance(value, list) or not all(is_int(days) for days in value):
         raise ValidationError(_("The custom schedule is a list of whole days, e.g. [1, 3, 5]."))
     if len(value) > MAX_RETRIES:
         raise ValidationError(
@@ -42,19 +38,6 @@ def validate_custom_schedule(value) -> None:
 def validate_segments(value) -> None:
     if not isinstance(value, list) or not all(isinstance(s, str) and s for s in value):
         raise ValidationError(_('Segments are a list of names, e.g. ["enterprise"].'))
-
-
-def validate_amounts_by_currency(value) -> None:
-    if not isinstance(value, dict):
-        raise ValidationError(_('Amounts by currency look like {"EUR": 100, "JPY": 100}.'))
-    for currency, amount in value.items():
-        if currency not in known_currencies():
-            raise ValidationError(_("%(c)s is not an ISO 4217 currency."), params={"c": currency})
-        if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= MAX_AMOUNT:
-            raise ValidationError(
-                _("The amount for %(c)s must be a whole number of minor units, 0 or more."),
-                params={"c": currency},
-            )
 
 
 class RetryPolicy(models.Model):

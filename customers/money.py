@@ -32,6 +32,25 @@ def validate_currency(code: str) -> None:
         )
 
 
+def is_int(value) -> bool:
+    """An int and not a bool: True is not an amount."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_amounts_by_currency(value) -> None:
+    """A setting of amounts per currency in minor units, e.g. {"EUR": 100000}: known
+    currencies, whole amounts from 0 to MAX_AMOUNT."""
+    if not isinstance(value, dict):
+        raise ValidationError(_('Amounts by currency look like {"EUR": 100, "JPY": 100}.'))
+    for currency, amount in value.items():
+        validate_currency(currency)
+        if not is_int(amount) or not 0 <= amount <= MAX_AMOUNT:
+            raise ValidationError(
+                _("The amount for %(c)s must be a whole number of minor units, 0 or more."),
+                params={"c": currency},
+            )
+
+
 @cache
 def currency_exponent(code: str) -> int:
     validate_currency(code)

@@ -14,7 +14,7 @@ from customers.actors import Actor
 from customers.errors import DomainError
 from customers.ledger import balance_transaction_create
 from customers.models import BalanceTransaction, Customer
-from customers.money import MAX_AMOUNT, format_money
+from customers.money import MAX_AMOUNT, format_money, is_int
 
 from . import totals as totals_module
 from .events import event_record
@@ -435,7 +435,7 @@ def invoice_record_payment(
     credit_excess: bool = False,
 ) -> Payment:
     """Money received outside the system (bank transfer, cheque...). Partial is normal."""
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+    if not is_int(amount) or amount <= 0:
         raise DomainError(_("A payment is a positive amount."))
     if amount > MAX_AMOUNT:
         raise DomainError(_("This amount is too large."))

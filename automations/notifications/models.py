@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from customers.models import LOCALES, Customer
-from customers.money import known_currencies
+from customers.money import is_int, validate_amounts_by_currency
 from invoices.models import Invoice
 
 from .kinds import KIND_CHOICES
@@ -19,10 +19,6 @@ OFFSET_MIN, OFFSET_MAX = -60, 120
 
 def default_reminder_offsets() -> list[int]:
     return list(DEFAULT_REMINDER_OFFSETS)
-
-
-def is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def validate_reminder_offsets(value) -> None:
@@ -36,20 +32,6 @@ def validate_reminder_offsets(value) -> None:
         )
     if len(set(value)) != len(value):
         raise ValidationError(_("Each offset may appear only once."))
-
-
-def validate_thresholds(value) -> None:
-    if not isinstance(value, dict):
-        raise ValidationError(_('Thresholds are an object such as {"EUR": 100000}.'))
-    unknown = [code for code in value if code not in known_currencies()]
-    if unknown:
-        raise ValidationError(
-            _("Unknown currencies: %(list)s.") % {"list": ", ".join(map(str, unknown))}
-        )
-    if not all(is_int(v) and v >= 0 for v in value.values()):
-        raise ValidationError(
-            _("Thresholds are whole, non-negative amounts in minor units (100000 = 1,000.00).")
-        )
 
 
 def validate_recipients(value: str) -> None:
@@ -80,7 +62,7 @@ class NotificationSettings(models.Model):
         _("overdue alert thresholds"),
         default=dict,
         blank=True,
-        validators=[validate_thresholds],
+        validators=[validate_amounts_by_currency],
         help_text=_(
             'Per currency, in minor units: {"EUR": 100000} alerts on EUR invoices with '
             "at least 1,000.00 remaining. Currencies not listed raise no alert."

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from customers.money import MAX_AMOUNT, known_currencies
+from customers.money import MAX_AMOUNT, is_int, known_currencies
 
 STATUSES = frozenset({"succeeded", "processing", "requires_action", "failed"})
 ADVICES = frozenset({"retry", "do_not_retry", "update_payment_method", ""})
@@ -85,11 +85,6 @@ def advice_for(decline_code: str) -> str:
     return "update_payment_method" if is_hard_decline(decline_code) else "retry"
 
 
-def _is_int(value) -> bool:
-    # bool is an int subclass; True is not an amount.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
 class ChargeRequest:
     """One charge of `amount` minor units of `currency` on `payment_method` (the gateway's
@@ -113,7 +108,7 @@ class ChargeRequest:
                 "idempotency_key must be 1 to 255 letters, digits or _ . : - "
                 f"(got {self.idempotency_key!r})."
             )
-        if not _is_int(self.amount):
+        if not is_int(self.amount):
             raise ValueError(f"amount must be an int of minor units (got {self.amount!r}).")
         if not 0 < self.amount <= MAX_AMOUNT:
             raise ValueError(f"amount must be between 1 and {MAX_AMOUNT} (got {self.amount}).")
@@ -151,7 +146,7 @@ class ChargeResult:
     def __post_init__(self):
         if self.status not in STATUSES:
             raise GatewayError(f"Unknown charge status {self.status!r} from the gateway.")
-        if not _is_int(self.amount_received) or self.amount_received < 0:
+        if not is_int(self.amount_received) or self.amount_received < 0:
             raise GatewayError(
                 f"amount_received must be a non-negative int (got {self.amount_received!r})."
             )
