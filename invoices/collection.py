@@ -247,10 +247,9 @@ def invoice_charge(
             )
             attempt = _attempt_build(locked, key=key, source=source, token=token, label=label,
                                      method=method, at=now)
+            # Staff and customers try besides the schedule: a decline of theirs leaves
+            # the planned automatic retries as they are.
             attempt.save()
-            if source != PaymentAttempt.Source.CUSTOMER:
-                _invoice_taken(locked, attempt)
-                rows_update(Invoice, [locked], ["next_payment_attempt", "attempt_count"])
     except IntegrityError:
         existing = _attempt_for_key(key, invoice)  # a double click that lost the race
         if existing is not None:
@@ -316,8 +315,9 @@ def _attempt_build(invoice, *, key, source, token, label, method, at) -> Payment
     )
 
 
-def _invoice_taken(invoice: Invoice, attempt: PaymentAttempt) -> None:
-    """An attempt is under way: the invoice leaves the due list (and counts it)."""
+def _invoice_taken(invoice: Invoice) -> None:
+    """An automatic attempt is under way: the invoice leaves the due list and counts it
+    (attempt_count counts the retry schedule's attempts, as Stripe's does)."""
     invoice.next_payment_attempt = None
     invoice.attempt_count += 1
 
@@ -425,7 +425,7 @@ def attempts_open_due(
                 source=PaymentAttempt.Source.AUTOMATIC, token=method.gateway_reference,
                 label=str(method), method=method, at=at,
             ))
-            _invoice_taken(invoice, attempts[-1])
+            _invoice_taken(invoice)
         PaymentAttempt.objects.bulk_create(attempts)
         taken = [attempt.invoice for attempt in attempts]
         rows_update(Invoice, taken, ["next_payment_attempt", "attempt_count"])

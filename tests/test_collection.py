@@ -167,6 +167,18 @@ def test_staff_retry_of_a_paid_or_void_invoice_is_refused():
         collection.invoice_charge(invoice, now=NOW, actor=STAFF, source="staff")
 
 
+def test_a_declined_staff_retry_keeps_the_planned_automatic_retry():
+    invoice = make_charged("sim_9995")
+    collect()
+    invoice.refresh_from_db()
+    planned, count = invoice.next_payment_attempt, invoice.attempt_count
+    attempt = collection.invoice_charge(invoice, now=NOW + timedelta(minutes=5), actor=STAFF,
+                                        source="staff")
+    invoice.refresh_from_db()
+    assert attempt.status == "failed"
+    assert (invoice.next_payment_attempt, invoice.attempt_count) == (planned, count)
+
+
 def test_the_same_idempotency_key_never_charges_twice():
     invoice = make_open(make_customer(), collection_method="send_invoice")
     key = f"hosted-{invoice.pk}-abc"
