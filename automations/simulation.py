@@ -123,6 +123,7 @@ def _run(*, customers, days, seed, mode, start, currency, on_step) -> Report:
     _settings_for(mode, seed)
     clock = TestClock.objects.create(name=f"Simulation {mode} seed {seed}", frozen_time=start)
     population = [_customer_make(rng, n, clock, start, currency, seed) for n in range(customers)]
+    index = {sim.customer.pk: n for n, sim in enumerate(population)}
     end = start + timedelta(days=days)
     invoices_due = sorted(
         ((moment, n) for n, sim in enumerate(population)
@@ -139,7 +140,7 @@ def _run(*, customers, days, seed, mode, start, currency, on_step) -> Report:
         _customers_act(population, actions, acted, hour)
         hour += timedelta(hours=1)
         clock_advance(clock, to=hour)
-        _actions_plan(population, actions, acted, clock)
+        _actions_plan(population, index, actions, acted, clock)
         if hour.hour == 0:
             _statistics_refresh()
         if on_step:
@@ -216,17 +217,17 @@ def _invoice_make(sim: SimCustomer, now: datetime) -> None:
     invoice_line_add(invoice, description="Subscription", quantity=1, unit_amount=sim.amount)
 
 
-def _actions_plan(population, actions, acted, clock) -> None:
+def _actions_plan(population, index, actions, acted, clock) -> None:
     """Customers who respond act some time after being asked (a hard decline, an
     authentication request): decided by their draws, scheduled from what just happened."""
     waiting = set(
         Invoice.objects.filter(
             customer__test_clock=clock, status=Invoice.Status.OPEN,
             payment_hold__in=["hard_decline", "requires_action"],
-        ).values_list("customer__name", flat=True)
+        ).values_list("customer_id", flat=True)
     )
-    for name in waiting:
-        n = int(name.rsplit(" ", 1)[1]) - 1
+    for customer_id in waiting:
+        n = index[customer_id]
         sim = population[n]
         if sim.responds and n not in actions and n not in acted:
             actions[n] = clock.frozen_time + sim.delay
