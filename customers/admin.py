@@ -78,7 +78,19 @@ class BalanceTransactionInline(MoneyColumnsMixin, admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class DomainRefusalAdmin(admin.ModelAdmin):
+    """The admin saves in a transaction: a DomainError raised while saving (a lost race,
+    a rule of the domain) rolls everything back and is shown as a message, not a 500."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
+class CustomerAdmin(DomainRefusalAdmin):
     form = CustomerForm
     list_display = (
         "name", "email", "currency", "balance_display", "segment", "invoice_prefix",
@@ -186,14 +198,9 @@ class CustomerAdmin(admin.ModelAdmin):
                 prefix_reserve(customer)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # A prefix another person took a moment ago is refused by DomainRefusalAdmin.
         extra_context = {**(extra_context or {}), **self.object_tools_context(request, object_id)}
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except DomainError as error:
-            # Lost a race (another person took the same prefix a moment ago): the
-            # admin's transaction rolled back, nothing was saved.
-            self.message_user(request, error.message, messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     # --- "Adjust balance" ---
 

@@ -3,17 +3,15 @@ detached through the domain (invoices.collection), which resumes held collection
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpResponseRedirect
 from django.utils.translation import gettext_lazy, ngettext
 
 from customers.clock import now_for
-from customers.errors import DomainError
 from customers.models import PaymentMethod
 
 from ..collection import payment_method_add, payment_method_detach
 from ..models import PaymentAttempt
 from ..pagination import CappedCountPaginator
-from .common import ReadOnlyAdmin, money, staff
+from .common import DomainRefusalAdmin, ReadOnlyAdmin, money, staff
 
 
 class PaymentMethodAddForm(forms.ModelForm):
@@ -34,7 +32,7 @@ class PaymentMethodAddForm(forms.ModelForm):
 
 
 @admin.register(PaymentMethod)
-class PaymentMethodAdmin(admin.ModelAdmin):
+class PaymentMethodAdmin(DomainRefusalAdmin):
     list_display = ["__str__", "customer", "type", "status", "expiry", "created_at"]
     list_filter = ["type", "status"]
     list_select_related = ["customer"]
@@ -80,13 +78,6 @@ class PaymentMethodAdmin(admin.ModelAdmin):
             actor=staff(request),
         )
         obj.pk = added.pk
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except DomainError as error:
-            self.message_user(request, error.message, messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
 
     @admin.action(description=gettext_lazy("Detach selected payment methods"),
                   permissions=["change"])

@@ -7,7 +7,7 @@ from django.utils.translation import get_language, to_locale
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
-from customers.admin import ReadOnlyAdmin  # noqa: F401  (shared with the ledger)
+from customers.admin import DomainRefusalAdmin, ReadOnlyAdmin  # noqa: F401  (shared)
 from customers.money import format_money
 
 

@@ -11,7 +11,7 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -63,6 +63,7 @@ from ..services import (
 )
 from ..transitions import ALLOWED, S
 from .common import (
+    DomainRefusalAdmin,
     change_url,
     data_summary,
     may,
@@ -280,7 +281,7 @@ CREDITABLE = {S.OPEN, S.PAID}
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(DomainRefusalAdmin):
     list_display = [
         "number_label", "customer", "status_badge", "total_display", "remaining_display",
         "due_date", "past_due",
@@ -478,15 +479,6 @@ class InvoiceAdmin(admin.ModelAdmin):
                 next_position += 1
             line.save()
         formset.save_m2m()
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        # The admin runs the save in a transaction: a refusal from the domain rolls back
-        # the invoice and its lines together, so bad input changes nothing.
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except DomainError as error:
-            self.message_user(request, error.message, messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         invoice = self.get_object(request, unquote(object_id))
