@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Min
+from django.utils.translation import gettext as _
 
 from customers.errors import DomainError
 from customers.models import TestClock
@@ -68,7 +69,10 @@ def clock_advance(clock: TestClock, *, to: datetime) -> dict:
     """Move the clock to `to`, doing everything that falls due on the way, in order.
     Returns the counts of each kind of work and how many moments it stopped at."""
     if to <= clock.frozen_time:
-        raise DomainError("A test clock only moves forward.")
+        raise DomainError(
+            _("A test clock only moves forward: choose a time after %(time)s.")
+            % {"time": clock.frozen_time.isoformat()}
+        )
     totals = {work.name: Counter() for work in CLOCK_WORK}
     stops = 0
     moment = _next_moment(clock)
