@@ -599,6 +599,7 @@ class Event(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="events",
+        db_index=False,  # event_customer_idx (customer, created_at) serves it
     )
     invoice = models.ForeignKey(
         Invoice,
@@ -607,6 +608,7 @@ class Event(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="events",
+        db_index=False,  # event_invoice_idx (invoice, created_at) serves it
     )
     credit_note = models.ForeignKey(
         CreditNote,
