@@ -77,7 +77,6 @@ class BalanceTransactionInline(MoneyColumnsMixin, admin.TabularInline):
         return False
 
 
-@admin.register(Customer)
 class DomainRefusalAdmin(admin.ModelAdmin):
     """The admin saves in a transaction: a DomainError raised while saving (a lost race,
     a rule of the domain) rolls everything back and is shown as a message, not a 500."""
@@ -90,6 +89,7 @@ class DomainRefusalAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(request.get_full_path())
 
 
+@admin.register(Customer)
 class CustomerAdmin(DomainRefusalAdmin):
     form = CustomerForm
     list_display = (
