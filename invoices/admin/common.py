@@ -7,7 +7,11 @@ from django.utils.translation import get_language, to_locale
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
-from customers.admin import DomainRefusalAdmin, ReadOnlyAdmin  # noqa: F401  (shared)
+from customers.admin import (  # noqa: F401  (shared)
+    DomainRefusalAdmin,
+    QuickCheckboxMixin,
+    ReadOnlyAdmin,
+)
 from customers.money import format_money
 
 

@@ -24,6 +24,7 @@ from ..models import (
 )
 from ..pagination import CappedCountPaginator
 from .common import (
+    QuickCheckboxMixin,
     ReadOnlyAdmin,
     change_url,
     may,
@@ -111,7 +112,7 @@ CREDIT_NOTE_VOID_PERMISSION = "change_creditnote"
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(ReadOnlyAdmin):
+class CreditNoteAdmin(QuickCheckboxMixin, ReadOnlyAdmin):
     list_display = ["number", "invoice", "status", "type", "amount_display", "created_at"]
     list_filter = ["status", "type", "reason", "currency"]
     list_select_related = ["invoice"]
