@@ -87,7 +87,9 @@ class BrandingAdmin(admin.ModelAdmin):
     ]
 
     def has_add_permission(self, request):
-        return not Branding.objects.exists() and super().has_add_permission(request)
+        # The changelist creates the row when missing (load): never an add form. Answered
+        # without a query: every admin page asks, for its navigation sidebar.
+        return False
 
     def has_delete_permission(self, request, obj=None):
         return False

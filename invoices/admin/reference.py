@@ -49,7 +49,9 @@ class InvoicingSettingsAdmin(admin.ModelAdmin):
     """A single row: the changelist opens it directly."""
 
     def has_add_permission(self, request):
-        return not InvoicingSettings.objects.exists() and super().has_add_permission(request)
+        # The changelist creates the row when missing (load): never an add form. Answered
+        # without a query: every admin page asks, for its navigation sidebar.
+        return False
 
     def has_delete_permission(self, request, obj=None):
         return False
