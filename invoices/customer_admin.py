@@ -18,6 +18,7 @@ from customers.forms import CustomerForm
 from customers.models import BalanceTransaction, Customer, PaymentMethod
 
 from .models import Event, Invoice
+from .pagination import CappedCountPaginator
 
 LATEST_INVOICES = 20
 TIMELINE_LENGTH = 50
@@ -187,6 +188,7 @@ class PaymentMethodInline(admin.TabularInline):
 
 class CustomerWithInvoicesAdmin(CustomerAdmin):
     form = CustomerInvoicingForm
+    paginator = CappedCountPaginator  # the customer list never counts the whole table
     inlines = [*CustomerAdmin.inlines, PaymentMethodInline]
     change_form_template = "admin/customers/customer/change_form_invoicing.html"
 

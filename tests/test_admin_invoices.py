@@ -5,6 +5,7 @@ from datetime import date, timedelta
 
 import pytest
 import time_machine
+from django.contrib import admin
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -110,7 +111,13 @@ def test_segment_filter_offers_the_segments_that_exist(staff_client):
     assert "?segment=smb" in body and "?segment=enterprise" in body
 
 
-def test_search_by_number_prefix_and_customer_name_or_email(staff_client):
+# The customers a search finds are passed as their ids up to MANY_CUSTOMERS, beyond as
+# a subquery: both ways find the same invoices.
+@pytest.mark.parametrize("many_customers", [1000, 0])
+def test_search_by_number_prefix_and_customer_name_or_email(
+    staff_client, monkeypatch, many_customers
+):
+    monkeypatch.setattr("invoices.admin.invoice.MANY_CUSTOMERS", many_customers)
     acme = make_customer(name="Acme Corp", email="ap@acme.test", invoice_prefix="ACME")
     globex = make_customer(name="Globex", email="billing@globex.test", invoice_prefix="GLOBEX")
     acme_invoice = make_open(acme)
@@ -121,11 +128,70 @@ def test_search_by_number_prefix_and_customer_name_or_email(staff_client):
         "GLOB": {globex_invoice.pk},
         "corp": {acme_invoice.pk},
         "globex.test": {globex_invoice.pk},
+        ".test": {acme_invoice.pk, globex_invoice.pk},
         "nobody": set(),
     }
     for term, expected in cases.items():
         response = staff_client.get(CHANGELIST, {"q": term})
         assert listed(response) == expected, term
+
+
+def test_search_within_a_segment(staff_client):
+    acme = make_customer(name="Acme Corp", invoice_prefix="ACME", segment="smb")
+    acme_big = make_customer(name="Acme Industries", invoice_prefix="ACMEIND", segment="enterprise")
+    smb_invoice = make_open(acme)
+    make_open(acme_big)
+
+    response = staff_client.get(CHANGELIST, {"q": "acme", "segment": "smb"})
+
+    assert listed(response) == {smb_invoice.pk}
+
+
+def page_ids(client, **params) -> list[int]:
+    response = client.get(CHANGELIST, params)
+    assert response.status_code == 200, params
+    return [row.pk for row in response.context["cl"].result_list]
+
+
+@pytest.mark.parametrize("cap", [100, 4], ids=["few matches", "more than the count cap"])
+def test_pages_hold_the_invoices_of_the_ordered_list(staff_client, monkeypatch, cap):
+    """A page's ids are chosen first: by sorting the matches when the count says they are
+    few, by walking the list's order otherwise. Either way, the same invoices as slicing
+    the ordered list, also when sorted by another column."""
+    monkeypatch.setattr("invoices.pagination.CAP", cap)
+    monkeypatch.setattr(admin.site.get_model_admin(Invoice), "list_per_page", 2)
+    customer = make_customer()
+    for day, amount in enumerate([500, 300, 300, 900, 100, 700]):
+        make_draft(customer, lines=((1, amount),), now=NOW - timedelta(days=day % 3))
+    newest = list(Invoice.objects.order_by("-created_at", "-pk").values_list("pk", flat=True))
+    largest = list(Invoice.objects.order_by("-total", "-pk").values_list("pk", flat=True))
+    last = min(6, cap + 1)  # the count stops at cap + 1: the rows after are out of reach
+
+    for ordering, expected in ((None, newest), ("-4", largest)):  # column 4: total
+        params = {"o": ordering} if ordering else {}
+        pages = [page_ids(staff_client, **params, p=page) for page in (1, 2, 3)[: (last + 1) // 2]]
+        assert pages == [expected[i: min(i + 2, last)] for i in range(0, last, 2)], ordering
+
+
+def test_a_deep_page_with_every_filter_and_a_search_stays_within_ten_queries(
+    staff_client, admin_user, monkeypatch, django_assert_max_num_queries
+):
+    monkeypatch.setattr(admin.site.get_model_admin(Invoice), "list_per_page", 2)
+    acme = make_customer(name="Acme Corp", segment="smb", currency="EUR")
+    overdue = [make_open(acme, due_date=date(2026, 3, 10)) for _ in range(5)]
+    query = {
+        "q": "acme", "status__exact": "open", "collection_method__exact": "send_invoice",
+        "currency": "EUR", "past_due": "yes", "segment": "smb", "p": 2,
+    }
+    with time_machine.travel(NOW + timedelta(days=30), tick=False):
+        staff_client.force_login(admin_user)  # the session would have expired meanwhile
+
+        with django_assert_max_num_queries(10):
+            response = staff_client.get(CHANGELIST, query)
+
+    assert [row.pk for row in response.context["cl"].result_list] == [
+        invoice.pk for invoice in sorted(overdue, key=lambda i: i.pk, reverse=True)[2:4]
+    ]
 
 
 def test_changelist_queries_do_not_grow_with_rows(staff_client, django_assert_max_num_queries):
@@ -142,14 +208,27 @@ def test_changelist_queries_do_not_grow_with_rows(staff_client, django_assert_ma
     assert len(listed(response)) == 30
 
 
-def test_changelist_never_counts_the_whole_table(staff_client):
+@pytest.mark.parametrize("model", [Invoice, Customer])
+def test_changelist_never_counts_the_whole_table(staff_client, model):
     make_draft()
+    changelist = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
 
     with CaptureQueriesContext(connection) as queries:
-        staff_client.get(CHANGELIST)
+        staff_client.get(changelist)
 
     counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
     assert counts and all("LIMIT" in sql.upper() for sql in counts)
+
+
+def test_each_row_has_its_checkbox_for_bulk_actions(staff_client):
+    invoice = make_open(make_customer(invoice_prefix="ACME"))
+
+    body = staff_client.get(CHANGELIST).content.decode()
+
+    assert (
+        f'<input type="checkbox" name="_selected_action" value="{invoice.pk}" '
+        'class="action-select" aria-label="Select this object for an action - ACME-0001">'
+    ) in body
 
 
 # --- creating and editing drafts -------------------------------------------------------
