@@ -9,7 +9,7 @@ from functools import partial
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import EmptyResultSet, PermissionDenied
 from django.db import transaction
 from django.db.models import F, Lookup, Q, Value
 from django.db.models.functions import Coalesce
@@ -115,6 +115,15 @@ class PastDueFilter(admin.SimpleListFilter):
         return queryset
 
 
+def customer_kinds(request) -> set[tuple[str, str]]:
+    """The (currency, segment) pairs the customers have, for the two filters offering them:
+    one query for both, kept on the request."""
+    if not hasattr(request, "_customer_kinds"):
+        pairs = Customer.objects.order_by().values_list("currency", "segment").distinct()
+        request._customer_kinds = set(pairs)
+    return request._customer_kinds
+
+
 class CurrencyFilter(admin.SimpleListFilter):
     title = gettext_lazy("currency")
     parameter_name = "currency"
@@ -122,9 +131,7 @@ class CurrencyFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         # From the customers (an invoice has its customer's currency, locked once invoiced):
         # DISTINCT over the invoices read a million rows on every page (~200 ms).
-        currencies = (
-            Customer.objects.order_by("currency").values_list("currency", flat=True).distinct()
-        )
+        currencies = sorted({currency for currency, _segment in customer_kinds(request)})
         return [(currency, currency) for currency in currencies]
 
     def queryset(self, request, queryset):
@@ -136,10 +143,7 @@ class CustomerSegmentFilter(admin.SimpleListFilter):
     parameter_name = "segment"
 
     def lookups(self, request, model_admin):
-        segments = (
-            Customer.objects.exclude(segment="").order_by("segment")
-            .values_list("segment", flat=True).distinct()
-        )
+        segments = sorted({segment for _currency, segment in customer_kinds(request) if segment})
         return [(segment, segment) for segment in segments]
 
     def queryset(self, request, queryset):
@@ -161,6 +165,8 @@ class AnyOf(Lookup):
         return In(self.lhs, self.rhs).as_sql(compiler, connection)
 
     def as_postgresql(self, compiler, connection):
+        if not self.rhs:
+            raise EmptyResultSet
         lhs, params = self.process_lhs(compiler, connection)
         # Typed as the column: psycopg would send small ids as smallint[], which made
         # PostgreSQL compare across types and pick a plan 20 times slower.
@@ -462,9 +468,19 @@ class InvoiceAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
         if not term:
             return queryset, False
         customers = Customer.objects.filter(Q(name__icontains=term) | Q(email__icontains=term))
-        return queryset.filter(
-            Q(number__startswith=term.upper()) | customers_among(customers)
-        ), False
+        segment = request.GET.get(CustomerSegmentFilter.parameter_name)
+        if segment:
+            # The list is already that segment's: the same result, but one short list of
+            # customers instead of two long ones (PostgreSQL then scanned the table to count).
+            customers = customers.filter(segment=segment)
+        matches = customers_among(customers)
+        # Most searches are a name or an email, which no invoice number starts with:
+        # without that OR, the customers' invoices are counted from the customer index
+        # alone (the OR made PostgreSQL read each of them in the table).
+        number = term.upper()
+        if Invoice.objects.filter(number__startswith=number).exists():
+            matches |= Q(number__startswith=number)
+        return queryset.filter(matches), False
 
     # --- forms ---
 
