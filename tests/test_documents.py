@@ -22,7 +22,12 @@ from invoices.documents.services import (
     draft_preview_pdf,
 )
 from invoices.models import Invoice
-from invoices.services import invoice_finalize, invoice_record_payment, invoice_void
+from invoices.services import (
+    invoice_finalize,
+    invoice_mark_uncollectible,
+    invoice_record_payment,
+    invoice_void,
+)
 from invoices.sweeps import finalize_due_drafts
 
 from .factories import NOW, STAFF, make_customer, make_draft, make_open, make_tax_rate
@@ -140,7 +145,7 @@ def test_lines_taxes_discounts_balance_and_terms_are_printed():
     assert "Payment due by April 1, 2026." in text
 
 
-# --- statuses: a new version when paid, voided or uncollectible ------------------------
+# --- statuses: a new version when paid or voided -------------------------------------
 
 
 def test_a_paid_invoice_gets_a_new_version_that_shows_it_and_a_receipt():
@@ -185,6 +190,21 @@ def test_a_void_invoice_shows_it():
     text = pdf_text(latest("invoice", invoice))
 
     assert "VOID" in text.upper() and "nothing is due" in text
+
+
+def test_a_write_off_leaves_the_customer_copy_as_issued():
+    # Uncollectible is the business's book-keeping: the customer still owes the invoice
+    # and can still pay it, so their PDF neither changes nor says "uncollectible".
+    invoice = make_open(lines=((1, 10000),))
+    render_pending()
+    issued = document_get("invoice", invoice)
+
+    invoice_mark_uncollectible(invoice, now=NOW, actor=STAFF)
+
+    assert render_pending() == {"rendered": 0, "failed": 0}
+    assert document_get("invoice", invoice).pk == issued.pk
+    text = pdf_text(latest("invoice", invoice))
+    assert "UNCOLLECTIBLE" not in text.upper() and "Amount due €100.00" in text
 
 
 def test_events_of_one_transaction_ask_for_one_rendering():
