@@ -29,11 +29,14 @@ class Command(BaseCommand):
         parser.add_argument("--start", default="2026-01-05T00:00:00+00:00",
                             help="the test clock's starting time (ISO 8601 with an offset)")
         parser.add_argument("--currency", default="EUR")
+        parser.add_argument("--attachments", action="store_true",
+                            help="render the emails' PDF attachments (slow: one PDF per "
+                                 "receipt); without it the emails go out without them")
         parser.add_argument("--keep", action="store_true",
                             help="keep the simulated customers and invoices (single mode only)")
 
     def handle(self, *args, customers, days, seed, retry_mode, no_compare, start, currency,
-               keep, **options):
+               keep, attachments, **options):
         if not 1 <= customers <= 100_000:
             raise CommandError("--customers must be between 1 and 100000.")
         if not 1 <= days <= 366:
@@ -50,7 +53,8 @@ class Command(BaseCommand):
         for mode in modes:
             began = time.perf_counter()
             report = simulate(customers=customers, days=days, seed=seed, mode=mode,
-                              start=moment.astimezone(UTC), currency=currency, keep=keep)
+                              start=moment.astimezone(UTC), currency=currency, keep=keep,
+                              attachments=attachments)
             self._print(report, time.perf_counter() - began)
             reports.append(report)
         if len(reports) == 2:
