@@ -41,6 +41,25 @@ def test_simulate_keep_leaves_the_population_on_its_clock():
     assert Invoice.objects.filter(customer__test_clock=clock).exists()
 
 
+@pytest.mark.parametrize("attachments", [False, True])
+def test_simulate_emails_go_out_with_their_pdfs_only_when_asked(mailoutbox, attachments):
+    args = ["simulate", "--customers", "12", "--days", "8", "--seed", "3", "--no-compare"]
+    run(*args, *(["--attachments"] if attachments else []))
+
+    receipts = [
+        m for m in mailoutbox if m.attachments or "X-Omitted-Attachments" in m.extra_headers
+    ]
+    assert receipts, "the simulated payments send receipts, which carry a PDF"
+    for message in receipts:
+        if attachments:
+            name, content, mimetype = message.attachments[0]
+            assert name.startswith("receipt-") and content.startswith(b"%PDF")
+            assert "X-Omitted-Attachments" not in message.extra_headers
+        else:
+            assert message.attachments == []
+            assert message.extra_headers["X-Omitted-Attachments"].startswith("receipt ")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--customers", "0"], "--customers"),
     (["--days", "900"], "--days"),
