@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from billing_site.celery import app as celery_app
 from customers.errors import DomainError
+from invoices.bulk import invoices_finalize_bulk
 from invoices.credit_notes import CreditLine, credit_note_create
 from invoices.documents import render, services
 from invoices.documents.models import Branding, Document
@@ -358,6 +359,30 @@ def test_an_unreachable_broker_leaves_the_work_to_the_sweep(django_capture_on_co
     assert Document.objects.get().status == D.PENDING
     assert render_pending() == {"rendered": 1, "failed": 0}
     assert document_get("invoice", invoice) is not None
+
+
+def test_a_bulk_change_sends_a_bounded_number_of_render_tasks(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    # Thousands of documents from one commit cost TASKS_PER_COMMIT broker calls; the
+    # beat sweep renders the rest.
+    from invoices.documents import tasks
+
+    sent = []
+    monkeypatch.setattr(
+        tasks.render_documents_task, "apply_async", lambda args, **kw: sent.append(args[0])
+    )
+    customer = make_customer()
+    drafts = [make_draft(customer) for _ in range(services.TASK_CHUNK * services.TASKS_PER_COMMIT
+                                                     + 5)]
+    with django_capture_on_commit_callbacks(execute=True):
+        invoices_finalize_bulk([d.pk for d in drafts], now=NOW, actor=STAFF)
+
+    pending = set(Document.objects.filter(status=D.PENDING).values_list("pk", flat=True))
+    assert len(pending) == len(drafts)
+    assert len(sent) == services.TASKS_PER_COMMIT
+    assert all(len(ids) == services.TASK_CHUNK for ids in sent)
+    assert {pk for ids in sent for pk in ids} < pending  # the rest is the sweep's
 
 
 def test_the_sweep_is_on_the_beat_schedule():
