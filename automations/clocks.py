@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Min
 from django.utils.translation import gettext as _
 
 from customers.errors import DomainError
@@ -34,13 +35,9 @@ class ClockWork:
 
 
 def _drafts_next_due_at(clock: TestClock) -> datetime | None:
-    return (  # in invoice_autofinalize_idx order, the first row only
-        Invoice.objects.filter(
-            status=Invoice.Status.DRAFT, auto_advance=True, customer__test_clock=clock,
-            automatically_finalizes_at__isnull=False,
-        ).order_by("automatically_finalizes_at")
-        .values_list("automatically_finalizes_at", flat=True).first()
-    )
+    return Invoice.objects.filter(
+        status=Invoice.Status.DRAFT, auto_advance=True, customer__test_clock=clock
+    ).aggregate(first=Min("automatically_finalizes_at"))["first"]
 
 
 CLOCK_WORK = [

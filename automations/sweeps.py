@@ -4,7 +4,7 @@ so a tick with nothing due reads nothing, and works in bounded batches."""
 
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import Min, Q
 
 from customers.actors import Actor
 from invoices import collection
@@ -64,9 +64,7 @@ def uncollectible_next_due_at(test_clock) -> datetime | None:
     days = BillingSettings.load().uncollectible_after_days
     if days is None:
         return None
-    first = (  # in invoice_past_due_idx order, the first row only
-        Invoice.objects.filter(
-            status=S.OPEN, past_due_at__isnull=False, customer__test_clock=test_clock
-        ).order_by("past_due_at").values_list("past_due_at", flat=True).first()
-    )
+    first = Invoice.objects.filter(
+        status=S.OPEN, customer__test_clock=test_clock
+    ).aggregate(first=Min("past_due_at"))["first"]
     return first + timedelta(days=days) if first else None

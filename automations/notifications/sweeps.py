@@ -3,6 +3,8 @@ stops the clock at its own next moment: see automations.clocks.CLOCK_WORK)."""
 
 from datetime import datetime
 
+from django.db.models import Min
+
 from .alerts import alerts_sweep
 from .delivery import outbox_drain
 from .digest import digest_queue
@@ -23,22 +25,12 @@ def _clock_schedules(clock):
     return NotificationSchedule.objects.filter(invoice__customer__test_clock=clock)
 
 
-def _first(rows, column: str) -> datetime | None:
-    """The earliest `column` among `rows`: read in the column's partial index order and
-    stopped at the first row (an aggregate read every row of the clock's customers, at
-    every stop of a simulation)."""
-    return (
-        rows.filter(**{f"{column}__isnull": False}).order_by(column)
-        .values_list(column, flat=True).first()
-    )
-
-
 def reminders_next_due_at(clock) -> datetime | None:
-    return _first(_clock_schedules(clock), "next_reminder_at")
+    return _clock_schedules(clock).aggregate(first=Min("next_reminder_at"))["first"]
 
 
 def alerts_next_due_at(clock) -> datetime | None:
-    return _first(_clock_schedules(clock), "overdue_alert_at")
+    return _clock_schedules(clock).aggregate(first=Min("overdue_alert_at"))["first"]
 
 
 def emails_next_due_at(clock) -> datetime | None:
@@ -46,7 +38,7 @@ def emails_next_due_at(clock) -> datetime | None:
         status__in=[OutboxMessage.Status.PENDING, OutboxMessage.Status.SENDING],
         customer__test_clock=clock,
     )
-    return _first(rows, "next_attempt_at")
+    return rows.aggregate(first=Min("next_attempt_at"))["first"]
 
 
 def reminders_run(*, now: datetime, test_clock) -> dict:
