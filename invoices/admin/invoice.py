@@ -174,21 +174,11 @@ class AnyOf(Lookup):
         return f"{lhs} = ANY(%s::{array_type})", [*params, list(self.rhs)]
 
 
-MANY_CUSTOMERS = 1000
-
-
 def customers_among(customers) -> Q:
-    """The invoices of these customers. Up to MANY_CUSTOMERS, their ids are fetched first:
-    PostgreSQL then knows how many invoices they have and uses the customer index (a
-    subquery is planned blind, and one in an OR scanned every invoice). Beyond, the
-    subquery: PostgreSQL prices a long list as searched item by item on every row (it
-    hashes it only once the plan is chosen), so it would sort all their invoices rather
-    than walk the list's order, which finds a page of so common a match at once."""
-    customers = customers.order_by().values_list("pk", flat=True)
-    ids = list(customers[: MANY_CUSTOMERS + 1])
-    if len(ids) > MANY_CUSTOMERS:
-        return Q(customer_id__in=customers)
-    return Q(AnyOf(F("customer_id"), ids))
+    """The invoices of these customers, their ids fetched first: PostgreSQL then knows how
+    many invoices they have and counts them from the customer index. A subquery is planned
+    blind (it took a name search matching every customer for one customer, 14 s)."""
+    return Q(AnyOf(F("customer_id"), list(customers.order_by().values_list("pk", flat=True))))
 
 
 # --- invoice lines --------------------------------------------------------------------
