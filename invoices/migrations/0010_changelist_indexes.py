@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("invoices", "0008_event_drop_redundant_fk_indexes"),
+        ("invoices", "0009_event_type_and_partial_indexes"),
     ]
 
     operations = [
