@@ -1,8 +1,8 @@
 """Indexes for the invoice changelist on PostgreSQL (1,000,000 invoices, bench/changelist.py).
 
 Both are in the list's order (created_at DESC, id DESC) and carry, as INCLUDE columns,
-every column the filters and the search read. Whatever the filters, a page (and the
-OFFSET before it) is then found by walking one index, without reading the table:
+every column the filters and the search read, so that a page of a filtered list (and the
+OFFSET before it) can be found by walking one index without reading the table:
 - invoice_list_idx: all invoices;
 - invoice_open_created_idx: open invoices only (6% of them), for the "past due" filter and
   the status=open filter combined with others, which would otherwise walk the whole list.
