@@ -252,10 +252,10 @@ def test_the_page_costs_a_few_queries_whatever_the_number_of_lines(
         invoice_record_payment(invoice, amount=50, method="cheque", now=NOW, actor=STAFF)
     client.get(page_url(small))  # the settings and branding rows exist from here on
     rendered_pages.clear()
-    # Invoice and customer, settings, the visit (savepoint, SET LOCAL on PostgreSQL,
+    # Invoice with customer, settings, the visit (savepoint, SET LOCAL on PostgreSQL,
     # INSERT, release), what the page's key is made of (branding, payments, attempts),
     # and to render it: lines, payments, attempts, branding.
-    budget = 14 if connection.vendor == "postgresql" else 13
+    budget = 13 if connection.vendor == "postgresql" else 12
     with django_assert_max_num_queries(budget) as small_queries:
         client.get(page_url(small))
     with django_assert_max_num_queries(budget) as big_queries:
@@ -269,7 +269,7 @@ def test_a_page_seen_before_in_the_same_state_is_not_rendered_again(
     client, invoice, django_assert_max_num_queries
 ):
     first = client.get(page_url(invoice))
-    budget = 10 if connection.vendor == "postgresql" else 9  # no lines, nothing rendered
+    budget = 9 if connection.vendor == "postgresql" else 8  # no lines, nothing rendered
     with django_assert_max_num_queries(budget) as queries:
         again = client.get(page_url(invoice))
     assert not any("invoices_invoiceline" in q["sql"] for q in queries.captured_queries)
