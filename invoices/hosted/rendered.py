@@ -24,15 +24,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 from django.core.signals import setting_changed
-from django.db import connection
 from django.dispatch import receiver
-
-from customers.models import PaymentMethod
-
-from ..models import Branding, Payment, PaymentAttempt
 
 PAGES_KEPT = 256  # about 15 KB each (more for long invoices)
 
@@ -76,63 +70,6 @@ def page_key(*parts) -> bytes:
     """A digest of everything a page is rendered from: rows and choices whose repr is
     complete (str, int, dates, Decimals, JSON dicts and lists, tuples of those)."""
     return hashlib.blake2b(repr(parts).encode(), digest_size=16).digest()
-
-
-def row(obj) -> tuple | None:
-    """Every column value of a model instance (None for none)."""
-    if obj is None:
-        return None
-    return tuple(getattr(obj, field.attname) for field in obj._meta.concrete_fields)
-
-
-def shown_rows(invoice, customer, attempts_shown: int) -> tuple:
-    """The rows besides the invoice and its customer (already read) that the page is
-    rendered from, whole, as the database returns them: the branding, the customer's
-    default payment method, the invoice's payments and latest attempts. They are only
-    compared, never shown, so they are read in plain SQL: 0.1 ms of CPU on every visit
-    against 1 ms through the ORM (measured on PostgreSQL); rendering reads them again
-    through the ORM, on a visit that finds no kept page."""
-    sql = _shown_sql(attempts_shown)
-    with connection.cursor() as cursor:
-        cursor.execute(sql.branding, [1])  # Branding.load()'s row
-        branding = tuple(cursor.fetchall())
-        if not branding:  # never saved yet: rendering would create it, so do it first
-            Branding.load()
-            cursor.execute(sql.branding, [1])
-            branding = tuple(cursor.fetchall())
-        rows = [branding]
-        if customer.default_payment_method_id is not None:
-            cursor.execute(sql.method, [customer.default_payment_method_id])
-            rows.append(tuple(cursor.fetchall()))
-        for query in (sql.payments, sql.attempts):
-            cursor.execute(query, [invoice.pk])
-            rows.append(tuple(cursor.fetchall()))
-    return tuple(rows)
-
-
-@dataclass(frozen=True)
-class _ShownSql:
-    branding: str
-    method: str
-    payments: str
-    attempts: str
-
-
-@cache
-def _shown_sql(attempts_shown: int) -> _ShownSql:
-    """In the page's order: payments oldest first, attempts newest first (page.py)."""
-    quote = connection.ops.quote_name
-
-    def select(model) -> str:
-        return f"SELECT * FROM {quote(model._meta.db_table)}"
-
-    return _ShownSql(
-        branding=f"{select(Branding)} WHERE id = %s",
-        method=f"{select(PaymentMethod)} WHERE id = %s",
-        payments=f"{select(Payment)} WHERE invoice_id = %s ORDER BY received_at, id",
-        attempts=f"{select(PaymentAttempt)} WHERE invoice_id = %s "
-        f"ORDER BY created_at DESC, id DESC LIMIT {int(attempts_shown)}",
-    )
 
 
 class PageStore:

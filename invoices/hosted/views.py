@@ -43,15 +43,17 @@ from .headers import hosted_headers
 from .links import invoice_for_token, link_expires_at, link_is_live, link_settings
 from .locale import language_chosen, page_languages
 from .page import (
-    ATTEMPTS_SHOWN,
+    Shown,
     is_payable,
     page_context,
+    page_shown,
     page_status,
     page_view_record,
+    row,
 )
 from .payments import attempt_for_nonce, card_entry_available, hosted_card_save, hosted_pay
 from .ratelimit import CARD_LIMITS, LINK_LIMITS, PAY_LIMITS, client_address, rate_limit_hit
-from .rendered import SlottedPage, page_key, rendered_pages, row, shown_rows, slot
+from .rendered import SlottedPage, page_key, rendered_pages, slot
 
 CUSTOMER = Actor.customer("invoice page")
 
@@ -179,7 +181,7 @@ def page_render(request, visit: Visit, status: int = 200, **given):
             "card": nonce_new,
         }), status=status)
     nonces = {"saved": nonce_new(), "card": nonce_new()}
-    context = page_content(request, visit, nonces, given)
+    context = page_content(request, visit, page_shown(visit.invoice), nonces, given)
     return render_page(request, visit, "hosted/page.html", context, status=status)
 
 
@@ -187,19 +189,19 @@ def kept_page(request, visit: Visit) -> SlottedPage:
     """The page of the invoice's state, rendered once with slots for the values that are
     new on every response, and kept (rendered.py). Its key is everything it is rendered
     from but the lines, frozen since finalization."""
-    invoice, customer = visit.invoice, visit.invoice.customer
+    invoice, shown = visit.invoice, page_shown(visit.invoice)
     key = page_key(
         visit.token, visit.language, page_status(invoice, visit.now),
         request.GET.get("attempt", ""), request.GET.get("saved") == "card",
-        card_entry_available(), row(invoice), row(customer), row(visit.settings),
-        shown_rows(invoice, customer, ATTEMPTS_SHOWN),
+        card_entry_available(), row(invoice), row(invoice.customer), row(visit.settings),
+        shown.rows(),
     )
     page = rendered_pages.get(key)
     if page is None:
         nonces = {"saved": slot("saved"), "card": slot("card")}
         context = {
-            **page_frame(visit, page_branding(Branding.load())),
-            **page_content(request, visit, nonces, {}),
+            **page_frame(visit, page_branding(shown.branding)),
+            **page_content(request, visit, shown, nonces, {}),
             "csp_nonce": slot("csp"),
             "csrf_token": slot("csrf"),
         }
@@ -209,9 +211,9 @@ def kept_page(request, visit: Visit) -> SlottedPage:
     return page
 
 
-def page_content(request, visit: Visit, nonces: dict, given: dict) -> dict:
+def page_content(request, visit: Visit, shown: Shown, nonces: dict, given: dict) -> dict:
     invoice = visit.invoice
-    context = page_context(invoice, now=visit.now, language=visit.language)
+    context = page_context(invoice, shown, now=visit.now, language=visit.language)
     context["expires_at"] = link_expires_at(invoice, visit.settings)
     context["pdf_url"] = visit.url("hosted:invoice_pdf")
     for payment in context["payments"]:

@@ -21,7 +21,7 @@ from invoices.hosted.links import (
     link_expires_at,
     link_settings,
 )
-from invoices.hosted.rendered import row
+from invoices.hosted.page import row
 from invoices.models import Event, Invoice, InvoicingSettings
 from invoices.services import invoice_record_payment
 

@@ -253,9 +253,8 @@ def test_the_page_costs_a_few_queries_whatever_the_number_of_lines(
     client.get(page_url(small))  # the settings and branding rows exist from here on
     rendered_pages.clear()
     # Invoice with customer, settings, the visit (savepoint, SET LOCAL on PostgreSQL,
-    # INSERT, release), what the page's key is made of (branding, payments, attempts),
-    # and to render it: lines, payments, attempts, branding.
-    budget = 13 if connection.vendor == "postgresql" else 12
+    # INSERT, release), branding, payments, attempts, and to render the page: lines.
+    budget = 10 if connection.vendor == "postgresql" else 9
     with django_assert_max_num_queries(budget) as small_queries:
         client.get(page_url(small))
     with django_assert_max_num_queries(budget) as big_queries:
