@@ -126,8 +126,8 @@ class Shown:
 
 
 def page_shown(invoice: Invoice) -> Shown:
-    """Read in plain SQL (rows.py) on every visit: 0.1 ms of CPU against 1 ms through
-    the ORM (measured on PostgreSQL)."""
+    """Read in plain SQL (rows.py) on every visit: 0.23 ms of CPU against 1.7 ms for the
+    same instances through the ORM (measured on PostgreSQL, no payment method)."""
     branding, payments = model_columns(Branding, "b"), model_columns(Payment, "p")
     methods, attempts = model_columns(PaymentMethod, "m"), model_columns(PaymentAttempt, "a")
     customer = invoice.customer
@@ -140,7 +140,8 @@ def page_shown(invoice: Invoice) -> Shown:
                 f"SELECT {methods.select} FROM {methods.table} WHERE m.id = %s",
                 [customer.default_payment_method_id],
             )
-            method = methods.instance(cursor.fetchone())
+            found_method = cursor.fetchone()
+            method = methods.instance(found_method) if found_method is not None else None
         cursor.execute(
             f"SELECT {payments.select} FROM {payments.table} WHERE p.invoice_id = %s "
             "ORDER BY p.received_at, p.id", [invoice.pk],
@@ -151,7 +152,8 @@ def page_shown(invoice: Invoice) -> Shown:
             f"ORDER BY a.created_at DESC, a.id DESC LIMIT {ATTEMPTS_SHOWN}", [invoice.pk],
         )
         tried = [attempts.instance(values) for values in cursor.fetchall()]
-    customer.default_payment_method = method  # read here, not again by the forms
+    if method is not None:
+        customer.default_payment_method = method  # read here, not again by the forms
     return Shown(
         branding=branding.instance(found) if found is not None else Branding.load(),
         method=method, payments=paid, attempts=tried,
