@@ -14,6 +14,8 @@ learns during the run is what a new installation would learn).
 """
 
 import random
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,6 +33,7 @@ from invoices.services import invoice_create, invoice_line_add
 
 from .clocks import clock_advance
 from .models import BillingSettings, RetryPolicy, RetryStat
+from .notifications.documents import attachments_omitted
 from .notifications.models import OutboxMessage
 
 # Share of customers paying with each test card (docs/gateways.md describes the cards).
@@ -91,6 +94,7 @@ class Report:
     at_risk: int = 0  # total of invoices whose first automatic attempt did not succeed
     recovered: int = 0  # paid on those invoices
     emails_by_status: dict = field(default_factory=dict)
+    seconds: float = 0.0  # the run's, the population's build aside
 
     @property
     def recovery_rate(self) -> float:
@@ -101,28 +105,83 @@ class Rollback(Exception):
     """Raised to undo a simulation that was not asked to be kept."""
 
 
+@dataclass
+class World:
+    """What every mode starts from: the clock at its start and the population on it."""
+    clock: TestClock
+    population: list[SimCustomer]
+    start: datetime
+    seconds: float = 0.0  # to build it
+
+
 def simulate(
     *, customers: int, days: int, seed: int, mode: str, start: datetime, currency: str = "EUR",
-    keep: bool = False, on_step=None,
+    keep: bool = False, on_step=None, attachments: bool = False,
 ) -> Report:
-    report = None
+    """One mode; see simulate_modes."""
+    return simulate_modes(
+        customers=customers, days=days, seed=seed, modes=[mode], start=start,
+        currency=currency, keep=keep, on_step=on_step, attachments=attachments,
+    )[0]
+
+
+def simulate_modes(
+    *, customers: int, days: int, seed: int, modes: list[str], start: datetime,
+    currency: str = "EUR", keep: bool = False, on_step=None, attachments: bool = False,
+    on_world=None, on_report=None,
+) -> list[Report]:
+    """Build the population once, then run each mode from it: each run happens in a
+    savepoint rolled back before the next, so every mode starts from the same rows.
+    Everything is rolled back at the end unless `keep` (one mode only).
+
+    Without `attachments`, the emails go out without their PDFs (each says which it
+    left out in a header): rendering a receipt per payment would take most of the run."""
+    if keep and len(modes) != 1:
+        raise ValueError("keep applies to a single mode")
+    reports = []
     try:
-        with transaction.atomic():
-            report = _run(customers=customers, days=days, seed=seed, mode=mode, start=start,
-                          currency=currency, on_step=on_step)
+        with transaction.atomic(), (nullcontext() if attachments else attachments_omitted()):
+            world = _world_make(customers=customers, seed=seed, start=start, currency=currency)
+            if on_world:
+                on_world(world)
+            for mode in modes:
+                try:
+                    with transaction.atomic():
+                        began = time.perf_counter()
+                        report = _run(world, days=days, seed=seed, mode=mode,
+                                      currency=currency, on_step=on_step)
+                        report.seconds = time.perf_counter() - began
+                        reports.append(report)
+                        if on_report:
+                            on_report(report)
+                        if not keep:
+                            raise Rollback
+                except Rollback:
+                    pass
             if not keep:
                 raise Rollback
     except Rollback:
         pass
-    return report
+    return reports
 
 
-def _run(*, customers, days, seed, mode, start, currency, on_step) -> Report:
+def _world_make(*, customers, seed, start, currency) -> World:
+    began = time.perf_counter()
     rng = random.Random(seed)
+    clock = TestClock.objects.create(name=f"Simulation seed {seed}", frozen_time=start)
+    population = [_customer_make(rng, n, clock, start, currency, seed) for n in range(customers)]
+    return World(clock, population, start, time.perf_counter() - began)
+
+
+def _run(world: World, *, days, seed, mode, currency, on_step) -> Report:
     RetryStat.objects.all().delete()  # learn from this run only (rolled back with it)
     _settings_for(mode, seed)
-    clock = TestClock.objects.create(name=f"Simulation {mode} seed {seed}", frozen_time=start)
-    population = [_customer_make(rng, n, clock, start, currency, seed) for n in range(customers)]
+    clock, population, start = world.clock, world.population, world.start
+    # A previous mode's run was rolled back in the database, not in these objects.
+    clock.refresh_from_db()
+    fresh = Customer.objects.in_bulk([sim.customer.pk for sim in population])
+    for sim in population:
+        sim.customer = fresh[sim.customer.pk]
     index = {sim.customer.pk: n for n, sim in enumerate(population)}
     end = start + timedelta(days=days)
     invoices_due = sorted(
@@ -145,7 +204,7 @@ def _run(*, customers, days, seed, mode, start, currency, on_step) -> Report:
             _statistics_refresh()
         if on_step:
             on_step(hour)
-    return _report(mode, customers, days, seed, currency, clock)
+    return _report(mode, len(population), days, seed, currency, clock)
 
 
 def _statistics_refresh() -> None:

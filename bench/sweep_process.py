@@ -7,9 +7,12 @@ process it would include the data set's setup. Prints one JSON line: the
 sweep's counts, its wall time, its queries, the process's peak RSS before and after the
 sweep (MB), and the CPU time the sweep used here and in its PostgreSQL backend (read from
 /proc when the database runs on this machine, else null). On a shared machine the wall
-time depends on the load; the CPU time much less.
+time depends on the load; the CPU time much less. With BENCH_PROFILE=FILE set, the
+sweep runs under cProfile and its statistics go to FILE (the figures then include the
+profiler's own cost).
 """
 
+import cProfile
 import json
 import os
 import resource
@@ -76,10 +79,18 @@ def sweep_run(name: str, clock_id: int, now) -> dict:
         backend = cursor.fetchone()[0]
     before = peak_rss_mb()
     cpu, backend_cpu = own_cpu_seconds(), backend_cpu_seconds(backend)
+    profile_to = os.environ.get("BENCH_PROFILE")  # a path: the sweep's cProfile stats
+    profiler = cProfile.Profile() if profile_to else None
     with connection.execute_wrapper(count):
         started = time.perf_counter()
+        if profiler:
+            profiler.enable()
         counts = run()
+        if profiler:
+            profiler.disable()
         elapsed = time.perf_counter() - started
+    if profiler:
+        profiler.dump_stats(profile_to)
     backend_after = backend_cpu_seconds(backend)
     return {
         "counts": counts, "elapsed": elapsed, "queries": queries[0],

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from billing_site.celery import app as celery_app
 from customers.errors import DomainError
+from invoices.bulk import invoices_finalize_bulk
 from invoices.credit_notes import CreditLine, credit_note_create
 from invoices.documents import render, services
 from invoices.documents.models import Branding, Document
@@ -22,7 +23,12 @@ from invoices.documents.services import (
     draft_preview_pdf,
 )
 from invoices.models import Invoice
-from invoices.services import invoice_finalize, invoice_record_payment, invoice_void
+from invoices.services import (
+    invoice_finalize,
+    invoice_mark_uncollectible,
+    invoice_record_payment,
+    invoice_void,
+)
 from invoices.sweeps import finalize_due_drafts
 
 from .factories import NOW, STAFF, make_customer, make_draft, make_open, make_tax_rate
@@ -140,7 +146,7 @@ def test_lines_taxes_discounts_balance_and_terms_are_printed():
     assert "Payment due by April 1, 2026." in text
 
 
-# --- statuses: a new version when paid, voided or uncollectible ------------------------
+# --- statuses: a new version when paid or voided -------------------------------------
 
 
 def test_a_paid_invoice_gets_a_new_version_that_shows_it_and_a_receipt():
@@ -185,6 +191,21 @@ def test_a_void_invoice_shows_it():
     text = pdf_text(latest("invoice", invoice))
 
     assert "VOID" in text.upper() and "nothing is due" in text
+
+
+def test_a_write_off_leaves_the_customer_copy_as_issued():
+    # Uncollectible is the business's book-keeping: the customer still owes the invoice
+    # and can still pay it, so their PDF neither changes nor says "uncollectible".
+    invoice = make_open(lines=((1, 10000),))
+    render_pending()
+    issued = document_get("invoice", invoice)
+
+    invoice_mark_uncollectible(invoice, now=NOW, actor=STAFF)
+
+    assert render_pending() == {"rendered": 0, "failed": 0}
+    assert document_get("invoice", invoice).pk == issued.pk
+    text = pdf_text(latest("invoice", invoice))
+    assert "UNCOLLECTIBLE" not in text.upper() and "Amount due €100.00" in text
 
 
 def test_events_of_one_transaction_ask_for_one_rendering():
@@ -338,6 +359,30 @@ def test_an_unreachable_broker_leaves_the_work_to_the_sweep(django_capture_on_co
     assert Document.objects.get().status == D.PENDING
     assert render_pending() == {"rendered": 1, "failed": 0}
     assert document_get("invoice", invoice) is not None
+
+
+def test_a_bulk_change_sends_a_bounded_number_of_render_tasks(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    # Thousands of documents from one commit cost TASKS_PER_COMMIT broker calls; the
+    # beat sweep renders the rest.
+    from invoices.documents import tasks
+
+    sent = []
+    monkeypatch.setattr(
+        tasks.render_documents_task, "apply_async", lambda args, **kw: sent.append(args[0])
+    )
+    customer = make_customer()
+    drafts = [make_draft(customer) for _ in range(services.TASK_CHUNK * services.TASKS_PER_COMMIT
+                                                     + 5)]
+    with django_capture_on_commit_callbacks(execute=True):
+        invoices_finalize_bulk([d.pk for d in drafts], now=NOW, actor=STAFF)
+
+    pending = set(Document.objects.filter(status=D.PENDING).values_list("pk", flat=True))
+    assert len(pending) == len(drafts)
+    assert len(sent) == services.TASKS_PER_COMMIT
+    assert all(len(ids) == services.TASK_CHUNK for ids in sent)
+    assert {pk for ids in sent for pk in ids} < pending  # the rest is the sweep's
 
 
 def test_the_sweep_is_on_the_beat_schedule():

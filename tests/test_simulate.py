@@ -5,6 +5,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from automations.simulation import simulate, simulate_modes
 from customers.models import Customer, TestClock
 from invoices.models import Invoice
 
@@ -27,6 +28,15 @@ def test_simulate_reports_both_modes_and_leaves_nothing_behind():
     assert not Customer.objects.exists() and not TestClock.objects.exists()
 
 
+def test_simulate_over_several_seeds_sums_them_up():
+    output = run("simulate", "--customers", "10", "--days", "6", "--seed", "4", "--seeds", "2")
+    assert "smart retries — 10 customers, 6 days, seed 4" in output
+    assert "fixed retries — 10 customers, 6 days, seed 5" in output
+    assert output.count("population: 10 customers") == 2
+    assert "Over 2 seeds, Smart Retries recovered" in output and "seed 4 " in output
+    assert not Customer.objects.exists()
+
+
 def test_simulate_is_deterministic_for_a_seed():
     first = run("simulate", "--customers", "8", "--days", "5", "--seed", "7", "--no-compare")
     again = run("simulate", "--customers", "8", "--days", "5", "--seed", "7", "--no-compare")
@@ -41,12 +51,47 @@ def test_simulate_keep_leaves_the_population_on_its_clock():
     assert Invoice.objects.filter(customer__test_clock=clock).exists()
 
 
+def test_each_mode_starts_from_the_same_population_as_if_run_alone():
+    # The second mode runs on the population the first one used, after a rollback: its
+    # figures must be those of a run on its own.
+    options = dict(customers=15, days=10, seed=11, start=NOW)
+    both = {r.mode: r for r in simulate_modes(modes=["smart", "fixed"], **options)}
+    alone = simulate(mode="fixed", **options)
+
+    figures = lambda r: (r.invoices_by_status, r.attempts_by_status, r.billed,  # noqa: E731
+                         r.at_risk, r.recovered, r.emails_by_status)
+    assert figures(both["fixed"]) == figures(alone)
+    assert both["fixed"].attempts > 0 and both["smart"].attempts > 0
+    assert not Customer.objects.exists() and not TestClock.objects.exists()
+
+
+@pytest.mark.parametrize("attachments", [False, True])
+def test_simulate_emails_go_out_with_their_pdfs_only_when_asked(mailoutbox, attachments):
+    args = ["simulate", "--customers", "12", "--days", "8", "--seed", "3", "--no-compare"]
+    run(*args, *(["--attachments"] if attachments else []))
+
+    receipts = [
+        m for m in mailoutbox if m.attachments or "X-Omitted-Attachments" in m.extra_headers
+    ]
+    assert receipts, "the simulated payments send receipts, which carry a PDF"
+    for message in receipts:
+        if attachments:
+            name, content, mimetype = message.attachments[0]
+            assert name.startswith("receipt-") and content.startswith(b"%PDF")
+            assert "X-Omitted-Attachments" not in message.extra_headers
+        else:
+            assert message.attachments == []
+            assert message.extra_headers["X-Omitted-Attachments"].startswith("receipt ")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--customers", "0"], "--customers"),
     (["--days", "900"], "--days"),
     (["--currency", "XXXX"], "--currency"),
     (["--start", "yesterday"], "--start"),
     (["--keep"], "--no-compare"),
+    (["--seeds", "0"], "--seeds"),
+    (["--keep", "--no-compare", "--seeds", "2"], "--seeds"),
 ])
 def test_simulate_refuses_bad_options(args, message):
     with pytest.raises(CommandError, match=message):

@@ -37,7 +37,7 @@ from invoices.events import event_build, events_save
 from invoices.models import Invoice
 
 from .context import branding, context_build
-from .documents import AttachmentError, attachment_load
+from .documents import AttachmentError, attachment_load, attachments_attached
 from .kinds import REMINDER_KINDS
 from .models import CustomerNotificationPreference, EmailTemplate, NotificationSettings
 from .models import OutboxMessage as Row
@@ -224,8 +224,9 @@ def message_build(
     rendered = row_render(
         row, notification_settings=notification_settings, overrides=overrides, brand=brand
     )
+    omitted = row.attachments if not attachments_attached() else []
     try:
-        attachments = [attachment_load(spec) for spec in row.attachments]
+        attachments = [attachment_load(spec) for spec in row.attachments if not omitted]
     except TemplateError as error:
         raise Undeliverable(str(error)) from None
     row.subject = rendered.subject[:300]
@@ -236,6 +237,10 @@ def message_build(
         reply_to=[brand["support_email"]],
         headers={"Message-ID": message_id(row, domain)},
     )
+    if omitted:
+        message.extra_headers["X-Omitted-Attachments"] = ", ".join(
+            f"{spec.get('kind')} {spec.get('id')}" for spec in omitted
+        )
     message.attach_alternative(rendered.html, "text/html")
     for filename, content in attachments:
         message.attach(filename, content, "application/pdf")

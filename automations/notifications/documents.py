@@ -1,5 +1,8 @@
 """PDF attachments, rendered (or found) when the email is delivered."""
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from django.utils.translation import gettext as _
 
 from customers.errors import DomainError
@@ -9,6 +12,26 @@ from invoices.models import CreditNote, Invoice, Payment
 from .rendering import TemplateError
 
 MODELS = {"invoice": Invoice, "credit_note": CreditNote, "receipt": Payment}
+
+
+# Off only inside `attachments_omitted()`: `manage.py simulate` delivers thousands of
+# emails whose PDFs would cost more than the whole rest of the run.
+_attaching = ContextVar("attaching_pdfs", default=True)
+
+
+@contextmanager
+def attachments_omitted():
+    """Deliver emails without their PDF attachments while inside this block; each such
+    email names what it left out in an X-Omitted-Attachments header."""
+    token = _attaching.set(False)
+    try:
+        yield
+    finally:
+        _attaching.reset(token)
+
+
+def attachments_attached() -> bool:
+    return _attaching.get()
 
 
 class AttachmentError(Exception):

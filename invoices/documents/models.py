@@ -135,7 +135,8 @@ class Document(models.Model):
 
     Rows are written pending, in the transaction of the event that calls for them, and
     rendered by a worker. A finalized invoice gets a new row (a new version) when it is
-    paid, voided or marked uncollectible, so the PDF shows its status; the latest
+    paid or voided, so the PDF shows its status (not when it is written off as
+    uncollectible: the customer still owes it); the latest
     rendered row is the one served, and the older ones stay as they were sent."""
 
     class Kind(models.TextChoices):

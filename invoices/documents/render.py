@@ -262,7 +262,8 @@ def payment_terms(invoice, formats: Formats) -> str:
     return _("Payment due on receipt.")
 
 
-STAMPED = {"paid", "void", "uncollectible", "draft"}
+# Uncollectible is the business's write-off, not the customer's news: not stamped.
+STAMPED = {"paid", "void", "draft"}
 PAYABLE = {"open", "uncollectible"}  # the hosted page link is printed on these
 
 

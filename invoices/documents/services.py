@@ -13,7 +13,9 @@ its row (shown in the admin) and retried with backoff, a few times; it never rea
 the door that caused it.
 
 Versions: a finalized invoice is rendered once when finalized and once more when it is
-paid, voided or marked uncollectible, so that the PDF shows its status. Each is a new
+paid or voided, so that the PDF shows its status. Marking it uncollectible writes it off
+in the business's books only: the customer still owes it and can still pay it, so the
+copy they hold does not change (and a write-off of thousands costs no renderings). Each is a new
 row; the newest rendered row is served and the older ones stay as they were sent. The
 Factur-X XML of the later versions is the one embedded in the first: the invoice as
 issued does not change when it is paid.
@@ -46,7 +48,6 @@ EVENT_KINDS = {
     "invoice.finalized": K.INVOICE,
     "invoice.paid": K.INVOICE,
     "invoice.voided": K.INVOICE,
-    "invoice.marked_uncollectible": K.INVOICE,
     "credit_note.created": K.CREDIT_NOTE,
     "credit_note.voided": K.CREDIT_NOTE,
     "invoice.payment_succeeded": K.RECEIPT,
@@ -56,6 +57,9 @@ MAX_ATTEMPTS = 5
 RETRY_DELAYS = [timedelta(minutes=m) for m in (1, 5, 30, 120)]  # after attempts 1..4
 CHUNK = 500  # ids per IN (...) list
 TASK_CHUNK = 20  # documents per render task enqueued after commit
+# Render tasks sent per commit at most; a bulk change's remaining documents are left to
+# the beat sweep (every minute), so a batch of thousands costs no thousand broker calls.
+TASKS_PER_COMMIT = 10
 
 
 def document_key(kind: str, pk: int) -> str:
@@ -162,12 +166,13 @@ def receipt_number(invoice_number: str, payment_pk: int) -> str:
 
 
 def documents_enqueue(ids: list[int]) -> None:
-    """After commit: ask the workers to render these now. If the broker is unreachable
-    the beat sweep finds them anyway, so this fails fast rather than retrying."""
+    """After commit: ask the workers to render these now (the first TASKS_PER_COMMIT
+    chunks; the beat sweep renders the rest). If the broker is unreachable the beat
+    sweep finds them all anyway, so this fails fast rather than retrying."""
     from .tasks import render_documents_task
 
     try:
-        for chunk in _chunks(ids, TASK_CHUNK):
+        for chunk in list(_chunks(ids, TASK_CHUNK))[:TASKS_PER_COMMIT]:
             render_documents_task.apply_async((chunk,), retry=False)
     except Exception as error:  # noqa: BLE001 - the rows are committed: the sweep renders them
         log.warning("documents left to the sweep, the broker is unreachable: %s", error)

@@ -2,7 +2,6 @@
 Retries (automations.simulation). Prints a report, and the same population collected
 with the other retry mode for comparison."""
 
-import time
 from datetime import UTC
 
 from django.core.management.base import BaseCommand, CommandError
@@ -10,7 +9,7 @@ from django.utils.dateparse import parse_datetime
 
 from customers.money import format_money, known_currencies
 
-from ...simulation import Report, simulate
+from ...simulation import Report, simulate_modes
 
 MODES = ("smart", "fixed")
 
@@ -23,17 +22,22 @@ class Command(BaseCommand):
         parser.add_argument("--customers", type=int, default=500)
         parser.add_argument("--days", type=int, default=60)
         parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--seeds", type=int, default=1,
+                            help="run this many seeds (seed, seed+1, ...) and sum them up")
         parser.add_argument("--retry-mode", choices=MODES, default="smart")
         parser.add_argument("--no-compare", action="store_true",
                             help="skip the run with the other retry mode")
         parser.add_argument("--start", default="2026-01-05T00:00:00+00:00",
                             help="the test clock's starting time (ISO 8601 with an offset)")
         parser.add_argument("--currency", default="EUR")
+        parser.add_argument("--attachments", action="store_true",
+                            help="render the emails' PDF attachments (slow: one PDF per "
+                                 "receipt); without it the emails go out without them")
         parser.add_argument("--keep", action="store_true",
                             help="keep the simulated customers and invoices (single mode only)")
 
-    def handle(self, *args, customers, days, seed, retry_mode, no_compare, start, currency,
-               keep, **options):
+    def handle(self, *args, customers, days, seed, seeds, retry_mode, no_compare, start,
+               currency, keep, attachments, **options):
         if not 1 <= customers <= 100_000:
             raise CommandError("--customers must be between 1 and 100000.")
         if not 1 <= days <= 366:
@@ -43,20 +47,36 @@ class Command(BaseCommand):
         moment = parse_datetime(start)
         if moment is None or moment.tzinfo is None:
             raise CommandError(f"--start {start!r} is not an ISO 8601 time with an offset.")
+        if not 1 <= seeds <= 100:
+            raise CommandError("--seeds must be between 1 and 100.")
         if keep and not no_compare:
             raise CommandError("--keep keeps one run: add --no-compare.")
+        if keep and seeds > 1:
+            raise CommandError("--keep keeps one run: leave --seeds out.")
         modes = [retry_mode] if no_compare else [retry_mode, *(m for m in MODES if m != retry_mode)]
-        reports = []
-        for mode in modes:
-            began = time.perf_counter()
-            report = simulate(customers=customers, days=days, seed=seed, mode=mode,
-                              start=moment.astimezone(UTC), currency=currency, keep=keep)
-            self._print(report, time.perf_counter() - began)
-            reports.append(report)
-        if len(reports) == 2:
-            self._compare(*sorted(reports, key=lambda r: r.mode != "smart"))
+        compared = []
+        for run_seed in range(seed, seed + seeds):
+            reports = simulate_modes(
+                customers=customers, days=days, seed=run_seed, modes=modes,
+                start=moment.astimezone(UTC), currency=currency, keep=keep,
+                attachments=attachments, on_world=self._world, on_report=self._print,
+            )
+            if len(reports) == 2:
+                pair = sorted(reports, key=lambda r: r.mode != "smart")
+                self._compare(*pair)
+                compared.append(pair)
+        if len(compared) > 1:
+            self._summary(compared)
 
-    def _print(self, report: Report, seconds: float) -> None:
+    def _world(self, world) -> None:
+        self.stdout.write(
+            f"population: {len(world.population)} customers on a test clock from "
+            f"{world.start:%Y-%m-%d %H:%M} UTC, built in {world.seconds:.0f} s; each mode "
+            "runs from it"
+        )
+
+    def _print(self, report: Report) -> None:
+        seconds = report.seconds
         money = lambda amount: format_money(amount, report.currency)  # noqa: E731
         statuses = ", ".join(
             f"{status} {n}" for status, n in sorted(report.invoices_by_status.items())
@@ -75,6 +95,20 @@ class Command(BaseCommand):
             f"  recovered: {money(report.recovered)}\n"
             f"  recovery rate: {report.recovery_rate:.1%}\n"
             f"  emails: {emails or 'none'}\n"
+        )
+
+    def _summary(self, compared: list[list[Report]]) -> None:
+        smart = sum(pair[0].recovered for pair in compared)
+        fixed = sum(pair[1].recovered for pair in compared)
+        gains = [
+            f"seed {s.seed} {s.recovered / f.recovered - 1:+.1%}" if f.recovered
+            else f"seed {s.seed} (fixed recovered nothing)"
+            for s, f in compared
+        ]
+        overall = f"{smart / fixed - 1:+.1%}" if fixed else "(the fixed schedule recovered nothing)"
+        self.stdout.write(
+            f"\nOver {len(compared)} seeds, Smart Retries recovered {overall} against the fixed "
+            f"schedule ({'; '.join(gains)})."
         )
 
     def _compare(self, smart: Report, fixed: Report) -> None:
