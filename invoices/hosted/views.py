@@ -40,7 +40,7 @@ from .forms import (
 )
 from .fresh_link import hosted_link_request
 from .headers import hosted_headers
-from .links import invoice_for_token, link_expires_at, link_is_live, link_settings
+from .links import link_expires_at, link_is_live, link_read
 from .locale import language_chosen, page_languages
 from .page import (
     Shown,
@@ -65,6 +65,7 @@ class Visit:
     token: str
     invoice: Invoice
     settings: InvoicingSettings
+    branding: Branding
     now: datetime
     language: str
 
@@ -91,13 +92,15 @@ def hosted_view(*, methods: list[str], when_expired: bool = False):
         @require_http_methods(methods)
         @wraps(view)
         def wrapped(request, token, *args, **kwargs):
-            invoice = invoice_for_token(token)
-            if invoice is None:
+            read = link_read(token)
+            if read is None:
                 return not_found(request)
+            invoice = read.invoice
             visit = Visit(
                 token=token,
                 invoice=invoice,
-                settings=link_settings(),
+                settings=read.settings,
+                branding=read.branding,
                 now=now_for(invoice.customer),
                 language=language_chosen(request.GET.get("lang"), invoice.customer),
             )
@@ -117,7 +120,7 @@ def hosted_view(*, methods: list[str], when_expired: bool = False):
 
 def render_page(request, visit: Visit, template: str, context: dict, status: int = 200):
     return render(request, template, {
-        **page_frame(visit, page_branding(Branding.load())),
+        **page_frame(visit, page_branding(visit.branding)),
         "csp_nonce": request.csp_nonce,
         **context,
     }, status=status)
@@ -193,14 +196,15 @@ def kept_page(request, visit: Visit) -> SlottedPage:
     key = page_key(
         visit.token, visit.language, page_status(invoice, visit.now),
         request.GET.get("attempt", ""), request.GET.get("saved") == "card",
-        card_entry_available(), row(invoice), row(invoice.customer), row(visit.settings),
+        card_entry_available(), row(invoice), row(invoice.customer),
+        row(invoice.customer.default_payment_method), row(visit.settings), row(visit.branding),
         shown.rows(),
     )
     page = rendered_pages.get(key)
     if page is None:
         nonces = {"saved": slot("saved"), "card": slot("card")}
         context = {
-            **page_frame(visit, page_branding(shown.branding)),
+            **page_frame(visit, page_branding(visit.branding)),
             **page_content(request, visit, shown, nonces, {}),
             "csp_nonce": slot("csp"),
             "csrf_token": slot("csrf"),

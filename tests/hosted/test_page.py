@@ -252,9 +252,9 @@ def test_the_page_costs_a_few_queries_whatever_the_number_of_lines(
         invoice_record_payment(invoice, amount=50, method="cheque", now=NOW, actor=STAFF)
     client.get(page_url(small))  # the settings and branding rows exist from here on
     rendered_pages.clear()
-    # Invoice with customer, settings, the visit (savepoint, SET LOCAL on PostgreSQL,
-    # INSERT, release), branding, payments, attempts, and to render the page: lines.
-    budget = 10 if connection.vendor == "postgresql" else 9
+    # Invoice with customer, settings and branding, the visit (savepoint, SET LOCAL on
+    # PostgreSQL, INSERT, release), payments, attempts, and to render the page: lines.
+    budget = 8 if connection.vendor == "postgresql" else 7
     with django_assert_max_num_queries(budget) as small_queries:
         client.get(page_url(small))
     with django_assert_max_num_queries(budget) as big_queries:
@@ -268,7 +268,7 @@ def test_a_page_seen_before_in_the_same_state_is_not_rendered_again(
     client, invoice, django_assert_max_num_queries
 ):
     first = client.get(page_url(invoice))
-    budget = 9 if connection.vendor == "postgresql" else 8  # no lines, nothing rendered
+    budget = 7 if connection.vendor == "postgresql" else 6  # no lines, nothing rendered
     with django_assert_max_num_queries(budget) as queries:
         again = client.get(page_url(invoice))
     assert not any("invoices_invoiceline" in q["sql"] for q in queries.captured_queries)
