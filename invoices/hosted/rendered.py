@@ -11,10 +11,10 @@ customer, payments and attempts, the branding, the link and its settings, the la
 the clock's verdict on "past due") makes a different key, so a page kept for a former
 state is simply not found again, and falls out of the bounded store. The store lives
 in the process's memory (the web tier keeps no state elsewhere) and holds at most
-PAGES_KEPT pages. The invoice's lines are not in the key: they are frozen once the
-invoice is finalized, and only finalized invoices have a page. Templates and
-translations are read once per process too, except with DEBUG on, when pages are not
-kept either (a template being edited shows at once).
+PAGES_KEPT pages and KEPT_SIZE characters. The invoice's lines are not in the key: they
+are frozen once the invoice is finalized, and only finalized invoices have a page.
+Templates and translations are read once per process too, except with DEBUG on, when
+pages are not kept either (a template being edited shows at once).
 """
 
 import hashlib
@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-PAGES_KEPT = 256  # about 15 KB each (more for long invoices)
+PAGES_KEPT = 256  # about 15 KB each, more for long invoices: at most
+KEPT_SIZE = 8_000_000  # characters in all, whatever the pages' sizes
 
 # Slot markers: random per process, so that no text on a page (a memo, a line's
 # description) can be taken for one. Letters and digits only: escaping leaves them alone.
@@ -49,6 +50,10 @@ class SlottedPage:
 
     texts: tuple[str, ...]
     slots: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(map(len, self.texts))
 
     @classmethod
     def cut(cls, html: str) -> "SlottedPage":
@@ -73,11 +78,13 @@ def page_key(*parts) -> bytes:
 
 
 class PageStore:
-    """The last PAGES_KEPT pages used, by key (thread-safe, for threaded servers)."""
+    """The pages last used, by key, at most `count` of them and `size` characters in
+    all (thread-safe, for threaded servers)."""
 
-    def __init__(self, size: int = PAGES_KEPT):
-        self.size = size
+    def __init__(self, count: int = PAGES_KEPT, size: int = KEPT_SIZE):
+        self.count, self.size = count, size
         self._pages: OrderedDict[bytes, SlottedPage] = OrderedDict()
+        self._size = 0
         self._lock = threading.Lock()
 
     def get(self, key: bytes) -> SlottedPage | None:
@@ -89,14 +96,18 @@ class PageStore:
 
     def put(self, key: bytes, page: SlottedPage) -> None:
         with self._lock:
+            replaced = self._pages.pop(key, None)
+            self._size -= replaced.size if replaced is not None else 0
             self._pages[key] = page
-            self._pages.move_to_end(key)
-            while len(self._pages) > self.size:
-                self._pages.popitem(last=False)
+            self._size += page.size
+            while len(self._pages) > self.count or self._size > self.size:
+                _key, oldest = self._pages.popitem(last=False)
+                self._size -= oldest.size
 
     def clear(self) -> None:
         with self._lock:
             self._pages.clear()
+            self._size = 0
 
 
 rendered_pages = PageStore()

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from invoices.documents.models import Branding
+from invoices.hosted.rendered import PageStore, SlottedPage, slot
 from invoices.models import Invoice, PaymentAttempt
 from invoices.services import invoice_record_payment, invoice_update
 
@@ -119,3 +120,28 @@ def test_each_language_is_its_own_page(client, invoice):
     assert "Amount due" in body(client, invoice)
     assert "Montant dû" in body(client, invoice, lang="fr")
     assert "Amount due" in body(client, invoice, lang="en")
+
+
+def test_the_store_keeps_the_pages_last_used_within_its_bounds():
+    store = PageStore(count=3, size=100)
+    page = SlottedPage.cut("x" * 30)
+    for key in (b"a", b"b", b"c"):
+        store.put(key, page)
+    store.get(b"a")  # used: kept rather than b
+    store.put(b"d", page)
+    assert [key for key in (b"a", b"b", b"c", b"d") if store.get(key)] == [b"a", b"c", b"d"]
+    store.put(b"e", SlottedPage.cut("y" * 60))  # 150 characters: the oldest go
+    assert [key for key in (b"a", b"c", b"d", b"e") if store.get(key)] == [b"d", b"e"]
+
+
+def test_slots_are_filled_where_the_page_has_them():
+    page = SlottedPage.cut(f"<p>{slot('csp')}</p><i>{slot('csrf')}</i><b>{slot('csrf')}</b>")
+    asked = []
+
+    def token():
+        asked.append(1)
+        return "T"
+
+    filled = page.fill({"csp": lambda: "N", "csrf": token, "saved": pytest.fail,
+                        "card": pytest.fail})
+    assert filled == "<p>N</p><i>T</i><b>T</b>" and asked == [1]
