@@ -198,8 +198,11 @@ def _run(world: World, *, days, seed, mode, currency, on_step) -> Report:
             next_invoice += 1
         _customers_act(population, actions, acted, hour)
         hour += timedelta(hours=1)
-        clock_advance(clock, to=hour)
-        _actions_plan(population, index, actions, acted, clock)
+        done = clock_advance(clock, to=hour)
+        collected = done["collection"]
+        if collected.get("failed") or collected.get("requires_action"):
+            # Holds come only from declines and authentication requests.
+            _actions_plan(population, index, actions, acted, clock)
         if hour.hour == 0:
             _statistics_refresh()
         if on_step:

@@ -87,11 +87,17 @@ def timed_ms(function, runs: int, clock=time.perf_counter) -> list[float]:
 
 def renders(invoice, branding, runs: int, summary) -> str:
     """Cold (first in the process), then warm: the PDF alone, and the whole worker path
-    (XML built and checked, PDF laid out, file stored, row updated)."""
+    (XML built and checked, PDF laid out, file stored, row updated). Each is timed twice:
+    wall clock, and CPU time of this process (on a busy machine wall time also counts
+    the waiting for a core)."""
     xml = facturx.invoice_xml(invoice, branding)
     cold = timed_ms(lambda: render.invoice_pdf(invoice, branding, xml=xml), 1)[0]
-    pdf_only = timed_ms(lambda: render.invoice_pdf(invoice, branding, xml=xml), runs)
-    xml_only = timed_ms(lambda: facturx.invoice_xml(invoice, branding), runs)
+
+    def pdf_only():
+        render.invoice_pdf(invoice, branding, xml=xml)
+
+    def xml_only():
+        facturx.invoice_xml(invoice, branding)
 
     def worker_path():
         document = documents_build([Wanted("invoice", invoice.pk, system_now())])[0]
@@ -99,25 +105,29 @@ def renders(invoice, branding, runs: int, summary) -> str:
         document_render(document, now=system_now())
         assert document.status == Document.Status.RENDERED and document.facturx, document.error
 
-    path = timed_ms(worker_path, runs)
-    # CPU time of this process too: on a busy machine wall time also counts the waiting.
-    path_cpu = timed_ms(worker_path, runs, clock=time.process_time)
+    timings = {
+        label: (timed_ms(function, runs), timed_ms(function, runs, clock=time.process_time))
+        for label, function in (
+            ("PDF/A-3b + Factur-X layout", pdf_only),
+            ("EN 16931 XML built + XSD-checked", xml_only),
+            ("whole worker path (XML, PDF, storage, row)", worker_path),
+        )
+    }
     with document_get("invoice", invoice).file.open("rb") as stored:
         pages = len(PdfReader(stored).pages)
-    for label, samples in (("PDF/A-3b + Factur-X layout", pdf_only),
-                           ("EN 16931 XML built + XSD-checked", xml_only),
-                           ("whole worker path (XML, PDF, storage, row)", path),
-                           ("  the same, CPU time of this process", path_cpu)):
-        median, p95 = median_p95(samples)
-        print(f"  {label:45s} median {median:6.1f} ms  p95 {p95:6.1f} ms")
+    for label, (wall, cpu) in timings.items():
+        (median, p95), (cpu_median, cpu_p95) = median_p95(wall), median_p95(cpu)
+        print(f"  {label:45s} median {median:6.1f} ms  p95 {p95:6.1f} ms   "
+              f"CPU median {cpu_median:6.1f} ms  p95 {cpu_p95:6.1f} ms")
     print(f"  first rendering in this process (cold)         {cold:6.1f} ms; {pages} page(s)")
-    median, p95 = median_p95(path)
+    wall, cpu = timings["whole worker path (XML, PDF, storage, row)"]
+    (median, p95), (cpu_median, _cpu_p95) = median_p95(wall), median_p95(cpu)
     summary.goal(
         median <= GOAL_MS and pages == 1,
-        f"one-page Factur-X invoice rendered warm: median {median:.0f} ms, p95 {p95:.0f} ms "
-        f"(goal <= {GOAL_MS} ms)",
+        f"one-page Factur-X invoice rendered warm: median {median:.0f} ms, p95 {p95:.0f} ms, "
+        f"CPU median {cpu_median:.0f} ms (goal <= {GOAL_MS} ms)",
     )
-    return f"median {median:.0f} ms"
+    return f"median {median:.0f} ms, CPU median {cpu_median:.0f} ms"
 
 
 def embeddings(invoice, branding, runs: int) -> None:

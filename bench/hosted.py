@@ -5,11 +5,23 @@ database, one open invoice of five taxed lines, requests from `wrk` when it is i
 Goal: at least 300 requests per second with a p99 latency under 50 ms. Every request is
 a real visit: it renders the page and records its `invoice.hosted_page_viewed` event;
 the events are removed afterwards so the data set stays the same from run to run.
+
+The load generator, the workers and PostgreSQL share the machine's cores, so besides
+requests per second the bench prints the CPU time each request cost the gunicorn
+processes, the PostgreSQL backends serving them and the load generator (read from
+/proc and getrusage): a figure that still means something when other work loads the
+machine and distorts the wall-clock ones.
+
+Every request but the first shows the invoice in the same state, so the workers serve
+the page they rendered once for it (invoices.hosted.rendered). The bench also prints,
+measured in its own process, what a first visit of a state costs (the page rendered)
+against a visit of a kept page.
 """
 
 import http.client
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -21,6 +33,8 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+
+from django.db import connection
 
 from customers.actors import Actor
 from customers.clock import system_now
@@ -48,6 +62,7 @@ class Load:
     p99_ms: float
     errors: int
     tool: str
+    client_cpu: float | None = None  # seconds of CPU the load generator used
 
     @property
     def per_second(self) -> float:
@@ -66,22 +81,28 @@ def run(summary, *, seconds: int = 15) -> None:
     invoice = bench_invoice()
     path = f"/i/{token_for(invoice)}/"
     port = free_port()
+    application = f"hosted-bench-{port}"  # names the workers' PostgreSQL connections
     print(
         f"\nhosted invoice page: gunicorn, {WORKERS} sync workers on 127.0.0.1:{port}, "
         f"{CONNECTIONS} connections, {seconds} s; invoice {invoice.number} "
         f"({invoice.lines.count()} lines); load average {os.getloadavg()[0]:.1f}"
     )
-    server = gunicorn_start(port)
+    server = gunicorn_start(port, application)
     try:
         wait_until_serving(server, port, path)
         drive(port, path, seconds=3)  # warm-up: connections, templates, catalogues
         before = page_views(invoice)
+        processes = server_processes(server, application)
+        cpu_before = cpu_seconds(processes)
         load = drive(port, path, seconds=seconds)
+        cpu_after = cpu_seconds(processes)
         recorded = page_views(invoice) - before
     finally:
         gunicorn_stop(server)
     Event.objects.filter(invoice=invoice, type="invoice.hosted_page_viewed").delete()
     print(f"  {load.text}\n  visits recorded as events: {recorded:,}")
+    print(f"  {cpu_text(processes, cpu_before, cpu_after, load)}")
+    print(f"  {in_process_text(invoice, path)}")
     ok = load.errors == 0 and load.per_second >= GOAL_PER_SECOND and load.p99_ms < GOAL_P99_MS
     summary.goal(
         ok,
@@ -124,9 +145,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def gunicorn_start(port: int) -> subprocess.Popen:
+def gunicorn_start(port: int, application: str) -> subprocess.Popen:
+    database_url = os.environ["DATABASE_URL"]
+    separator = "&" if "?" in database_url else "?"
     env = {
         **os.environ,
+        "DATABASE_URL": f"{database_url}{separator}application_name={application}",
         "ALLOWED_HOSTS": "127.0.0.1",
         "DEBUG": "false",
         "LOG_LEVEL": "WARNING",
@@ -145,6 +169,77 @@ def gunicorn_stop(server: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait()
+
+
+# --- CPU time of the processes serving the page ----------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def server_processes(server: subprocess.Popen, application: str) -> dict[str, list[int]]:
+    """The gunicorn master and workers, and the PostgreSQL backends of the workers'
+    connections (named by `application`), by pid."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [application]
+        )
+        backends = [pid for (pid,) in cursor.fetchall()]
+    return {"gunicorn": [server.pid, *map(int, children)], "postgres": backends}
+
+
+def cpu_seconds(processes: dict[str, list[int]]) -> dict[str, float]:
+    """User + system CPU seconds used so far, summed per group of processes."""
+    return {group: sum(process_cpu(pid) for pid in pids) for group, pids in processes.items()}
+
+
+def process_cpu(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone (a worker restarted): its time is lost, the text says so
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def cpu_text(processes, before: dict, after: dict, load: Load) -> str:
+    per_request = {
+        group: (after[group] - before[group]) * 1000 / max(load.requests, 1) for group in after
+    }
+    if load.client_cpu is not None:
+        per_request[load.tool] = load.client_cpu * 1000 / max(load.requests, 1)
+    parts = ", ".join(f"{group} {ms:.2f} ms" for group, ms in per_request.items())
+    workers = len(processes["gunicorn"]) - 1
+    return (
+        f"CPU per request: {sum(per_request.values()):.2f} ms ({parts}; {workers} workers, "
+        f"{len(processes['postgres'])} database connections)"
+    )
+
+
+def in_process_text(invoice: Invoice, path: str, visits: int = 200) -> str:
+    """CPU per visit in this process (test client, database included): the page rendered
+    (no kept page: a first visit of a state) against the page kept."""
+    from django.test import Client
+
+    from invoices.hosted.rendered import rendered_pages
+
+    client = Client()
+
+    def cpu_ms(*, kept: bool) -> float:
+        started = time.process_time()
+        for _ in range(visits):
+            if not kept:
+                rendered_pages.clear()
+            assert client.get(path).status_code == 200
+        return (time.process_time() - started) * 1000 / visits
+
+    client.get(path)  # warm
+    rendered, kept = cpu_ms(kept=False), cpu_ms(kept=True)
+    Event.objects.filter(invoice=invoice, type="invoice.hosted_page_viewed").delete()
+    return (
+        f"in this process (test client; PostgreSQL's CPU not counted), CPU per visit: page "
+        f"rendered (a first visit of a state) {rendered:.2f} ms, page kept {kept:.2f} ms"
+    )
 
 
 def wait_until_serving(server, port: int, path: str, timeout: float = 30) -> None:
@@ -178,11 +273,17 @@ WRK_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def wrk(port: int, path: str, *, seconds: int) -> Load:
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(
         ["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency",
          f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout
+    # wrk is the only child process waited for meanwhile (gunicorn runs on).
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (children_after.ru_utime - children_before.ru_utime) + (
+        children_after.ru_stime - children_before.ru_stime
+    )
     requests = int(re.search(r"(\d+) requests in", output)[1])
     elapsed = float(re.search(r"requests in ([\d.]+)s", output)[1])
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -192,6 +293,7 @@ def wrk(port: int, path: str, *, seconds: int) -> Load:
     return Load(
         requests=requests, seconds=elapsed, p50_ms=wrk_percentile(output, "50%"),
         p99_ms=wrk_percentile(output, "99%"), errors=int(errors[1]) if errors else 0, tool="wrk",
+        client_cpu=client_cpu,
     )
 
 
@@ -231,7 +333,7 @@ def python_load(port: int, path: str, *, seconds: int) -> Load:
                 continue
             latencies[n].append((time.perf_counter() - started) * 1000)
 
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     threads = [threading.Thread(target=client, args=(n,)) for n in range(CONNECTIONS)]
     for thread in threads:
         thread.start()
@@ -243,4 +345,5 @@ def python_load(port: int, path: str, *, seconds: int) -> Load:
         requests=len(samples), seconds=elapsed, p50_ms=statistics.median(samples),
         p99_ms=samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))],
         errors=sum(errors), tool="Python load generator",
+        client_cpu=time.process_time() - cpu_started,
     )

@@ -1,7 +1,8 @@
 """Benchmarks: the invoice changelist over 1,000,000 invoices, finalization throughput,
 automatic collection (sweep ticks, payment attempts/s, uncollectible/s, peak memory), the
-hosted invoice page under gunicorn, the outbox drain, the reminder sweep, and document
-rendering (`--only documents` needs no data set).
+hosted invoice page under gunicorn, the outbox drain, the reminder sweep, document
+rendering (`--only documents` needs no data set), and Smart Retries against the fixed
+schedule in `simulate` (`--only smart_retries`; the longest part, run last).
 
     DATABASE_URL=postgres://user@host:5432/billing_bench .venv/bin/python bench/run.py
 
@@ -34,10 +35,15 @@ def parse_args():
     parser.add_argument("--ticks", type=int, default=50, help="timed sweep ticks, nothing due")
     parser.add_argument(
         "--only", choices=["build", "finalization", "changelist", "collection", "hosted",
-                             "documents", "outbox", "reminders"],
+                             "documents", "outbox", "reminders", "smart_retries"],
         help="run one part only",
     )
     parser.add_argument("--emails", type=int, default=3000, help="emails to drain")
+    parser.add_argument("--sim-customers", type=int, default=5000,
+                        help="smart_retries: customers simulated")
+    parser.add_argument("--sim-days", type=int, default=60, help="smart_retries: days simulated")
+    parser.add_argument("--sim-seeds", type=int, default=3,
+                        help="smart_retries: seeds (1..N), each run in both modes")
     parser.add_argument(
         "--seconds", type=int, default=15, help="seconds of load on the hosted invoice page"
     )
@@ -116,6 +122,7 @@ def main() -> int:
         finalization,
         hosted,
         notifications,
+        smart_retries,
     )
     from bench.report import Summary
 
@@ -157,6 +164,10 @@ def main() -> int:
     if args.only is None:
         hosted.run(summary, seconds=args.seconds)
         documents.run(summary, runs=args.runs)
+    if args.only in (None, "smart_retries"):  # last: the longest
+        smart_retries.run(
+            summary, customers=args.sim_customers, days=args.sim_days, seeds=args.sim_seeds
+        )
     summary.print()
     return 0
 

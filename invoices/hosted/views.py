@@ -10,8 +10,11 @@ from datetime import datetime
 from functools import wraps
 from urllib.parse import urlencode
 
-from django.http import FileResponse
+from django.conf import settings
+from django.http import FileResponse, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -25,7 +28,7 @@ from customers.errors import DomainError
 from ..documents.services import document_ensure
 from ..models import Branding, Invoice, InvoicingSettings, Payment
 from ..services import local_date
-from .branding import page_branding
+from .branding import PageBranding, page_branding
 from .csrf import invoice_page_csrf
 from .forms import (
     CARD_FIELDS,
@@ -37,11 +40,20 @@ from .forms import (
 )
 from .fresh_link import hosted_link_request
 from .headers import hosted_headers
-from .links import invoice_for_token, link_expires_at, link_is_live
+from .links import link_expires_at, link_is_live, link_read
 from .locale import language_chosen, page_languages
-from .page import is_payable, page_context, page_view_record
+from .page import (
+    Shown,
+    is_payable,
+    page_context,
+    page_shown,
+    page_status,
+    page_view_record,
+    row,
+)
 from .payments import attempt_for_nonce, card_entry_available, hosted_card_save, hosted_pay
 from .ratelimit import CARD_LIMITS, LINK_LIMITS, PAY_LIMITS, client_address, rate_limit_hit
+from .rendered import SlottedPage, page_key, rendered_pages, slot
 
 CUSTOMER = Actor.customer("invoice page")
 
@@ -53,6 +65,7 @@ class Visit:
     token: str
     invoice: Invoice
     settings: InvoicingSettings
+    branding: Branding
     now: datetime
     language: str
 
@@ -79,13 +92,15 @@ def hosted_view(*, methods: list[str], when_expired: bool = False):
         @require_http_methods(methods)
         @wraps(view)
         def wrapped(request, token, *args, **kwargs):
-            invoice = invoice_for_token(token)
-            if invoice is None:
+            read = link_read(token)
+            if read is None:
                 return not_found(request)
+            invoice = read.invoice
             visit = Visit(
                 token=token,
                 invoice=invoice,
-                settings=InvoicingSettings.load(),
+                settings=read.settings,
+                branding=read.branding,
                 now=now_for(invoice.customer),
                 language=language_chosen(request.GET.get("lang"), invoice.customer),
             )
@@ -105,16 +120,23 @@ def hosted_view(*, methods: list[str], when_expired: bool = False):
 
 def render_page(request, visit: Visit, template: str, context: dict, status: int = 200):
     return render(request, template, {
+        **page_frame(visit, page_branding(visit.branding)),
+        "csp_nonce": request.csp_nonce,
+        **context,
+    }, status=status)
+
+
+def page_frame(visit: Visit, brand: PageBranding) -> dict:
+    """What every page on a link shows around its content."""
+    return {
         "visit": visit,
-        "brand": page_branding(Branding.load()),
+        "brand": brand,
         "page_url": visit.url(),
         "language_links": [
             (code, name, f"{reverse('hosted:page', args=[visit.token])}?lang={code}")
             for code, name in page_languages().items()
         ],
-        "csp_nonce": request.csp_nonce,
-        **context,
-    }, status=status)
+    }
 
 
 def not_found(request):
@@ -154,16 +176,56 @@ def page(request, visit: Visit):
 
 def page_render(request, visit: Visit, status: int = 200, **given):
     """The page; `given` are the forms (with their errors) and messages of a POST."""
+    if not given:
+        return HttpResponse(kept_page(request, visit).fill({
+            "csp": lambda: request.csp_nonce,
+            "csrf": lambda: get_token(request),
+            "saved": nonce_new,
+            "card": nonce_new,
+        }), status=status)
+    nonces = {"saved": nonce_new(), "card": nonce_new()}
+    context = page_content(request, visit, page_shown(visit.invoice), nonces, given)
+    return render_page(request, visit, "hosted/page.html", context, status=status)
+
+
+def kept_page(request, visit: Visit) -> SlottedPage:
+    """The page of the invoice's state, rendered once with slots for the values that are
+    new on every response, and kept (rendered.py). Its key is everything it is rendered
+    from but the lines, frozen since finalization."""
+    invoice, shown = visit.invoice, page_shown(visit.invoice)
+    key = page_key(
+        visit.token, visit.language, page_status(invoice, visit.now),
+        request.GET.get("attempt", ""), request.GET.get("saved") == "card",
+        card_entry_available(), row(invoice), row(invoice.customer),
+        row(invoice.customer.default_payment_method), row(visit.settings), row(visit.branding),
+        shown.rows(),
+    )
+    page = rendered_pages.get(key)
+    if page is None:
+        nonces = {"saved": slot("saved"), "card": slot("card")}
+        context = {
+            **page_frame(visit, page_branding(visit.branding)),
+            **page_content(request, visit, shown, nonces, {}),
+            "csp_nonce": slot("csp"),
+            "csrf_token": slot("csrf"),
+        }
+        page = SlottedPage.cut(render_to_string("hosted/page.html", context, request))
+        if not settings.DEBUG:
+            rendered_pages.put(key, page)
+    return page
+
+
+def page_content(request, visit: Visit, shown: Shown, nonces: dict, given: dict) -> dict:
     invoice = visit.invoice
-    context = page_context(invoice, now=visit.now, language=visit.language)
+    context = page_context(invoice, shown, now=visit.now, language=visit.language)
     context["expires_at"] = link_expires_at(invoice, visit.settings)
     context["pdf_url"] = visit.url("hosted:invoice_pdf")
     for payment in context["payments"]:
         payment["receipt_url"] = visit.url("hosted:receipt_pdf", payment["id"])
     context["result"] = shown_attempt(request, context["attempts"])
     context["method_saved"] = request.GET.get("saved") == "card"
-    context.update(payment_forms(visit, context, given))
-    return render_page(request, visit, "hosted/page.html", {**context, **given}, status=status)
+    context.update(payment_forms(visit, context, given, nonces))
+    return {**context, **given}
 
 
 def shown_attempt(request, attempts: list[dict]) -> dict | None:
@@ -172,8 +234,8 @@ def shown_attempt(request, attempts: list[dict]) -> dict | None:
     return next((a for a in attempts if str(a["id"]) == wanted), None)
 
 
-def payment_forms(visit: Visit, context: dict, given: dict) -> dict:
-    """Fresh forms (each with a new nonce) unless a POST handed back one with errors."""
+def payment_forms(visit: Visit, context: dict, given: dict, nonces: dict) -> dict:
+    """Fresh forms (with the nonces given) unless a POST handed back one with errors."""
     invoice, cards = visit.invoice, card_entry_available()
     can_pay = context["payable"] and not context["in_flight"]
     initial = {"amount": invoice.amount_remaining}
@@ -182,10 +244,10 @@ def payment_forms(visit: Visit, context: dict, given: dict) -> dict:
     forms = {
         "saved_method": saved,
         "saved_form": PaymentConfirmationForm(
-            initial={**initial, "nonce": nonce_new()}, invoice=invoice
+            initial={**initial, "nonce": nonces["saved"]}, invoice=invoice
         ) if can_pay and saved else None,
         "card_form": CardPaymentForm(
-            initial={**initial, "nonce": nonce_new()}, invoice=invoice, today=visit.today
+            initial={**initial, "nonce": nonces["card"]}, invoice=invoice, today=visit.today
         ) if can_pay and cards else None,
         "method_form": SimulatedCardForm(today=visit.today)
         if cards and invoice.status in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE)

@@ -19,10 +19,13 @@ from invoices.hosted.links import (
     hosted_link_rotate,
     invoice_for_token,
     link_expires_at,
+    link_read,
 )
-from invoices.models import Event, Invoice, InvoicingSettings
+from invoices.hosted.page import row
+from invoices.models import Branding, Event, Invoice, InvoicingSettings
+from invoices.services import invoice_record_payment
 
-from ..factories import NOW, STAFF, make_customer, make_draft, make_open
+from ..factories import NOW, STAFF, add_card, make_customer, make_draft, make_open
 from .conftest import page_url, text_of
 
 pytestmark = pytest.mark.usefixtures("frozen")
@@ -341,3 +344,33 @@ def test_links_work_before_anyone_saved_the_settings(client):
     assert link_expires_at(invoice_for_token(token_for(invoice)), InvoicingSettings()) == (
         datetime(2026, 5, 2, tzinfo=UTC)
     )
+
+
+def test_the_lookup_reads_every_row_as_the_orm_does():
+    """They are read in plain SQL (rows.py): every value, JSON, dates and decimals
+    included, is the one the ORM reads."""
+    customer = make_customer(
+        name="Acme SARL", address_line1="1 rue de Rivoli", city="Paris", preferred_locale="fr",
+        tax_ids=[{"type": "eu_vat", "value": "FR40303265045"}], metadata={"crm": "42"},
+    )
+    add_card(customer)
+    invoice = make_open(customer, lines=((3, 3333),), discount_percent="12.5",
+                        metadata={"po": "PO-7"}, description="Thanks")
+    invoice_record_payment(invoice, amount=1000, method="cheque", now=NOW, actor=STAFF)
+    Branding.objects.update_or_create(pk=1, defaults={"company_name": "Seller SAS"})
+
+    read = link_read(token_for(invoice))
+    orm = Invoice.objects.select_related("customer__default_payment_method").get(pk=invoice.pk)
+    assert row(read.invoice) == row(orm) and row(read.invoice.customer) == row(orm.customer)
+    method = read.invoice.customer.default_payment_method
+    assert method.last4 == "4242" and row(method) == row(orm.customer.default_payment_method)
+    assert row(read.settings) == row(InvoicingSettings.load())
+    assert row(read.branding) == row(Branding.load()) and read.branding.company_name
+    assert read.invoice.customer_details["tax_ids"] and read.invoice.metadata == {"po": "PO-7"}
+
+
+def test_links_work_before_anyone_saved_the_branding(client):
+    invoice = make_open()
+    Branding.objects.all().delete()
+    assert client.get(page_url(invoice)).status_code == 200
+    assert Branding.objects.count() == 1

@@ -1,6 +1,7 @@
 """The invoice page through the test client: every state, the language, what it never
 shows, its headers and its cost."""
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -8,6 +9,7 @@ from django.db import connection
 
 from invoices.hosted import hosted_url, token_for
 from invoices.hosted.links import hosted_link_revoke
+from invoices.hosted.rendered import rendered_pages
 from invoices.models import Event, Invoice
 from invoices.services import invoice_mark_uncollectible, invoice_record_payment, invoice_void
 
@@ -248,10 +250,11 @@ def test_the_page_costs_a_few_queries_whatever_the_number_of_lines(
     big = make_open(lines=[(1, 100 + n) for n in range(40)])
     for invoice in (small, big):
         invoice_record_payment(invoice, amount=50, method="cheque", now=NOW, actor=STAFF)
-    client.get(page_url(small))  # the settings row exists from here on
-    # invoice with customer, settings, the visit (+ savepoint and release here, + SET LOCAL
-    # on PostgreSQL), lines, payments, attempts, branding.
-    budget = 10 if connection.vendor == "postgresql" else 9
+    client.get(page_url(small))  # the settings and branding rows exist from here on
+    rendered_pages.clear()
+    # Invoice with customer, settings and branding, the visit (savepoint, SET LOCAL on
+    # PostgreSQL, INSERT, release), payments, attempts, and to render the page: lines.
+    budget = 8 if connection.vendor == "postgresql" else 7
     with django_assert_max_num_queries(budget) as small_queries:
         client.get(page_url(small))
     with django_assert_max_num_queries(budget) as big_queries:
@@ -259,6 +262,22 @@ def test_the_page_costs_a_few_queries_whatever_the_number_of_lines(
     assert len(small_queries) == len(big_queries)
     inserts = [q["sql"] for q in big_queries.captured_queries if q["sql"].startswith("INSERT")]
     assert len(inserts) == 1 and "invoices_event" in inserts[0]
+
+
+def test_a_page_seen_before_in_the_same_state_is_not_rendered_again(
+    client, invoice, django_assert_max_num_queries
+):
+    first = client.get(page_url(invoice))
+    budget = 7 if connection.vendor == "postgresql" else 6  # no lines, nothing rendered
+    with django_assert_max_num_queries(budget) as queries:
+        again = client.get(page_url(invoice))
+    assert not any("invoices_invoiceline" in q["sql"] for q in queries.captured_queries)
+    assert without_form_nonces(text_of(again)) == without_form_nonces(text_of(first))
+    assert views(invoice) == 2
+
+
+def without_form_nonces(body: str) -> str:
+    return re.sub(r'name="nonce" value="[^"]+"', 'name="nonce" value=""', body)
 
 
 # --- links for emails -----------------------------------------------------------------

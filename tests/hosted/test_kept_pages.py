@@ -1,0 +1,147 @@
+"""The page is rendered once per state and kept (invoices.hosted.rendered): a visit of a
+kept page still gets its own nonces and CSRF token, and any change of what the page
+shows, through a door or straight in the database, shows at once."""
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from django.test import Client
+
+from invoices.documents.models import Branding
+from invoices.hosted.rendered import PageStore, SlottedPage, slot
+from invoices.models import Invoice, PaymentAttempt
+from invoices.services import invoice_record_payment, invoice_update
+
+from ..factories import NOW, STAFF, add_card, make_customer, make_open
+from .conftest import page_url
+
+pytestmark = pytest.mark.usefixtures("frozen")
+
+FORM_NONCE = re.compile(r'name="nonce" value="([^"]+)"')
+CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+STYLE_NONCE = re.compile(r'<style nonce="([^"]+)">')
+
+
+@pytest.fixture
+def invoice():
+    return make_open(make_customer(name="Acme SARL"), lines=((2, 4500), (1, 1000)))
+
+
+def body(client, invoice, **query) -> str:
+    response = client.get(page_url(invoice, **query))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_each_visit_of_a_kept_page_gets_its_own_nonces(client, invoice):
+    first, second = client.get(page_url(invoice)), client.get(page_url(invoice))
+
+    styles = [STYLE_NONCE.search(r.content.decode())[1] for r in (first, second)]
+    assert styles[0] != styles[1]
+    for response, nonce in zip((first, second), styles, strict=True):
+        assert f"'nonce-{nonce}'" in response["Content-Security-Policy"]
+    forms = [FORM_NONCE.findall(r.content.decode()) for r in (first, second)]
+    assert len(forms[1]) == 1 and forms[0] != forms[1]
+
+
+def test_the_csrf_token_of_a_kept_page_is_accepted(invoice):
+    Client().get(page_url(invoice))  # the page is kept from here on
+    browser = Client(enforce_csrf_checks=True)
+    page = browser.get(page_url(invoice)).content.decode()
+    data = {
+        "csrfmiddlewaretoken": CSRF_INPUT.search(page)[1], "nonce": FORM_NONCE.findall(page)[-1],
+        "amount": invoice.amount_remaining, "number": "4242424242424242", "expiry": "12/30",
+        "cvc": "123",
+    }
+    response = browser.post(page_url(invoice, "pay"), data, HTTP_SEC_FETCH_SITE="same-origin")
+
+    assert response.status_code == 302
+    assert PaymentAttempt.objects.get(invoice=invoice).status == "succeeded"
+
+
+def test_a_page_without_forms_sets_no_csrf_cookie(client, invoice):
+    assert "csrftoken" in client.get(page_url(invoice)).cookies
+    invoice_record_payment(invoice, amount=10000, method="cheque", now=NOW, actor=STAFF)
+    for _ in range(2):
+        response = Client().get(page_url(invoice))
+        assert 'class="badge paid">Paid<' in response.content.decode()
+        assert "csrftoken" not in response.cookies
+
+
+def test_a_payment_shows_at_once(client, invoice):
+    assert 'id="amount-due">€100.00<' in body(client, invoice)
+    invoice_record_payment(invoice, amount=2500, method="cheque", now=NOW, actor=STAFF)
+    page = body(client, invoice)
+    assert 'id="amount-due">€75.00<' in page and "Cheque" in page
+
+
+def test_a_memo_edited_after_finalization_shows_at_once(client, invoice):
+    body(client, invoice)
+    invoice_update(invoice, now=NOW, actor=STAFF, description="Thanks for your order")
+    assert "Thanks for your order" in body(client, invoice)
+
+
+def test_a_change_made_straight_in_the_database_shows_at_once(client, invoice):
+    """The kept page's key is the rows themselves, not the events that usually come
+    with their changes."""
+    body(client, invoice)
+    Branding.objects.filter(pk=Branding.load().pk).update(company_name="Renamed Seller SAS")
+    assert "Renamed Seller SAS" in body(client, invoice)
+    add_card(invoice.customer)
+    attempt = PaymentAttempt.objects.create(
+        invoice=invoice, customer=invoice.customer, gateway_token="sim_4242",
+        method_label="Visa •••• 4242", source="customer", amount=10000, currency="EUR",
+        idempotency_key="test-attempt", status="processing", created_at=NOW, check_at=NOW,
+    )
+    assert "A payment for this invoice is processing." in body(client, invoice)
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(
+        status="failed", failure_message="Your card was declined."
+    )
+    page = body(client, invoice, attempt=attempt.pk)
+    assert "did not go through" in page and "Your card was declined." in page
+    Invoice.objects.filter(pk=invoice.pk).update(footer="Footer written by hand")
+    assert "Footer written by hand" in body(client, invoice)
+
+
+def test_a_card_saved_later_offers_to_pay_with_it(client, invoice):
+    assert "Pay €100.00 with" not in body(client, invoice)
+    add_card(invoice.customer)
+    assert "Pay €100.00 with Visa" in body(client, invoice)
+
+
+def test_the_clock_alone_makes_a_kept_page_past_due(client, invoice, frozen):
+    assert 'class="badge open">Open<' in body(client, invoice)
+    frozen.move_to(datetime(2026, 4, 10, 12, 0, tzinfo=UTC))  # due 2026-04-01
+    assert 'class="badge past_due">Past due<' in body(client, invoice)
+
+
+def test_each_language_is_its_own_page(client, invoice):
+    assert "Amount due" in body(client, invoice)
+    assert "Montant dû" in body(client, invoice, lang="fr")
+    assert "Amount due" in body(client, invoice, lang="en")
+
+
+def test_the_store_keeps_the_pages_last_used_within_its_bounds():
+    store = PageStore(count=3, size=100)
+    page = SlottedPage.cut("x" * 30)
+    for key in (b"a", b"b", b"c"):
+        store.put(key, page)
+    store.get(b"a")  # used: kept rather than b
+    store.put(b"d", page)
+    assert [key for key in (b"a", b"b", b"c", b"d") if store.get(key)] == [b"a", b"c", b"d"]
+    store.put(b"e", SlottedPage.cut("y" * 60))  # 150 characters: the oldest go
+    assert [key for key in (b"a", b"c", b"d", b"e") if store.get(key)] == [b"d", b"e"]
+
+
+def test_slots_are_filled_where_the_page_has_them():
+    page = SlottedPage.cut(f"<p>{slot('csp')}</p><i>{slot('csrf')}</i><b>{slot('csrf')}</b>")
+    asked = []
+
+    def token():
+        asked.append(1)
+        return "T"
+
+    filled = page.fill({"csp": lambda: "N", "csrf": token, "saved": pytest.fail,
+                        "card": pytest.fail})
+    assert filled == "<p>N</p><i>T</i><b>T</b>" and asked == [1]
