@@ -8,8 +8,8 @@ sweep's counts, its wall time, its queries, the process's peak RSS before and af
 sweep (MB), and the CPU time the sweep used here and in its PostgreSQL backend (read from
 /proc when the database runs on this machine, else null). On a shared machine the wall
 time depends on the load; the CPU time much less. With BENCH_PROFILE=FILE set, the
-sweep runs under cProfile and its statistics go to FILE (the figures then include the
-profiler's own cost).
+sweep runs under cProfile and its statistics go to FILE, "%s" in it replaced by the
+sweep's name (the figures then include the profiler's own cost).
 """
 
 import cProfile
@@ -79,7 +79,8 @@ def sweep_run(name: str, clock_id: int, now) -> dict:
         backend = cursor.fetchone()[0]
     before = peak_rss_mb()
     cpu, backend_cpu = own_cpu_seconds(), backend_cpu_seconds(backend)
-    profile_to = os.environ.get("BENCH_PROFILE")  # a path: the sweep's cProfile stats
+    # A path, in which "%s" becomes the sweep's name: the sweep's cProfile statistics.
+    profile_to = os.environ.get("BENCH_PROFILE", "").replace("%s", name)
     profiler = cProfile.Profile() if profile_to else None
     with connection.execute_wrapper(count):
         started = time.perf_counter()
