@@ -31,11 +31,11 @@ def run(summary, *, customers: int, days: int, seeds: int) -> None:
     from bench.run import database_prepare
     from customers.money import format_money
 
-    bench = settings.DATABASES["default"]
-    url = (
-        f"postgres://{bench['USER']}@{bench['HOST'] or ''}:{bench['PORT'] or 5432}/"
-        f"{bench['NAME']}_simulate"
-    )
+    # The bench database's URL with "_simulate" after its name: user, password, host,
+    # port and options carried over as they were.
+    bench = settings.DATABASES["default"]["NAME"]
+    head, _slash, tail = os.environ["DATABASE_URL"].partition(f"/{bench}")
+    url = f"{head}/{bench}_simulate{tail}"
     name = database_prepare(url, rebuild=False)
     print(
         f"\nsmart retries: simulate --customers {customers} --days {days}, seeds 1-{seeds}, "

@@ -226,7 +226,7 @@ def message_build(
     )
     omitted = row.attachments if not attachments_attached() else []
     try:
-        attachments = [attachment_load(spec) for spec in row.attachments if not omitted]
+        attachments = [] if omitted else [attachment_load(spec) for spec in row.attachments]
     except TemplateError as error:
         raise Undeliverable(str(error)) from None
     row.subject = rendered.subject[:300]
