@@ -37,7 +37,7 @@ from automations.models import BillingSettings, OutboxMessage
 from bench.report import median_p95
 from customers.clock import system_now
 from customers.models import Customer, PaymentMethod, TestClock
-from invoices.bulk import rows_update
+from invoices.bulkwrite import rows_update
 from invoices.collection import IN_FLIGHT
 from invoices.documents.models import Document
 from invoices.models import Event, Invoice, Payment, PaymentAttempt, SimulatedCharge

@@ -33,7 +33,7 @@ from customers.ledger import balance_transaction_create
 from customers.models import BalanceTransaction, Customer, PaymentMethod
 from customers.money import format_money
 
-from .bulk import rows_update
+from .bulkwrite import rows_insert, rows_update
 from .credit_notes import CreditLine, credit_note_create
 from .events import event_build, event_record, events_save
 from .gateways.base import ChargeRequest, ChargeResult, Gateway, GatewayError, gateway_load
@@ -426,7 +426,7 @@ def attempts_open_due(
                 label=str(method), method=method, at=at,
             ))
             _invoice_taken(invoice)
-        PaymentAttempt.objects.bulk_create(attempts)
+        rows_insert(PaymentAttempt, attempts)
         taken = [attempt.invoice for attempt in attempts]
         rows_update(Invoice, taken, ["next_payment_attempt", "attempt_count"])
         rows_update(Invoice, waiting, ["next_payment_attempt"])
@@ -722,7 +722,7 @@ def _plans_apply(batch: _Batch) -> None:
 
 def _write(batch: _Batch) -> None:
     if batch.payments:
-        Payment.objects.bulk_create([payment for _attempt, payment in batch.payments])
+        rows_insert(Payment, [payment for _attempt, payment in batch.payments])
         for attempt, payment in batch.payments:
             attempt.payment = payment
     payment_of = {attempt.pk: payment.pk for attempt, payment in batch.payments}

@@ -7,14 +7,12 @@ that caused it. Subscribers register in their AppConfig.ready() and must be quic
 set-based: the bulk doors hand them thousands of events at once.
 """
 
-import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from django.db import connection
-
 from customers.actors import Actor
 
+from .bulkwrite import rows_insert
 from .models import Event
 
 Subscriber = Callable[[list[Event]], None]
@@ -60,49 +58,15 @@ def event_build(
     )
 
 
-# From this many events on, PostgreSQL gets them by COPY: the bulk doors write thousands
-# at once, and bulk_create's per-value preparation cost more than the database's work.
-COPY_FROM = 50
-COPIED = ("id", "type", "created_at", "actor_kind", "actor_user_id", "actor_label",
-          "customer_id", "invoice_id", "credit_note_id", "data")
-
-
 def events_save(events: Iterable[Event]) -> list[Event]:
-    """Write built events and hand them to the subscribers (saved: with their ids).
-    Call it inside the transaction of the change the events describe."""
-    events = list(events)
-    if connection.vendor == "postgresql" and len(events) >= COPY_FROM:
-        _events_copy(events)
-    else:
-        events = Event.objects.bulk_create(events, batch_size=1000)
+    """Write built events and hand them to the subscribers (saved: with their ids, which
+    ascend in the order built). Call it inside the transaction of the change the events
+    describe."""
+    events = rows_insert(Event, events)
     if events:
         for subscriber in list(_subscribers):
             subscriber(events)
     return events
-
-
-def _events_copy(events: list[Event]) -> None:
-    """The same rows bulk_create would write, through COPY: ids are taken from the
-    table's sequence first (in order, so ties on created_at keep the events' order)."""
-    table = Event._meta.db_table
-    encoder = Event._meta.get_field("data").encoder
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            [table, len(events)],
-        )
-        ids = sorted(row[0] for row in cursor.fetchall())
-        sql = f"COPY {connection.ops.quote_name(table)} ({', '.join(COPIED)}) FROM STDIN"
-        with cursor.cursor.copy(sql) as copy:
-            for pk, event in zip(ids, events, strict=True):
-                copy.write_row((
-                    pk, event.type, event.created_at, event.actor_kind, event.actor_user_id,
-                    event.actor_label, event.customer_id, event.invoice_id,
-                    event.credit_note_id, json.dumps(event.data, cls=encoder),
-                ))
-    for pk, event in zip(ids, events, strict=True):
-        event.pk = pk
-        event._state.adding, event._state.db = False, connection.alias
 
 
 def event_record(type: str, **kwargs) -> Event:

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 
 from customers.actors import Actor
 from invoices import events as event_log
+from invoices.bulkwrite import COPY_FROM
 from invoices.models import Event
 
 from .factories import NOW, make_customer, make_open
@@ -27,7 +28,7 @@ def received():
     event_log.unsubscribe(subscriber)
 
 
-@pytest.mark.parametrize("count", [3, event_log.COPY_FROM, 240])
+@pytest.mark.parametrize("count", [3, COPY_FROM, 240])
 def test_saved_events_read_back_as_built_in_order(count, received):
     user = get_user_model().objects.create_user("bea", password="x")
     customer = make_customer()
@@ -70,7 +71,7 @@ def test_an_event_written_after_a_batch_gets_a_later_id():
     customer = make_customer()
     batch = event_log.events_save(
         event_log.event_build("test.batch", now=NOW, actor=Actor.system(), customer=customer)
-        for _ in range(event_log.COPY_FROM)
+        for _ in range(COPY_FROM)
     )
     one = event_log.event_record("test.one", now=NOW, actor=Actor.system(), customer=customer)
     assert one.pk > max(event.pk for event in batch)

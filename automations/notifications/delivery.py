@@ -32,7 +32,7 @@ from django.db.models import F
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
-from invoices.bulk import rows_update
+from invoices.bulkwrite import rows_update
 from invoices.events import event_build, events_save
 from invoices.models import Invoice
 

@@ -8,6 +8,8 @@ from datetime import datetime
 
 from django.db import transaction
 
+from invoices.bulkwrite import rows_insert
+
 from .kinds import KINDS
 from .models import OutboxMessage
 
@@ -47,7 +49,7 @@ def outbox_write(messages: list[OutboxMessage]) -> None:
     if the broker is down: the database is what counts."""
     if not messages:
         return
-    OutboxMessage.objects.bulk_create(messages, ignore_conflicts=True, batch_size=500)
+    rows_insert(OutboxMessage, messages, ignore_conflicts=True)
     transaction.on_commit(delivery_wake, robust=True)
 
 

@@ -36,6 +36,7 @@ from django.utils.translation import gettext as _
 from customers.clock import system_now
 from customers.errors import DomainError
 
+from ..bulkwrite import rows_insert
 from ..models import CreditNote, Event, Invoice, Payment
 from . import facturx
 from .models import Branding, Document
@@ -118,7 +119,7 @@ def documents_request(events: list[Event]) -> None:
             Document.objects.filter(key__in=chunk, status=D.PENDING).values_list("key", flat=True)
         )
     rows = documents_build([wanted[key] for key in keys if key not in pending])
-    created = Document.objects.bulk_create(rows, batch_size=CHUNK)
+    created = rows_insert(Document, rows)
     ids = [row.pk for row in created]
     if ids:
         transaction.on_commit(lambda: documents_enqueue(ids))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.db.models import Min
 
+from ..bulkwrite import rows_insert
 from .base import ChargeRequest, ChargeResult, Gateway, GatewayError
 from .models import SimulatedCharge
 
@@ -161,7 +162,7 @@ class SimulatedGateway(Gateway):
                         card, now=now, first_decline_at=first, timezone=_timezone_of(request)
                     )
                     new[request.idempotency_key] = _charge_row(request, card, now, outcome)
-                SimulatedCharge.objects.bulk_create(new.values())
+                rows_insert(SimulatedCharge, list(new.values()))
         except IntegrityError:
             # A concurrent call used one of the keys: fall back to one by one, where each
             # key's first charge wins.
