@@ -104,12 +104,16 @@ def upcoming_rows(first_day: date, locale: str, thresholds: dict) -> list[dict]:
     large = Q(pk__in=[])
     for currency, threshold in thresholds.items():
         large |= Q(currency=currency, amount_remaining__gte=threshold)
+    # The week's open invoices chosen by id first: on PostgreSQL that subquery reads
+    # the open invoices' list index alone, which carries due_date (15-20 ms among 64,000
+    # open invoices; asked in one query, the planner read them all from the table).
+    week = Invoice.objects.filter(
+        status=Invoice.Status.OPEN,
+        due_date__gte=first_day,
+        due_date__lt=first_day + timedelta(days=UPCOMING_DAYS),
+    )
     invoices = (
-        Invoice.objects.filter(
-            status=Invoice.Status.OPEN,
-            due_date__gte=first_day,
-            due_date__lt=first_day + timedelta(days=UPCOMING_DAYS),
-        )
+        Invoice.objects.filter(pk__in=week.values("pk"))
         .filter(large)
         .select_related("customer")
         .order_by("due_date", "pk")[:ROWS]

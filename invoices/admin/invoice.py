@@ -108,7 +108,7 @@ class PastDueFilter(admin.SimpleListFilter):
             # Compared through COALESCE on purpose: on the bare column PostgreSQL guesses
             # few matches (it multiplies "open" by "past_due_at <= now" as if unrelated),
             # sorts every past-due invoice by the past-due index (~170 ms for 26,000), where
-            # walking the open invoices in the list's order (invoice_open_created_idx)
+            # walking the open invoices in the list's order (invoice_open_list_idx)
             # reads only the page.
             due = Coalesce("past_due_at", Value(NEVER))
             return queryset.filter(status=S.OPEN).alias(due=due).filter(due__lte=system_now())
