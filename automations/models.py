@@ -7,6 +7,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from customers.money import is_int, validate_amounts_by_currency
+from customers.singletons import Singleton
 
 MAX_RETRIES = 8
 WINDOW_CHOICES = [
@@ -97,7 +98,7 @@ class RetryPolicy(models.Model):
         return len(self.custom_schedule) if self.mode == self.Mode.CUSTOM else self.max_retries
 
 
-class BillingSettings(models.Model):
+class BillingSettings(Singleton, models.Model):
     """The one billing settings screen (DESIGN.md section 4). A singleton: `load()`."""
 
     automatic_collection = models.BooleanField(

@@ -1,12 +1,11 @@
 """The billing settings screen, retry policies, and what Smart Retries have learned."""
 
 from django.contrib import admin
-from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from customers.admin import ReadOnlyAdmin
+from customers.admin import ReadOnlyAdmin, SingletonAdmin
 
 from .models import BillingSettings, RetryPolicy, RetryStat
 
@@ -19,7 +18,7 @@ SCHEDULED_RETRIES_NOTE = _(
 
 
 @admin.register(BillingSettings)
-class BillingSettingsAdmin(admin.ModelAdmin):
+class BillingSettingsAdmin(SingletonAdmin):
     """A singleton: the list goes straight to the one row, which cannot be deleted."""
 
     fieldsets = [
@@ -31,18 +30,6 @@ class BillingSettingsAdmin(admin.ModelAdmin):
         (_("Partial payments"), {"fields": ["partial_payment_tolerance"]}),
     ]
     readonly_fields = ["policies_link"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        settings = BillingSettings.load()
-        return HttpResponseRedirect(
-            reverse("admin:automations_billingsettings_change", args=[settings.pk])
-        )
 
     @admin.display(description=_("retry policies"))
     def policies_link(self, obj):

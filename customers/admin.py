@@ -36,6 +36,23 @@ def money(amount: int | None, currency: str) -> str:
     return "" if amount is None else format_money(amount, currency, reader_locale())
 
 
+class SingletonAdmin(admin.ModelAdmin):
+    """The admin of a one-row settings model (customers.singletons.Singleton): the list
+    opens the row, created when missing; never an add form, never a delete."""
+
+    def has_add_permission(self, request):
+        # Answered without a query: every admin page asks, for its navigation sidebar.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        opts = self.model._meta
+        row = self.model.load()
+        return redirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk]))
+
+
 class LatestFirstFormSet(BaseInlineFormSet):
     """Only the latest lines: a customer's ledger can be long; the full list is one click away."""
 

@@ -8,12 +8,13 @@ from django.utils.translation import gettext_lazy as _
 
 from customers.models import Customer
 from customers.money import MAX_AMOUNT
+from customers.singletons import Singleton
 
 MAX_LINES = 250
 MAX_QUANTITY = 1_000_000
 
 
-class InvoicingSettings(models.Model):
+class InvoicingSettings(Singleton, models.Model):
     """Account-wide invoicing settings: a single row (pk=1), edited in the admin."""
 
     class Numbering(models.TextChoices):
@@ -68,10 +69,6 @@ class InvoicingSettings(models.Model):
     def __str__(self):
         return str(_("Invoicing settings"))
 
-    @classmethod
-    def load(cls) -> "InvoicingSettings":
-        obj, _created = cls.objects.get_or_create(pk=1)
-        return obj
 
 
 class TaxRate(models.Model):

@@ -3,13 +3,12 @@ outbox (visible, re-sendable), and the customer's reminder opt-out on the custom
 
 from django.contrib import admin, messages
 from django.db import transaction
-from django.shortcuts import redirect
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _gettext
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from customers.admin import SingletonAdmin
 from customers.clock import system_now
 from customers.models import Customer
 
@@ -42,7 +41,7 @@ def error_html(message: str) -> str:
 
 
 @admin.register(NotificationSettings)
-class NotificationSettingsAdmin(admin.ModelAdmin):
+class NotificationSettingsAdmin(SingletonAdmin):
     """A single row: the changelist opens it directly."""
 
     fieldsets = (
@@ -54,16 +53,6 @@ class NotificationSettingsAdmin(admin.ModelAdmin):
         (_("Daily digest"), {"fields": ("digest_enabled", "digest_recipients", "digest_hour")}),
         (_("Staff emails"), {"fields": ("staff_locale",)}),
     )
-
-    def has_add_permission(self, request):
-        return not NotificationSettings.objects.exists() and super().has_add_permission(request)
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        url = "admin:automations_notificationsettings_change"
-        return redirect(reverse(url, args=[NotificationSettings.load().pk]))
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from customers.models import LOCALES, Customer
 from customers.money import is_int, validate_amounts_by_currency
+from customers.singletons import Singleton
 from invoices.models import Invoice
 
 from .kinds import KIND_CHOICES
@@ -40,7 +41,7 @@ def validate_recipients(value: str) -> None:
     recipients_validate(value)
 
 
-class NotificationSettings(models.Model):
+class NotificationSettings(Singleton, models.Model):
     """Account-wide email settings: a single row (pk=1), edited in the admin."""
 
     send_finalized_invoices = models.BooleanField(
@@ -120,10 +121,6 @@ class NotificationSettings(models.Model):
         if isinstance(self.reminder_offsets, list):
             self.reminder_offsets = sorted(self.reminder_offsets)
 
-    @classmethod
-    def load(cls) -> "NotificationSettings":
-        obj, _created = cls.objects.get_or_create(pk=1)
-        return obj
 
     def alert_recipient_list(self) -> list[str]:
         from .recipients import addresses_parse

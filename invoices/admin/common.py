@@ -11,6 +11,7 @@ from customers.admin import (  # noqa: F401  (shared)
     DomainRefusalAdmin,
     QuickCheckboxMixin,
     ReadOnlyAdmin,
+    SingletonAdmin,
 )
 from customers.money import format_money
 

@@ -18,7 +18,7 @@ from customers.errors import DomainError
 
 from ..documents.models import Branding, Document, image_validate
 from ..documents.services import document_retry
-from .common import ReadOnlyAdmin, change_url
+from .common import ReadOnlyAdmin, SingletonAdmin, change_url
 
 
 def pdf_response(content: bytes, filename: str, *, inline: bool = True) -> HttpResponse:
@@ -73,7 +73,7 @@ class BrandingForm(forms.ModelForm):
 
 
 @admin.register(Branding)
-class BrandingAdmin(admin.ModelAdmin):
+class BrandingAdmin(SingletonAdmin):
     """A single row: the changelist opens it directly."""
 
     form = BrandingForm
@@ -86,16 +86,6 @@ class BrandingAdmin(admin.ModelAdmin):
         (gettext_lazy("Documents and emails"), {"fields": ["invoice_footer", "support_email"]}),
     ]
 
-    def has_add_permission(self, request):
-        # The changelist creates the row when missing (load): never an add form. Answered
-        # without a query: every admin page asks, for its navigation sidebar.
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        return redirect(change_url(Branding.load()))
 
 
 # --- stored documents -------------------------------------------------------------------

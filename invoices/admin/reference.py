@@ -3,7 +3,6 @@
 
 from django.contrib import admin
 from django.db.models import Q
-from django.shortcuts import redirect
 from django.utils.translation import gettext_lazy
 
 from ..models import (
@@ -17,7 +16,7 @@ from ..pagination import CappedCountPaginator
 from ..transitions import S
 from .common import (
     ReadOnlyAdmin,
-    change_url,
+    SingletonAdmin,
     data_summary,
 )
 
@@ -45,19 +44,8 @@ class TaxRateAdmin(admin.ModelAdmin):
 
 
 @admin.register(InvoicingSettings)
-class InvoicingSettingsAdmin(admin.ModelAdmin):
-    """A single row: the changelist opens it directly."""
-
-    def has_add_permission(self, request):
-        # The changelist creates the row when missing (load): never an add form. Answered
-        # without a query: every admin page asks, for its navigation sidebar.
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        return redirect(change_url(InvoicingSettings.load()))
+class InvoicingSettingsAdmin(SingletonAdmin):
+    pass
 
 
 @admin.register(Event)

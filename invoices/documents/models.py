@@ -11,6 +11,8 @@ from django.utils.translation import gettext_lazy as _
 from stdnum.eu import vat
 from stdnum.fr import siren, siret
 
+from customers.singletons import Singleton
+
 MAX_IMAGE_BYTES = 1024 * 1024
 MAX_IMAGE_SIDE = 4000
 IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg"}
@@ -68,7 +70,7 @@ def image_validate(upload) -> None:
         )
 
 
-class Branding(models.Model):
+class Branding(Singleton, models.Model):
     """Who the customer deals with, as printed on documents, the hosted page and emails.
     A single row (pk=1), edited in the admin."""
 
@@ -116,10 +118,6 @@ class Branding(models.Model):
     def __str__(self):
         return str(_("Branding"))
 
-    @classmethod
-    def load(cls) -> "Branding":
-        obj, _created = cls.objects.get_or_create(pk=1)
-        return obj
 
     def clean(self):
         if self.siren and self.siret and not self.siret.startswith(self.siren):
