@@ -15,6 +15,7 @@ from customers.actors import Actor
 from customers.errors import DomainError
 
 from .events import event_build, event_record, events_save
+from .lookups import among
 from .models import Invoice
 
 S = Invoice.Status
@@ -140,13 +141,14 @@ def invoices_transition_bulk(
         # every open invoice to find the batch (0.8 s per 5,000 among 64,000 open).
         claimed = (
             Invoice.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=ids)
+            .filter(among("pk", ids))
             .order_by("pk")
             .values_list("pk", "status", "customer_id")
         )
         rows = [row for row in claimed if row[1] in sources]
         moved = [pk for pk, _status, _customer in rows]
-        Invoice.objects.filter(pk__in=moved).update(**updates)
+        if moved:
+            Invoice.objects.filter(among("pk", moved)).update(**updates)
         events_save([_bulk_event(target, row, now, actor, data) for row in rows])
     return moved
 
