@@ -230,6 +230,7 @@ class Invoice(models.Model):
         editable=False,
         on_delete=models.PROTECT,
         related_name="revisions",
+        db_index=False,  # invoice_from_invoice_idx: revisions only
     )
 
     created_at = models.DateTimeField(_("created at"), editable=False)
@@ -254,6 +255,12 @@ class Invoice(models.Model):
                 fields=["status", "-created_at", "-id"], name="invoice_status_created_idx"
             ),
             models.Index(fields=["customer", "-created_at"], name="invoice_customer_idx"),
+            # Few invoices are revisions: the others, left out, cost no index entry when
+            # their status changes.
+            models.Index(
+                fields=["from_invoice"], name="invoice_from_invoice_idx",
+                condition=Q(from_invoice__isnull=False),
+            ),
             # The combined filter (open + EUR + send_invoice): counted, and paged deep in the
             # list's order, from the index alone (without it: 350-430 ms a page, measured).
             models.Index(
