@@ -34,7 +34,7 @@ from invoices.services import invoice_create, invoice_line_add
 from .clocks import clock_advance
 from .models import BillingSettings, RetryPolicy, RetryStat
 from .notifications.documents import attachments_omitted
-from .notifications.models import OutboxMessage
+from .notifications.models import NotificationSchedule, OutboxMessage
 
 # Share of customers paying with each test card (docs/gateways.md describes the cards).
 CARD_MIX = [
@@ -215,7 +215,8 @@ def _statistics_refresh() -> None:
     queries for the empty tables it last analyzed, and each step gets slower."""
     if connection.vendor != "postgresql":
         return
-    tables = [model._meta.db_table for model in (Invoice, PaymentAttempt, Customer, Event)]
+    models = (Invoice, PaymentAttempt, Customer, Event, NotificationSchedule, OutboxMessage)
+    tables = [model._meta.db_table for model in models]
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {', '.join(tables)}")
 
