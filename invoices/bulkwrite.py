@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, models, transaction
+from django.db.models.fields import AutoFieldMixin
 
 COPY_FROM = 50
 UPDATE_CHUNK = 500  # rows per UPDATE ... FROM (VALUES ...) statement below COPY_FROM
@@ -63,12 +64,14 @@ def _copying(count: int) -> bool:
 
 
 def rows_insert(model, objects: list, *, ignore_conflicts: bool = False) -> list:
-    """Insert `objects` (unsaved instances of `model` with an automatic primary key).
-    Their primary keys are set, ascending in the list's order, except with
-    `ignore_conflicts` (rows that would break a unique constraint are left out, as
-    bulk_create(ignore_conflicts=True) does, and no key is set)."""
+    """Insert `objects` (unsaved instances of `model`; a model without an automatic
+    primary key goes through bulk_create). Their primary keys are set, ascending in the
+    list's order, except with `ignore_conflicts`: rows that would break a unique
+    constraint are left out, as bulk_create(ignore_conflicts=True) does, and no key is
+    set."""
     objects = list(objects)
-    if not _copying(len(objects)):
+    automatic = isinstance(model._meta.pk, AutoFieldMixin)
+    if not automatic or not _copying(len(objects)):
         return model.objects.bulk_create(
             objects, batch_size=1000, ignore_conflicts=ignore_conflicts
         )

@@ -128,3 +128,17 @@ def test_a_broken_row_writes_nothing(count):
     # The connection is usable afterwards, and the next batch is written.
     assert len(rows_insert(Payment, _payments(invoice, count))) == count
     assert Payment.objects.count() == count
+
+
+def test_a_model_without_an_automatic_key_goes_through_bulk_create():
+    from automations.notifications.models import NotificationSchedule
+
+    customer = make_customer()
+    invoices = [make_open(customer) for _ in range(COPY_FROM)]
+    NotificationSchedule.objects.all().delete()  # finalizing wrote them: written again here
+    rows = [NotificationSchedule(invoice=invoice, next_reminder_at=NOW) for invoice in invoices]
+
+    rows_insert(NotificationSchedule, rows)
+
+    stored = NotificationSchedule.objects.filter(invoice__customer=customer)
+    assert sorted(stored.values_list("invoice_id", flat=True)) == [i.pk for i in invoices]
