@@ -178,11 +178,13 @@ def _staged(table: str, fields: list, objects: list):
     empties it after use, in case it is used twice in one transaction)."""
     quote = connection.ops.quote_name
     columns = [field.column for field in fields]
-    digest = hashlib.sha1(" ".join([table, *columns]).encode()).hexdigest()[:16]
-    staging = quote(f"staged_{digest}")
     definition = ", ".join(
         f"{quote(field.column)} {field.cast_db_type(connection)}" for field in fields
     )
+    # Named after the table and the columns' names and types: a migration that changes
+    # a type gets a new staging table, even in a session that made the old one.
+    digest = hashlib.sha1(f"{table} {definition}".encode()).hexdigest()[:16]
+    staging = quote(f"staged_{digest}")
     adapters = [(field.attname, _adapter(field)) for field in fields]
     listed = ", ".join(quote(column) for column in columns)
     with (
