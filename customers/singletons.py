@@ -4,7 +4,7 @@ the branding."""
 
 class Singleton:
     """A model with one row (primary key 1), created with its defaults when first read.
-    The admin of such a model (see invoices.admin.common) edits that row only."""
+    Its admin (customers.admin.SingletonAdmin) edits that row only."""
 
     @classmethod
     def load(cls):

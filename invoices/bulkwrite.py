@@ -84,9 +84,6 @@ def rows_insert(model, objects: list, *, ignore_conflicts: bool = False) -> list
     if ignore_conflicts:
         _insert_skipping_conflicts(model, objects, fields)
         return objects
-    adapters = [(field.attname, _adapter(field)) for field in fields]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(column) for column in [meta.pk.column, *(f.column for f in fields)])
     with connection.wrap_database_errors, connection.cursor() as cursor:
         # Ids from the sequence first, sorted: ties on a timestamp keep the list's order.
         cursor.execute(
@@ -94,13 +91,27 @@ def rows_insert(model, objects: list, *, ignore_conflicts: bool = False) -> list
             [meta.db_table, meta.pk.column, len(objects)],
         )
         ids = sorted(row[0] for row in cursor.fetchall())
-        with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for pk, obj in zip(ids, objects, strict=True):
-                copy.write_row([pk, *(adapt(getattr(obj, name)) for name, adapt in adapters)])
-    for pk, obj in zip(ids, objects, strict=True):
-        obj.pk = pk
+        for pk, obj in zip(ids, objects, strict=True):
+            obj.pk = pk
+        try:
+            _copy(cursor, meta.db_table, [meta.pk, *fields], objects)
+        except Exception:
+            for obj in objects:  # nothing was written: as unsaved as before
+                obj.pk = None
+            raise
+    for obj in objects:
         obj._state.adding, obj._state.db = False, connection.alias
     return objects
+
+
+def _copy(cursor, table: str, fields: list, objects: list) -> None:
+    """COPY the objects' values of `fields` into `table` (quoted here)."""
+    quote = connection.ops.quote_name
+    adapters = [(field.attname, _adapter(field)) for field in fields]
+    listed = ", ".join(quote(field.column) for field in fields)
+    with cursor.cursor.copy(f"COPY {quote(table)} ({listed}) FROM STDIN") as copy:
+        for obj in objects:
+            copy.write_row([adapt(getattr(obj, name)) for name, adapt in adapters])
 
 
 def _insert_skipping_conflicts(model, objects: list, fields: list) -> None:
@@ -177,16 +188,13 @@ def _staged(table: str, fields: list, objects: list):
     for (table, columns): created when missing, emptied at each commit (the caller
     empties it after use, in case it is used twice in one transaction)."""
     quote = connection.ops.quote_name
-    columns = [field.column for field in fields]
     definition = ", ".join(
         f"{quote(field.column)} {field.cast_db_type(connection)}" for field in fields
     )
     # Named after the table and the columns' names and types: a migration that changes
     # a type gets a new staging table, even in a session that made the old one.
-    digest = hashlib.sha1(f"{table} {definition}".encode()).hexdigest()[:16]
-    staging = quote(f"staged_{digest}")
-    adapters = [(field.attname, _adapter(field)) for field in fields]
-    listed = ", ".join(quote(column) for column in columns)
+    name = f"staged_{hashlib.sha1(f'{table} {definition}'.encode()).hexdigest()[:16]}"
+    staging = quote(name)
     with (
         transaction.atomic(savepoint=False),
         connection.wrap_database_errors,
@@ -195,7 +203,5 @@ def _staged(table: str, fields: list, objects: list):
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ({definition}) ON COMMIT DELETE ROWS"
         )
-        with cursor.cursor.copy(f"COPY {staging} ({listed}) FROM STDIN") as copy:
-            for obj in objects:
-                copy.write_row([adapt(getattr(obj, name)) for name, adapt in adapters])
+        _copy(cursor, name, fields, objects)
         yield cursor, staging

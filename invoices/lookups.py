@@ -30,4 +30,3 @@ class AnyOf(Lookup):
 def among(field: str, values) -> Q:
     """`field` is one of `values` (a list), as one array parameter on PostgreSQL."""
     return Q(AnyOf(F(field), list(values)))
-

@@ -70,7 +70,6 @@ class InvoicingSettings(Singleton, models.Model):
         return str(_("Invoicing settings"))
 
 
-
 class TaxRate(models.Model):
     display_name = models.CharField(
         _("name"), max_length=50, help_text=_("e.g. VAT, TVA, Sales tax")

@@ -121,7 +121,6 @@ class NotificationSettings(Singleton, models.Model):
         if isinstance(self.reminder_offsets, list):
             self.reminder_offsets = sorted(self.reminder_offsets)
 
-
     def alert_recipient_list(self) -> list[str]:
         from .recipients import addresses_parse
 

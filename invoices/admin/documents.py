@@ -87,7 +87,6 @@ class BrandingAdmin(SingletonAdmin):
     ]
 
 
-
 # --- stored documents -------------------------------------------------------------------
 
 

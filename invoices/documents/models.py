@@ -118,7 +118,6 @@ class Branding(Singleton, models.Model):
     def __str__(self):
         return str(_("Branding"))
 
-
     def clean(self):
         if self.siren and self.siret and not self.siret.startswith(self.siren):
             raise ValidationError({"siret": _("A SIRET starts with the company's SIREN.")})
