@@ -35,7 +35,8 @@ def parse_args():
     parser.add_argument("--ticks", type=int, default=50, help="timed sweep ticks, nothing due")
     parser.add_argument(
         "--only", choices=["build", "finalization", "changelist", "collection", "hosted",
-                             "documents", "outbox", "reminders", "smart_retries"],
+                             "documents", "outbox", "reminders", "subscriptions",
+                             "smart_retries"],
         help="run one part only",
     )
     parser.add_argument("--emails", type=int, default=3000, help="emails to drain")
@@ -123,6 +124,7 @@ def main() -> int:
         hosted,
         notifications,
         smart_retries,
+        subscriptions,
     )
     from bench.report import Summary
 
@@ -161,6 +163,8 @@ def main() -> int:
         notifications.run_outbox(summary, emails=args.emails)
     if args.only in (None, "reminders"):
         notifications.run_sweep(summary, runs=args.runs)
+    if args.only in (None, "subscriptions"):
+        subscriptions.run(summary, ticks=args.ticks)
     if args.only is None:
         hosted.run(summary, seconds=args.seconds)
         documents.run(summary, runs=args.runs)
