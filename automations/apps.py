@@ -9,8 +9,11 @@ class AutomationsConfig(AppConfig):
     def ready(self):
         from invoices.collection import policy_register
         from invoices.events import subscribe
+        from subscriptions.notices import notice_days_register
 
         from .notifications import tasks  # noqa: F401  (registers the Celery tasks)
+        from .notifications.subscription_emails import notice_days_factory
+        from .notifications.subscription_emails import on_events as subscription_emails
         from .notifications.triggers import on_events
         from .retries import SmartCollectionPolicy
         from .subscription_dunning import on_events as after_last_retry
@@ -18,3 +21,5 @@ class AutomationsConfig(AppConfig):
         policy_register(SmartCollectionPolicy())
         subscribe(on_events)
         subscribe(after_last_retry)
+        subscribe(subscription_emails)
+        notice_days_register(notice_days_factory)

@@ -445,19 +445,23 @@ def timeline(subscription) -> list[Event]:
     return events
 
 
-class SubscriptionInline(admin.TabularInline):
-    """The customer's subscriptions, on the customer page."""
-
-    model = Subscription
-    fields = ("status", "currency", "current_period_end", "cancel_at_period_end", "created_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    ordering = ("-created_at",)
-
-    def has_add_permission(self, request, obj=None):
-        return False
+def subscription_rows(customer_id) -> list[dict]:
+    subscriptions = (
+        Subscription.objects.filter(customer_id=customer_id)
+        .prefetch_related("items__price__product").order_by("-created_at", "-id")[:50]
+    )
+    return [
+        {
+            "label": str(subscription),
+            "url": reverse("admin:subscriptions_subscription_change", args=[subscription.pk]),
+            "status": subscription.get_status_display(),
+            "plan": ", ".join(f"{item.quantity} × {item.price}" for item in
+                              subscription.items.all()),
+            "period_end": subscription.current_period_end,
+            "cancels": subscription.cancel_at_period_end,
+        }
+        for subscription in subscriptions
+    ]
 
 
 # The customer page is extended by whatever admin is registered (customers, invoices).
@@ -465,7 +469,24 @@ _CustomerAdmin = type(admin.site.get_model_admin(Customer))
 
 
 class CustomerWithSubscriptionsAdmin(_CustomerAdmin):
-    inlines = [*_CustomerAdmin.inlines, SubscriptionInline]
+    """Lists the customer's subscriptions (a table, not an inline: the customer form
+    posts no extra formset)."""
+
+    change_form_template = "admin/subscriptions/customer_change_form.html"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        customer_id = unquote(object_id)
+        allowed = request.user.has_perm("subscriptions.view_subscription")
+        extra_context = {
+            **(extra_context or {}),
+            "can_see_subscriptions": allowed,
+            "customer_subscriptions": lambda: subscription_rows(customer_id) if allowed else [],
+            "new_subscription_url": (
+                reverse("admin:subscriptions_subscription_create") + f"?customer={customer_id}"
+                if request.user.has_perm("subscriptions.add_subscription") else ""
+            ),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 admin.site.unregister(Customer)

@@ -10,7 +10,6 @@ whatever runs twice or at the same time.
 """
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -31,30 +30,12 @@ from invoices.services import (
 
 from . import periods
 from .models import PendingItem, Price, Subscription, SubscriptionInvoice, SubscriptionItem
+from .notices import notice_days, upcoming_notice_at
 from .services import INCOMPLETE_EXPIRES_AFTER, line_description, subscription_resume
 from .transitions import RENEWING, S, subscription_transition, transition_in_memory
 
 RENEWALS = Actor.system("subscription renewals")
 BATCH = 1000
-
-# Days before a renewal that invoice.upcoming is announced, by interval (None: not
-# announced). Stripe's default: on for yearly subscriptions. automations may replace it.
-_notice_days: list[Callable[[str, int], int | None]] = [
-    lambda interval, count: 7 if interval == "year" else None
-]
-
-
-def notice_days_register(function: Callable[[str, int], int | None]) -> None:
-    _notice_days[0] = function
-
-
-def upcoming_notice_at(interval: str, count: int, period_end: datetime, now: datetime):
-    days = _notice_days[0](interval, count)
-    if not days:
-        return None
-    at = period_end - timedelta(days=days)
-    return at if at > now else None
-
 
 def _for_clock(queryset: QuerySet, test_clock) -> QuerySet:
     if test_clock is None:
@@ -122,6 +103,7 @@ def renewals_bulk(ids: list[int], *, now: datetime, test_clock=None, settings=No
         if not subscriptions:
             return {}
         items, prices, pending = _batch_load([s.pk for s in subscriptions])
+        batch.notice_days = notice_days()
         for subscription in subscriptions:
             _renew(subscription, items[subscription.pk], prices, pending[subscription.pk],
                    now=now, settings=settings, batch=batch)
@@ -177,7 +159,7 @@ def _renew(subscription, items, prices, pending, *, now, settings, batch: _Batch
     target = S.ACTIVE if subscription.status == S.TRIALING else subscription.status
     fields = {
         "current_period_start": start, "current_period_end": end, "period_index": index,
-        "notice_at": upcoming_notice_at(*interval, end, now),
+        "notice_at": upcoming_notice_at(batch.notice_days(*interval), end, now),
     }
     invoice = _invoice_build(subscription, items, prices, pending, start, end, now, settings,
                              batch)

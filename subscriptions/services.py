@@ -22,6 +22,7 @@ from invoices.services import invoice_create, invoice_finalize, invoice_line_add
 
 from . import periods
 from .models import PendingItem, Price, Product, Subscription, SubscriptionInvoice, SubscriptionItem
+from .notices import notice_days, upcoming_notice_at
 from .proration import Proration, prorations_compute
 from .transitions import FINAL, S, change_event, subscription_transition
 
@@ -202,6 +203,9 @@ def subscription_create(
         subscription.current_period_start = now
         subscription.current_period_end = periods.period_end(anchor, *interval, 1)
         subscription.period_index = 1
+        subscription.notice_at = upcoming_notice_at(
+            notice_days()(*interval), subscription.current_period_end, now
+        )
     _full_clean(subscription, exclude=["customer", "default_payment_method", "latest_invoice"])
     with transaction.atomic():
         subscription.save()
