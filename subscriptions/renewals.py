@@ -49,7 +49,20 @@ def due_renewals(now: datetime, test_clock=None) -> QuerySet:
     )
 
 
+def anything_due(now: datetime, test_clock=None) -> bool:
+    """Whether any of this module's work is due: one query over the four partial
+    indexes, so that a tick with nothing due costs one round trip."""
+    return _for_clock(Subscription.objects.filter(
+        Q(status__in=RENEWING, current_period_end__lte=now)
+        | Q(status=S.INCOMPLETE, created_at__lte=now - INCOMPLETE_EXPIRES_AFTER)
+        | Q(notice_at__lte=now, status__in=RENEWING)
+        | Q(status=S.PAUSED, pause_resumes_at__lte=now)
+    ), test_clock).exists()
+
+
 def subscriptions_sweep(*, now: datetime, test_clock=None, batch_size: int = BATCH) -> dict:
+    if not anything_due(now, test_clock):
+        return {}
     counts = Counter()
     counts.update(renewals_run(now=now, test_clock=test_clock, batch_size=batch_size))
     counts.update(incomplete_expire(now=now, test_clock=test_clock))
