@@ -33,6 +33,15 @@ from invoices.services import (
 
 DEMO_PREFIX = "DEMO"
 ACTOR = Actor.system("demo data")
+# What higher apps add to the demo (subscriptions...), registered in their ready():
+# each is called as extension(now=, customers=) after the invoices' demo and returns a
+# line for the summary.
+DEMO_EXTENSIONS: list = []
+
+
+def demo_extension_register(extension) -> None:
+    if extension not in DEMO_EXTENSIONS:
+        DEMO_EXTENSIONS.append(extension)
 
 TAX_RATES = {
     "fr_standard": dict(display_name="TVA", percentage="20", inclusive=False, country="FR"),
@@ -119,9 +128,11 @@ class Command(BaseCommand):
         if Customer.objects.filter(invoice_prefix__startswith=DEMO_PREFIX).exists():
             self.stdout.write("Demo data already loaded: nothing to do.")
             return
+        now = system_now()
         with transaction.atomic():
-            demo_load(now=system_now())
-        self.stdout.write(demo_summary())
+            customers = demo_load(now=now)
+            extra = [extension(now=now, customers=customers) for extension in DEMO_EXTENSIONS]
+        self.stdout.write("\n".join([demo_summary(), *extra]))
 
 
 def admin_ensure(password: str) -> str:
@@ -139,7 +150,7 @@ def branding_demo() -> None:
         Branding.objects.filter(pk=branding.pk).update(**BRANDING)
 
 
-def demo_load(*, now) -> None:
+def demo_load(*, now) -> dict[str, Customer]:
     branding_demo()
     rates = {key: tax_rate_get(**fields) for key, fields in TAX_RATES.items()}
     clock = TestClock.objects.create(name="Demo rehearsal", frozen_time=now)
@@ -255,6 +266,7 @@ def demo_load(*, now) -> None:
         customers["rehearsal"], now=clock.frozen_time,
         lines=[("Pain de campagne, abonnement", 30, 4_50, [rates["fr_reduced"]])],
     )
+    return customers
 
 
 def tax_rate_get(**fields) -> TaxRate:
