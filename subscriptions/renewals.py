@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Min, Q, QuerySet
+from django.utils.translation import gettext as _
 
 from customers.actors import Actor
 from customers.errors import DomainError
@@ -117,6 +118,7 @@ def renewals_bulk(ids: list[int], *, now: datetime, test_clock=None, settings=No
             return {}
         items, prices, pending = _batch_load([s.pk for s in subscriptions])
         batch.notice_days = notice_days()
+        batch.line_text = _("%(q)s × %(name)s (%(start)s – %(end)s)")
         for subscription in subscriptions:
             _renew(subscription, items[subscription.pk], prices, pending[subscription.pk],
                    now=now, settings=settings, batch=batch)
@@ -208,7 +210,8 @@ def _invoice_build(subscription, items, prices, pending, start, end, now, settin
     for item in items:
         price = prices[item.price_id]
         lines.append(InvoiceLine(
-            position=len(lines), description=line_description(price, item.quantity, start, end),
+            position=len(lines),
+            description=line_description(price, item.quantity, start, end, batch.line_text),
             quantity=item.quantity, unit_amount=price.unit_amount,
             period_start=start.date(), period_end=end.date(),
         ))

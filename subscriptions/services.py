@@ -235,8 +235,11 @@ def _period_data(subscription: Subscription) -> dict:
     }
 
 
-def line_description(price: Price, quantity: int, start: datetime, end: datetime) -> str:
-    return _("%(q)s × %(name)s (%(start)s – %(end)s)") % {
+def line_description(
+    price: Price, quantity: int, start: datetime, end: datetime, template: str | None = None
+) -> str:
+    """`template`: the translated text, when describing many lines (looked up once)."""
+    return (template or _("%(q)s × %(name)s (%(start)s – %(end)s)")) % {
         "q": quantity, "name": price.nickname or price.product.name,
         "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}",
     }

@@ -53,6 +53,13 @@ def on_events(events: list[Event]) -> None:
     relevant = [event for event in events if _wanted(event)]
     if not relevant:
         return
+    renewed = {event.subscription_id for event in relevant if _renewal(event)}
+    if renewed:  # most renewals email nothing: keep only those whose card expires
+        expiring = _with_expiring_cards(renewed)
+        relevant = [event for event in relevant
+                    if not _renewal(event) or event.subscription_id in expiring]
+        if not relevant:
+            return
     subscriptions = Subscription.objects.select_related(
         "customer__default_payment_method", "default_payment_method"
     ).prefetch_related(
@@ -104,6 +111,36 @@ def _message(event: Event, subscription: Subscription, survey: str):
                           customer_id=subscription.customer_id, context=context)
 
 
+def _renewal(event: Event) -> bool:
+    return event.type == UPDATED and "current_period_end" in (
+        event.data.get("previous_attributes") or {}
+    )
+
+
+def _with_expiring_cards(ids: set[int]) -> set[int]:
+    """Of these subscriptions, those whose card expires before the next renewal: one
+    query of plain values (a renewal batch is a thousand subscriptions)."""
+    rows = Subscription.objects.filter(pk__in=ids).values_list(
+        "pk", "current_period_end",
+        "default_payment_method__exp_year", "default_payment_method__exp_month",
+        "customer__default_payment_method__exp_year",
+        "customer__default_payment_method__exp_month",
+    )
+    expiring = set()
+    for pk, period_end, year, month, customer_year, customer_month in rows:
+        if year is None:
+            year, month = customer_year, customer_month
+        if year and month and _expires_at(year, month) <= period_end:
+            expiring.add(pk)
+    return expiring
+
+
+def _expires_at(year: int, month: int) -> datetime:
+    """A card is valid through the end of its expiry month."""
+    year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
 def _base(subscription: Subscription) -> dict:
     items = list(subscription.items.all())
     return {
@@ -120,10 +157,7 @@ def _expiring_card(subscription: Subscription) -> str | None:
     method = subscription.default_payment_method or subscription.customer.default_payment_method
     if method is None or not method.exp_year or not method.exp_month:
         return None
-    year, month = (method.exp_year + 1, 1) if method.exp_month == 12 else (
-        method.exp_year, method.exp_month + 1)
-    expires = datetime(year, month, 1, tzinfo=UTC)  # valid through the end of its month
-    if expires > subscription.current_period_end:
+    if _expires_at(method.exp_year, method.exp_month) > subscription.current_period_end:
         return None
     return f"{method} ({method.exp_month:02d}/{method.exp_year})"
 
