@@ -145,6 +145,7 @@ def run(summary, *, ticks: int = 50) -> None:
     ticks_measure(summary, due_at - timedelta(seconds=1), runs=ticks)
     try:
         result = renew_in_process(due_at)
+        print(f"  renewal process: {json.dumps(result)}")
         ok = checks(due_at, due_ids, result)
     finally:
         cleanup(due_at, due_ids)
@@ -212,7 +213,9 @@ def checks(due_at, due_ids, result) -> bool:
     )
     invoices = created.count()
     lines = InvoiceLine.objects.filter(invoice__in=created).count()
-    billed = SubscriptionInvoice.objects.filter(subscription_id__range=due_ids).count()
+    billed = SubscriptionInvoice.objects.filter(
+        subscription__gte=due_ids[0], subscription__lte=due_ids[1]
+    ).count()
     events = dict(
         Event.objects.filter(subscription_id__range=due_ids, created_at__gte=due_at)
         .values_list("type").annotate(n=Count("pk"))
