@@ -90,6 +90,25 @@ def price_create(
     return price
 
 
+def invoice_line_add_price(invoice: Invoice, *, price: Price, quantity: int = 1):
+    """A line on a draft invoice from a price of the catalogue (a one-off price, or a
+    recurring one billed once): its product's name, amount and tax rates."""
+    if price.currency != invoice.currency:
+        raise DomainError(
+            _("%(p)s is in %(pc)s but this invoice is in %(ic)s.")
+            % {"p": price, "pc": price.currency, "ic": invoice.currency}
+        )
+    if not (price.active and price.product.active):
+        raise DomainError(
+            _("%(p)s is archived: it keeps its subscriptions but takes no new ones.")
+            % {"p": price}
+        )
+    return invoice_line_add(
+        invoice, description=price.nickname or price.product.name, quantity=quantity,
+        unit_amount=price.unit_amount, tax_rates=list(price.tax_rates.all()),
+    )
+
+
 # --- checks shared by create and change -------------------------------------------------
 
 
