@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from django.db.models import Prefetch
 
+from invoices.lookups import among
 from invoices.models import Event
 from subscriptions.models import Subscription, SubscriptionItem
 
@@ -120,7 +121,7 @@ def _renewal(event: Event) -> bool:
 def _with_expiring_cards(ids: set[int]) -> set[int]:
     """Of these subscriptions, those whose card expires before the next renewal: one
     query of plain values (a renewal batch is a thousand subscriptions)."""
-    rows = Subscription.objects.filter(pk__in=ids).values_list(
+    rows = Subscription.objects.filter(among("pk", ids)).values_list(
         "pk", "current_period_end",
         "default_payment_method__exp_year", "default_payment_method__exp_month",
         "customer__default_payment_method__exp_year",
