@@ -10,9 +10,12 @@ class AutomationsConfig(AppConfig):
         from invoices.collection import policy_register
         from invoices.events import subscribe
 
+        from .engine import tasks as engine_tasks  # noqa: F401  (registers its task)
+        from .engine.matching import on_events as engine_on_events
         from .notifications import tasks  # noqa: F401  (registers the Celery tasks)
         from .notifications.triggers import on_events
         from .retries import SmartCollectionPolicy
 
         policy_register(SmartCollectionPolicy())
         subscribe(on_events)
+        subscribe(engine_on_events)

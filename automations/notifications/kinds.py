@@ -61,6 +61,15 @@ KINDS = {
             (*COMMON, "day", "attempts", "succeeded", "failures", "recoveries",
              "uncollectible", "upcoming", "admin_url"),
         ),
+        # Queued by automations (automations/engine), their context written whole then.
+        Kind(
+            "automation_team", _("Automation: email to the team (staff)"), STAFF,
+            (*COMMON, "memo", "automation_name", "admin_url"),
+        ),
+        Kind(
+            "subscription_canceled", _("Subscription canceled (automation)"), CUSTOMER,
+            (*COMMON, "customer_name", "subscription_name", "cancellation_date", "survey_url"),
+        ),
     ]
 }
 KIND_CHOICES = [(kind.name, kind.label) for kind in KINDS.values()]
@@ -101,6 +110,11 @@ SAMPLE_VALUES = {
     "recoveries": [_ROW],
     "uncollectible": [_ROW],
     "upcoming": [_ROW],
+    "memo": "Invoice over $500 past due by 7 days: ACME-0042, Acme Labs, $1,250.00 remaining.",
+    "automation_name": "Large invoice past due: alert the team",
+    "subscription_name": "Pro plan (yearly)",
+    "cancellation_date": "March 30, 2026",
+    "survey_url": "https://billing.example.com/survey/",
 }
 
 
