@@ -125,12 +125,13 @@ def run_advance(run: AutomationRun, context: StepContext, counts: Counter) -> No
                     % {"n": run.step + 1, "step": kind.label, "e": error})
             break
         context.events.append(timeline_event(context, "automation.step", {
-            **_data(run), "kind": spec["kind"], "text": text}))
+            "text": text, **_data(run), "kind": spec["kind"]}))
         run.step += 1
         counts["steps"] += 1
         if _held(run, context, spec):
             break
-    counts[run.status] += run.status != R.WAITING
+    if run.status != R.WAITING:
+        counts[run.status] += 1
 
 
 def _apply(run, context, spec, kind) -> str:
@@ -158,7 +159,7 @@ def _wait(run, context, spec, kind) -> None:
         "wait": wait_describe(spec["params"]), "at": until.strftime("%Y-%m-%d %H:%M UTC")})[:200]
     run.step += 1
     context.events.append(timeline_event(context, "automation.waiting", {
-        **_data(run), "until": until.isoformat(), "text": run.waiting_for}))
+        "text": run.waiting_for, **_data(run), "until": until.isoformat()}))
 
 
 def _finish(run, context, status, reason: str) -> None:
@@ -167,12 +168,12 @@ def _finish(run, context, status, reason: str) -> None:
     run.waiting_for = ""
     run.reason = reason[:300]
     context.events.append(timeline_event(context, f"automation.{status}", {
-        **_data(run), "text": run.reason}))
+        "text": run.reason, **_data(run)}))
 
 
 def _data(run) -> dict:
-    return {"automation": run.automation_id, "automation_name": run.automation.name,
-            "run": run.pk, "step": run.step + 1}
+    # The automation's name is the event's actor.
+    return {"run": run.pk, "step": run.step + 1, "automation": run.automation_id}
 
 
 def exit_reason(run, trigger, steps, subject: Subject) -> str:
@@ -202,7 +203,7 @@ def run_cancel(run: AutomationRun, *, now: datetime, actor) -> bool:
             context = StepContext(run=run, subject=subject, now=now, actor=actor,
                                   automation_name=run.automation.name)
             events_save([timeline_event(context, "automation.canceled", {
-                **_data(run), "text": run.reason})])
+                "text": run.reason, **_data(run)})])
     return bool(changed)
 
 
