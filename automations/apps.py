@@ -15,7 +15,9 @@ class AutomationsConfig(AppConfig):
         from .notifications import tasks  # noqa: F401  (registers the Celery tasks)
         from .notifications.triggers import on_events
         from .retries import SmartCollectionPolicy
+        from .subscription_dunning import on_events as after_last_retry
 
         policy_register(SmartCollectionPolicy())
         subscribe(on_events)
+        subscribe(after_last_retry)
         subscribe(engine_on_events)

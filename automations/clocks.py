@@ -20,6 +20,7 @@ from customers.services import test_clock_advance
 from invoices import collection
 from invoices.models import Invoice
 from invoices.sweeps import finalize_due_drafts
+from subscriptions import renewals
 
 from . import sweeps
 from .engine import clock as engine_clock
@@ -42,6 +43,8 @@ def _drafts_next_due_at(clock: TestClock) -> datetime | None:
 
 
 CLOCK_WORK = [
+    # First: a renewal's draft is then finalized and collected in its own time.
+    ClockWork("subscriptions", renewals.next_due_at, renewals.subscriptions_sweep),
     ClockWork(
         "auto_finalization",
         _drafts_next_due_at,

@@ -25,6 +25,15 @@ UNCOLLECTIBLE_CHOICES = [
 ]
 
 
+class SubscriptionAfterLastRetry(models.TextChoices):
+    """What happens to a subscription when the last retry of its invoice fails."""
+
+    CANCEL = "cancel", _("Cancel the subscription")
+    MARK_UNPAID = "mark_unpaid", _("Mark the subscription unpaid")
+    PAUSE = "pause", _("Pause the subscription")
+    LEAVE_PAST_DUE = "leave_past_due", _("Leave the subscription past due")
+
+
 def validate_custom_schedule(value) -> None:
     if not isinstance(value, list) or not all(is_int(days) for days in value):
         raise ValidationError(_("The custom schedule is a list of whole days, e.g. [1, 3, 5]."))
@@ -78,6 +87,11 @@ class RetryPolicy(models.Model):
         _("customer segments"), default=list, blank=True, validators=[validate_segments],
         help_text=_("Customers of these segments use this policy instead of the default."),
     )
+    subscription_after_last_retry = models.CharField(
+        _("subscription after the last retry fails"), max_length=20, blank=True,
+        choices=SubscriptionAfterLastRetry.choices,
+        help_text=_("Empty: as the billing settings say."),
+    )
 
     class Meta:
         verbose_name = _("retry policy")
@@ -113,6 +127,12 @@ class BillingSettings(Singleton, models.Model):
     uncollectible_after_days = models.PositiveSmallIntegerField(
         _("past-due invoices"), choices=UNCOLLECTIBLE_CHOICES, null=True, blank=True,
         default=None,
+    )
+    subscription_after_last_retry = models.CharField(
+        _("subscription after the last retry fails"), max_length=20,
+        choices=SubscriptionAfterLastRetry.choices,
+        default=SubscriptionAfterLastRetry.LEAVE_PAST_DUE,
+        help_text=_("Unpaid: invoices keep being created as drafts but are not collected."),
     )
     partial_payment_tolerance = models.JSONField(
         _("reconcile partial payments within"), default=dict, blank=True,

@@ -27,6 +27,7 @@ class BillingSettingsAdmin(SingletonAdmin):
             "description": SCHEDULED_RETRIES_NOTE,
         }),
         (_("Past-due invoices"), {"fields": ["uncollectible_after_days"]}),
+        (_("Subscriptions"), {"fields": ["subscription_after_last_retry"]}),
         (_("Partial payments"), {"fields": ["partial_payment_tolerance"]}),
     ]
     readonly_fields = ["policies_link"]
@@ -47,7 +48,8 @@ class RetryPolicyAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "mode"], "description": SCHEDULED_RETRIES_NOTE}),
         (_("Smart Retries and fixed schedule"), {"fields": ["max_retries", "window_days"]}),
         (_("Custom schedule"), {"fields": ["custom_schedule"]}),
-        (None, {"fields": ["after_last_retry", "customer_segments"]}),
+        (None, {"fields": ["after_last_retry", "subscription_after_last_retry",
+                           "customer_segments"]}),
     ]
 
     def has_delete_permission(self, request, obj=None):

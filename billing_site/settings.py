@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "customers",
     "invoices",
+    "subscriptions",
     "automations",
 ]
 

@@ -40,7 +40,9 @@ def event_build(
     customer=None,
     credit_note=None,
     data: dict | None = None,
+    subscription_id: int | None = None,
 ) -> Event:
+    """An unsaved event. `subscription_id` defaults to the invoice's subscription."""
     if customer is None and invoice is not None:
         customer_id = invoice.customer_id
     else:
@@ -54,6 +56,11 @@ def event_build(
         customer_id=customer_id,
         invoice=invoice,
         credit_note=credit_note,
+        subscription_id=(
+            subscription_id if subscription_id is not None
+            # Read from the instance only: a deferred column is never loaded for it.
+            else vars(invoice).get("subscription_id") if invoice is not None else None
+        ),
         data=data or {},
     )
 

@@ -112,6 +112,12 @@ class Invoice(models.Model):
         CHARGE_AUTOMATICALLY = "charge_automatically", _("Charge automatically")
         SEND_INVOICE = "send_invoice", _("Send invoice")
 
+    class BillingReason(models.TextChoices):  # Stripe's values
+        SUBSCRIPTION_CREATE = "subscription_create", _("Subscription created")
+        SUBSCRIPTION_CYCLE = "subscription_cycle", _("Subscription renewal")
+        SUBSCRIPTION_UPDATE = "subscription_update", _("Subscription change")
+        MANUAL = "manual", _("Manual")
+
     customer = models.ForeignKey(
         Customer,
         verbose_name=_("customer"),
@@ -232,6 +238,17 @@ class Invoice(models.Model):
         db_index=False,  # invoice_from_invoice_idx: revisions only
     )
 
+    # The subscription this invoice bills (subscriptions.Subscription's id): a plain
+    # column, not a foreign key, because invoices sits below subscriptions and never
+    # depends on it (not even in migrations).
+    subscription_id = models.BigIntegerField(
+        _("subscription"), null=True, blank=True, editable=False
+    )
+    billing_reason = models.CharField(
+        _("billing reason"), max_length=24, choices=BillingReason.choices,
+        default=BillingReason.MANUAL, editable=False,
+    )
+
     created_at = models.DateTimeField(_("created at"), editable=False)
     finalized_at = models.DateTimeField(_("finalized at"), null=True, editable=False)
     paid_at = models.DateTimeField(_("paid at"), null=True, editable=False)
@@ -286,6 +303,11 @@ class Invoice(models.Model):
                 fields=["automatically_finalizes_at"],
                 name="invoice_autofinalize_idx",
                 condition=Q(status="draft", auto_advance=True),
+            ),
+            # A subscription's invoices; one-off invoices (most) cost no entry.
+            models.Index(
+                fields=["subscription_id", "-created_at"], name="invoice_subscription_idx",
+                condition=Q(subscription_id__isnull=False),
             ),
         ]
         constraints = [
@@ -621,6 +643,9 @@ class Event(models.Model):
         related_name="events",
         db_index=False,  # event_credit_note_idx, partial
     )
+    # The subscription the event is about (subscriptions.Subscription's id; a plain
+    # column: invoices never depends on subscriptions).
+    subscription_id = models.BigIntegerField(_("subscription"), null=True, blank=True)
     data = models.JSONField(_("data"), default=dict)
 
     class Meta:
@@ -641,6 +666,10 @@ class Event(models.Model):
             models.Index(
                 fields=["credit_note"], name="event_credit_note_idx",
                 condition=models.Q(credit_note__isnull=False),
+            ),
+            models.Index(
+                fields=["subscription_id", "created_at"], name="event_subscription_idx",
+                condition=models.Q(subscription_id__isnull=False),
             ),
         ]
 

@@ -57,6 +57,8 @@ def invoice_create(
     metadata: dict | None = None,
     discount_percent: Decimal = Decimal(0),
     discount_amount: int = 0,
+    subscription_id: int | None = None,
+    billing_reason: str = Invoice.BillingReason.MANUAL,
 ) -> Invoice:
     if collection_method not in Invoice.CollectionMethod.values:
         raise DomainError(_("Unknown collection method %(m)s.") % {"m": collection_method})
@@ -72,6 +74,8 @@ def invoice_create(
         metadata=metadata or {},
         discount_percent=discount_percent,
         discount_amount=discount_amount,
+        subscription_id=subscription_id,
+        billing_reason=billing_reason,
         created_at=now,
         automatically_finalizes_at=(
             now + timedelta(hours=settings.auto_finalize_delay_hours) if auto_advance else None

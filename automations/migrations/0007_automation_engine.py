@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('automations', '0005_merge_notifications'),
+        ('automations', '0006_subscription_after_last_retry'),
         ('customers', '0003_payment_methods'),
         ('invoices', '0016_number_prefix_index_in_list_order'),
     ]

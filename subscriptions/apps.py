@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class SubscriptionsConfig(AppConfig):
+    name = "subscriptions"
+    verbose_name = _("Subscriptions")
+
+    def ready(self):
+        from invoices.events import subscribe
+
+        from . import tasks  # noqa: F401  (registers the Celery task)
+        from .subscribers import on_invoice_events
+
+        subscribe(on_invoice_events)

@@ -1,0 +1,395 @@
+"""The subscription sweeps that beat wakes and test clocks run: renewals (one invoice per
+subscription and period), trials ending, incomplete subscriptions expiring, notices
+(trial_will_end, invoice.upcoming) and pauses that end.
+
+Renewals are due rows: the indexed `current_period_end`, claimed with SKIP LOCKED in
+bounded batches. A batch is written set-based (the project's bulk paths: rows_insert,
+rows_update, events_save), through the same door as one by one (transition_in_memory);
+the unique constraint on (subscription, period start) makes a period billed once,
+whatever runs twice or at the same time.
+"""
+
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Min, Q, QuerySet
+
+from customers.actors import Actor
+from customers.errors import DomainError
+from invoices import totals as totals_module
+from invoices.bulkwrite import rows_insert, rows_update
+from invoices.events import event_build, events_save
+from invoices.models import Invoice, InvoiceLine, InvoicingSettings
+from invoices.services import (
+    invoice_finalize,
+    invoice_mark_uncollectible,
+    invoice_void,
+    totals_fields,
+)
+
+from . import periods
+from .models import PendingItem, Price, Subscription, SubscriptionInvoice, SubscriptionItem
+from .services import INCOMPLETE_EXPIRES_AFTER, line_description, subscription_resume
+from .transitions import RENEWING, S, subscription_transition, transition_in_memory
+
+RENEWALS = Actor.system("subscription renewals")
+BATCH = 1000
+
+# Days before a renewal that invoice.upcoming is announced, by interval (None: not
+# announced). Stripe's default: on for yearly subscriptions. automations may replace it.
+_notice_days: list[Callable[[str, int], int | None]] = [
+    lambda interval, count: 7 if interval == "year" else None
+]
+
+
+def notice_days_register(function: Callable[[str, int], int | None]) -> None:
+    _notice_days[0] = function
+
+
+def upcoming_notice_at(interval: str, count: int, period_end: datetime, now: datetime):
+    days = _notice_days[0](interval, count)
+    if not days:
+        return None
+    at = period_end - timedelta(days=days)
+    return at if at > now else None
+
+
+def _for_clock(queryset: QuerySet, test_clock) -> QuerySet:
+    if test_clock is None:
+        return queryset.filter(customer__test_clock__isnull=True)
+    return queryset.filter(customer__test_clock=test_clock)
+
+
+def due_renewals(now: datetime, test_clock=None) -> QuerySet:
+    return _for_clock(
+        Subscription.objects.filter(status__in=RENEWING, current_period_end__lte=now), test_clock
+    )
+
+
+def subscriptions_sweep(*, now: datetime, test_clock=None, batch_size: int = BATCH) -> dict:
+    counts = Counter()
+    counts.update(renewals_run(now=now, test_clock=test_clock, batch_size=batch_size))
+    counts.update(incomplete_expire(now=now, test_clock=test_clock))
+    counts.update(notices_send(now=now, test_clock=test_clock))
+    counts.update(pauses_end(now=now, test_clock=test_clock))
+    return dict(counts)
+
+
+# --- renewals -------------------------------------------------------------------------
+
+
+def renewals_run(*, now: datetime, test_clock=None, batch_size: int = BATCH) -> dict:
+    """Renew every subscription whose period ended by `now`, in batches."""
+    counts = Counter(renewed=0)
+    settings = InvoicingSettings.load()
+    after = None
+    while True:
+        candidates = due_renewals(now, test_clock).order_by("current_period_end", "pk")
+        if after is not None:
+            candidates = candidates.filter(
+                Q(current_period_end__gt=after[0]) | Q(current_period_end=after[0], pk__gt=after[1])
+            )
+        batch = list(candidates.values_list("current_period_end", "pk")[:batch_size])
+        if batch:
+            counts.update(renewals_bulk(
+                [pk for _end, pk in batch], now=now, test_clock=test_clock, settings=settings
+            ))
+        if len(batch) < batch_size:
+            return dict(counts)
+        after = batch[-1]
+
+
+class _Batch:
+    def __init__(self):
+        self.events, self.invoices, self.lines, self.rates = [], [], [], []
+        self.links, self.pending, self.changed, self.fields = [], [], [], set()
+        self.after_pause: list[tuple[Invoice, str]] = []
+        self.counts = Counter()
+
+
+def renewals_bulk(ids: list[int], *, now: datetime, test_clock=None, settings=None) -> dict:
+    """Renew the due subscriptions `ids` in one transaction (those another worker holds,
+    or no longer due, are left)."""
+    settings = settings or InvoicingSettings.load()
+    batch = _Batch()
+    with transaction.atomic():
+        subscriptions = list(
+            due_renewals(now, test_clock).filter(pk__in=ids)
+            .select_for_update(skip_locked=True, of=("self",)).order_by("pk")
+        )
+        if not subscriptions:
+            return {}
+        items, prices, pending = _batch_load([s.pk for s in subscriptions])
+        for subscription in subscriptions:
+            _renew(subscription, items[subscription.pk], prices, pending[subscription.pk],
+                   now=now, settings=settings, batch=batch)
+        _write(batch)
+        for invoice, behavior in batch.after_pause:
+            _paused_invoice(invoice, behavior, now)
+    return dict(batch.counts)
+
+
+def _batch_load(ids: list[int]):
+    items = defaultdict(list)
+    price_ids = set()
+    for item in SubscriptionItem.objects.filter(subscription_id__in=ids).order_by(
+        "subscription_id", "id"
+    ):
+        items[item.subscription_id].append(item)
+        price_ids.add(item.price_id)
+    prices = {
+        price.pk: price for price in
+        Price.objects.filter(pk__in=price_ids).select_related("product")
+        .prefetch_related("tax_rates")
+    }
+    pending = defaultdict(list)
+    for item in PendingItem.objects.filter(subscription_id__in=ids, invoice__isnull=True):
+        pending[item.subscription_id].append(item)
+        if item.price_id not in prices:
+            prices[item.price_id] = (
+                Price.objects.select_related("product").prefetch_related("tax_rates")
+                .get(pk=item.price_id)
+            )
+    return items, prices, pending
+
+
+def _renew(subscription, items, prices, pending, *, now, settings, batch: _Batch) -> None:
+    end_of_period = subscription.current_period_end
+    if subscription.cancel_at_period_end or (
+        subscription.cancel_at is not None and subscription.cancel_at <= end_of_period
+    ):
+        batch.fields |= set(transition_in_memory(
+            subscription, S.CANCELED, at=now, actor=RENEWALS, events=batch.events,
+            fields={"ended_at": end_of_period, "notice_at": None},
+        ))
+        batch.changed.append(subscription)
+        batch.counts["canceled"] += 1
+        return
+    if not items:  # a subscription always has items; refuse to bill nothing
+        return
+    first = prices[items[0].price_id]
+    interval = (first.recurring_interval, first.recurring_interval_count)
+    index = subscription.period_index + 1
+    start = end_of_period
+    end = periods.period_end(subscription.billing_cycle_anchor, *interval, index)
+    target = S.ACTIVE if subscription.status == S.TRIALING else subscription.status
+    fields = {
+        "current_period_start": start, "current_period_end": end, "period_index": index,
+        "notice_at": upcoming_notice_at(*interval, end, now),
+    }
+    invoice = _invoice_build(subscription, items, prices, pending, start, end, now, settings,
+                             batch)
+    batch.fields |= set(transition_in_memory(
+        subscription, target, at=now, actor=RENEWALS, events=batch.events, fields=fields,
+    ))
+    batch.fields.add("latest_invoice")
+    batch.changed.append(subscription)
+    batch.links.append(SubscriptionInvoice(
+        subscription=subscription, invoice=invoice,
+        billing_reason=Invoice.BillingReason.SUBSCRIPTION_CYCLE, period_start=start,
+        period_end=end,
+    ))
+    batch.counts["renewed"] += 1
+
+
+def _invoice_build(subscription, items, prices, pending, start, end, now, settings, batch):
+    paused = subscription.status == S.PAUSED
+    # Unpaid: drafts that are not collected; paused: drafts kept aside, or finalized and
+    # at once written off (mark_uncollectible, void) after the batch is written.
+    auto_advance = subscription.status != S.UNPAID and not paused
+    invoice = Invoice(
+        customer_id=subscription.customer_id, currency=subscription.currency,
+        collection_method=subscription.collection_method,
+        days_until_due=subscription.days_until_due, auto_advance=auto_advance,
+        automatically_finalizes_at=(
+            now + timedelta(hours=settings.auto_finalize_delay_hours) if auto_advance else None
+        ),
+        subscription_id=subscription.pk,
+        billing_reason=Invoice.BillingReason.SUBSCRIPTION_CYCLE, created_at=now,
+    )
+    lines, inputs, rates = [], [], []
+    for item in items:
+        price = prices[item.price_id]
+        lines.append(InvoiceLine(
+            position=len(lines), description=line_description(price, item.quantity, start, end),
+            quantity=item.quantity, unit_amount=price.unit_amount,
+            period_start=start.date(), period_end=end.date(),
+        ))
+        rates.append(list(price.tax_rates.all()))
+    for item in pending:
+        price = prices[item.price_id]
+        lines.append(InvoiceLine(
+            position=len(lines), description=item.description, quantity=1,
+            unit_amount=item.amount, period_start=item.period_start.date(),
+            period_end=item.period_end.date(),
+        ))
+        rates.append(list(price.tax_rates.all()))
+        item.invoice = invoice
+        batch.pending.append(item)
+    for line, line_rates in zip(lines, rates, strict=True):
+        inputs.append(totals_module.LineInput(
+            quantity=line.quantity, unit_amount=line.unit_amount,
+            rates=tuple(totals_module.Rate(r.pk, r.percentage, r.inclusive, r.display_name,
+                                           r.category) for r in line_rates),
+        ))
+    result = totals_module.compute(inputs)
+    for name, value in totals_fields(result).items():
+        setattr(invoice, name, value)
+    for line, computed in zip(lines, result.lines, strict=True):
+        line.amount, line.discount_total = computed.amount, computed.discount_total
+        line.amount_excluding_tax, line.tax_amount = (
+            computed.amount_excluding_tax, computed.tax_amount
+        )
+        line._invoice = invoice
+    batch.invoices.append(invoice)
+    batch.lines.extend(lines)
+    batch.rates.extend(zip(lines, rates, strict=True))
+    if paused and subscription.pause_collection != Subscription.PauseBehavior.KEEP_AS_DRAFT:
+        batch.after_pause.append((invoice, subscription.pause_collection))
+    subscription.latest_invoice = invoice
+    return invoice
+
+
+def _write(batch: _Batch) -> None:
+    rows_insert(Invoice, batch.invoices)
+    for line in batch.lines:
+        line.invoice_id = line._invoice.pk
+    rows_insert(InvoiceLine, batch.lines)
+    through = InvoiceLine.tax_rates.through
+    rows_insert(through, [
+        through(invoiceline_id=line.pk, taxrate_id=rate.pk)
+        for line, rates in batch.rates for rate in rates
+    ])
+    for link in batch.links:
+        link.invoice_id = link.invoice.pk
+    rows_insert(SubscriptionInvoice, batch.links)
+    for item in batch.pending:
+        item.invoice_id = item.invoice.pk
+    rows_update(PendingItem, batch.pending, ["invoice"])
+    for subscription in batch.changed:
+        if subscription.latest_invoice is not None:
+            subscription.latest_invoice_id = subscription.latest_invoice.pk
+    rows_update(Subscription, batch.changed, sorted(batch.fields))
+    created = [
+        event_build("invoice.created", now=invoice.created_at, actor=RENEWALS, invoice=invoice,
+                    data={"billing_reason": invoice.billing_reason})
+        for invoice in batch.invoices
+    ]
+    events_save(created + batch.events)
+
+
+def _paused_invoice(invoice: Invoice, behavior: str, now: datetime) -> None:
+    """Collection paused with mark_uncollectible or void: finalized, then written off."""
+    invoice_finalize(invoice, now=now, actor=RENEWALS)
+    if invoice.status != Invoice.Status.OPEN:
+        return
+    if behavior == Subscription.PauseBehavior.VOID:
+        invoice_void(invoice, now=now, actor=RENEWALS)
+    else:
+        invoice_mark_uncollectible(invoice, now=now, actor=RENEWALS)
+
+
+# --- incomplete subscriptions, notices, pauses -------------------------------------------
+
+
+def incomplete_expire(*, now: datetime, test_clock=None) -> dict:
+    """A first invoice unpaid 23 hours after the subscription was created: the
+    subscription expires (incomplete_expired) and its invoice is voided, as Stripe."""
+    due = _for_clock(
+        Subscription.objects.filter(
+            status=S.INCOMPLETE, created_at__lte=now - INCOMPLETE_EXPIRES_AFTER
+        ), test_clock,
+    ).order_by("created_at", "pk")
+    expired = 0
+    for subscription in due.iterator():
+        with transaction.atomic():
+            locked = (
+                Subscription.objects.select_for_update(skip_locked=True)
+                .filter(pk=subscription.pk, status=S.INCOMPLETE).first()
+            )
+            if locked is None:
+                continue
+            invoice = locked.latest_invoice
+            if invoice is not None and invoice.status == Invoice.Status.OPEN:
+                try:
+                    invoice_void(invoice, now=now, actor=RENEWALS)
+                except DomainError:
+                    pass  # a partly paid first invoice stays open for staff
+            subscription_transition(
+                locked, S.INCOMPLETE_EXPIRED, now=now, actor=RENEWALS,
+                fields={"ended_at": now, "notice_at": None},
+            )
+            expired += 1
+    return {"incomplete_expired": expired}
+
+
+def notices_send(*, now: datetime, test_clock=None) -> dict:
+    """customer.subscription.trial_will_end (3 days before a trial ends) and
+    invoice.upcoming (days before a renewal), once each."""
+    due = list(_for_clock(
+        Subscription.objects.filter(notice_at__lte=now, status__in=RENEWING), test_clock
+    ).order_by("notice_at", "pk")[:BATCH])
+    if not due:
+        return {}
+    events = []
+    with transaction.atomic():
+        sent = set(
+            Subscription.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=[s.pk for s in due], notice_at__lte=now)
+            .values_list("pk", flat=True)
+        )
+        for subscription in due:
+            if subscription.pk not in sent:
+                continue
+            trial = subscription.status == S.TRIALING
+            type = "customer.subscription.trial_will_end" if trial else "invoice.upcoming"
+            event = event_build(
+                type, now=subscription.notice_at, actor=RENEWALS,
+                subscription_id=subscription.pk,
+                data={
+                    "status": subscription.status,
+                    "trial_end": subscription.trial_end.isoformat() if trial else None,
+                    "next_payment_at": subscription.current_period_end.isoformat(),
+                    "billing_reason": "subscription_cycle",
+                },
+            )
+            event.customer_id = subscription.customer_id
+            events.append(event)
+        Subscription.objects.filter(pk__in=sent).update(notice_at=None)
+        events_save(events)
+    return {"notices": len(events)}
+
+
+def pauses_end(*, now: datetime, test_clock=None) -> dict:
+    due = _for_clock(
+        Subscription.objects.filter(status=S.PAUSED, pause_resumes_at__lte=now), test_clock
+    )
+    resumed = 0
+    for subscription in due.select_related("customer")[:BATCH]:
+        try:
+            subscription_resume(subscription, now=now, actor=RENEWALS)
+        except DomainError:
+            continue
+        resumed += 1
+    return {"resumed": resumed}
+
+
+def next_due_at(test_clock) -> datetime | None:
+    """The first moment anything of this module falls due for the clock's customers."""
+    mine = Subscription.objects.filter(customer__test_clock=test_clock)
+    moments = [
+        mine.filter(status__in=RENEWING).aggregate(at=Min("current_period_end"))["at"],
+        mine.filter(notice_at__isnull=False, status__in=RENEWING).aggregate(
+            at=Min("notice_at"))["at"],
+        mine.filter(status=S.PAUSED).aggregate(at=Min("pause_resumes_at"))["at"],
+    ]
+    first = mine.filter(status=S.INCOMPLETE).aggregate(at=Min("created_at"))["at"]
+    if first is not None:
+        moments.append(first + INCOMPLETE_EXPIRES_AFTER)
+    moments = [moment for moment in moments if moment is not None]
+    return min(moments) if moments else None
+
+
+
