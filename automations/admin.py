@@ -246,5 +246,5 @@ class TestClockAdmin(admin.ModelAdmin):
         }
 
 from . import settings_admin  # noqa: E402,F401 - registers the billing settings screens
-from .notifications import admin as notifications_admin  # noqa: E402,F401  (registers its screens)
 from .engine import admin as engine_admin  # noqa: E402,F401  (registers the automations' screens)
+from .notifications import admin as notifications_admin  # noqa: E402,F401  (registers its screens)

@@ -10,6 +10,7 @@ class AutomationsConfig(AppConfig):
         from invoices.collection import policy_register
         from invoices.events import subscribe
 
+        from .engine import subscription  # noqa: F401  (its triggers, conditions, steps)
         from .engine import tasks as engine_tasks  # noqa: F401  (registers its task)
         from .engine.matching import on_events as engine_on_events
         from .notifications import tasks  # noqa: F401  (registers the Celery tasks)

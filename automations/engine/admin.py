@@ -25,8 +25,14 @@ from .dryrun import MAX_DAYS, dry_run
 from .models import Automation, AutomationRun, AutomationStep
 from .recipes import RECIPES, recipe_install
 from .runs import run_cancel
-from .services import automation_publish, automation_set_enabled, plan_build, plan_of
-from .services import plan_summary, plan_validate
+from .services import (
+    automation_publish,
+    automation_set_enabled,
+    plan_build,
+    plan_of,
+    plan_summary,
+    plan_validate,
+)
 from .steps import step_choices
 from .triggers import trigger_choices
 

@@ -1,11 +1,15 @@
 """Matching: the event subscriber that starts runs, in the transaction that wrote the
 events, set-based (one query for the enabled automations of the batch's event types,
-one per kind of subject, one INSERT of the runs, ON CONFLICT DO NOTHING: the same event
-handled twice starts nothing twice).
+one per kind of subject, one for the runs already under way, one INSERT of the runs,
+ON CONFLICT DO NOTHING: the same event handled twice starts nothing twice). An
+automation runs once at a time per subject: an event for an invoice (else subscription,
+else customer) it is already running for starts nothing.
 
 Several automations matching one event all start, in the order of their `priority`
 then creation (their runs' ids ascend in that order, which is the order the sweep
 takes them in)."""
+
+from django.db.models import Q
 
 from invoices.bulkwrite import rows_insert
 from invoices.models import Event
@@ -41,7 +45,39 @@ def on_events(events: list[Event]) -> None:
         for automation in automations:
             if subject_matches(automation.live_version.plan, subject):
                 runs.append(run_build(automation, subject, f"event:{subject.event.pk}", depth))
-    rows_insert(AutomationRun, runs, ignore_conflicts=True)
+    rows_insert(AutomationRun, without_running_twice(runs), ignore_conflicts=True)
+
+
+def subject_of(run: AutomationRun) -> tuple:
+    if run.invoice_id is not None:
+        return ("invoice_id", run.invoice_id)
+    if run.subscription_id is not None:
+        return ("subscription_id", run.subscription_id)
+    return ("customer_id", run.customer_id)
+
+
+def without_running_twice(runs: list[AutomationRun]) -> list[AutomationRun]:
+    """An automation runs at most once at a time for one subject (an invoice, else a
+    subscription, else a customer): each retry of a failing invoice fails again, and
+    must not start the dunning flow already under way a second time."""
+    if not runs:
+        return runs
+    wanted = Q()
+    for column in ("invoice_id", "subscription_id", "customer_id"):
+        ids = {value for name, value in map(subject_of, runs) if name == column}
+        if ids:
+            wanted |= Q(**{f"{column}__in": ids})
+    busy = {(run.automation_id, subject_of(run)) for run in AutomationRun.objects.filter(
+        wanted, status=AutomationRun.Status.WAITING,
+        automation_id__in={run.automation_id for run in runs},
+    ).only("automation_id", "invoice_id", "subscription_id", "customer_id")}
+    kept = []
+    for run in runs:
+        key = (run.automation_id, subject_of(run))
+        if key not in busy:
+            busy.add(key)
+            kept.append(run)
+    return kept
 
 
 def subject_matches(plan: dict, subject: Subject) -> bool:

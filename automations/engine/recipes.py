@@ -30,7 +30,9 @@ def _annual() -> dict:
         "steps": [
             {"kind": "start_retry_policy", "params": {
                 "mode": "smart", "max_retries": 8, "window_days": 60,
-                "after_last_retry": "leave_past_due"}},
+                "after_last_retry": "leave_past_due",
+                # The steps below decide, not the billing settings.
+                "subscription_after_last_retry": "leave_past_due"}},
             {"kind": "wait", "params": {"days": 7}},
             {"kind": "cancel_subscription", "params": {"when": "now"}},
             {"kind": "mark_uncollectible", "params": {}},

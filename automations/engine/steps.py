@@ -130,7 +130,8 @@ step_register(StepKind("wait", gettext_lazy("Wait"), None, wait_validate, wait_d
 
 def retry_validate(params: dict) -> list[str]:
     errors = _unknown_keys(params, {"policy", "mode", "max_retries", "window_days",
-                                    "custom_schedule", "after_last_retry"})
+                                    "custom_schedule", "after_last_retry",
+                                    "subscription_after_last_retry"})
     if errors:
         return errors
     if "policy" in params:
@@ -163,6 +164,7 @@ def _policy_build(params: dict, name: str) -> RetryPolicy:
         window_days=params.get("window_days", 60),
         custom_schedule=params.get("custom_schedule", []),
         after_last_retry=params.get("after_last_retry", RetryPolicy.AfterLastRetry.LEAVE_PAST_DUE),
+        subscription_after_last_retry=params.get("subscription_after_last_retry", ""),
     )
 
 
