@@ -8,11 +8,13 @@ class AutomationsConfig(AppConfig):
 
     def ready(self):
         from invoices.collection import policy_register
+        from invoices.demo import demo_extra
         from invoices.events import subscribe
 
         from .engine import subscription  # noqa: F401  (its triggers, conditions, steps)
         from .engine import tasks as engine_tasks  # noqa: F401  (registers its task)
         from .engine.matching import on_events as engine_on_events
+        from .engine.recipes import recipes_demo
         from .notifications import tasks  # noqa: F401  (registers the Celery tasks)
         from .notifications.triggers import on_events
         from .retries import SmartCollectionPolicy
@@ -22,3 +24,4 @@ class AutomationsConfig(AppConfig):
         subscribe(on_events)
         subscribe(after_last_retry)
         subscribe(engine_on_events)
+        demo_extra(recipes_demo)

@@ -35,7 +35,8 @@ def parse_args():
     parser.add_argument("--ticks", type=int, default=50, help="timed sweep ticks, nothing due")
     parser.add_argument(
         "--only", choices=["build", "finalization", "changelist", "collection", "hosted",
-                             "documents", "outbox", "reminders", "smart_retries"],
+                             "documents", "outbox", "reminders", "smart_retries",
+                             "automations"],
         help="run one part only",
     )
     parser.add_argument("--emails", type=int, default=3000, help="emails to drain")
@@ -115,6 +116,7 @@ def main() -> int:
     from django.core.management import call_command
 
     from bench import (
+        automations,
         changelist,
         collection,
         dataset,
@@ -136,6 +138,11 @@ def main() -> int:
 
     if args.only == "hosted":
         hosted.run(summary, seconds=args.seconds)
+        summary.print()
+        return 0
+
+    if args.only == "automations":  # makes its own data
+        automations.run(summary, ticks=args.ticks)
         summary.print()
         return 0
 
@@ -162,6 +169,7 @@ def main() -> int:
     if args.only in (None, "reminders"):
         notifications.run_sweep(summary, runs=args.runs)
     if args.only is None:
+        automations.run(summary, ticks=args.ticks)
         hosted.run(summary, seconds=args.seconds)
         documents.run(summary, runs=args.runs)
     if args.only in (None, "smart_retries"):  # last: the longest

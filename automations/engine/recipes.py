@@ -129,3 +129,9 @@ def recipe_install(key: str, *, now: datetime, enabled: bool = False) -> Automat
         if enabled:
             automation_set_enabled(automation, enabled=True, now=now)
     return automation
+
+
+def recipes_demo(*, now: datetime) -> str:
+    """seed_demo: the three recipes, installed and enabled."""
+    installed = [recipe_install(key, now=now, enabled=True) for key in RECIPES]
+    return "Automations installed and enabled: " + ", ".join(a.name for a in installed) + "."

@@ -22,13 +22,13 @@ from invoices.models import Invoice
 
 from ..notifications.outbox import outbox_write
 from .chain import acting_as, automation_actor
-from .models import AutomationRun
+from .models import Automation, AutomationRun, AutomationVersion
 from .steps import STEPS, StepContext, timeline_event, wait_describe
 from .subjects import Subject
 from .triggers import TRIGGERS
 
 R = AutomationRun.Status
-BATCH_SIZE = 500
+BATCH_SIZE = 1000
 RUN_FIELDS = ["status", "step", "resume_at", "waiting_for", "reason", "updated_at"]
 # Steps that write nothing but their timeline event need no savepoint.
 PURE = {"add_note"}
@@ -57,7 +57,6 @@ def runs_sweep(*, now: datetime, test_clock=None, batch_size: int = BATCH_SIZE) 
             runs = list(
                 runs_due(now, test_clock)
                 .select_for_update(skip_locked=True, of=("self",))
-                .select_related("version", "automation")
                 .order_by("resume_at", "pk")[:batch_size]
             )
             if runs:
@@ -68,6 +67,12 @@ def runs_sweep(*, now: datetime, test_clock=None, batch_size: int = BATCH_SIZE) 
 
 
 def runs_advance(runs: list[AutomationRun], *, now: datetime, counts: Counter) -> None:
+    # A batch's runs share a few automations and versions: each loaded once (joined,
+    # they were built, and their plans parsed, once per run).
+    automations = Automation.objects.in_bulk({run.automation_id for run in runs})
+    versions = AutomationVersion.objects.in_bulk({run.version_id for run in runs})
+    for run in runs:
+        run.automation, run.version = automations[run.automation_id], versions[run.version_id]
     subjects = _subjects(runs, now)
     events, messages = [], []
     for run in runs:
@@ -98,6 +103,7 @@ def run_advance(run: AutomationRun, context: StepContext, counts: Counter) -> No
     steps = plan["steps"]
     trigger = TRIGGERS[plan["trigger"]]
     resumed = run.step > 0
+    applied = None  # the timeline event of the step applied last, in this call
     while run.status == R.WAITING:
         reason = exit_reason(run, trigger, steps, context.subject)
         if reason:
@@ -107,7 +113,7 @@ def run_advance(run: AutomationRun, context: StepContext, counts: Counter) -> No
             break
         resumed = False
         if run.step >= len(steps):
-            _finish(run, context, R.COMPLETED, _("Completed."))
+            _finish(run, context, R.COMPLETED, _("Completed."), last_step=applied)
             break
         spec = steps[run.step]
         kind = STEPS.get(spec["kind"])
@@ -124,8 +130,9 @@ def run_advance(run: AutomationRun, context: StepContext, counts: Counter) -> No
             _finish(run, context, R.FAILED, _("Step %(n)s (%(step)s) could not apply: %(e)s")
                     % {"n": run.step + 1, "step": kind.label, "e": error})
             break
-        context.events.append(timeline_event(context, "automation.step", {
-            "text": text, **_data(run), "kind": spec["kind"]}))
+        applied = timeline_event(context, "automation.step", {
+            "text": text, **_data(run), "kind": spec["kind"]})
+        context.events.append(applied)
         run.step += 1
         counts["steps"] += 1
         if _held(run, context, spec):
@@ -162,11 +169,15 @@ def _wait(run, context, spec, kind) -> None:
         "text": run.waiting_for, **_data(run), "until": until.isoformat()}))
 
 
-def _finish(run, context, status, reason: str) -> None:
+def _finish(run, context, status, reason: str, last_step=None) -> None:
     run.status = status
     run.resume_at = None
     run.waiting_for = ""
     run.reason = reason[:300]
+    if last_step is not None:
+        # Completed by the step just applied: its event says so (one event, not two).
+        last_step.data["outcome"] = str(status)
+        return
     context.events.append(timeline_event(context, f"automation.{status}", {
         "text": run.reason, **_data(run)}))
 

@@ -95,3 +95,17 @@ def test_cancellation_confirmation_recipe():
     assert email.subject == "Your subscription Team is canceled"
     assert "canceled as of March 5, 2026" in email.body
     assert "https://survey.example.com/why" in email.body
+
+
+def test_the_demo_installs_and_enables_the_three_recipes():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from automations.engine.models import Automation
+
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    assert set(Automation.objects.filter(enabled=True).values_list("recipe", flat=True)) == {
+        "annual_dunning", "large_past_due", "cancellation_email"}
+    assert "Automations installed and enabled" in out.getvalue()

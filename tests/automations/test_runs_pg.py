@@ -60,7 +60,7 @@ def assert_each_step_applied_once(invoices):
 
 def test_two_workers_apply_each_step_once(due_runs):
     results = sweep_runs_together(NOW + timedelta(minutes=1), batch_size=10)
-    for status, counts, stderr in results:
+    for status, _counts, stderr in results:
         assert status == 0, stderr
     assert sum(counts.get("completed", 0) for _s, counts, _e in results) == RUNS
     assert all(counts.get("completed", 0) for _s, counts, _e in results), results

@@ -21,6 +21,7 @@ from customers.models import BalanceTransaction, Customer, TestClock
 from customers.money import format_money
 from customers.services import customer_create
 from invoices.credit_notes import CreditLine, credit_note_create, credit_note_void
+from invoices.demo import demo_extras_load
 from invoices.models import Branding, CreditNote, Invoice, Payment, TaxRate
 from invoices.services import (
     invoice_create,
@@ -120,8 +121,12 @@ class Command(BaseCommand):
             self.stdout.write("Demo data already loaded: nothing to do.")
             return
         with transaction.atomic():
-            demo_load(now=system_now())
+            now = system_now()
+            demo_load(now=now)
+            extras = demo_extras_load(now=now)
         self.stdout.write(demo_summary())
+        for line in extras:
+            self.stdout.write(line)
 
 
 def admin_ensure(password: str) -> str:
