@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _gettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
+from django.utils.translation import ngettext, pgettext_lazy
 
 from customers.actors import Actor
 from customers.clock import system_now
@@ -41,7 +41,9 @@ OUTCOMES = [R.WAITING, R.COMPLETED, R.EXITED, R.FAILED, R.CANCELED]
 
 
 class AutomationForm(forms.ModelForm):
-    trigger = forms.ChoiceField(label=_("trigger"), choices=trigger_choices)
+    trigger = forms.ChoiceField(
+        label=pgettext_lazy("automation", "trigger"), choices=trigger_choices
+    )
 
     class Meta:
         model = Automation
@@ -49,7 +51,7 @@ class AutomationForm(forms.ModelForm):
 
 
 class StepForm(forms.ModelForm):
-    kind = forms.ChoiceField(label=_("step"), choices=step_choices)
+    kind = forms.ChoiceField(label=pgettext_lazy("automation", "step"), choices=step_choices)
 
     class Meta:
         model = AutomationStep
@@ -65,13 +67,20 @@ class StepFormSet(forms.BaseInlineFormSet):
         if any(self.errors):
             return
         steps = sorted(
-            (form.cleaned_data for form in self.forms
-             if form.cleaned_data and not form.cleaned_data.get("DELETE")),
+            (
+                form.cleaned_data
+                for form in self.forms
+                if form.cleaned_data and not form.cleaned_data.get("DELETE")
+            ),
             key=lambda data: data.get("position") or 0,
         )
         automation = self.instance
-        plan = plan_build(trigger=automation.trigger, days=automation.days,
-                          conditions=automation.conditions, steps=steps)
+        plan = plan_build(
+            trigger=automation.trigger,
+            days=automation.days,
+            conditions=automation.conditions,
+            steps=steps,
+        )
         errors = plan_validate(plan)
         if errors:
             raise ValidationError(errors)
@@ -89,8 +98,16 @@ class StepInline(admin.TabularInline):
 class AutomationAdmin(admin.ModelAdmin):
     form = AutomationForm
     inlines = [StepInline]
-    list_display = ("name", "enabled", "summary", "priority", "waiting", "completed", "exited",
-                    "failed")
+    list_display = (
+        "name",
+        "enabled",
+        "summary",
+        "priority",
+        "waiting",
+        "completed",
+        "exited",
+        "failed",
+    )
     list_filter = ("enabled", "trigger")
     search_fields = ("name",)
     readonly_fields = ("summary", "version_number", "run_history")
@@ -100,38 +117,43 @@ class AutomationAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "enabled", "priority", "summary")}),
         (_("When"), {"fields": ("trigger", "days", "conditions")}),
-        (_("Runs"), {"fields": ("version_number", "run_history")}),
+        (pgettext_lazy("automation", "Runs"), {"fields": ("version_number", "run_history")}),
     )
 
     def get_queryset(self, request):
         counts = {status: Count("runs", filter=Q(runs__status=status)) for status in OUTCOMES}
-        return super().get_queryset(request).select_related("live_version").annotate(
-            **{f"runs_{status}": count for status, count in counts.items()})
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("live_version")
+            .annotate(**{f"runs_{status}": count for status, count in counts.items()})
+        )
 
-    @admin.display(description=_("summary"))
+    @admin.display(description=pgettext_lazy("automation", "summary"))
     def summary(self, automation):
         if automation.pk is None:
             return "-"
-        return plan_summary(automation.live_version.plan if automation.live_version
-                            else plan_of(automation))
+        return plan_summary(
+            automation.live_version.plan if automation.live_version else plan_of(automation)
+        )
 
-    @admin.display(description=_("version"))
+    @admin.display(description=pgettext_lazy("automation", "version"))
     def version_number(self, automation):
         return automation.live_version.number if automation.live_version else "-"
 
-    @admin.display(description=_("waiting"), ordering="runs_waiting")
+    @admin.display(description=pgettext_lazy("automation", "waiting"), ordering="runs_waiting")
     def waiting(self, automation):
         return automation.runs_waiting
 
-    @admin.display(description=_("completed"), ordering="runs_completed")
+    @admin.display(description=pgettext_lazy("automation", "completed"), ordering="runs_completed")
     def completed(self, automation):
         return automation.runs_completed
 
-    @admin.display(description=_("exited"), ordering="runs_exited")
+    @admin.display(description=pgettext_lazy("automation", "exited"), ordering="runs_exited")
     def exited(self, automation):
         return automation.runs_exited
 
-    @admin.display(description=_("stopped"), ordering="runs_failed")
+    @admin.display(description=pgettext_lazy("automation", "stopped"), ordering="runs_failed")
     def failed(self, automation):
         return automation.runs_failed
 
@@ -142,13 +164,27 @@ class AutomationAdmin(admin.ModelAdmin):
         counts = dict(automation.runs.order_by().values_list("status").annotate(n=Count("pk")))
         url = reverse("admin:automations_automationrun_changelist")
         totals = format_html_join(
-            " · ", '<a href="{}?automation__id__exact={}&status__exact={}">{}: {}</a>',
-            ((url, automation.pk, status, R(status).label, counts.get(status, 0))
-             for status in OUTCOMES))
+            " · ",
+            '<a href="{}?automation__id__exact={}&status__exact={}">{}: {}</a>',
+            (
+                (url, automation.pk, status, R(status).label, counts.get(status, 0))
+                for status in OUTCOMES
+            ),
+        )
         recent = automation.runs.select_related("invoice", "customer")[:10]
-        rows = format_html_join("", "<li>{} · {} · {} {}</li>", (
-            (run.created_at.strftime("%Y-%m-%d %H:%M"), run.invoice or run.customer or "-",
-             run.get_status_display(), run.waiting_for or run.reason) for run in recent))
+        rows = format_html_join(
+            "",
+            "<li>{} · {} · {} {}</li>",
+            (
+                (
+                    run.created_at.strftime("%Y-%m-%d %H:%M"),
+                    run.invoice or run.customer or "-",
+                    run.get_status_display(),
+                    run.waiting_for or run.reason,
+                )
+                for run in recent
+            ),
+        )
         return format_html("<p>{}</p><ul>{}</ul>", totals, rows)
 
     def save_model(self, request, obj, form, change):
@@ -168,20 +204,30 @@ class AutomationAdmin(admin.ModelAdmin):
         now = system_now()
         for automation in queryset:
             automation_set_enabled(automation, enabled=True, now=now)
-        self.message_user(request, ngettext("%(n)d automation enabled.",
-                                            "%(n)d automations enabled.", len(queryset))
-                          % {"n": len(queryset)}, messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%(n)d automation enabled.", "%(n)d automations enabled.", len(queryset))
+            % {"n": len(queryset)},
+            messages.SUCCESS,
+        )
 
     @admin.action(description=_("Disable the selected automations"))
     def disable(self, request, queryset):
         now = system_now()
         for automation in queryset:
             automation_set_enabled(automation, enabled=False, now=now)
-        self.message_user(request, ngettext("%(n)d automation disabled (runs already started "
-                                            "go on; cancel them from the runs).",
-                                            "%(n)d automations disabled (runs already started "
-                                            "go on; cancel them from the runs).", len(queryset))
-                          % {"n": len(queryset)}, messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext(
+                "%(n)d automation disabled (runs already started "
+                "go on; cancel them from the runs).",
+                "%(n)d automations disabled (runs already started "
+                "go on; cancel them from the runs).",
+                len(queryset),
+            )
+            % {"n": len(queryset)},
+            messages.SUCCESS,
+        )
 
     # --- recipes and dry run ---
 
@@ -189,8 +235,11 @@ class AutomationAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("recipes/", wrap(self.recipes_view), name="automations_automation_recipes"),
-            path("<path:object_id>/dry-run/", wrap(self.dry_run_view),
-                 name="automations_automation_dry_run"),
+            path(
+                "<path:object_id>/dry-run/",
+                wrap(self.dry_run_view),
+                name="automations_automation_dry_run",
+            ),
             *super().get_urls(),
         ]
 
@@ -203,12 +252,19 @@ class AutomationAdmin(admin.ModelAdmin):
             except DomainError as error:
                 self.message_user(request, error.message, messages.ERROR)
             else:
-                self.message_user(request, _gettext(
-                    "%(name)s installed, disabled: check it, then enable it.")
-                    % {"name": automation.name}, messages.SUCCESS)
+                self.message_user(
+                    request,
+                    _gettext("%(name)s installed, disabled: check it, then enable it.")
+                    % {"name": automation.name},
+                    messages.SUCCESS,
+                )
                 return redirect("admin:automations_automation_change", automation.pk)
-        context = {**self.admin_site.each_context(request), "opts": self.opts,
-                   "title": _gettext("Install a recipe"), "recipes": RECIPES.values()}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _gettext("Install a recipe"),
+            "recipes": RECIPES.values(),
+        }
         return TemplateResponse(request, "admin/automations/automation/recipes.html", context)
 
     def dry_run_view(self, request, object_id):
@@ -221,22 +277,52 @@ class AutomationAdmin(admin.ModelAdmin):
             days = 30
         plan = plan_of(automation)
         result = dry_run(plan, now=system_now(), days=days)
-        context = {**self.admin_site.each_context(request), "opts": self.opts,
-                   "original": automation, "days": days, "max_days": MAX_DAYS,
-                   "result": result, "summary": plan_summary(plan),
-                   "title": _gettext("Dry run of %(name)s") % {"name": automation.name}}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": automation,
+            "days": days,
+            "max_days": MAX_DAYS,
+            "result": result,
+            "summary": plan_summary(plan),
+            "title": _gettext("Dry run of %(name)s") % {"name": automation.name},
+        }
         return TemplateResponse(request, "admin/automations/automation/dry_run.html", context)
 
 
 @admin.register(AutomationRun)
 class AutomationRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "automation", "status", "subject", "step", "waiting_for",
-                    "resume_at", "reason", "created_at")
+    list_display = (
+        "id",
+        "automation",
+        "status",
+        "subject",
+        "step",
+        "waiting_for",
+        "resume_at",
+        "reason",
+        "created_at",
+    )
     list_filter = ("status", "automation")
     list_select_related = ("automation", "invoice", "customer")
-    readonly_fields = ("automation", "version", "key", "event_id", "invoice", "customer",
-                       "subscription_id", "status", "step", "resume_at", "waiting_for",
-                       "depth", "reason", "created_at", "updated_at", "steps_text")
+    readonly_fields = (
+        "automation",
+        "version",
+        "key",
+        "event_id",
+        "invoice",
+        "customer",
+        "subscription_id",
+        "status",
+        "step",
+        "resume_at",
+        "waiting_for",
+        "depth",
+        "reason",
+        "created_at",
+        "updated_at",
+        "steps_text",
+    )
     fields = readonly_fields
     actions = ["cancel"]
     show_full_result_count = False
@@ -247,10 +333,13 @@ class AutomationRunAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description=_("about"))
+    @admin.display(description=pgettext_lazy("automation", "about"))
     def subject(self, run):
-        return run.invoice or run.customer or (f"sub #{run.subscription_id}"
-                                               if run.subscription_id else "-")
+        return (
+            run.invoice
+            or run.customer
+            or (f"sub #{run.subscription_id}" if run.subscription_id else "-")
+        )
 
     @admin.display(description=_("steps (pinned version)"))
     def steps_text(self, run):
@@ -261,6 +350,9 @@ class AutomationRunAdmin(admin.ModelAdmin):
         now, actor = system_now(), Actor.staff(request.user)
         canceled = sum(run_cancel(run, now=now, actor=actor) for run in queryset)
         skipped = len(queryset) - canceled
-        self.message_user(request, _gettext("%(n)d runs canceled; %(m)d had already ended.")
-                          % {"n": canceled, "m": skipped},
-                          messages.SUCCESS if canceled else messages.WARNING)
+        self.message_user(
+            request,
+            _gettext("%(n)d runs canceled; %(m)d had already ended.")
+            % {"n": canceled, "m": skipped},
+            messages.SUCCESS if canceled else messages.WARNING,
+        )

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from customers.actors import Actor
 from customers.errors import DomainError
@@ -77,8 +77,10 @@ def step_choices() -> list[tuple[str, str]]:
 def _unknown_keys(params: dict, allowed: set) -> list[str]:
     unknown = set(params) - allowed
     if unknown:
-        return [_("Unknown parameters: %(k)s (allowed: %(a)s).")
-                % {"k": ", ".join(sorted(unknown)), "a": ", ".join(sorted(allowed)) or "-"}]
+        return [
+            _("Unknown parameters: %(k)s (allowed: %(a)s).")
+            % {"k": ", ".join(sorted(unknown)), "a": ", ".join(sorted(allowed)) or "-"}
+        ]
     return []
 
 
@@ -114,24 +116,44 @@ def wait_validate(params: dict) -> list[str]:
 
 def wait_describe(params: dict) -> str:
     days, hours = params.get("days", 0), params.get("hours", 0)
-    text = (_("wait %(n)s days") % {"n": days} if days and not hours
-            else _("wait %(n)s hours") % {"n": days * 24 + hours})
+    text = (
+        _("wait %(n)s days") % {"n": days}
+        if days and not hours
+        else _("wait %(n)s hours") % {"n": days * 24 + hours}
+    )
     if params.get("until_paid"):
         text += _(" (stop if the invoice is paid)")
     return text
 
 
-step_register(StepKind("wait", gettext_lazy("Wait"), None, wait_validate, wait_describe,
-                       wait=wait_duration))
+step_register(
+    StepKind(
+        "wait",
+        pgettext_lazy("automation", "Wait"),
+        None,
+        wait_validate,
+        wait_describe,
+        wait=wait_duration,
+    )
+)
 
 
 # --- retry policy ------------------------------------------------------------------------
 
 
 def retry_validate(params: dict) -> list[str]:
-    errors = _unknown_keys(params, {"policy", "mode", "max_retries", "window_days",
-                                    "custom_schedule", "after_last_retry",
-                                    "subscription_after_last_retry"})
+    errors = _unknown_keys(
+        params,
+        {
+            "policy",
+            "mode",
+            "max_retries",
+            "window_days",
+            "custom_schedule",
+            "after_last_retry",
+            "subscription_after_last_retry",
+        },
+    )
     if errors:
         return errors
     if "policy" in params:
@@ -149,8 +171,10 @@ def retry_validate(params: dict) -> list[str]:
         return [_("The retry policy's values are not valid.")]
     window = policy.window_days
     if not WINDOW_DAYS[0] <= window <= WINDOW_DAYS[1] or policy.retry_budget > MAX_RETRIES:
-        return [_("A retry policy makes up to %(n)s retries within 1 week to 2 months.")
-                % {"n": MAX_RETRIES}]
+        return [
+            _("A retry policy makes up to %(n)s retries within 1 week to 2 months.")
+            % {"n": MAX_RETRIES}
+        ]
     if policy.mode == RetryPolicy.Mode.CUSTOM and sum(policy.custom_schedule) > WINDOW_DAYS[1]:
         return [_("A custom schedule spans at most 2 months.")]
     return []
@@ -173,7 +197,10 @@ def retry_describe(params: dict) -> str:
         return _('start retry policy "%(n)s"') % {"n": params["policy"]}
     policy = _policy_build(params, "-")
     return _("start a retry policy (%(mode)s, up to %(n)s retries within %(d)s days)") % {
-        "mode": policy.get_mode_display(), "n": policy.retry_budget, "d": policy.window_days}
+        "mode": policy.get_mode_display(),
+        "n": policy.retry_budget,
+        "d": policy.window_days,
+    }
 
 
 def retry_apply(context: StepContext, params: dict) -> str:
@@ -191,7 +218,10 @@ def retry_apply(context: StepContext, params: dict) -> str:
             policy = _policy_build(params, name)
             policy.save()
     return invoice_retry_policy_start(
-        invoice, policy=policy, automation_id=context.run.automation_id, now=context.now,
+        invoice,
+        policy=policy,
+        automation_id=context.run.automation_id,
+        now=context.now,
         actor=context.actor,
     )
 
@@ -209,16 +239,27 @@ def retry_hold(context: StepContext, params: dict):
     if invoice is None or invoice.status != Invoice.Status.OPEN:
         return None
     if invoice.next_payment_attempt is not None:
-        return (max(invoice.next_payment_attempt, context.now) + HOLD_SLACK,
-                _("the retries to end (next retry %(at)s)")
-                % {"at": invoice.next_payment_attempt.strftime("%Y-%m-%d %H:%M UTC")})
+        return (
+            max(invoice.next_payment_attempt, context.now) + HOLD_SLACK,
+            _("the retries to end (next retry %(at)s)")
+            % {"at": invoice.next_payment_attempt.strftime("%Y-%m-%d %H:%M UTC")},
+        )
     if PaymentAttempt.objects.filter(invoice=invoice, status__in=IN_FLIGHT).exists():
         return context.now + timedelta(hours=1), _("a payment in progress to end")
     return None
 
 
-step_register(StepKind("start_retry_policy", gettext_lazy("Start a retry policy"), INVOICE,
-                       retry_validate, retry_describe, retry_apply, hold=retry_hold))
+step_register(
+    StepKind(
+        "start_retry_policy",
+        gettext_lazy("Start a retry policy"),
+        INVOICE,
+        retry_validate,
+        retry_describe,
+        retry_apply,
+        hold=retry_hold,
+    )
+)
 
 
 # --- invoice actions ---------------------------------------------------------------------
@@ -244,11 +285,26 @@ def void_apply(context: StepContext, params: dict) -> str:
     return _("Invoice %(n)s voided.") % {"n": invoice.number}
 
 
-step_register(StepKind("mark_uncollectible", gettext_lazy("Mark the invoice uncollectible"),
-                       INVOICE, _no_params, lambda p: _("mark the invoice uncollectible"),
-                       uncollectible_apply))
-step_register(StepKind("void_invoice", gettext_lazy("Void the invoice"), INVOICE, _no_params,
-                       lambda p: _("void the invoice"), void_apply))
+step_register(
+    StepKind(
+        "mark_uncollectible",
+        gettext_lazy("Mark the invoice uncollectible"),
+        INVOICE,
+        _no_params,
+        lambda p: _("mark the invoice uncollectible"),
+        uncollectible_apply,
+    )
+)
+step_register(
+    StepKind(
+        "void_invoice",
+        gettext_lazy("Void the invoice"),
+        INVOICE,
+        _no_params,
+        lambda p: _("void the invoice"),
+        void_apply,
+    )
+)
 
 
 # --- emails ------------------------------------------------------------------------------
@@ -262,13 +318,19 @@ def memo_validate(memo) -> list[str]:
     try:
         names = {name for _text, name, _spec, _conv in string.Formatter().parse(memo) if name}
     except ValueError as error:
-        return [_("The memo has a syntax error (%(e)s); write {invoice}, {amount}, "
-                  "{customer}, {days_past_due} or {automation}, and {{ }} for braces.")
-                % {"e": error}]
+        return [
+            _(
+                "The memo has a syntax error (%(e)s); write {invoice}, {amount}, "
+                "{customer}, {days_past_due} or {automation}, and {{ }} for braces."
+            )
+            % {"e": error}
+        ]
     unknown = names - MEMO_NAMES
     if unknown:
-        return [_("The memo names unknown values: %(u)s (known: %(k)s).")
-                % {"u": ", ".join(sorted(unknown)), "k": ", ".join(sorted(MEMO_NAMES))}]
+        return [
+            _("The memo names unknown values: %(u)s (known: %(k)s).")
+            % {"u": ", ".join(sorted(unknown)), "k": ", ".join(sorted(MEMO_NAMES))}
+        ]
     return []
 
 
@@ -307,20 +369,35 @@ def team_apply(context: StepContext, params: dict) -> str:
     admin_url = ""
     if invoice is not None:
         admin_url = settings.SITE_URL + reverse("admin:invoices_invoice_change", args=[invoice.pk])
-    context.messages.append(outbox_message(
-        f"automation:{context.run.pk}:{context.run.step}", kind="automation_team",
-        now=context.now, customer_id=context.subject.customer.pk if context.subject.customer
-        else None, invoice_id=invoice.pk if invoice else None,
-        to=addresses_parse(params["to"]), locale=locale,
-        context={"memo": memo, "automation_name": context.automation_name,
-                 "admin_url": admin_url},
-    ))
+    context.messages.append(
+        outbox_message(
+            f"automation:{context.run.pk}:{context.run.step}",
+            kind="automation_team",
+            now=context.now,
+            customer_id=context.subject.customer.pk if context.subject.customer else None,
+            invoice_id=invoice.pk if invoice else None,
+            to=addresses_parse(params["to"]),
+            locale=locale,
+            context={
+                "memo": memo,
+                "automation_name": context.automation_name,
+                "admin_url": admin_url,
+            },
+        )
+    )
     return _("Team emailed: %(memo)s") % {"memo": memo}
 
 
-step_register(StepKind("email_team", gettext_lazy("Email the team"), None, team_validate,
-                       lambda p: _('email the team ("%(memo)s")') % {"memo": p.get("memo", "")},
-                       team_apply))
+step_register(
+    StepKind(
+        "email_team",
+        gettext_lazy("Email the team"),
+        None,
+        team_validate,
+        lambda p: _('email the team ("%(memo)s")') % {"memo": p.get("memo", "")},
+        team_apply,
+    )
+)
 
 
 # Customer emails an automation may send: template -> (what it needs, context builder).
@@ -330,8 +407,9 @@ CUSTOMER_TEMPLATES: dict[str, tuple[str, Callable]] = {}
 def customer_email_validate(params: dict) -> list[str]:
     errors = _unknown_keys(params, {"template", "survey_url"})
     if params.get("template") not in CUSTOMER_TEMPLATES:
-        errors.append(_("Choose a customer email among: %(t)s.")
-                      % {"t": ", ".join(CUSTOMER_TEMPLATES) or "-"})
+        errors.append(
+            _("Choose a customer email among: %(t)s.") % {"t": ", ".join(CUSTOMER_TEMPLATES) or "-"}
+        )
     url = params.get("survey_url", "")
     if url and not (isinstance(url, str) and url.startswith("https://")):
         errors.append(_("The survey link is an https:// address."))
@@ -345,15 +423,22 @@ def customer_email_apply(context: StepContext, params: dict) -> str:
     _needs, build = CUSTOMER_TEMPLATES[params["template"]]
     values = build(context, params)
     locale = customer.preferred_locale or "en"
-    context.messages.append(outbox_message(
-        f"automation:{context.run.pk}:{context.run.step}", kind=params["template"],
-        now=context.now, customer_id=customer.pk,
-        invoice_id=context.subject.invoice.pk if context.subject.invoice else None,
-        to=[customer.email], locale=locale,
-        context={"customer_name": customer.name, **values},
-    ))
+    context.messages.append(
+        outbox_message(
+            f"automation:{context.run.pk}:{context.run.step}",
+            kind=params["template"],
+            now=context.now,
+            customer_id=customer.pk,
+            invoice_id=context.subject.invoice.pk if context.subject.invoice else None,
+            to=[customer.email],
+            locale=locale,
+            context={"customer_name": customer.name, **values},
+        )
+    )
     return _("Customer emailed (%(t)s) at %(to)s.") % {
-        "t": params["template"], "to": customer.email}
+        "t": params["template"],
+        "to": customer.email,
+    }
 
 
 def customer_email_needs(params: dict) -> str | None:
@@ -361,10 +446,16 @@ def customer_email_needs(params: dict) -> str | None:
     return entry[0] if entry else None
 
 
-step_register(StepKind("email_customer", gettext_lazy("Email the customer"), CUSTOMER,
-                       customer_email_validate,
-                       lambda p: _("email the customer (%(t)s)") % {"t": p.get("template")},
-                       customer_email_apply))
+step_register(
+    StepKind(
+        "email_customer",
+        gettext_lazy("Email the customer"),
+        CUSTOMER,
+        customer_email_validate,
+        lambda p: _("email the customer (%(t)s)") % {"t": p.get("template")},
+        customer_email_apply,
+    )
+)
 
 
 # --- metadata, segment, note -----------------------------------------------------------
@@ -389,13 +480,18 @@ def metadata_apply(context: StepContext, params: dict) -> str:
         from invoices.services import invoice_update
 
         invoice = _invoice_of(context)
-        invoice_update(invoice, now=context.now, actor=context.actor,
-                       metadata={**invoice.metadata, key: value})
+        invoice_update(
+            invoice, now=context.now, actor=context.actor, metadata={**invoice.metadata, key: value}
+        )
     else:
-        customer_metadata_set(context.subject.customer, key=key, value=value, now=context.now,
-                              actor=context.actor)
-    return _("Metadata %(k)s set to %(v)s on the %(t)s.") % {"k": key, "v": value,
-                                                              "t": params["target"]}
+        customer_metadata_set(
+            context.subject.customer, key=key, value=value, now=context.now, actor=context.actor
+        )
+    return _("Metadata %(k)s set to %(v)s on the %(t)s.") % {
+        "k": key,
+        "v": value,
+        "t": params["target"],
+    }
 
 
 def metadata_needs(params: dict) -> str:
@@ -413,8 +509,9 @@ def segment_validate(params: dict) -> list[str]:
 def segment_apply(context: StepContext, params: dict) -> str:
     from .customer_changes import customer_segment_set
 
-    customer_segment_set(context.subject.customer, segment=params["segment"], now=context.now,
-                         actor=context.actor)
+    customer_segment_set(
+        context.subject.customer, segment=params["segment"], now=context.now, actor=context.actor
+    )
     return _("Customer segment set to %(s)s.") % {"s": params["segment"]}
 
 
@@ -425,17 +522,39 @@ def note_validate(params: dict) -> list[str]:
     return errors
 
 
-step_register(StepKind("set_metadata", gettext_lazy("Set metadata"), CUSTOMER, metadata_validate,
-                       lambda p: _("set %(t)s metadata %(k)s = %(v)s") % {
-                           "t": p.get("target"), "k": p.get("key"), "v": p.get("value")},
-                       metadata_apply))
-step_register(StepKind("set_segment", gettext_lazy("Set the customer segment"), CUSTOMER,
-                       segment_validate,
-                       lambda p: _("set the customer segment to %(s)s") % {"s": p.get("segment")},
-                       segment_apply))
-step_register(StepKind("add_note", gettext_lazy("Add a note to the timeline"), None,
-                       note_validate, lambda p: _("add the note \"%(t)s\"") % {"t": p.get("text")},
-                       lambda context, params: params["text"]))
+step_register(
+    StepKind(
+        "set_metadata",
+        gettext_lazy("Set metadata"),
+        CUSTOMER,
+        metadata_validate,
+        lambda p: (
+            _("set %(t)s metadata %(k)s = %(v)s")
+            % {"t": p.get("target"), "k": p.get("key"), "v": p.get("value")}
+        ),
+        metadata_apply,
+    )
+)
+step_register(
+    StepKind(
+        "set_segment",
+        gettext_lazy("Set the customer segment"),
+        CUSTOMER,
+        segment_validate,
+        lambda p: _("set the customer segment to %(s)s") % {"s": p.get("segment")},
+        segment_apply,
+    )
+)
+step_register(
+    StepKind(
+        "add_note",
+        gettext_lazy("Add a note to the timeline"),
+        None,
+        note_validate,
+        lambda p: _('add the note "%(t)s"') % {"t": p.get("text")},
+        lambda context, params: params["text"],
+    )
+)
 
 
 # What a step needs may depend on its parameters.
@@ -450,8 +569,14 @@ def step_needs(kind: str, params: dict) -> str | None:
 
 def timeline_event(context: StepContext, type_: str, data: dict):
     subject = context.subject
-    event = event_build(type_, now=context.now, actor=context.actor, invoice=subject.invoice,
-                        customer=subject.customer, data=data)
+    event = event_build(
+        type_,
+        now=context.now,
+        actor=context.actor,
+        invoice=subject.invoice,
+        customer=subject.customer,
+        data=data,
+    )
     if subject.subscription is not None and hasattr(event, "subscription_id"):
         event.subscription_id = subject.subscription.pk
     return event

@@ -35,19 +35,41 @@ def _on_a_subscription(subject: Subject) -> bool:
 
 
 for _trigger in [
-    Trigger("subscription_payment_failed", gettext_lazy("a subscription payment fails"),
-            ("invoice.payment_failed",), frozenset({INVOICE, CUSTOMER, PAYMENT, SUBSCRIPTION}),
-            settles=True, applies=_on_a_subscription),
-    Trigger("subscription_created", gettext_lazy("a subscription is created"),
-            ("customer.subscription.created",), SUB),
-    Trigger("subscription_canceled", gettext_lazy("a subscription is canceled"),
-            ("customer.subscription.deleted",), SUB),
-    Trigger("subscription_paused", gettext_lazy("a subscription is paused"),
-            ("customer.subscription.paused",), SUB),
-    Trigger("subscription_trial_ending", gettext_lazy("a subscription's trial ends soon"),
-            ("customer.subscription.trial_will_end",), SUB),
-    Trigger("renewal_upcoming", gettext_lazy("a subscription renews soon"),
-            ("invoice.upcoming",), SUB),
+    Trigger(
+        "subscription_payment_failed",
+        gettext_lazy("a subscription payment fails"),
+        ("invoice.payment_failed",),
+        frozenset({INVOICE, CUSTOMER, PAYMENT, SUBSCRIPTION}),
+        settles=True,
+        applies=_on_a_subscription,
+    ),
+    Trigger(
+        "subscription_created",
+        gettext_lazy("a subscription is created"),
+        ("customer.subscription.created",),
+        SUB,
+    ),
+    Trigger(
+        "subscription_canceled",
+        gettext_lazy("a subscription is canceled"),
+        ("customer.subscription.deleted",),
+        SUB,
+    ),
+    Trigger(
+        "subscription_paused",
+        gettext_lazy("a subscription is paused"),
+        ("customer.subscription.paused",),
+        SUB,
+    ),
+    Trigger(
+        "subscription_trial_ending",
+        gettext_lazy("a subscription's trial ends soon"),
+        ("customer.subscription.trial_will_end",),
+        SUB,
+    ),
+    Trigger(
+        "renewal_upcoming", gettext_lazy("a subscription renews soon"), ("invoice.upcoming",), SUB
+    ),
 ]:
     trigger_register(_trigger)
 
@@ -100,20 +122,46 @@ def _interval(subject: Subject):
 
 
 for _field in [
-    Field("subscription.interval", gettext_lazy("billing interval"), TEXT, SUBSCRIPTION,
-          _interval),
-    Field("subscription.product", gettext_lazy("product"), TEXT, SUBSCRIPTION,
-          lambda s: _first_price(s).product.name if _first_price(s) else None),
-    Field("subscription.price", gettext_lazy("price (id)"), TEXT, SUBSCRIPTION,
-          lambda s: str(_first_price(s).pk) if _first_price(s) else None),
-    Field("subscription.status", gettext_lazy("subscription status"), TEXT, SUBSCRIPTION,
-          lambda s: s.subscription.status if s.subscription else None),
+    Field(
+        "subscription.interval",
+        gettext_lazy("subscription's billing interval"),
+        TEXT,
+        SUBSCRIPTION,
+        _interval,
+    ),
+    Field(
+        "subscription.product",
+        gettext_lazy("subscription's product"),
+        TEXT,
+        SUBSCRIPTION,
+        lambda s: _first_price(s).product.name if _first_price(s) else None,
+    ),
+    Field(
+        "subscription.price",
+        gettext_lazy("subscription's price (id)"),
+        TEXT,
+        SUBSCRIPTION,
+        lambda s: str(_first_price(s).pk) if _first_price(s) else None,
+    ),
+    Field(
+        "subscription.status",
+        gettext_lazy("subscription status"),
+        TEXT,
+        SUBSCRIPTION,
+        lambda s: s.subscription.status if s.subscription else None,
+    ),
 ]:
     field_register(_field)
-field_register(Field("subscription.metadata", gettext_lazy("subscription metadata"), TEXT,
-                     SUBSCRIPTION,
-                     lambda s: s.subscription.metadata if s.subscription else None),
-               prefix=True)
+field_register(
+    Field(
+        "subscription.metadata",
+        gettext_lazy("subscription metadata"),
+        TEXT,
+        SUBSCRIPTION,
+        lambda s: s.subscription.metadata if s.subscription else None,
+    ),
+    prefix=True,
+)
 
 
 # --- steps -----------------------------------------------------------------------------
@@ -143,10 +191,18 @@ def cancel_describe(params: dict) -> str:
 def cancel_apply(context: StepContext, params: dict) -> str:
     subscription = _subscription_of(context)
     at_end = params.get("when") == "period_end"
-    subscription_cancel(subscription, now=context.now, actor=context.actor, at_period_end=at_end,
-                        reason=params.get("reason", REASONS.PAYMENT_FAILED))
-    return (_("Subscription set to cancel at the end of its period.") if at_end
-            else _("Subscription canceled."))
+    subscription_cancel(
+        subscription,
+        now=context.now,
+        actor=context.actor,
+        at_period_end=at_end,
+        reason=params.get("reason", REASONS.PAYMENT_FAILED),
+    )
+    return (
+        _("Subscription set to cancel at the end of its period.")
+        if at_end
+        else _("The subscription is canceled now.")
+    )
 
 
 BEHAVIORS = Subscription.PauseBehavior
@@ -155,8 +211,13 @@ BEHAVIORS = Subscription.PauseBehavior
 def pause_validate(params: dict) -> list[str]:
     errors = _unknown_keys(params, {"behavior", "resume_after_days"})
     if params.get("behavior") not in BEHAVIORS.values:
-        errors.append(_("Pausing collection keeps, voids or marks uncollectible the invoices "
-                        "meanwhile (behavior: %(b)s).") % {"b": ", ".join(BEHAVIORS.values)})
+        errors.append(
+            _(
+                "Pausing collection keeps, voids or marks uncollectible the invoices "
+                "meanwhile (behavior: %(b)s)."
+            )
+            % {"b": ", ".join(BEHAVIORS.values)}
+        )
     days = params.get("resume_after_days")
     if days is not None and not (is_int(days) and 1 <= days <= 365):
         errors.append(_("Resume after 1 to 365 days, or leave it out."))
@@ -167,17 +228,36 @@ def pause_apply(context: StepContext, params: dict) -> str:
     subscription = _subscription_of(context)
     days = params.get("resume_after_days")
     resumes_at: datetime | None = context.now + timedelta(days=days) if days else None
-    subscription_pause_collection(subscription, now=context.now, actor=context.actor,
-                                  behavior=params["behavior"], resumes_at=resumes_at)
+    subscription_pause_collection(
+        subscription,
+        now=context.now,
+        actor=context.actor,
+        behavior=params["behavior"],
+        resumes_at=resumes_at,
+    )
     return _("Collection paused (%(b)s).") % {"b": params["behavior"]}
 
 
-step_register(StepKind("cancel_subscription", gettext_lazy("Cancel the subscription"),
-                       SUBSCRIPTION, cancel_validate, cancel_describe, cancel_apply))
-step_register(StepKind("pause_collection", gettext_lazy("Pause the subscription's collection"),
-                       SUBSCRIPTION, pause_validate,
-                       lambda p: _("pause collection (%(b)s)") % {"b": p.get("behavior")},
-                       pause_apply))
+step_register(
+    StepKind(
+        "cancel_subscription",
+        gettext_lazy("Cancel its subscription"),
+        SUBSCRIPTION,
+        cancel_validate,
+        cancel_describe,
+        cancel_apply,
+    )
+)
+step_register(
+    StepKind(
+        "pause_collection",
+        gettext_lazy("Pause the subscription's collection"),
+        SUBSCRIPTION,
+        pause_validate,
+        lambda p: _("pause collection (%(b)s)") % {"b": p.get("behavior")},
+        pause_apply,
+    )
+)
 
 
 # --- the cancellation email ------------------------------------------------------------
@@ -188,9 +268,11 @@ def canceled_context(context: StepContext, params: dict) -> dict:
     locale = (context.subject.customer.preferred_locale if context.subject.customer else "") or "en"
     names = [item.price.product.name for item in subscription.items.all()]
     ended = subscription.ended_at or subscription.cancel_at or subscription.canceled_at
-    return {"subscription_name": ", ".join(names),
-            "cancellation_date": long_date(ended, locale),
-            "survey_url": params.get("survey_url", "")}
+    return {
+        "subscription_name": ", ".join(names),
+        "cancellation_date": long_date(ended, locale),
+        "survey_url": params.get("survey_url", ""),
+    }
 
 
 CUSTOMER_TEMPLATES["subscription_canceled"] = (SUBSCRIPTION, canceled_context)

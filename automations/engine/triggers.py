@@ -66,7 +66,5 @@ for _trigger in [
     Trigger("invoice_uncollectible", _("an invoice is marked uncollectible"),
             ("invoice.marked_uncollectible",)),
     Trigger("credit_note_created", _("a credit note is created"), ("credit_note.created",)),
-    Trigger("customer_created", _("a customer is created"), ("customer.created",),
-            frozenset({CUSTOMER})),
 ]:
     trigger_register(_trigger)

@@ -72,8 +72,8 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('key', models.CharField(max_length=40, verbose_name='trigger key')),
-                ('subscription_id', models.BigIntegerField(blank=True, null=True, verbose_name='subscription')),
-                ('status', models.CharField(choices=[('waiting', 'Waiting'), ('completed', 'Completed'), ('exited', 'Exited (no longer needed)'), ('failed', 'Stopped: a step could not apply'), ('canceled', 'Canceled')], default='waiting', max_length=10, verbose_name='status')),
+                ('subscription_id', models.BigIntegerField(blank=True, null=True, verbose_name='subscription (id)')),
+                ('status', models.CharField(choices=[('waiting', 'Waiting'), ('completed', 'Completed'), ('exited', 'Exited (no longer needed)'), ('failed', 'Stopped: a step could not apply'), ('canceled', 'Canceled by staff')], default='waiting', max_length=10, verbose_name='status')),
                 ('step', models.PositiveSmallIntegerField(default=0, verbose_name='next step')),
                 ('resume_at', models.DateTimeField(blank=True, null=True, verbose_name='resumes at')),
                 ('waiting_for', models.CharField(blank=True, max_length=200, verbose_name='waiting for')),

@@ -49,7 +49,7 @@ def test_bad_input_is_refused_with_the_reason_and_nothing_saved(staff):
     response = staff.post(reverse("admin:automations_automation_add"), form_data(
         steps=(("cancel_subscription", '{"when": "now"}'),)))
     assert response.status_code == 200
-    assert ("Step 1: Cancel the subscription cannot apply: the trigger (an invoice is "
+    assert ("Step 1: Cancel its subscription cannot apply: the trigger (an invoice is "
             "finalized) carries no subscription.") in response.content.decode()
     assert not Automation.objects.exists()
 

@@ -23,9 +23,9 @@ def test_a_sound_automation_passes_and_reads_as_one_sentence():
     )
     assert plan_validate(plan) == []
     assert plan_summary(plan) == (
-        "When a subscription payment fails and billing interval = year: start a retry policy "
-        "(Smart Retries, up to 8 retries within 60 days), wait 7 days, cancel the "
-        "subscription, mark the invoice uncollectible.")
+        "When a subscription payment fails and subscription's billing interval = year: start a "
+        "retry policy (Smart Retries, up to 8 retries within 60 days), wait 7 days, cancel "
+        "the subscription, mark the invoice uncollectible.")
 
 
 @pytest.mark.parametrize("conditions, message", [
