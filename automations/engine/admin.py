@@ -116,7 +116,7 @@ class AutomationAdmin(admin.ModelAdmin):
     change_list_template = "admin/automations/automation/change_list.html"
     fieldsets = (
         (None, {"fields": ("name", "enabled", "priority", "summary")}),
-        (_("When"), {"fields": ("trigger", "days", "conditions")}),
+        (pgettext_lazy("automation", "When"), {"fields": ("trigger", "days", "conditions")}),
         (pgettext_lazy("automation", "Runs"), {"fields": ("version_number", "run_history")}),
     )
 
