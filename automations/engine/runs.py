@@ -136,6 +136,8 @@ def run_advance(run: AutomationRun, context: StepContext, counts: Counter) -> No
         run.step += 1
         counts["steps"] += 1
         if _held(run, context, spec):
+            context.events.append(timeline_event(context, "automation.waiting", {
+                "text": run.waiting_for, **_data(run), "until": run.resume_at.isoformat()}))
             break
     if run.status != R.WAITING:
         counts[run.status] += 1
