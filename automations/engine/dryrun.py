@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
+from customers.models import Customer
 from invoices.models import Event, Invoice
 
 from .matching import subject_matches
@@ -53,8 +54,13 @@ def dry_run(plan: dict, *, now: datetime, days: int, limit: int = 500) -> DryRun
         return result
     since = now - timedelta(days=days)
     trigger = TRIGGERS[plan["trigger"]]
-    for chunk in (_invoice_chunks(plan, since, now) if trigger.days
-                  else _event_chunks(trigger, since, now)):
+    if trigger.days:
+        chunks = _invoice_chunks(plan, since, now)
+    elif trigger.scanned:
+        chunks = _customer_chunks(since, now)
+    else:
+        chunks = _event_chunks(trigger, since, now)
+    for chunk in chunks:
         result.looked_at += len(chunk)
         for subject in subjects_load(chunk):
             if subject_matches(plan, subject):
@@ -71,6 +77,18 @@ def _event_chunks(trigger, since, now):
     chunk = []
     for event in events.iterator(chunk_size=CHUNK):
         chunk.append(Subject(now=event.created_at, event=event))
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _customer_chunks(since, now):
+    customers = Customer.objects.filter(created_at__gt=since, created_at__lte=now).order_by("pk")
+    chunk = []
+    for customer in customers.iterator(chunk_size=CHUNK):
+        chunk.append(Subject(now=customer.created_at, customer=customer))
         if len(chunk) == CHUNK:
             yield chunk
             chunk = []

@@ -9,16 +9,18 @@ A candidate whose conditions do not match gets a run row too, ended at once as
 from datetime import UTC, datetime, time, timedelta
 
 from django.db import transaction
-from django.db.models import Exists, Min, OuterRef, Q
+from django.db.models import CharField, Exists, Min, OuterRef, Q, Value
+from django.db.models.functions import Cast, Concat
 from django.utils.translation import gettext as _
 
+from customers.models import Customer
 from invoices.bulkwrite import rows_insert
 from invoices.models import Invoice
 
 from .matching import run_build, subject_matches
 from .models import Automation, AutomationRun
 from .subjects import Subject, subjects_load
-from .triggers import DUE_IN, PAST_DUE, TRIGGERS
+from .triggers import CUSTOMER_CREATED, DUE_IN, PAST_DUE, TRIGGERS
 
 BATCH_SIZE = 1000
 R = AutomationRun.Status
@@ -29,7 +31,7 @@ def day_start(day) -> datetime:
 
 
 def scan_automations() -> list[Automation]:
-    keys = [key for key, trigger in TRIGGERS.items() if trigger.days]
+    keys = [key for key, trigger in TRIGGERS.items() if trigger.days or trigger.scanned]
     return list(Automation.objects.filter(enabled=True, trigger__in=keys,
                                           live_version__isnull=False)
                 .select_related("live_version").order_by("priority", "pk"))
@@ -51,9 +53,6 @@ def _candidates(automation: Automation, test_clock):
 
 
 def _key(pk) -> object:
-    from django.db.models import CharField, Value
-    from django.db.models.functions import Cast, Concat
-
     return Concat(Value("invoice:"), Cast(pk, CharField()))
 
 
@@ -69,6 +68,10 @@ def scan_run(*, now: datetime, test_clock=None) -> dict:
     counts = {"started": 0, "skipped": 0}
     for automation in scan_automations():
         plan = automation.live_version.plan
+        if plan["trigger"] == CUSTOMER_CREATED:
+            if test_clock is None:  # created at the system's time, not a clock's
+                _customers_scan(automation, now, counts)
+            continue
         kind, days = TRIGGERS[plan["trigger"]].days, plan["days"]
         candidates, ran = _candidates(automation, test_clock)
         if kind == PAST_DUE:
@@ -101,10 +104,36 @@ def scan_run(*, now: datetime, test_clock=None) -> dict:
     return counts
 
 
+def _customers_scan(automation: Automation, now: datetime, counts: dict) -> None:
+    plan = automation.live_version.plan
+    ran = AutomationRun.objects.filter(
+        automation=automation, key=Concat(Value("customer:"), Cast(OuterRef("pk"), CharField())))
+    new = Customer.objects.filter(created_at__gte=automation.enabled_at, created_at__lte=now,
+                                  test_clock__isnull=True).filter(~Exists(ran))
+    while True:
+        with transaction.atomic():
+            customers = list(new.order_by("pk")[:BATCH_SIZE])
+            runs = []
+            for customer in customers:
+                subject = Subject(now=now, customer=customer)
+                matched = subject_matches(plan, subject)
+                run = run_build(automation, subject, f"customer:{customer.pk}",
+                                status=R.WAITING if matched else R.EXITED)
+                if not matched:
+                    run.reason = _("Skipped: the conditions did not match.")
+                runs.append(run)
+                counts["started" if matched else "skipped"] += 1
+            rows_insert(AutomationRun, runs, ignore_conflicts=True)
+        if len(customers) < BATCH_SIZE:
+            return
+
+
 def scan_next_due_at(test_clock) -> datetime | None:
     moments = []
     for automation in scan_automations():
         plan = automation.live_version.plan
+        if plan["trigger"] == CUSTOMER_CREATED:
+            continue
         kind, days = TRIGGERS[plan["trigger"]].days, plan["days"]
         candidates, ran = _candidates(automation, test_clock)
         if kind == DUE_IN:

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 # What a trigger's subject carries, for conditions and steps.
 INVOICE, CUSTOMER, PAYMENT, SUBSCRIPTION = "invoice", "customer", "payment", "subscription"
 PAST_DUE, DUE_IN = "past_due", "due_in"
+CUSTOMER_CREATED = "customer_created"
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Trigger:
     event_types: tuple[str, ...] = ()
     carries: frozenset = field(default_factory=lambda: frozenset({INVOICE, CUSTOMER}))
     days: str = ""  # PAST_DUE or DUE_IN: counted in days, found by scan.py
+    scanned: bool = False  # found by scan.py (no event announces it)
     # The run exits once its invoice is paid or voided (it was about collecting it).
     settles: bool = False
     applies: Callable | None = None  # applies(subject) -> bool, beyond the event type
@@ -66,5 +68,9 @@ for _trigger in [
     Trigger("invoice_uncollectible", _("an invoice is marked uncollectible"),
             ("invoice.marked_uncollectible",)),
     Trigger("credit_note_created", _("a credit note is created"), ("credit_note.created",)),
+    # Customers are created below the event log (the customers app writes no events):
+    # found by scan.py among customers created since the automation was enabled.
+    Trigger(CUSTOMER_CREATED, _("a customer is created"), carries=frozenset({CUSTOMER}),
+            scanned=True),
 ]:
     trigger_register(_trigger)

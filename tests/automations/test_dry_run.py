@@ -1,7 +1,13 @@
 """The dry run replays the event log through an automation, saved or not, and does
 nothing: no run, no event, no email."""
 
+import json
 from datetime import timedelta
+from io import StringIO
+
+import pytest
+import time_machine
+from django.core.management import CommandError, call_command
 
 from automations.engine.dryrun import dry_run
 from automations.engine.models import AutomationRun
@@ -45,3 +51,19 @@ def test_a_dry_run_of_a_bad_automation_says_why():
         {"kind": "cancel_subscription", "params": {}}])
     result = dry_run(plan, now=NOW, days=7)
     assert result.matches == [] and "carries no subscription" in result.errors[0]
+
+
+def test_the_dry_run_command_replays_an_unsaved_automation_from_a_file(tmp_path):
+    invoice = make_open(now=NOW)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"trigger": "invoice_finalized", "steps": [
+        {"kind": "wait", "params": {"days": 2}}, {"kind": "void_invoice", "params": {}}]}))
+    out = StringIO()
+    with time_machine.travel(NOW + timedelta(days=1), tick=False):
+        call_command("automation_dry_run", "--plan", str(plan), "--days", "7", stdout=out)
+    text = out.getvalue()
+    assert "When an invoice is finalized: wait 2 days, void the invoice." in text
+    assert f"{invoice}: " in text and "1 would have matched" in text
+    plan.write_text(json.dumps({"trigger": "invoice_finalized", "steps": []}))
+    with pytest.raises(CommandError, match="at least one step"):
+        call_command("automation_dry_run", "--plan", str(plan))

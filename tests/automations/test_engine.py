@@ -5,14 +5,16 @@ longer needed, keep their version, stop with a reason, and never loop."""
 from datetime import timedelta
 
 from automations.engine.chain import MAX_CHAIN_DEPTH, acting_as
+from automations.engine.clock import sweep
 from automations.engine.models import AutomationRun, InvoiceRetryPolicy
 from automations.engine.runs import run_cancel, runs_sweep
 from automations.sweeps import collect_payments
+from customers.clock import system_now
 from invoices.events import event_record
 from invoices.models import Event, Invoice
 from invoices.services import invoice_record_payment, invoice_void
 
-from ..factories import NOW, STAFF, make_charged, make_open
+from ..factories import NOW, STAFF, make_charged, make_customer, make_open
 from .support import make_automation, steps_set
 
 T0 = NOW
@@ -182,3 +184,18 @@ def test_a_retry_policy_started_by_an_automation_replans_the_next_retry_once():
     run.refresh_from_db()
     assert run.status == "completed"
     assert timeline(invoice)[-1][2] == "retries over"
+
+
+def test_a_new_customer_of_a_segment_is_tagged_once():
+    make_automation("Welcome", "customer_created", [
+        ("set_metadata", {"target": "customer", "key": "welcome", "value": "sent"})],
+        conditions={"all": [{"field": "customer.segment", "op": "eq", "value": "enterprise"}]})
+    big, small = make_customer(segment="enterprise"), make_customer(segment="smb")
+    now = system_now()
+    assert sweep(now=now) == {"started": 1, "skipped": 1, "steps": 1, "completed": 1}
+    assert sweep(now=now) == {"started": 0, "skipped": 0}
+    big.refresh_from_db()
+    small.refresh_from_db()
+    assert (big.metadata, small.metadata) == ({"welcome": "sent"}, {})
+    assert Event.objects.get(customer=big, type="customer.updated").actor_label == (
+        "automation: Welcome")
