@@ -9,6 +9,8 @@ Several automations matching one event all start, in the order of their `priorit
 then creation (their runs' ids ascend in that order, which is the order the sweep
 takes them in)."""
 
+import logging
+
 from django.db.models import Q
 
 from invoices.bulkwrite import rows_insert
@@ -19,6 +21,8 @@ from .conditions import conditions_match
 from .models import Automation, AutomationRun
 from .subjects import Subject, subjects_load
 from .triggers import TRIGGERS, event_types, triggers_of_type
+
+logger = logging.getLogger(__name__)
 
 
 def on_events(events: list[Event]) -> None:
@@ -81,6 +85,17 @@ def without_running_twice(runs: list[AutomationRun]) -> list[AutomationRun]:
 
 
 def subject_matches(plan: dict, subject: Subject) -> bool:
+    """Whether `subject` starts a run of `plan`. Matching runs inside the transaction of
+    the change that wrote the event: an automation that cannot be evaluated (a bug) is
+    logged and skipped, never allowed to undo the change."""
+    try:
+        return _matches(plan, subject)
+    except Exception:  # noqa: BLE001
+        logger.exception("automation matching failed for %s", plan.get("trigger"))
+        return False
+
+
+def _matches(plan: dict, subject: Subject) -> bool:
     trigger = TRIGGERS.get(plan["trigger"])
     if trigger is None:
         return False

@@ -7,6 +7,7 @@ mid-batch rolls back, and the run is taken again from the step it was at. Each a
 runs in a savepoint: one that cannot apply stops its own run with the reason, the other
 runs of the batch keep flowing."""
 
+import logging
 from collections import Counter
 from datetime import datetime
 
@@ -28,6 +29,7 @@ from .subjects import Subject
 from .triggers import TRIGGERS
 
 R = AutomationRun.Status
+logger = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 RUN_FIELDS = ["status", "step", "resume_at", "waiting_for", "reason", "updated_at"]
 # Steps that write nothing but their timeline event need no savepoint.
@@ -130,6 +132,11 @@ def run_advance(run: AutomationRun, context: StepContext, counts: Counter) -> No
             _finish(run, context, R.FAILED, _("Step %(n)s (%(step)s) could not apply: %(e)s")
                     % {"n": run.step + 1, "step": kind.label, "e": error})
             break
+        except Exception as error:  # noqa: BLE001 - one broken run must not block the others
+            logger.exception("automation run %s, step %s", run.pk, run.step + 1)
+            _finish(run, context, R.FAILED, _("Step %(n)s (%(step)s) could not apply: %(e)s")
+                    % {"n": run.step + 1, "step": kind.label, "e": type(error).__name__})
+            break
         applied = timeline_event(context, "automation.step", {
             "text": text, **_data(run), "kind": spec["kind"]})
         context.events.append(applied)
@@ -144,6 +151,8 @@ def run_advance(run: AutomationRun, context: StepContext, counts: Counter) -> No
 
 
 def _apply(run, context, spec, kind) -> str:
+    """In a savepoint: a step that fails leaves nothing behind (pure steps write nothing
+    until the batch does)."""
     with acting_as(run.automation_id, run.depth):
         if spec["kind"] in PURE:
             return kind.apply(context, spec["params"])

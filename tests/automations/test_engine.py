@@ -199,3 +199,26 @@ def test_a_new_customer_of_a_segment_is_tagged_once():
     assert (big.metadata, small.metadata) == ({"welcome": "sent"}, {})
     assert Event.objects.get(customer=big, type="customer.updated").actor_label == (
         "automation: Welcome")
+
+
+def test_a_step_that_breaks_unexpectedly_stops_only_its_own_run(monkeypatch):
+    from automations.engine import steps
+
+    note = steps.STEPS["add_note"]
+
+    def apply(context, params):
+        if params["text"] == "boom":
+            raise RuntimeError("bug")
+        return note.apply(context, params)
+
+    monkeypatch.setitem(steps.STEPS, "add_note", steps.StepKind(
+        note.key, note.label, note.needs, note.validate, note.describe, apply))
+    make_automation("Broken", "invoice_finalized", [("add_note", {"text": "boom"})])
+    make_automation("Fine", "invoice_finalized", [("add_note", {"text": "fine"})])
+    invoice = make_open(now=T0)
+    runs_sweep(now=T0)
+    outcomes = dict(AutomationRun.objects.values_list("automation__name", "status"))
+    assert outcomes == {"Broken": "failed", "Fine": "completed"}
+    assert AutomationRun.objects.get(automation__name="Broken").reason == (
+        "Step 1 (Add a note to the timeline) could not apply: RuntimeError")
+    assert [text for _t, _at, text in timeline(invoice)][-1] == "fine"
