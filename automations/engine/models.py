@@ -54,6 +54,8 @@ class Automation(models.Model):
     enabled_at = models.DateTimeField(
         pgettext_lazy("automation", "enabled at"), null=True, editable=False
     )
+    # The day-counted triggers' scan has looked at every moment up to here (scan.py).
+    scanned_until = models.DateTimeField(null=True, editable=False)
 
     class Meta:
         verbose_name = pgettext_lazy("automation", "automation")

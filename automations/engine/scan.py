@@ -23,6 +23,7 @@ from .subjects import Subject, subjects_load
 from .triggers import CUSTOMER_CREATED, DUE_IN, PAST_DUE, TRIGGERS
 
 BATCH_SIZE = 1000
+SCAN_MARGIN = timedelta(days=2)
 R = AutomationRun.Status
 
 
@@ -41,6 +42,10 @@ def _candidates(automation: Automation, test_clock):
     plan = automation.live_version.plan
     days = plan["days"]
     since = automation.enabled_at
+    if test_clock is None and automation.scanned_until is not None:
+        # Only what came due since the last scan (and a margin for late changes): a
+        # tick never walks the automation's whole history.
+        since = max(since, automation.scanned_until - SCAN_MARGIN)
     open_ = Invoice.objects.filter(status=Invoice.Status.OPEN)
     open_ = (open_.filter(customer__test_clock__isnull=True) if test_clock is None
              else open_.filter(customer__test_clock=test_clock))
@@ -101,6 +106,8 @@ def scan_run(*, now: datetime, test_clock=None) -> dict:
                 rows_insert(AutomationRun, runs, ignore_conflicts=True)
             if len(invoices) < BATCH_SIZE:
                 break
+        if test_clock is None:
+            Automation.objects.filter(pk=automation.pk).update(scanned_until=now)
     return counts
 
 

@@ -26,6 +26,7 @@ class Migration(migrations.Migration):
                 ('recipe', models.CharField(blank=True, editable=False, max_length=40, verbose_name='installed from recipe')),
                 ('created_at', models.DateTimeField(editable=False, verbose_name='created at')),
                 ('enabled_at', models.DateTimeField(editable=False, null=True, verbose_name='enabled at')),
+                ('scanned_until', models.DateTimeField(editable=False, null=True)),
             ],
             options={
                 'verbose_name': 'automation',

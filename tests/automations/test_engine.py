@@ -222,3 +222,17 @@ def test_a_step_that_breaks_unexpectedly_stops_only_its_own_run(monkeypatch):
     assert AutomationRun.objects.get(automation__name="Broken").reason == (
         "Step 1 (Add a note to the timeline) could not apply: RuntimeError")
     assert [text for _t, _at, text in timeline(invoice)][-1] == "fine"
+
+
+def test_the_past_due_scan_starts_one_run_per_invoice_and_remembers_where_it_was():
+    automation = make_automation("Late", "invoice_past_due", [("add_note", {"text": "late"})],
+                                 days=3)
+    late = make_open(now=T0, collection_method="send_invoice", days_until_due=1)
+    make_open(now=T0, collection_method="send_invoice", days_until_due=30)  # not yet
+    moment = (T0 + timedelta(days=4)).replace(hour=0)
+    assert sweep(now=moment - timedelta(seconds=1)) == {"started": 0, "skipped": 0}
+    assert sweep(now=moment)["started"] == 1
+    assert sweep(now=moment + timedelta(days=1)) == {"started": 0, "skipped": 0}
+    automation.refresh_from_db()
+    assert automation.scanned_until == moment + timedelta(days=1)
+    assert AutomationRun.objects.get().invoice_id == late.pk
