@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _gettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext, pgettext_lazy
+from django.utils.translation import pgettext_lazy
 
 from customers.actors import Actor
 from customers.clock import system_now
@@ -204,30 +204,17 @@ class AutomationAdmin(admin.ModelAdmin):
         now = system_now()
         for automation in queryset:
             automation_set_enabled(automation, enabled=True, now=now)
-        self.message_user(
-            request,
-            ngettext("%(n)d automation enabled.", "%(n)d automations enabled.", len(queryset))
-            % {"n": len(queryset)},
-            messages.SUCCESS,
-        )
+        self.message_user(request, _gettext("Automations enabled: %(n)d.") % {"n": len(queryset)},
+                          messages.SUCCESS)
 
     @admin.action(description=_("Disable the selected automations"))
     def disable(self, request, queryset):
         now = system_now()
         for automation in queryset:
             automation_set_enabled(automation, enabled=False, now=now)
-        self.message_user(
-            request,
-            ngettext(
-                "%(n)d automation disabled (runs already started "
-                "go on; cancel them from the runs).",
-                "%(n)d automations disabled (runs already started "
-                "go on; cancel them from the runs).",
-                len(queryset),
-            )
-            % {"n": len(queryset)},
-            messages.SUCCESS,
-        )
+        self.message_user(request, _gettext(
+            "Automations disabled: %(n)d (runs already started go on; cancel them from the "
+            "runs).") % {"n": len(queryset)}, messages.SUCCESS)
 
     # --- recipes and dry run ---
 

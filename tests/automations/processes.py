@@ -1,4 +1,4 @@
-"""A run-sweep worker as a real OS process, for tests/automations/test_runs_pg.py:
+"""A run-sweep worker as a real OS process, for tests/test_automation_runs_pg.py:
 `python -m tests.automations.processes SWEEP_AT BATCH_SIZE [DIE_AFTER]` sets Django up on
 DATABASE_URL, prints "ready", waits for "go", sweeps the due runs and prints its counts
 as one JSON line. With DIE_AFTER it kills itself (os._exit, no cleanup, as a lost

@@ -1,4 +1,8 @@
-"""Each step applied once, with real processes on PostgreSQL: two workers sweeping the
+"""Automation runs on PostgreSQL. (A test module of tests/, not tests/automations/: its
+transactional tests flush the database, so they run after the browser tests' serialized
+rollbacks, as the other reliability tests do.)
+
+Each step applied once, with real processes on PostgreSQL: two workers sweeping the
 same due runs, and a worker killed in the middle of a batch. Every run ends completed,
 with its metadata set once, one note, one team email queued, one event of each step."""
 
@@ -13,9 +17,9 @@ from automations.engine.runs import runs_sweep
 from automations.notifications.models import NotificationSettings, OutboxMessage
 from invoices.models import Event, InvoicingSettings
 
-from ..factories import NOW, make_customer, make_open
-from .processes import sweep_runs_together
-from .support import make_automation
+from .factories import NOW, make_customer, make_open
+from .automations.processes import sweep_runs_together
+from .automations.support import make_automation
 
 pytestmark = [
     pytest.mark.postgres,
