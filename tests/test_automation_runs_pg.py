@@ -17,9 +17,9 @@ from automations.engine.runs import runs_sweep
 from automations.notifications.models import NotificationSettings, OutboxMessage
 from invoices.models import Event, InvoicingSettings
 
-from .factories import NOW, make_customer, make_open
 from .automations.processes import sweep_runs_together
 from .automations.support import make_automation
+from .factories import NOW, make_customer, make_open
 
 pytestmark = [
     pytest.mark.postgres,
