@@ -160,8 +160,26 @@ def automations_summary(counts: dict) -> list[str]:
     return parts
 
 
+def subscriptions_summary(counts: dict) -> list[str]:
+    phrases = {
+        "renewed": lambda n: ngettext("%(n)d subscription renewed",
+                                      "%(n)d subscriptions renewed", n),
+        "canceled": lambda n: ngettext("%(n)d subscription canceled at period end",
+                                       "%(n)d subscriptions canceled at period end", n),
+        "incomplete_expired": lambda n: ngettext("%(n)d incomplete subscription expired",
+                                                 "%(n)d incomplete subscriptions expired", n),
+        "notices": lambda n: ngettext("%(n)d renewal or trial notice",
+                                      "%(n)d renewal or trial notices", n),
+        "resumed": lambda n: ngettext("%(n)d paused subscription resumed",
+                                      "%(n)d paused subscriptions resumed", n),
+    }
+    return [phrase(counts[name]) % {"n": counts[name]}
+            for name, phrase in phrases.items() if counts.get(name)]
+
+
 SUMMARIES = {
     "automations": automations_summary,
+    "subscriptions": subscriptions_summary,
     "auto_finalization": auto_finalization_summary,
     "collection": collection_summary,
     "uncollectible": uncollectible_summary,

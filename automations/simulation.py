@@ -35,6 +35,7 @@ from .clocks import clock_advance
 from .models import BillingSettings, RetryPolicy, RetryStat
 from .notifications.documents import attachments_omitted
 from .notifications.models import NotificationSchedule, OutboxMessage
+from .simulation_subscriptions import subscribers_make, subscriptions_report
 
 # Share of customers paying with each test card (docs/gateways.md describes the cards).
 CARD_MIX = [
@@ -94,6 +95,7 @@ class Report:
     at_risk: int = 0  # total of invoices whose first automatic attempt did not succeed
     recovered: int = 0  # paid on those invoices
     emails_by_status: dict = field(default_factory=dict)
+    subscriptions_by_status: dict = field(default_factory=dict)  # --subscriptions only
     seconds: float = 0.0  # the run's, the population's build aside
 
     @property
@@ -128,7 +130,7 @@ def simulate(
 def simulate_modes(
     *, customers: int, days: int, seed: int, modes: list[str], start: datetime,
     currency: str = "EUR", keep: bool = False, on_step=None, attachments: bool = False,
-    on_world=None, on_report=None,
+    on_world=None, on_report=None, subscriptions: float = 0.0, yearly: float = 0.2,
 ) -> list[Report]:
     """Build the population once, then run each mode from it: each run happens in a
     savepoint rolled back before the next, so every mode starts from the same rows.
@@ -142,6 +144,11 @@ def simulate_modes(
     try:
         with transaction.atomic(), (nullcontext() if attachments else attachments_omitted()):
             world = _world_make(customers=customers, seed=seed, start=start, currency=currency)
+            if subscriptions:
+                world.subscribers = subscribers_make(
+                    world, share=subscriptions, yearly=yearly, seed=seed, currency=currency,
+                    exponent=currency_exponent(currency),
+                )
             if on_world:
                 on_world(world)
             for mode in modes:
@@ -186,6 +193,7 @@ def _run(world: World, *, days, seed, mode, currency, on_step) -> Report:
     end = start + timedelta(days=days)
     invoices_due = sorted(
         ((moment, n) for n, sim in enumerate(population)
+         if not getattr(sim, "subscribed", False)  # subscribers are billed by renewals
          for moment in _invoice_moments(sim.first_invoice_at, end)),
     )
     actions: dict[int, datetime] = {}  # customer index -> when it acts (one action each)
@@ -347,4 +355,5 @@ def _report(mode, customers, days, seed, currency, clock) -> Report:
         OutboxMessage.objects.filter(customer__test_clock=clock).order_by()
         .values_list("kind").annotate(n=Count("pk"))
     )
+    report.subscriptions_by_status = subscriptions_report(clock)
     return report

@@ -35,8 +35,8 @@ def parse_args():
     parser.add_argument("--ticks", type=int, default=50, help="timed sweep ticks, nothing due")
     parser.add_argument(
         "--only", choices=["build", "finalization", "changelist", "collection", "hosted",
-                             "documents", "outbox", "reminders", "smart_retries",
-                             "automations"],
+                             "documents", "outbox", "reminders", "subscriptions",
+                             "smart_retries", "automations"],
         help="run one part only",
     )
     parser.add_argument("--emails", type=int, default=3000, help="emails to drain")
@@ -125,6 +125,7 @@ def main() -> int:
         hosted,
         notifications,
         smart_retries,
+        subscriptions,
     )
     from bench.report import Summary
 
@@ -168,6 +169,8 @@ def main() -> int:
         notifications.run_outbox(summary, emails=args.emails)
     if args.only in (None, "reminders"):
         notifications.run_sweep(summary, runs=args.runs)
+    if args.only in (None, "subscriptions"):
+        subscriptions.run(summary, ticks=args.ticks)
     if args.only is None:
         automations.run(summary, ticks=args.ticks)
         hosted.run(summary, seconds=args.seconds)

@@ -246,7 +246,7 @@ class Invoice(models.Model):
     )
     billing_reason = models.CharField(
         _("billing reason"), max_length=24, choices=BillingReason.choices,
-        default=BillingReason.MANUAL, editable=False,
+        default=BillingReason.MANUAL, db_default=BillingReason.MANUAL, editable=False,
     )
 
     created_at = models.DateTimeField(_("created at"), editable=False)

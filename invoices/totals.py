@@ -61,10 +61,19 @@ def line_discounts(lines: list[LineInput], percent: Decimal, amount: int) -> lis
     after_line = []
     for line in lines:
         gross = line.quantity * line.unit_amount
-        off = percent_of(gross, line.discount_percent) + line.discount_amount
+        # Without a discount nothing is taken off (and no Fraction is made: a renewal
+        # batch totals thousands of undiscounted invoices).
+        off = (percent_of(gross, line.discount_percent) if line.discount_percent else 0) + (
+            line.discount_amount
+        )
         after_line.append(gross - min(gross, off))
-    after_percent = [net - percent_of(net, percent) for net in after_line]
+    if not percent:
+        after_percent = after_line
+    else:
+        after_percent = [net - percent_of(net, percent) for net in after_line]
     amount = min(amount, sum(after_percent))
+    if not amount:
+        return list(after_percent)
     shares = allocate(amount, after_percent)
     return [net - share for net, share in zip(after_percent, shares, strict=True)]
 

@@ -207,9 +207,10 @@ class Subscription(models.Model):
     )
     # When to announce what comes next (trial_will_end, invoice.upcoming); NULL once done.
     notice_at = models.DateTimeField(_("next notice at"), null=True, blank=True, editable=False)
+    # Indexed: deleting an invoice (a draft) checks that no subscription points at it.
     latest_invoice = models.ForeignKey(
         Invoice, verbose_name=_("latest invoice"), null=True, blank=True, editable=False,
-        on_delete=models.SET_NULL, related_name="+", db_index=False,
+        on_delete=models.SET_NULL, related_name="+",
     )
     metadata = models.JSONField(
         _("metadata"), default=dict, blank=True, validators=[validate_metadata]

@@ -22,6 +22,7 @@ from invoices.services import invoice_create, invoice_finalize, invoice_line_add
 
 from . import periods
 from .models import PendingItem, Price, Product, Subscription, SubscriptionInvoice, SubscriptionItem
+from .notices import notice_days, upcoming_notice_at
 from .proration import Proration, prorations_compute
 from .transitions import FINAL, S, change_event, subscription_transition
 
@@ -87,6 +88,25 @@ def price_create(
         price.save()
         price.tax_rates.set(rates)
     return price
+
+
+def invoice_line_add_price(invoice: Invoice, *, price: Price, quantity: int = 1):
+    """A line on a draft invoice from a price of the catalogue (a one-off price, or a
+    recurring one billed once): its product's name, amount and tax rates."""
+    if price.currency != invoice.currency:
+        raise DomainError(
+            _("%(p)s is in %(pc)s but this invoice is in %(ic)s.")
+            % {"p": price, "pc": price.currency, "ic": invoice.currency}
+        )
+    if not (price.active and price.product.active):
+        raise DomainError(
+            _("%(p)s is archived: it keeps its subscriptions but takes no new ones.")
+            % {"p": price}
+        )
+    return invoice_line_add(
+        invoice, description=price.nickname or price.product.name, quantity=quantity,
+        unit_amount=price.unit_amount, tax_rates=list(price.tax_rates.all()),
+    )
 
 
 # --- checks shared by create and change -------------------------------------------------
@@ -202,6 +222,9 @@ def subscription_create(
         subscription.current_period_start = now
         subscription.current_period_end = periods.period_end(anchor, *interval, 1)
         subscription.period_index = 1
+        subscription.notice_at = upcoming_notice_at(
+            notice_days()(*interval), subscription.current_period_end, now
+        )
     _full_clean(subscription, exclude=["customer", "default_payment_method", "latest_invoice"])
     with transaction.atomic():
         subscription.save()
@@ -231,8 +254,11 @@ def _period_data(subscription: Subscription) -> dict:
     }
 
 
-def line_description(price: Price, quantity: int, start: datetime, end: datetime) -> str:
-    return _("%(q)s × %(name)s (%(start)s – %(end)s)") % {
+def line_description(
+    price: Price, quantity: int, start: datetime, end: datetime, template: str | None = None
+) -> str:
+    """`template`: the translated text, when describing many lines (looked up once)."""
+    return (template or _("%(q)s × %(name)s (%(start)s – %(end)s)")) % {
         "q": quantity, "name": price.nickname or price.product.name,
         "start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}",
     }

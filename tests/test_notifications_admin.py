@@ -39,6 +39,7 @@ def settings_form(**overrides):
         "send_finalized_invoices": "on", "from_email": "", "reminder_offsets": "[-7, 0, 7]",
         "overdue_alert_thresholds": "{}", "overdue_alert_days": "7", "alert_recipients": "",
         "digest_recipients": "", "digest_hour": "7", "staff_locale": "en",
+        "upcoming_renewal_days": "7",
     }
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}

@@ -273,3 +273,18 @@ def test_a_clock_advanced_12_months_renews_and_collects_12_times_in_order():
     subscription.refresh_from_db()
     assert subscription.status == S.ACTIVE
     assert subscription.current_period_end == add_months(NOW, 13)
+
+
+def test_the_customer_paying_on_the_invoice_page_returns_it_to_active():
+    from customers.actors import Actor
+    from invoices.collection import invoice_charge
+
+    subscription = _last_retry_fails("mark_unpaid")
+    invoice = _invoices(subscription, "subscription_cycle")[0]
+    invoice_charge(invoice, now=NOW + timedelta(days=40), actor=Actor.customer(),
+                   source="customer", gateway_token="sim_4242", card_brand="visa",
+                   card_last4="4242")
+    subscription.refresh_from_db()
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PAID
+    assert subscription.status == S.ACTIVE

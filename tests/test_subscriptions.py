@@ -350,3 +350,21 @@ def test_an_archived_price_keeps_its_subscriptions():
     subscription_change(subscription, items=[(price, 2)], now=NOW + timedelta(days=1),
                         actor=STAFF)
     assert subscription.items.get().quantity == 2
+
+
+def test_a_one_off_price_on_an_invoice_line():
+    from subscriptions.services import invoice_line_add_price
+
+    from .factories import make_draft, make_tax_rate
+
+    rate = make_tax_rate("20")
+    setup = make_price(25_00, type="one_time", nickname="Onboarding", tax_rates=[rate])
+    draft = make_draft(lines=())
+    line = invoice_line_add_price(draft, price=setup, quantity=2)
+    draft.refresh_from_db()
+    assert (line.description, line.quantity, line.unit_amount) == ("Onboarding", 2, 25_00)
+    assert draft.total == 60_00
+    usd = make_price(25_00, currency="USD", type="one_time")
+    with pytest.raises(DomainError, match="this invoice is in EUR"):
+        invoice_line_add_price(draft, price=usd)
+    assert draft.lines.count() == 1

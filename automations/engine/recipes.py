@@ -131,7 +131,7 @@ def recipe_install(key: str, *, now: datetime, enabled: bool = False) -> Automat
     return automation
 
 
-def recipes_demo(*, now: datetime) -> str:
+def recipes_demo(*, now: datetime, customers=None) -> str:
     """seed_demo: the three recipes, installed and enabled."""
     installed = [recipe_install(key, now=now, enabled=True) for key in RECIPES]
     return "Automations installed and enabled: " + ", ".join(a.name for a in installed) + "."

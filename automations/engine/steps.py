@@ -400,7 +400,9 @@ step_register(
 )
 
 
-# Customer emails an automation may send: template -> (what it needs, context builder).
+# Customer emails an automation may send: template -> (what it needs, message builder:
+# build(context, params) -> an unsaved outbox row, the same one the notifications queue
+# for that email when they do, so that the customer gets it once).
 CUSTOMER_TEMPLATES: dict[str, tuple[str, Callable]] = {}
 
 
@@ -421,20 +423,7 @@ def customer_email_apply(context: StepContext, params: dict) -> str:
     if customer is None or not customer.email:
         raise StepError(_("The customer has no email address."))
     _needs, build = CUSTOMER_TEMPLATES[params["template"]]
-    values = build(context, params)
-    locale = customer.preferred_locale or "en"
-    context.messages.append(
-        outbox_message(
-            f"automation:{context.run.pk}:{context.run.step}",
-            kind=params["template"],
-            now=context.now,
-            customer_id=customer.pk,
-            invoice_id=context.subject.invoice.pk if context.subject.invoice else None,
-            to=[customer.email],
-            locale=locale,
-            context={"customer_name": customer.name, **values},
-        )
-    )
+    context.messages.append(build(context, params))
     return _("Customer emailed (%(t)s) at %(to)s.") % {
         "t": params["template"],
         "to": customer.email,

@@ -12,7 +12,6 @@ from customers.money import is_int
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_cancel, subscription_pause_collection
 
-from ..notifications.context import long_date
 from . import runs, subjects
 from .conditions import TEXT, Field, field_register
 from .steps import (
@@ -263,16 +262,20 @@ step_register(
 # --- the cancellation email ------------------------------------------------------------
 
 
-def canceled_context(context: StepContext, params: dict) -> dict:
+def canceled_message(context: StepContext, params: dict):
+    """The subscription notifications' own cancellation email (same outbox key: queued
+    by both, sent once), with the step's survey link when it has one."""
+    from invoices.models import Event
+
+    from ..notifications.models import NotificationSettings
+    from ..notifications.subscription_emails import _message
+
     subscription = _subscription_of(context)
-    locale = (context.subject.customer.preferred_locale if context.subject.customer else "") or "en"
-    names = [item.price.product.name for item in subscription.items.all()]
-    ended = subscription.ended_at or subscription.cancel_at or subscription.canceled_at
-    return {
-        "subscription_name": ", ".join(names),
-        "cancellation_date": long_date(ended, locale),
-        "survey_url": params.get("survey_url", ""),
-    }
+    event = Event.objects.filter(pk=context.run.event_id).first()
+    if event is None or event.type != "customer.subscription.deleted":
+        raise StepError(_("This run was not started by a canceled subscription."))
+    survey = params.get("survey_url") or NotificationSettings.load().cancellation_survey_url
+    return _message(event, subscription, survey)
 
 
-CUSTOMER_TEMPLATES["subscription_canceled"] = (SUBSCRIPTION, canceled_context)
+CUSTOMER_TEMPLATES["subscription_canceled"] = (SUBSCRIPTION, canceled_message)

@@ -10,12 +10,12 @@ FINANCE_ADMIN = "Finance admin"
 COLLECTIONS_AGENT = "Collections agent"
 AUDITOR = "Auditor"
 
-BILLING_APPS = ("customers", "invoices", "automations")
+BILLING_APPS = ("customers", "invoices", "subscriptions", "automations")
 # Finance admins also run the periodic schedule (django-celery-beat's models).
 FINANCE_APPS = (*BILLING_APPS, "django_celery_beat")
 # Collections agents read customers and invoices, record payments and issue/void
 # credit notes; they never finalize, void or edit invoices, nor touch any settings.
-COLLECTIONS_VIEW_APPS = ("customers", "invoices")
+COLLECTIONS_VIEW_APPS = ("customers", "invoices", "subscriptions")
 COLLECTIONS_EXTRA = (
     ("invoices", "add_payment"),
     ("invoices", "add_creditnote"),

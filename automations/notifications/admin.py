@@ -52,6 +52,9 @@ class NotificationSettingsAdmin(SingletonAdmin):
         }),
         (_("Daily digest"), {"fields": ("digest_enabled", "digest_recipients", "digest_hour")}),
         (_("Staff emails"), {"fields": ("staff_locale",)}),
+        (_("Subscriptions"), {"fields": ("upcoming_renewal_days",
+                                         "upcoming_renewal_all_intervals",
+                                         "cancellation_survey_url")}),
     )
 
     def save_model(self, request, obj, form, change):

@@ -15,7 +15,7 @@ from invoices.hosted import hosted_url
 from invoices.hosted.links import link_expires_at
 from invoices.models import Branding, CreditNote, Invoice, InvoicingSettings, Payment
 
-from .kinds import KINDS
+from .kinds import KINDS, SUBSCRIPTION_KINDS
 from .reasons import decline_reason
 from .rendering import TemplateError
 
@@ -145,6 +145,23 @@ def alert_context(row, locale: str) -> dict:
     }
 
 
+def subscription_context(row, locale: str) -> dict:
+    """A subscription email's values, kept raw in its row (amounts in minor units, ISO
+    times) and formatted here for the reader."""
+    data = row.context
+    tz = data.get("timezone") or "UTC"
+    values = {
+        "customer_name": data.get("customer_name", ""),
+        "plan": data.get("plan", ""),
+        "card": data.get("card", ""),
+        "survey_url": data.get("survey_url", ""),
+        "amount": money(data["amount"], data["currency"], locale) if "amount" in data else "",
+    }
+    for name in ("renewal_date", "trial_end_date", "cancellation_date", "resume_date"):
+        values[name] = long_date(local_iso(data.get(name), tz), locale)
+    return values
+
+
 EXTRA = {
     "payment_failed": payment_failed_context,
     "payment_failed_hard": payment_failed_context,
@@ -157,13 +174,15 @@ EXTRA = {
     "invoice_link": invoice_link_context,
 }
 # Their context is written whole when they are queued.
-WITHOUT_INVOICE = {"digest", "automation_team", "subscription_canceled"}
+WITHOUT_INVOICE = {"digest", "automation_team"}
 
 
 def context_build(row, locale: str, brand: dict | None = None) -> dict:
     """Everything the row's templates may use, formatted for `locale`. `brand`: pass
     branding() when building many (read once)."""
     context = dict(brand or branding())
+    if row.kind in SUBSCRIPTION_KINDS:
+        return {**context, **subscription_context(row, locale)}
     if row.kind in WITHOUT_INVOICE:
         return {**context, **row.context}
     context.update(invoice_context(row.invoice, locale, KINDS[row.kind].variables))

@@ -10,6 +10,11 @@ CUSTOMER, STAFF = "customer", "staff"
 COMMON = ("company_name", "support_email", "accent_colour")
 INVOICE = (*COMMON, "customer_name", "invoice_number", "hosted_url", "amount_remaining",
            "due_date")
+SUBSCRIPTION = (*COMMON, "customer_name", "plan")
+SUBSCRIPTION_KINDS = (
+    "subscription_renewal_upcoming", "subscription_trial_ending", "subscription_card_expiring",
+    "subscription_canceled", "subscription_paused", "subscription_resumed",
+)
 
 
 @dataclass(frozen=True)
@@ -61,14 +66,22 @@ KINDS = {
             (*COMMON, "day", "attempts", "succeeded", "failures", "recoveries",
              "uncollectible", "upcoming", "admin_url"),
         ),
-        # Queued by automations (automations/engine), their context written whole then.
+        Kind("subscription_renewal_upcoming", _("Subscription renews soon"), CUSTOMER,
+             SUBSCRIPTION + ("amount", "renewal_date")),
+        Kind("subscription_trial_ending", _("Subscription trial ends soon"), CUSTOMER,
+             SUBSCRIPTION + ("amount", "trial_end_date")),
+        Kind("subscription_card_expiring", _("Card expires before the next renewal"),
+             CUSTOMER, SUBSCRIPTION + ("card", "renewal_date")),
+        Kind("subscription_canceled", _("Subscription canceled"), CUSTOMER,
+             SUBSCRIPTION + ("cancellation_date", "survey_url")),
+        Kind("subscription_paused", _("Subscription paused"), CUSTOMER,
+             SUBSCRIPTION + ("resume_date",)),
+        Kind("subscription_resumed", _("Subscription resumed"), CUSTOMER,
+             SUBSCRIPTION + ("renewal_date",)),
+        # Queued by automations (automations/engine), its context written whole then.
         Kind(
             "automation_team", _("Automation: email to the team (staff)"), STAFF,
             (*COMMON, "memo", "automation_name", "admin_url"),
-        ),
-        Kind(
-            "subscription_canceled", _("Subscription canceled (automation)"), CUSTOMER,
-            (*COMMON, "customer_name", "subscription_name", "cancellation_date", "survey_url"),
         ),
     ]
 }
@@ -110,11 +123,15 @@ SAMPLE_VALUES = {
     "recoveries": [_ROW],
     "uncollectible": [_ROW],
     "upcoming": [_ROW],
+    "plan": "2 × Pro (€29.00 / month)",
+    "renewal_date": "April 2, 2026",
+    "trial_end_date": "March 16, 2026",
+    "card": "Visa •••• 4242 (expires 03/2026)",
+    "cancellation_date": "April 2, 2026",
+    "survey_url": "https://example.com/survey",
+    "resume_date": "May 1, 2026",
     "memo": "Invoice over $500 past due by 7 days: ACME-0042, Acme Labs, $1,250.00 remaining.",
     "automation_name": "Large invoice past due: alert the team",
-    "subscription_name": "Pro plan (yearly)",
-    "cancellation_date": "March 30, 2026",
-    "survey_url": "https://billing.example.com/survey/",
 }
 
 

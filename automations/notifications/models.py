@@ -96,6 +96,19 @@ class NotificationSettings(Singleton, models.Model):
     staff_locale = models.CharField(
         _("language of staff emails"), max_length=5, choices=LOCALES, default="en"
     )
+    upcoming_renewal_days = models.PositiveSmallIntegerField(
+        _("announce renewals (days before)"), default=7,
+        validators=[MaxValueValidator(60)],
+        help_text=_("Email customers this many days before a subscription renews (0: never)."),
+    )
+    upcoming_renewal_all_intervals = models.BooleanField(
+        _("announce every renewal"), default=False,
+        help_text=_("Off: yearly subscriptions only, as Stripe does by default."),
+    )
+    cancellation_survey_url = models.URLField(
+        _("cancellation survey link"), blank=True,
+        help_text=_("Shown in the cancellation confirmation email when set."),
+    )
     from_email = models.CharField(
         _("from address"),
         max_length=254,

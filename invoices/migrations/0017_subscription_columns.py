@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='invoice',
             name='billing_reason',
-            field=models.CharField(choices=[('subscription_create', 'Subscription created'), ('subscription_cycle', 'Subscription renewal'), ('subscription_update', 'Subscription change'), ('manual', 'Manual')], default='manual', editable=False, max_length=24, verbose_name='billing reason'),
+            field=models.CharField(choices=[('subscription_create', 'Subscription created'), ('subscription_cycle', 'Subscription renewal'), ('subscription_update', 'Subscription change'), ('manual', 'Manual')], db_default='manual', default='manual', editable=False, max_length=24, verbose_name='billing reason'),
         ),
         migrations.AddField(
             model_name='invoice',

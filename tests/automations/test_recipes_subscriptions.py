@@ -14,9 +14,9 @@ from datetime import timedelta
 from django.core import mail
 
 from automations.clocks import clock_advance
-from automations.engine.models import AutomationRun, AutomationStep
+from automations.engine.models import AutomationRun
 from automations.engine.recipes import recipe_install
-from automations.engine.services import automation_publish
+from automations.models import NotificationSettings
 from customers.models import TestClock
 from invoices.models import Event, Invoice
 from subscriptions.models import Subscription
@@ -77,10 +77,8 @@ def test_annual_subscribers_dunning_recipe():
 def test_cancellation_confirmation_recipe():
     clock = TestClock.objects.create(name="cancel", frozen_time=T0)
     automation = recipe_install("cancellation_email", now=T0, enabled=True)
-    step = AutomationStep.objects.get(automation=automation)
-    step.params = {**step.params, "survey_url": "https://survey.example.com/why"}
-    step.save()
-    automation_publish(automation, now=T0)
+    NotificationSettings.objects.filter(pk=NotificationSettings.load().pk).update(
+        cancellation_survey_url="https://survey.example.com/why")
     customer = make_customer(test_clock=clock, currency="USD", email="ana@example.org")
     add_card(customer, "sim_4242", now=T0)
     subscription = make_subscription(make_price(2000, "USD", "month", name="Team"),
@@ -90,11 +88,16 @@ def test_cancellation_confirmation_recipe():
     mail.outbox.clear()
     clock_advance(clock, to=T0 + timedelta(days=4))
 
+    # The recipe's email is the one the subscription notifications queue too: sent once.
     [email] = [m for m in mail.outbox if "canceled" in m.subject]
     assert email.to == ["ana@example.org"]
-    assert email.subject == "Your subscription Team is canceled"
-    assert "canceled as of March 5, 2026" in email.body
+    assert email.subject == "Your subscription is canceled"
+    assert "effective March 5, 2026" in email.body
     assert "https://survey.example.com/why" in email.body
+    run = AutomationRun.objects.get(automation=automation)
+    assert run.status == "completed"
+    step = Event.objects.get(type="automation.step", subscription_id=subscription.pk)
+    assert step.data["text"] == "Customer emailed (subscription_canceled) at ana@example.org."
 
 
 def test_the_demo_installs_and_enables_the_three_recipes():

@@ -44,7 +44,8 @@ def catalogue(locale: str, compiled: bool):
     folder = ROOT / "locale" / locale / "LC_MESSAGES"
     if compiled:
         with open(folder / "django.mo", "rb") as f:
-            return {as_key(m.id): m.string for m in read_mo(f) if m.id}
+            # Plural translations come back from a .mo as a list, from a .po as a tuple.
+            return {as_key(m.id): as_key(m.string) for m in read_mo(f) if m.id}
     with open(folder / "django.po", "rb") as f:
         return {as_key(m.id): m for m in read_po(f) if m.id}
 

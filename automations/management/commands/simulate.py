@@ -33,11 +33,16 @@ class Command(BaseCommand):
         parser.add_argument("--attachments", action="store_true",
                             help="render the emails' PDF attachments (slow: one PDF per "
                                  "receipt); without it the emails go out without them")
+        parser.add_argument("--subscriptions", type=float, default=0.0,
+                            help="share of the customers (0-1) who subscribe instead of "
+                                 "receiving one-off monthly invoices")
+        parser.add_argument("--yearly", type=float, default=0.2,
+                            help="share of the subscribers on a yearly price (0-1)")
         parser.add_argument("--keep", action="store_true",
                             help="keep the simulated customers and invoices (single mode only)")
 
     def handle(self, *args, customers, days, seed, seeds, retry_mode, no_compare, start,
-               currency, keep, attachments, **options):
+               currency, keep, attachments, subscriptions=0.0, yearly=0.2, **options):
         if not 1 <= customers <= 100_000:
             raise CommandError("--customers must be between 1 and 100000.")
         if not 1 <= days <= 366:
@@ -47,6 +52,8 @@ class Command(BaseCommand):
         moment = parse_datetime(start)
         if moment is None or moment.tzinfo is None:
             raise CommandError(f"--start {start!r} is not an ISO 8601 time with an offset.")
+        if not 0 <= subscriptions <= 1 or not 0 <= yearly <= 1:
+            raise CommandError("--subscriptions and --yearly are shares between 0 and 1.")
         if not 1 <= seeds <= 100:
             raise CommandError("--seeds must be between 1 and 100.")
         if keep and not no_compare:
@@ -60,6 +67,7 @@ class Command(BaseCommand):
                 customers=customers, days=days, seed=run_seed, modes=modes,
                 start=moment.astimezone(UTC), currency=currency, keep=keep,
                 attachments=attachments, on_world=self._world, on_report=self._print,
+                subscriptions=subscriptions, yearly=yearly,
             )
             if len(reports) == 2:
                 pair = sorted(reports, key=lambda r: r.mode != "smart")
@@ -96,6 +104,11 @@ class Command(BaseCommand):
             f"  recovery rate: {report.recovery_rate:.1%}\n"
             f"  emails: {emails or 'none'}\n"
         )
+        if report.subscriptions_by_status:
+            subscribed = ", ".join(
+                f"{status} {n}" for status, n in sorted(report.subscriptions_by_status.items())
+            )
+            self.stdout.write(f"  subscriptions: {subscribed}\n")
 
     def _summary(self, compared: list[list[Report]]) -> None:
         smart = sum(pair[0].recovered for pair in compared)

@@ -21,7 +21,6 @@ from customers.models import BalanceTransaction, Customer, TestClock
 from customers.money import format_money
 from customers.services import customer_create
 from invoices.credit_notes import CreditLine, credit_note_create, credit_note_void
-from invoices.demo import demo_extras_load
 from invoices.models import Branding, CreditNote, Invoice, Payment, TaxRate
 from invoices.services import (
     invoice_create,
@@ -34,6 +33,15 @@ from invoices.services import (
 
 DEMO_PREFIX = "DEMO"
 ACTOR = Actor.system("demo data")
+# What higher apps add to the demo (subscriptions...), registered in their ready():
+# each is called as extension(now=, customers=) after the invoices' demo and returns a
+# line for the summary.
+DEMO_EXTENSIONS: list = []
+
+
+def demo_extension_register(extension) -> None:
+    if extension not in DEMO_EXTENSIONS:
+        DEMO_EXTENSIONS.append(extension)
 
 TAX_RATES = {
     "fr_standard": dict(display_name="TVA", percentage="20", inclusive=False, country="FR"),
@@ -120,13 +128,11 @@ class Command(BaseCommand):
         if Customer.objects.filter(invoice_prefix__startswith=DEMO_PREFIX).exists():
             self.stdout.write("Demo data already loaded: nothing to do.")
             return
+        now = system_now()
         with transaction.atomic():
-            now = system_now()
-            demo_load(now=now)
-            extras = demo_extras_load(now=now)
-        self.stdout.write(demo_summary())
-        for line in extras:
-            self.stdout.write(line)
+            customers = demo_load(now=now)
+            extra = [extension(now=now, customers=customers) for extension in DEMO_EXTENSIONS]
+        self.stdout.write("\n".join([demo_summary(), *extra]))
 
 
 def admin_ensure(password: str) -> str:
@@ -144,7 +150,7 @@ def branding_demo() -> None:
         Branding.objects.filter(pk=branding.pk).update(**BRANDING)
 
 
-def demo_load(*, now) -> None:
+def demo_load(*, now) -> dict[str, Customer]:
     branding_demo()
     rates = {key: tax_rate_get(**fields) for key, fields in TAX_RATES.items()}
     clock = TestClock.objects.create(name="Demo rehearsal", frozen_time=now)
@@ -260,6 +266,7 @@ def demo_load(*, now) -> None:
         customers["rehearsal"], now=clock.frozen_time,
         lines=[("Pain de campagne, abonnement", 30, 4_50, [rates["fr_reduced"]])],
     )
+    return customers
 
 
 def tax_rate_get(**fields) -> TaxRate:

@@ -7,12 +7,17 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('automations', '0006_subscription_after_last_retry'),
+        ('automations', '0008_subscription_emails'),
         ('customers', '0003_payment_methods'),
         ('invoices', '0016_number_prefix_index_in_list_order'),
     ]
 
     operations = [
+        migrations.AlterField(
+            model_name='emailtemplate',
+            name='kind',
+            field=models.CharField(choices=[('invoice_finalized', 'Invoice sent'), ('payment_failed', 'Payment failed'), ('payment_failed_hard', 'Payment failed: new payment method needed'), ('payment_action_required', 'Payment needs authentication'), ('receipt', 'Payment receipt'), ('credit_note', 'Credit note issued'), ('reminder_upcoming', 'Reminder: invoice due soon'), ('reminder_due', 'Reminder: invoice due today'), ('reminder_overdue', 'Reminder: invoice overdue'), ('invoice_link', 'New invoice page link'), ('overdue_alert', 'Overdue alert (staff)'), ('digest', 'Daily collection digest (staff)'), ('subscription_renewal_upcoming', 'Subscription renews soon'), ('subscription_trial_ending', 'Subscription trial ends soon'), ('subscription_card_expiring', 'Card expires before the next renewal'), ('subscription_canceled', 'Subscription canceled'), ('subscription_paused', 'Subscription paused'), ('subscription_resumed', 'Subscription resumed'), ('automation_team', 'Automation: email to the team (staff)')], max_length=40, verbose_name='email'),
+        ),
         migrations.CreateModel(
             name='Automation',
             fields=[
@@ -33,11 +38,6 @@ class Migration(migrations.Migration):
                 'verbose_name_plural': 'automations',
                 'ordering': ['priority', 'id'],
             },
-        ),
-        migrations.AlterField(
-            model_name='emailtemplate',
-            name='kind',
-            field=models.CharField(choices=[('invoice_finalized', 'Invoice sent'), ('payment_failed', 'Payment failed'), ('payment_failed_hard', 'Payment failed: new payment method needed'), ('payment_action_required', 'Payment needs authentication'), ('receipt', 'Payment receipt'), ('credit_note', 'Credit note issued'), ('reminder_upcoming', 'Reminder: invoice due soon'), ('reminder_due', 'Reminder: invoice due today'), ('reminder_overdue', 'Reminder: invoice overdue'), ('invoice_link', 'New invoice page link'), ('overdue_alert', 'Overdue alert (staff)'), ('digest', 'Daily collection digest (staff)'), ('automation_team', 'Automation: email to the team (staff)'), ('subscription_canceled', 'Subscription canceled (automation)')], max_length=40, verbose_name='email'),
         ),
         migrations.CreateModel(
             name='AutomationStep',
