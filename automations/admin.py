@@ -79,7 +79,10 @@ def advance_summary(result: dict) -> str:
         if work == "stops":
             continue
         describe = SUMMARIES.get(work)
-        parts.extend(describe(counts) if describe else [f"{work}: {counts}"])
+        if describe is not None:
+            parts.extend(describe(counts))
+        elif any(counts.values()):  # a kind without its own sentence: its counts
+            parts.append(f"{work}: {counts}")
     return ", ".join(part for part in parts if part) or _gettext("nothing was due")
 
 
@@ -147,6 +150,16 @@ def emails_summary(counts: dict) -> list[str]:
     return parts
 
 
+def automations_summary(counts: dict) -> list[str]:
+    started, steps = counts.get("started", 0), counts.get("steps", 0)
+    parts = []
+    if started:
+        parts.append(_gettext("automation runs started: %(n)d") % {"n": started})
+    if steps:
+        parts.append(_gettext("automation steps applied: %(n)d") % {"n": steps})
+    return parts
+
+
 def subscriptions_summary(counts: dict) -> list[str]:
     phrases = {
         "renewed": lambda n: ngettext("%(n)d subscription renewed",
@@ -165,6 +178,7 @@ def subscriptions_summary(counts: dict) -> list[str]:
 
 
 SUMMARIES = {
+    "automations": automations_summary,
     "subscriptions": subscriptions_summary,
     "auto_finalization": auto_finalization_summary,
     "collection": collection_summary,
@@ -264,4 +278,5 @@ class TestClockAdmin(admin.ModelAdmin):
         }
 
 from . import settings_admin  # noqa: E402,F401 - registers the billing settings screens
+from .engine import admin as engine_admin  # noqa: E402,F401  (registers the automations' screens)
 from .notifications import admin as notifications_admin  # noqa: E402,F401  (registers its screens)

@@ -23,6 +23,7 @@ from invoices.sweeps import finalize_due_drafts
 from subscriptions import renewals
 
 from . import sweeps
+from .engine import clock as engine_clock
 from .notifications import sweeps as notifications
 
 MAX_STOPS = 100_000  # a clock that keeps stopping without moving is a bug: say so
@@ -63,6 +64,7 @@ CLOCK_WORK = [
     ),
     ClockWork("reminders", notifications.reminders_next_due_at, notifications.reminders_run),
     ClockWork("overdue_alerts", notifications.alerts_next_due_at, notifications.alerts_run),
+    ClockWork("automations", engine_clock.next_due_at, engine_clock.run),
     # Last: delivers the emails the work above queued at this same moment.
     ClockWork("emails", notifications.emails_next_due_at, notifications.emails_run),
 ]

@@ -196,6 +196,13 @@ class RetryStat(models.Model):
                 f"{self.successes}/{self.attempts}")
 
 
+from .engine.models import (  # noqa: E402,F401
+    Automation,
+    AutomationRun,
+    AutomationStep,
+    AutomationVersion,
+    InvoiceRetryPolicy,
+)
 from .notifications.models import (  # noqa: E402,F401
     CustomerNotificationPreference,
     EmailTemplate,

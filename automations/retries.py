@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from invoices.collection import CollectionPolicy, Failure, Outcome, RetryPlan
 from invoices.models import Event, PaymentAttempt
 
+from .engine.retrying import invoice_policies
 from .models import BillingSettings, RetryPolicy, RetryStat
 
 CARD_CAP = 15  # retries of one card...
@@ -139,8 +140,13 @@ class SmartCollectionPolicy(CollectionPolicy):
         settings = BillingSettings.load()
         policies = list(RetryPolicy.objects.all())
         context = _Context(failures, model_load())
+        # A policy an automation started for an invoice replaces the default one.
+        started = invoice_policies([f.invoice.pk for f in failures])
         return {
-            f.attempt.pk: plan_retry(f, policy_for(f.customer, settings, policies), context)
+            f.attempt.pk: plan_retry(
+                f, started.get(f.invoice.pk) or policy_for(f.customer, settings, policies),
+                context,
+            )
             for f in failures
         }
 

@@ -10,6 +10,7 @@ BEAT_SCHEDULE = {
     },
     "deliver emails": {"task": "notifications.outbox_deliver", "every_seconds": 60},
     "reminders, alerts and digest": {"task": "notifications.sweep", "every_seconds": 60},
+    "automation runs": {"task": "automations.engine_sweep", "every_seconds": 30},
     "subscription renewals": {"task": "subscriptions.sweep", "every_seconds": 60},
     "render pending documents": {
         "task": "invoices.render_pending_documents", "every_seconds": 60,

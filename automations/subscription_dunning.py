@@ -20,6 +20,7 @@ from subscriptions.services import (
     subscription_pause_collection,
 )
 
+from .engine.retrying import invoice_policies
 from .models import BillingSettings, RetryPolicy, SubscriptionAfterLastRetry
 from .retries import policy_for
 
@@ -46,11 +47,14 @@ def on_events(events: list[Event]) -> None:
     subscriptions = Subscription.objects.select_related("customer").in_bulk(
         {event.subscription_id for event in failed}
     )
+    # A policy an automation started for the invoice replaces the default one here too.
+    started = invoice_policies({event.invoice_id for event in failed})
     for event in failed:
         subscription = subscriptions.get(event.subscription_id)
         if subscription is None:
             continue
-        policy = policy_for(subscription.customer, settings, policies)
+        policy = started.get(event.invoice_id) or policy_for(
+            subscription.customer, settings, policies)
         action = policy.subscription_after_last_retry or settings.subscription_after_last_retry
         subscription_after_last_retry(subscription, action, now=event.created_at)
 

@@ -36,7 +36,7 @@ def parse_args():
     parser.add_argument(
         "--only", choices=["build", "finalization", "changelist", "collection", "hosted",
                              "documents", "outbox", "reminders", "subscriptions",
-                             "smart_retries"],
+                             "smart_retries", "automations"],
         help="run one part only",
     )
     parser.add_argument("--emails", type=int, default=3000, help="emails to drain")
@@ -116,6 +116,7 @@ def main() -> int:
     from django.core.management import call_command
 
     from bench import (
+        automations,
         changelist,
         collection,
         dataset,
@@ -138,6 +139,11 @@ def main() -> int:
 
     if args.only == "hosted":
         hosted.run(summary, seconds=args.seconds)
+        summary.print()
+        return 0
+
+    if args.only == "automations":  # makes its own data
+        automations.run(summary, ticks=args.ticks)
         summary.print()
         return 0
 
@@ -166,6 +172,7 @@ def main() -> int:
     if args.only in (None, "subscriptions"):
         subscriptions.run(summary, ticks=args.ticks)
     if args.only is None:
+        automations.run(summary, ticks=args.ticks)
         hosted.run(summary, seconds=args.seconds)
         documents.run(summary, runs=args.runs)
     if args.only in (None, "smart_retries"):  # last: the longest

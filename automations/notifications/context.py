@@ -173,7 +173,8 @@ EXTRA = {
     "overdue_alert": alert_context,
     "invoice_link": invoice_link_context,
 }
-WITHOUT_INVOICE = {"digest"}  # its context is written whole when it is queued
+# Their context is written whole when they are queued.
+WITHOUT_INVOICE = {"digest", "automation_team"}
 
 
 def context_build(row, locale: str, brand: dict | None = None) -> dict:

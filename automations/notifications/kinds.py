@@ -78,6 +78,11 @@ KINDS = {
              SUBSCRIPTION + ("resume_date",)),
         Kind("subscription_resumed", _("Subscription resumed"), CUSTOMER,
              SUBSCRIPTION + ("renewal_date",)),
+        # Queued by automations (automations/engine), its context written whole then.
+        Kind(
+            "automation_team", _("Automation: email to the team (staff)"), STAFF,
+            (*COMMON, "memo", "automation_name", "admin_url"),
+        ),
     ]
 }
 KIND_CHOICES = [(kind.name, kind.label) for kind in KINDS.values()]
@@ -125,6 +130,8 @@ SAMPLE_VALUES = {
     "cancellation_date": "April 2, 2026",
     "survey_url": "https://example.com/survey",
     "resume_date": "May 1, 2026",
+    "memo": "Invoice over $500 past due by 7 days: ACME-0042, Acme Labs, $1,250.00 remaining.",
+    "automation_name": "Large invoice past due: alert the team",
 }
 
 
