@@ -23,7 +23,8 @@ class Kind:
 KINDS = {
     kind.name: kind
     for kind in [
-        Kind("invoice_finalized", _("Invoice sent"), CUSTOMER, (*INVOICE, "amount_due", "total")),
+        Kind("invoice_finalized", _("Invoice sent"), CUSTOMER,
+             (*INVOICE, "amount_due", "total", "totals")),
         Kind(
             "payment_failed", _("Payment failed"), CUSTOMER,
             (*INVOICE, "amount", "failure_reason", "next_attempt_date"),
@@ -38,11 +39,11 @@ KINDS = {
         ),
         Kind(
             "receipt", _("Payment receipt"), CUSTOMER,
-            (*INVOICE, "amount_paid", "paid_date", "payment_method"),
+            (*INVOICE, "amount_paid", "paid_date", "payment_method", "totals"),
         ),
         Kind(
             "credit_note", _("Credit note issued"), CUSTOMER,
-            (*INVOICE, "credit_note_number", "credit_note_amount"),
+            (*INVOICE, "credit_note_number", "credit_note_amount", "totals"),
         ),
         Kind("reminder_upcoming", _("Reminder: invoice due soon"), CUSTOMER,
              (*INVOICE, "days_until_due")),
@@ -93,6 +94,10 @@ SAMPLE_VALUES = {
     "days_until_due": 7,
     "days_overdue": 3,
     "link_expires_date": "May 30, 2026",
+    # From the total to the amount due, as the invoice page shows them (invoices.totals).
+    "totals": [{"label": "Total", "amount": "€1,500.00"},
+               {"label": "Credit notes", "amount": "-€250.00"},
+               {"label": "Amount due", "amount": "€1,250.00"}],
     "admin_url": "https://billing.example.com/admin/",
     "day": "March 1, 2026",
     "attempts": 12,

@@ -15,6 +15,7 @@ from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -64,6 +65,7 @@ from ..services import (
     invoice_update,
     invoice_void,
 )
+from ..totals import invoice_totals_shown
 from ..transitions import ALLOWED, S
 from .common import (
     DomainRefusalAdmin,
@@ -344,11 +346,7 @@ class InvoiceAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
         ]}),
         (gettext_lazy("Memo and metadata"), {"fields": ["description", "footer", "metadata"]}),
         (gettext_lazy("Invoice discount"), {"fields": ["discount_percent", "discount_amount"]}),
-        (gettext_lazy("Totals"), {"fields": [
-            "subtotal_display", "discount_display", "tax_display", "total_display",
-            "starting_balance_display", "amount_due_display", "amount_paid_display",
-            "remaining_display",
-        ]}),
+        (gettext_lazy("Totals"), {"fields": ["totals_table"]}),
         (gettext_lazy("Collection"), {"fields": [
             "attempt_count", "next_payment_attempt", "next_payment_attempt_reason",
             "payment_hold", "last_payment_error", "last_decline_code", "past_due_at",
@@ -418,6 +416,13 @@ class InvoiceAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
         return format_html(
             '<a href="{}" target="_blank" rel="noreferrer noopener">{}</a><br>{}', url, url,
             _("Works until %(date)s (UTC).") % {"date": f"{expires_at:%Y-%m-%d %H:%M}"},
+        )
+
+    @admin.display(description=gettext_lazy("totals"))
+    def totals_table(self, invoice):
+        """The rows the customer reads (invoices.totals), from subtotal to amount due."""
+        return render_to_string(
+            "admin/invoices/invoice/_totals.html", {"rows": invoice_totals_shown(invoice)}
         )
 
     total_display = sortable_money("total", gettext_lazy("total"))

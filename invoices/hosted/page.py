@@ -19,6 +19,7 @@ from customers.money import format_money
 
 from ..events import event_record
 from ..models import Event, Invoice, InvoiceLine, Payment, PaymentAttempt
+from ..totals import ShownRow, invoice_summary, summary_shown
 from ..transitions import S
 from .payments import decline_text
 from .rows import model_columns
@@ -49,15 +50,6 @@ ATTEMPT_LABELS = {
     A.REQUIRES_ACTION: _("Needs your bank's approval"),
 }
 ATTEMPTS_SHOWN = 10
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the totals box."""
-
-    label: str
-    amount: str
-    strong: bool = False
 
 
 class Money:
@@ -148,6 +140,7 @@ def page_context(invoice: Invoice, shown: Shown, *, now: datetime, language: str
     money = Money(invoice.currency, language)
     status = page_status(invoice, now)
     attempts = page_attempts(shown.attempts, money)
+    totals = totals_rows(invoice, shown, money)
     return {
         "invoice": invoice,
         "status": status,
@@ -156,8 +149,8 @@ def page_context(invoice: Invoice, shown: Shown, *, now: datetime, language: str
         "bill_to": invoice.customer_details,
         "timezone": invoice.customer.timezone,
         "lines": page_lines(invoice, money),
-        "totals": totals_rows(invoice, money),
-        "amount_due": money(invoice.amount_remaining),
+        "totals": totals,
+        "amount_due": totals[-1].amount,
         "payable": is_payable(invoice),
         "payments": page_payments(shown.payments, money),
         "attempts": attempts,
@@ -183,35 +176,12 @@ def page_lines(invoice: Invoice, money: Money) -> list[dict]:
     ]
 
 
-def totals_rows(invoice: Invoice, money: Money) -> list[Row]:
-    rows = [Row(_("Subtotal"), money(invoice.subtotal))]
-    if invoice.total_discount_amount:
-        rows.append(Row(_("Discounts"), money(-invoice.total_discount_amount)))
-    for tax in invoice.tax_breakdown:
-        rows.append(Row(tax_label(tax, money), money(tax["amount"])))
-    rows.append(Row(_("Total"), money(invoice.total), strong=True))
-    applied = invoice.total - invoice.amount_due
-    if applied > 0:
-        rows.append(Row(_("Credit applied from your balance"), money(-applied)))
-    elif applied < 0:
-        rows.append(Row(_("Previous balance"), money(-applied)))
-    if invoice.pre_payment_credit_notes_amount:
-        rows.append(Row(_("Credit notes"), money(-invoice.pre_payment_credit_notes_amount)))
-    if invoice.amount_paid:
-        rows.append(Row(_("Amount paid"), money(-invoice.amount_paid)))
-    rows.append(Row(_("Amount due"), money(invoice.amount_remaining), strong=True))
-    return rows
-
-
-def tax_label(tax: dict, money: Money) -> str:
-    values = {
-        "name": tax["display_name"],
-        "percentage": money.percentage(tax["percentage"]),
-        "base": money(tax["taxable_amount"]),
-    }
-    if tax["inclusive"]:
-        return _("%(name)s %(percentage)s%% (included)") % values
-    return _("%(name)s %(percentage)s%% on %(base)s") % values
+def totals_rows(invoice: Invoice, shown: Shown, money: Money) -> list[ShownRow]:
+    """Subtotal to Amount due, as invoices.totals computes them for every reader."""
+    received = sum(payment.amount for payment in shown.payments)
+    return summary_shown(
+        invoice_summary(invoice, received=received), money=money, percent=money.percentage
+    )
 
 
 def page_payments(payments: list[Payment], money: Money) -> list[dict]:
