@@ -206,6 +206,7 @@ class Invoice(models.Model):
             ("hard_decline", _("Hard decline: waiting for a new payment method")),
             ("requires_action", _("Waiting for the customer to authenticate")),
             ("no_payment_method", _("No payment method")),
+            ("gateway_review", _("A payment held for review: staff decide")),
         ],
     )
     # The moment the invoice is (or will be) past due: the end of its due date in the
@@ -411,6 +412,10 @@ class PaymentAttempt(models.Model):
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
         REQUIRES_ACTION = "requires_action", _("Requires action")
+        # The gateway's answer did not match the request (amount, currency, charge id,
+        # metadata): nothing was booked, and the invoice is not charged again until
+        # staff decide (invoices.review).
+        HELD = "held", _("Held for review")
 
     class Source(models.TextChoices):
         AUTOMATIC = "automatic", _("Automatic collection")
@@ -475,9 +480,10 @@ class PaymentAttempt(models.Model):
         ]
         constraints = [
             # At most one attempt in flight per invoice: two workers cannot both charge it.
+            # One held for review counts: nothing charges the invoice until staff decide.
             models.UniqueConstraint(
                 fields=["invoice"], name="attempt_one_in_flight",
-                condition=Q(status__in=["pending", "processing"]),
+                condition=Q(status__in=["pending", "processing", "held"]),
             ),
         ]
 

@@ -168,6 +168,16 @@ def alert_context(row, locale: str) -> dict:
     }
 
 
+def held_context(row, locale: str) -> dict:
+    invoice = row.invoice
+    return {
+        **alert_context(row, locale),
+        "amount": money(row.context.get("amount") or invoice.amount_remaining,
+                        invoice.currency, locale),
+        "reason": row.context.get("reason", ""),
+    }
+
+
 EXTRA = {
     "payment_failed": payment_failed_context,
     "payment_failed_hard": payment_failed_context,
@@ -177,6 +187,7 @@ EXTRA = {
     "reminder_upcoming": reminder_context,
     "reminder_overdue": reminder_context,
     "overdue_alert": alert_context,
+    "payment_held": held_context,
     "invoice_link": invoice_link_context,
 }
 WITHOUT_INVOICE = {"digest"}  # its context is written whole when it is queued

@@ -58,6 +58,10 @@ KINDS = {
              "days_overdue", "admin_url"),
         ),
         Kind(
+            "payment_held", _("Payment held for review (staff)"), STAFF,
+            (*COMMON, "customer_name", "invoice_number", "amount", "reason", "admin_url"),
+        ),
+        Kind(
             "digest", _("Daily collection digest (staff)"), STAFF,
             (*COMMON, "day", "attempts", "succeeded", "failures", "recoveries",
              "uncollectible", "upcoming", "admin_url"),
@@ -99,6 +103,7 @@ SAMPLE_VALUES = {
                {"label": "Credit notes", "amount": "-€250.00"},
                {"label": "Amount due", "amount": "€1,250.00"}],
     "admin_url": "https://billing.example.com/admin/",
+    "reason": "The gateway reports a charge in JPY; it was asked for EUR.",
     "day": "March 1, 2026",
     "attempts": 12,
     "succeeded": [_ROW],

@@ -52,6 +52,7 @@ from ..models import (
     PaymentAttempt,
 )
 from ..pagination import CappedCountPaginator
+from ..review import held_payment_book, held_payment_release
 from ..services import (
     FROZEN_EDITABLE,
     invoice_create,
@@ -249,6 +250,10 @@ def _payment_retry(invoice: Invoice, *, now, actor) -> PaymentAttempt:
     return attempt
 
 
+def _held_for_review(invoice: Invoice) -> bool:
+    return invoice.payment_hold == "gateway_review"
+
+
 OPERATIONS = {
     "finalize": Operation(
         "finalize", gettext_lazy("Finalize"), "change_invoice", _allows(S.OPEN), invoice_finalize,
@@ -295,7 +300,24 @@ OPERATIONS.update({
         ),
     ),
 })
-CONFIRMED_OPERATIONS = {"void", "revise", "mark_uncollectible", "rotate_link", "revoke_link"}
+OPERATIONS.update({
+    # A payment whose gateway answer did not match its request (invoices.review).
+    "book_held_payment": Operation(
+        "book_held_payment", gettext_lazy("Held payment: book it"), "add_payment",
+        _held_for_review, held_payment_book,
+        lambda n: ngettext("%(count)d held payment booked.", "%(count)d held payments booked.", n),
+    ),
+    "release_held_payment": Operation(
+        "release_held_payment", gettext_lazy("Held payment: release to collection"),
+        "add_payment", _held_for_review, held_payment_release,
+        lambda n: ngettext(
+            "%(count)d held payment released; the invoice is collected again.",
+            "%(count)d held payments released; the invoices are collected again.", n,
+        ),
+    ),
+})
+CONFIRMED_OPERATIONS = {"void", "revise", "mark_uncollectible", "rotate_link", "revoke_link",
+                        "book_held_payment", "release_held_payment"}
 RECORD_PAYMENT_PERMISSION = "add_payment"
 CREDIT_NOTE_PERMISSION = "add_creditnote"
 CREDITABLE = {S.OPEN, S.PAID}
