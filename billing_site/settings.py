@@ -19,6 +19,9 @@ DEV_SECRET_KEY = "dev-only-not-secret-0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+# Previous keys, comma-separated, newest first, while rotating SECRET_KEY: sessions and
+# invoice page links made under them keep working (README, "Rotating SECRET_KEY").
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # An invoice has up to 250 lines of ~12 admin fields each; Django's default (1000) stops at ~80.
