@@ -140,6 +140,9 @@ CELERY_TIMEZONE = "UTC"
 _cache_url = env.str("CACHE_URL", default="") or REDIS_URL or "locmemcache://"
 CACHES = {"default": environ.Env.cache_url_config(_cache_url)}
 CACHES["default"].setdefault("KEY_PREFIX", "billing")
+if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    # A Redis that does not answer fails fast: the rate limits then count in the database.
+    CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=1, socket_timeout=1)
 
 # Absolute links to customer pages in emails when there is no request to build them from.
 SITE_URL = (env.str("SITE_URL", default="") or "http://localhost:8000").rstrip("/")

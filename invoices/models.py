@@ -656,3 +656,17 @@ class Event(models.Model):
 
 from .documents.models import Branding, Document  # noqa: E402,F401
 from .gateways.models import SimulatedCharge  # noqa: E402,F401
+
+
+class RateLimitCounter(models.Model):
+    """The invoice page's rate-limit counters when the cache cannot count (Redis down):
+    one row per limit, subject and window, so the limits keep holding (a public page that
+    charges cards is where card testing happens). Expired rows are removed as new ones
+    are written."""
+
+    key = models.CharField(max_length=200, unique=True)
+    count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"{self.key}: {self.count}"
