@@ -117,9 +117,14 @@ COMPANY_EMAIL_DOMAIN = env.str("COMPANY_EMAIL_DOMAIN", default="")
 # Celery: Redis in production; a filesystem broker (no server) on the embedded default.
 REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+# Publishing (the wake-ups sent after a commit) gives up at once when the broker does not
+# answer, rather than retrying its connection for seconds inside a staff's request: the
+# work is in the database and the beat sweeps do it anyway. (Workers reconnect their
+# consumers with their own retry settings.)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "celery-broker"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
