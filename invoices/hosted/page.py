@@ -4,12 +4,14 @@ invoice's payments and latest attempts (`page_shown`), its lines. Only what the
 customer may see: the billing details snapshotted at finalization, never metadata,
 notes or staff names."""
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
 from babel.numbers import format_decimal
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import to_locale
@@ -22,6 +24,7 @@ from ..models import Event, Invoice, InvoiceLine, Payment, PaymentAttempt
 from ..totals import ShownRow, invoice_summary, summary_shown
 from ..transitions import S
 from .payments import decline_text
+from .ratelimit import client_address
 from .rows import model_columns
 
 PAST_DUE = "past_due"
@@ -79,6 +82,30 @@ def page_status(invoice: Invoice, now: datetime) -> str:
 
 def is_payable(invoice: Invoice) -> bool:
     return invoice.status in PAYABLE and invoice.amount_remaining > 0
+
+
+# One page-view event per visitor and link in this window: enough for Smart Retries
+# (automations.retries reads whether a customer visited in the last 48 hours) and the
+# timeline, without an INSERT on every GET (link scanners open every link again and
+# again; the insert was a third of the page's cost).
+VIEW_WINDOW_SECONDS = 3600
+
+
+def visitor_of(request) -> str:
+    """Who visits, as far as a page without login can tell: the client's address and
+    browser, hashed (nothing personal is kept)."""
+    agent = request.META.get("HTTP_USER_AGENT", "")
+    return hashlib.sha256(f"{client_address(request)}|{agent}".encode()).hexdigest()[:24]
+
+
+def page_view_is_new(token: str, visitor: str) -> bool:
+    """Whether this visit of the link counts (the first of the visitor in the window).
+    With the cache down every visit counts: the signal is never lost."""
+    key = f"hosted-view:{hashlib.sha256(token.encode()).hexdigest()[:24]}:{visitor}"
+    try:
+        return bool(cache.add(key, 1, timeout=VIEW_WINDOW_SECONDS))
+    except Exception:  # noqa: BLE001 - any cache failure: record the visit
+        return True
 
 
 def page_view_record(invoice: Invoice, *, now: datetime, actor: Actor, language: str) -> Event:

@@ -30,6 +30,8 @@ class Limit:
 PAY_LIMITS = (Limit("pay", "invoice", 10, 600), Limit("pay", "client", 30, 600))
 CARD_LIMITS = (Limit("card", "invoice", 5, 600), Limit("card", "client", 20, 600))
 LINK_LIMITS = (Limit("link", "invoice", 3, 3600), Limit("link", "client", 10, 3600))
+# Links that lead to no invoice (a client guessing tokens): per client only.
+UNKNOWN_LINK_LIMITS = (Limit("unknown", "client", 20, 60),)
 
 
 def client_address(request) -> str:
@@ -44,7 +46,7 @@ def client_address(request) -> str:
 
 def rate_limit_hit(limits: tuple[Limit, ...], *, invoice_id: int, client: str) -> bool:
     """Count one hit against each limit; True when any of them is exceeded."""
-    subjects = {"invoice": invoice_id, "client": client}
+    subjects = {"invoice": invoice_id, "client": client or "unknown"}
     exceeded = False
     for limit in limits:
         exceeded |= _count(limit, subjects[limit.per]) > limit.count

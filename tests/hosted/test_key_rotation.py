@@ -39,7 +39,7 @@ def test_an_email_queued_before_a_rotation_links_to_a_working_page(client, setti
     notification_settings = NotificationSettings.load()
     notification_settings.send_finalized_invoices = True
     notification_settings.save()
-    invoice = make_open(make_customer(), collection_method="send_invoice")  # email queued
+    make_open(make_customer(), collection_method="send_invoice")  # email queued
 
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, [OLD_KEY]
     outbox_drain(now=NOW)
