@@ -52,7 +52,7 @@ def held_payment_book(invoice: Invoice, *, now: datetime, actor: Actor) -> Payme
     """Staff checked the gateway: the amount asked was received. Book it."""
     with transaction.atomic():
         locked = invoice_lock(invoice)
-        attempt = PaymentAttempt.objects.select_for_update().select_related(
+        attempt = PaymentAttempt.objects.select_for_update(of=("self",)).select_related(
             "payment_method").get(pk=held_attempt(locked).pk)
         _attempt_claim(attempt, A.SUCCEEDED)
         attempt.invoice = locked

@@ -186,7 +186,7 @@ def rate_limited(request, visit: Visit):
 def page(request, visit: Visit):
     # A HEAD (a link checker) is no visit; a visitor coming back within the window (or a
     # mail filter opening every link) is the same visit.
-    if request.method == "GET" and page_view_is_new(visit.token, visitor_of(request)):
+    if request.method == "GET" and page_view_is_new(visit.token, visitor_of(request), visit.now):
         page_view_record(visit.invoice, now=visit.now, actor=CUSTOMER, language=visit.language)
     return page_render(request, visit)
 
