@@ -19,6 +19,9 @@ DEV_SECRET_KEY = "dev-only-not-secret-0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+# Previous keys, comma-separated, newest first, while rotating SECRET_KEY: sessions and
+# invoice page links made under them keep working (README, "Rotating SECRET_KEY").
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # An invoice has up to 250 lines of ~12 admin fields each; Django's default (1000) stops at ~80.
@@ -115,9 +118,14 @@ COMPANY_EMAIL_DOMAIN = env.str("COMPANY_EMAIL_DOMAIN", default="")
 # Celery: Redis in production; a filesystem broker (no server) on the embedded default.
 REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+# Publishing (the wake-ups sent after a commit) gives up at once when the broker does not
+# answer, rather than retrying its connection for seconds inside a staff's request: the
+# work is in the database and the beat sweeps do it anyway. (Workers reconnect their
+# consumers with their own retry settings.)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "celery-broker"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
@@ -138,6 +146,9 @@ CELERY_TIMEZONE = "UTC"
 _cache_url = env.str("CACHE_URL", default="") or REDIS_URL or "locmemcache://"
 CACHES = {"default": environ.Env.cache_url_config(_cache_url)}
 CACHES["default"].setdefault("KEY_PREFIX", "billing")
+if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    # A Redis that does not answer fails fast: the rate limits then count in the database.
+    CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=1, socket_timeout=1)
 
 # Absolute links to customer pages in emails when there is no request to build them from.
 SITE_URL = (env.str("SITE_URL", default="") or "http://localhost:8000").rstrip("/")

@@ -36,13 +36,22 @@ from customers.money import format_money
 from .bulkwrite import rows_insert, rows_update
 from .credit_notes import CreditLine, credit_note_create
 from .events import event_build, event_record, events_save
-from .gateways.base import ChargeRequest, ChargeResult, Gateway, GatewayError, gateway_load
+from .gateways.base import (
+    ChargeRequest,
+    ChargeResult,
+    Gateway,
+    GatewayError,
+    answer_mismatch,
+    gateway_load,
+)
 from .models import Invoice, Payment, PaymentAttempt
 from .transitions import S, transition_in_memory
 
 A = PaymentAttempt.Status
 AUTOMATIC = Actor.system("automatic collection")
 IN_FLIGHT = (A.PENDING, A.PROCESSING)
+# An invoice with one of these is not charged again (the database says so too).
+BLOCKING = (*IN_FLIGHT, A.HELD)
 # A pending attempt whose gateway call has not been recorded by then is reconciled.
 # Far longer than any gateway call may take (the Stripe adapter times out at 30 s).
 STALE_AFTER = timedelta(minutes=10)
@@ -273,7 +282,12 @@ def _payable_check(invoice: Invoice) -> None:
             _("Invoice %(n)s is %(s)s: there is nothing to collect.")
             % {"n": invoice, "s": invoice.get_status_display().lower()}
         )
-    if invoice.payment_attempts.filter(status__in=IN_FLIGHT).exists():
+    blocking = set(invoice.payment_attempts.filter(status__in=BLOCKING).values_list(
+        "status", flat=True))
+    if A.HELD in blocking:
+        raise DomainError(_("A payment for this invoice is being checked by our team; it "
+                            "cannot be paid again until then."))
+    if blocking:
         raise DomainError(_("A payment for this invoice is already in progress."))
 
 
@@ -407,14 +421,19 @@ def attempts_open_due(
             .select_related("customer", "customer__default_payment_method")
             .order_by("pk")
         )
-        busy = set(
+        busy = dict(
             PaymentAttempt.objects.filter(
-                invoice__in=invoices, status__in=IN_FLIGHT
-            ).values_list("invoice_id", flat=True)
+                invoice__in=invoices, status__in=BLOCKING
+            ).values_list("invoice_id", "status")
         )
         attempts, held, waiting, events = [], [], [], []
         for invoice in invoices:
             at = invoice.next_payment_attempt if at_scheduled_time else now
+            if busy.get(invoice.pk) == A.HELD:
+                # Held for review: charged again only once staff decide (invoices.review).
+                invoice.next_payment_attempt = None
+                waiting.append(invoice)
+                continue
             if invoice.pk in busy:
                 # The customer is paying right now: look again once that has settled.
                 invoice.next_payment_attempt = at + PROCESSING_CHECK_EVERY
@@ -556,6 +575,15 @@ def _outcome_apply(batch: _Batch, attempt: PaymentAttempt, outcome, at: datetime
             return
         outcome = ChargeResult.declined("gateway_error", message=_(
             "The payment provider did not answer; the payment was not taken."))
+    mismatch = answer_mismatch(
+        outcome, amount=attempt.amount, currency=attempt.currency,
+        metadata={"idempotency_key": attempt.idempotency_key, "invoice": attempt.invoice_id,
+                  "attempt": attempt.pk},
+        reference=attempt.gateway_reference if attempt.status == A.PROCESSING else "",
+    )
+    if mismatch:
+        _held(batch, attempt, outcome, mismatch, at)
+        return
     attempt.gateway_reference = outcome.gateway_reference or attempt.gateway_reference
     if outcome.status == "succeeded":
         _succeeded(batch, attempt, outcome, at)
@@ -625,6 +653,32 @@ def _succeeded(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, at)
         attempt.decline_code = "partial_payment"
         invoice.last_decline_code = "partial_payment"
         batch.failures.append(Failure(invoice, attempt, invoice.customer, at))
+
+
+def _held(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, reason: str, at):
+    """An answer that does not match its request is never booked: the attempt is held,
+    the invoice is charged by nothing until staff decide, and the event tells them."""
+    _finished(attempt, A.HELD, at)
+    attempt.failure_message = reason[:300]
+    if not attempt.gateway_reference:
+        attempt.gateway_reference = result.gateway_reference[:255]
+    invoice = attempt.invoice
+    invoice.payment_hold = "gateway_review"
+    invoice.next_payment_attempt = None
+    invoice.next_payment_attempt_reason = _(
+        "A payment is held for review: the gateway's answer did not match the charge."
+    )
+    batch.invoice_fields |= {"payment_hold", "next_payment_attempt",
+                             "next_payment_attempt_reason"}
+    batch.counts.extra["held_for_review"] = batch.counts.extra.get("held_for_review", 0) + 1
+    batch.events.append(event_build(
+        "invoice.payment_held_for_review", now=at, actor=batch.actor, invoice=invoice,
+        data={"attempt": attempt.pk, "reason": reason, "source": attempt.source,
+              "amount": attempt.amount, "currency": attempt.currency,
+              "reported": {"status": result.status, "id": result.gateway_reference,
+                           "amount": result.amount, "amount_received": result.amount_received,
+                           "currency": result.currency, "metadata": result.metadata}},
+    ))
 
 
 def _processing(batch: _Batch, attempt: PaymentAttempt, at) -> None:

@@ -40,6 +40,9 @@ EVENT_TITLES = {
     "invoice.payment_processing": _("Payment processing"),
     "invoice.collection_paused": _("Collection paused: no payment method"),
     "invoice.hosted_page_viewed": _("Invoice page viewed by the customer"),
+    "invoice.payment_held_for_review": _("Payment held for review: the gateway's answer "
+                                         "did not match"),
+    "invoice.payment_review_resolved": _("Held payment decided by staff"),
     "payment_method.attached": _("Payment method added"),
     "payment_method.detached": _("Payment method detached"),
     "credit_note.created": _("Credit note created"),

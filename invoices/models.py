@@ -212,6 +212,7 @@ class Invoice(models.Model):
             ("hard_decline", _("Hard decline: waiting for a new payment method")),
             ("requires_action", _("Waiting for the customer to authenticate")),
             ("no_payment_method", _("No payment method")),
+            ("gateway_review", _("A payment held for review: staff decide")),
         ],
     )
     # The moment the invoice is (or will be) past due: the end of its due date in the
@@ -433,6 +434,10 @@ class PaymentAttempt(models.Model):
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
         REQUIRES_ACTION = "requires_action", _("Requires action")
+        # The gateway's answer did not match the request (amount, currency, charge id,
+        # metadata): nothing was booked, and the invoice is not charged again until
+        # staff decide (invoices.review).
+        HELD = "held", _("Held for review")
 
     class Source(models.TextChoices):
         AUTOMATIC = "automatic", _("Automatic collection")
@@ -497,9 +502,10 @@ class PaymentAttempt(models.Model):
         ]
         constraints = [
             # At most one attempt in flight per invoice: two workers cannot both charge it.
+            # One held for review counts: nothing charges the invoice until staff decide.
             models.UniqueConstraint(
                 fields=["invoice"], name="attempt_one_in_flight",
-                condition=Q(status__in=["pending", "processing"]),
+                condition=Q(status__in=["pending", "processing", "held"]),
             ),
         ]
 
@@ -679,3 +685,17 @@ class Event(models.Model):
 
 from .documents.models import Branding, Document  # noqa: E402,F401
 from .gateways.models import SimulatedCharge  # noqa: E402,F401
+
+
+class RateLimitCounter(models.Model):
+    """The invoice page's rate-limit counters when the cache cannot count (Redis down):
+    one row per limit, subject and window, so the limits keep holding (a public page that
+    charges cards is where card testing happens). Expired rows are removed as new ones
+    are written."""
+
+    key = models.CharField(max_length=200, unique=True)
+    count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"{self.key}: {self.count}"

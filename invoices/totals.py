@@ -146,3 +146,149 @@ def compute(lines: list[LineInput], discount_percent=Decimal(0), discount_amount
             for g in sorted(groups.values(), key=lambda g: (g["rate"].percentage, g["rate"].id))
         ],
     )
+
+
+# --- what the customer reads: from the subtotal down to the amount due ------------------
+#
+# The hosted page, the PDF, the emails and the admin all show these rows, built here
+# from the invoice's stored amounts, so the four agree and the rows between Total and
+# Amount due add up to the amount due:
+#   total - balance applied (+ previous balance) - pre-payment credit notes
+#         - amount paid (+ the overpayment credited to the balance) (- voided) = amount due
+
+ROW_KINDS = ("subtotal", "discounts", "tax", "total", "balance_applied", "previous_balance",
+             "credit_notes", "amount_paid", "overpaid", "voided", "amount_due")
+STRONG = {"total", "amount_due"}
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    kind: str  # one of ROW_KINDS
+    amount: int  # minor units, signed as the reader adds it (included taxes add nothing)
+    tax: dict | None = None  # the tax_breakdown entry of a "tax" row
+
+    @property
+    def strong(self) -> bool:
+        return self.kind in STRONG
+
+    @property
+    def shown_amount(self) -> int:
+        """The amount printed: an included tax is shown, though it adds nothing."""
+        return self.tax["amount"] if self.tax is not None else self.amount
+
+
+def invoice_summary(invoice, *, received: int | None = None) -> list[SummaryRow]:
+    """The rows of `invoice` from Subtotal to Amount due. `received`: the sum of its
+    payments, when known (what exceeds amount_paid was credited to the customer's
+    balance); without it, the payments are taken as amount_paid."""
+    rows = [SummaryRow("subtotal", invoice.subtotal)]
+    if invoice.total_discount_amount:
+        rows.append(SummaryRow("discounts", -invoice.total_discount_amount))
+    for entry in invoice.tax_breakdown:
+        rows.append(SummaryRow("tax", 0 if entry.get("inclusive") else entry["amount"], entry))
+    rows.append(SummaryRow("total", invoice.total))
+    # The balance at finalization, as it changed what is due: a credit (negative balance)
+    # lowers it, a debt is added to it. Zero on drafts (ending_balance is unset).
+    moved = invoice.starting_balance - (
+        invoice.ending_balance if invoice.ending_balance is not None else invoice.starting_balance
+    )
+    if moved < 0:
+        rows.append(SummaryRow("balance_applied", moved))
+    elif moved > 0:
+        rows.append(SummaryRow("previous_balance", moved))
+    if invoice.pre_payment_credit_notes_amount:
+        rows.append(SummaryRow("credit_notes", -invoice.pre_payment_credit_notes_amount))
+    received = invoice.amount_paid if received is None else max(received, invoice.amount_paid)
+    if received:
+        rows.append(SummaryRow("amount_paid", -received))
+    if received > invoice.amount_paid:
+        rows.append(SummaryRow("overpaid", received - invoice.amount_paid))
+    due = invoice.amount_remaining
+    if invoice.status == "void" and due:
+        rows.append(SummaryRow("voided", -due))
+        due = 0
+    rows.append(SummaryRow("amount_due", due))
+    return rows
+
+
+def summary_amount_due(rows: list[SummaryRow]) -> int:
+    return rows[-1].amount
+
+
+def summary_settlement(rows: list[SummaryRow]) -> list[SummaryRow]:
+    """The rows from Total to Amount due, which add up."""
+    start = next(i for i, row in enumerate(rows) if row.kind == "total")
+    return rows[start:]
+
+
+@dataclass(frozen=True)
+class ShownRow:
+    """One row as a reader sees it, in the active language."""
+
+    kind: str
+    label: str
+    amount: str
+    strong: bool = False
+
+
+def row_labels() -> dict:
+    from django.utils.translation import gettext_lazy as _
+
+    return {
+        "subtotal": _("Subtotal"),
+        "discounts": _("Discounts"),
+        "total": _("Total"),
+        "balance_applied": _("Credit applied from your balance"),
+        "previous_balance": _("Previous balance"),
+        "credit_notes": _("Credit notes"),
+        "amount_paid": _("Amount paid"),
+        "overpaid": _("Overpayment credited to your balance"),
+        "voided": _("Voided"),
+        "amount_due": _("Amount due"),
+    }
+
+
+def tax_label(entry: dict, money, percent) -> str:
+    from django.utils.translation import gettext as _
+
+    values = {
+        "name": entry.get("display_name", ""),
+        "percentage": percent(entry["percentage"]),
+        "base": money(entry["taxable_amount"]),
+    }
+    if entry.get("inclusive"):
+        return _("%(name)s %(percentage)s%% (included)") % values
+    return _("%(name)s %(percentage)s%% on %(base)s") % values
+
+
+def summary_shown(rows: list[SummaryRow], *, money, percent) -> list[ShownRow]:
+    """The rows in the active language. `money(minor units) -> text` and
+    `percent("20.0000") -> "20"` format in the reader's locale."""
+    labels = row_labels()
+    return [
+        ShownRow(
+            row.kind,
+            tax_label(row.tax, money, percent) if row.tax is not None else str(labels[row.kind]),
+            money(row.shown_amount),
+            row.strong,
+        )
+        for row in rows
+    ]
+
+
+def invoice_totals_shown(invoice, *, locale: str | None = None) -> list[ShownRow]:
+    """The rows of a stored invoice, its payments summed, in `locale` (Babel; default:
+    the active language)."""
+    from babel.numbers import format_decimal
+    from django.db.models import Sum
+    from django.utils.translation import get_language, to_locale
+
+    from customers.money import format_money
+
+    locale = locale or to_locale(get_language() or "en")
+    received = invoice.payments.aggregate(sum=Sum("amount"))["sum"] if invoice.pk else None
+    return summary_shown(
+        invoice_summary(invoice, received=received),
+        money=lambda amount: format_money(amount, invoice.currency, locale),
+        percent=lambda value: format_decimal(Decimal(value), locale=locale),
+    )

@@ -176,6 +176,45 @@ def test_a_soft_decline_stripe_says_not_to_retry_is_not_retried():
     assert (result.hard_decline, result.advice) == (False, "do_not_retry")
 
 
+def test_an_answer_says_what_was_charged_for_the_caller_to_check():
+    result = charge_with("payment_intent_succeeded.json")
+
+    assert (result.amount, result.currency) == (12000, "EUR")
+    assert result.metadata["idempotency_key"] == "attempt-41-1"
+
+
+def test_a_declined_intent_whose_last_payment_error_is_a_string_is_a_generic_decline():
+    intent = json.loads(recorded("card_declined_insufficient_funds.json"))["error"][
+        "payment_intent"]
+    intent["last_payment_error"] = "card declined"
+
+    result = gateway(Replay(200, json.dumps(intent).encode())).charge(charge_request(), now=NOW)
+
+    assert (result.status, result.decline_code, result.advice) == (
+        "failed", "generic_decline", "retry")
+
+
+def test_an_advice_code_that_is_a_list_is_no_advice():
+    body = json.loads(recorded("card_declined_insufficient_funds.json"))
+    body["error"]["advice_code"] = ["do_not_try_again"]
+
+    result = gateway(Replay(402, json.dumps(body).encode())).charge(charge_request(), now=NOW)
+
+    assert (result.decline_code, result.advice) == ("insufficient_funds", "retry")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"currency": 978}, "'currency'"),
+    ({"amount": "12000"}, "'amount'"),
+    ({"metadata": ["attempt-41-1"]}, "'metadata'"),
+])
+def test_malformed_reported_fields_are_gateway_errors(change, message):
+    intent = {**json.loads(recorded("payment_intent_succeeded.json")), **change}
+
+    with pytest.raises(GatewayError, match=message):
+        gateway(Replay(200, json.dumps(intent).encode())).charge(charge_request(), now=NOW)
+
+
 def test_a_decline_code_we_have_no_words_for_keeps_stripes_customer_message():
     body = json.loads(recorded("card_declined_insufficient_funds.json"))
     body["error"]["decline_code"] = "card_velocity_exceeded"

@@ -1,14 +1,44 @@
 """Invoice totals: properties over random invoices, and hand-checked examples."""
 
+import re
 from decimal import Decimal
 from fractions import Fraction
+from html import unescape
 
 import pytest
+import time_machine
+from django.urls import reverse
+from django.utils import translation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from automations.notifications.context import branding
+from automations.notifications.context import invoice_context as email_invoice_context
+from automations.notifications.kinds import KINDS
+from automations.notifications.rendering import email_render
+from customers.errors import DomainError
+from customers.ledger import balance_transaction_create
 from customers.money import percent_of
-from invoices.totals import LineInput, MixedTaxError, Rate, compute
+from invoices.credit_notes import (
+    CreditLine,
+    credit_note_create,
+    credit_note_split,
+    creditable_amount,
+)
+from invoices.documents.render import html_render, invoice_context, invoice_formats
+from invoices.models import Branding
+from invoices.services import invoice_record_payment, invoice_void
+from invoices.totals import (
+    LineInput,
+    MixedTaxError,
+    Rate,
+    compute,
+    invoice_summary,
+    invoice_totals_shown,
+    summary_settlement,
+)
+
+from .factories import NOW, STAFF, make_customer, make_open, make_tax_rate
 
 EXCLUSIVE = [Rate(1, Decimal("20"), False, "VAT"), Rate(2, Decimal("5.5"), False, "VAT reduced"),
              Rate(3, Decimal("8.875"), False, "Sales tax")]
@@ -178,3 +208,143 @@ def test_two_inclusive_rates_share_the_tax_by_percentage():
 def test_a_line_with_inclusive_and_exclusive_rates_is_refused():
     with pytest.raises(MixedTaxError):
         compute([LineInput(1, 1000, (EXCLUSIVE[0], INCLUSIVE[0]))])
+
+
+# --- what customers read: the page, the PDF, the emails and the admin agree ----------------
+
+STRONG_OR_NOT = r"(?:<strong>)?(.*?)(?:</strong>)?"
+ROW = re.compile(rf"<td>{STRONG_OR_NOT}</td>\s*<td[^>]*>{STRONG_OR_NOT}</td>", re.S)
+
+
+def table_rows(html: str, opening: str) -> list[tuple[str, str]]:
+    table = html[html.index(opening):]
+    table = table[:table.index("</table>")]
+    return [(unescape(label).strip(), unescape(amount).strip())
+            for label, amount in ROW.findall(table)]
+
+
+def page_rows(client, invoice):
+    with time_machine.travel(NOW, tick=False):
+        response = client.get(hosted_path(invoice))
+    assert response.status_code == 200
+    return table_rows(response.content.decode(), '<table class="totals">')
+
+
+def pdf_rows(invoice):
+    formats = invoice_formats(invoice)
+    html = html_render("documents/invoice.html", invoice_context, invoice, Branding.load(),
+                       formats=formats)
+    rows = table_rows(html, '<table class="totals">')
+    return [row for row in rows if row[0] != "Total excluding tax"]
+
+
+def email_rows(invoice):
+    context = {**branding(), **email_invoice_context(
+        invoice, "en", KINDS["invoice_finalized"].variables
+    )}
+    text = email_render("invoice_finalized", "en", context).text
+    return [tuple(line.rsplit(": ", 1)) for line in text.splitlines()
+            if ": " in line and not line.startswith(("Questions", "http"))]
+
+
+def admin_rows(client, invoice):
+    response = client.get(reverse("admin:invoices_invoice_change", args=[invoice.pk]))
+    assert response.status_code == 200
+    return table_rows(response.content.decode(), '<table class="invoice-totals">')
+
+
+def hosted_path(invoice):
+    from invoices.hosted import token_for
+
+    return f"/i/{token_for(invoice)}/"
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("pay"), st.integers(1, 30_000), st.booleans()),
+        st.tuples(st.just("credit_note"), st.integers(1, 30_000), st.integers(0, 2)),
+        st.tuples(st.just("void")),
+    ),
+    max_size=6,
+)
+shown_invoices = st.fixed_dictionaries({
+    "balance": st.one_of(st.just(0), st.integers(-40_000, 40_000)),
+    "lines": st.lists(st.integers(1, 20_000), min_size=1, max_size=3),
+    "discount": st.one_of(st.just(0), st.integers(0, 5_000)),
+    "taxed": st.booleans(),
+    "steps": steps,
+})
+
+
+def shown_invoice_build(spec, tax_rate):
+    customer = make_customer()
+    if spec["balance"]:
+        balance_transaction_create(customer=customer, amount=spec["balance"], type="adjustment",
+                                   now=NOW, actor=STAFF)
+    invoice = make_open(customer, lines=[(1, amount) for amount in spec["lines"]],
+                        discount_amount=spec["discount"],
+                        tax_rates=(tax_rate,) if spec["taxed"] else ())
+    for kind, *args in spec["steps"]:
+        invoice.refresh_from_db()
+        try:
+            if kind == "pay":
+                invoice_record_payment(invoice, amount=args[0], method="bank_transfer", now=NOW,
+                                       actor=STAFF, credit_excess=args[1])
+            elif kind == "credit_note":
+                amount = min(args[0], creditable_amount(invoice))
+                post = credit_note_split(invoice, amount)[1] if amount else 0
+                credit, out_of_band, refund = [(post, 0, 0), (0, post, 0), (0, 0, post)][args[1]]
+                credit_note_create(invoice, lines=[CreditLine(amount=amount)], now=NOW,
+                                   actor=STAFF, credit_amount=credit,
+                                   out_of_band_amount=out_of_band, refund_amount=refund)
+            else:
+                invoice_void(invoice, now=NOW, actor=STAFF)
+        except DomainError:
+            pass
+    invoice.refresh_from_db()
+    return invoice
+
+
+@pytest.fixture
+def staff_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(spec=shown_invoices)
+def test_page_pdf_emails_and_admin_show_the_same_rows_and_they_add_up(spec, staff_client):
+    translation.activate("en")
+    invoice = shown_invoice_build(spec, make_tax_rate("20"))
+
+    received = sum(invoice.payments.values_list("amount", flat=True))
+    summary = invoice_summary(invoice, received=received)
+    settlement = summary_settlement(summary)
+
+    # the rows add up: subtotal to total, and total to the amount due
+    assert sum(row.amount for row in summary[:summary.index(settlement[0])]) == invoice.total
+    assert sum(row.amount for row in settlement[:-1]) == settlement[-1].amount
+    assert settlement[-1].amount == (0 if invoice.status == "void" else invoice.amount_remaining)
+    # the four readers show these same rows
+    expected = [(row.label, row.amount) for row in invoice_totals_shown(invoice, locale="en")]
+    assert page_rows(staff_client, invoice) == expected
+    assert pdf_rows(invoice) == expected
+    assert admin_rows(staff_client, invoice) == expected
+    assert email_rows(invoice) == expected[-len(settlement):]
+
+
+def test_a_balance_and_a_credit_note_are_each_shown_once(staff_client):
+    """The probe's invoice: 4,750.00 with 500.00 of credit note and 2,000.00 paid (no
+    balance): the page showed the credit note twice (once as balance applied)."""
+    translation.activate("en")
+    customer = make_customer(currency="USD")
+    invoice = make_open(customer, lines=[(1, 475_000)])
+    credit_note_create(invoice, lines=[CreditLine(amount=50_000)], now=NOW, actor=STAFF)
+    invoice_record_payment(invoice, amount=200_000, method="bank_transfer", now=NOW, actor=STAFF)
+    invoice.refresh_from_db()
+
+    rows = page_rows(staff_client, invoice)
+
+    assert rows[-4:] == [("Total", "$4,750.00"), ("Credit notes", "-$500.00"),
+                         ("Amount paid", "-$2,000.00"), ("Amount due", "$2,250.00")]

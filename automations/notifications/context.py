@@ -3,9 +3,11 @@ amounts) from the ids its outbox row keeps, in the reader's language."""
 
 import zoneinfo
 from datetime import datetime
+from functools import cache
 
 from babel.dates import format_date
 from django.conf import settings
+from django.db.models import Sum
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -14,6 +16,7 @@ from customers.money import babel_locale, format_money
 from invoices.hosted import hosted_url
 from invoices.hosted.links import link_expires_at
 from invoices.models import Branding, CreditNote, Invoice, InvoicingSettings, Payment
+from invoices.totals import invoice_summary, summary_settlement, summary_shown
 
 from .kinds import KINDS, SUBSCRIPTION_KINDS
 from .reasons import decline_reason
@@ -54,16 +57,36 @@ def invoice_context(invoice: Invoice | None, locale: str, wanted) -> dict:
     if invoice is None:
         raise MissingData(_("The invoice of this email no longer exists."))
     details = invoice.customer_details or {}
+    due = cache(lambda: invoice_summary(invoice)[-1].amount)
     values = {
         "customer_name": lambda: details.get("name") or invoice.customer.name,
         "invoice_number": lambda: invoice.number or "",
         "hosted_url": lambda: hosted_url(invoice),
-        "amount_remaining": lambda: money(invoice.amount_remaining, invoice.currency, locale),
-        "amount_due": lambda: money(invoice.amount_due, invoice.currency, locale),
+        # The amount due as the invoice page and the PDF state it (invoices.totals).
+        "amount_remaining": lambda: money(due(), invoice.currency, locale),
+        "amount_due": lambda: money(due(), invoice.currency, locale),
         "total": lambda: money(invoice.total, invoice.currency, locale),
         "due_date": lambda: long_date(invoice.due_date, locale),
+        "totals": lambda: totals_rows(
+            invoice_summary(invoice, received=payments_received(invoice)), invoice.currency, locale
+        ),
     }
     return {name: value() for name, value in values.items() if name in wanted}
+
+
+def payments_received(invoice: Invoice) -> int:
+    return invoice.payments.aggregate(sum=Sum("amount"))["sum"] or 0
+
+
+def totals_rows(summary, currency: str, locale: str) -> list[dict]:
+    """Total to Amount due, the rows that add up, in the reader's language."""
+    with translation.override(locale.lower()):
+        shown = summary_shown(
+            summary_settlement(summary),
+            money=lambda amount: money(amount, currency, locale),
+            percent=str,
+        )
+        return [{"label": row.label, "amount": row.amount} for row in shown]
 
 
 def payment_failed_context(row, locale: str) -> dict:
@@ -162,6 +185,16 @@ def subscription_context(row, locale: str) -> dict:
     return values
 
 
+def held_context(row, locale: str) -> dict:
+    invoice = row.invoice
+    return {
+        **alert_context(row, locale),
+        "amount": money(row.context.get("amount") or invoice.amount_remaining,
+                        invoice.currency, locale),
+        "reason": row.context.get("reason", ""),
+    }
+
+
 EXTRA = {
     "payment_failed": payment_failed_context,
     "payment_failed_hard": payment_failed_context,
@@ -171,6 +204,7 @@ EXTRA = {
     "reminder_upcoming": reminder_context,
     "reminder_overdue": reminder_context,
     "overdue_alert": alert_context,
+    "payment_held": held_context,
     "invoice_link": invoice_link_context,
 }
 # Their context is written whole when they are queued.

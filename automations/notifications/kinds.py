@@ -28,7 +28,8 @@ class Kind:
 KINDS = {
     kind.name: kind
     for kind in [
-        Kind("invoice_finalized", _("Invoice sent"), CUSTOMER, (*INVOICE, "amount_due", "total")),
+        Kind("invoice_finalized", _("Invoice sent"), CUSTOMER,
+             (*INVOICE, "amount_due", "total", "totals")),
         Kind(
             "payment_failed", _("Payment failed"), CUSTOMER,
             (*INVOICE, "amount", "failure_reason", "next_attempt_date"),
@@ -43,11 +44,11 @@ KINDS = {
         ),
         Kind(
             "receipt", _("Payment receipt"), CUSTOMER,
-            (*INVOICE, "amount_paid", "paid_date", "payment_method"),
+            (*INVOICE, "amount_paid", "paid_date", "payment_method", "totals"),
         ),
         Kind(
             "credit_note", _("Credit note issued"), CUSTOMER,
-            (*INVOICE, "credit_note_number", "credit_note_amount"),
+            (*INVOICE, "credit_note_number", "credit_note_amount", "totals"),
         ),
         Kind("reminder_upcoming", _("Reminder: invoice due soon"), CUSTOMER,
              (*INVOICE, "days_until_due")),
@@ -60,6 +61,10 @@ KINDS = {
             "overdue_alert", _("Overdue alert (staff)"), STAFF,
             (*COMMON, "customer_name", "invoice_number", "amount_remaining", "due_date",
              "days_overdue", "admin_url"),
+        ),
+        Kind(
+            "payment_held", _("Payment held for review (staff)"), STAFF,
+            (*COMMON, "customer_name", "invoice_number", "amount", "reason", "admin_url"),
         ),
         Kind(
             "digest", _("Daily collection digest (staff)"), STAFF,
@@ -115,7 +120,12 @@ SAMPLE_VALUES = {
     "days_until_due": 7,
     "days_overdue": 3,
     "link_expires_date": "May 30, 2026",
+    # From the total to the amount due, as the invoice page shows them (invoices.totals).
+    "totals": [{"label": "Total", "amount": "€1,500.00"},
+               {"label": "Credit notes", "amount": "-€250.00"},
+               {"label": "Amount due", "amount": "€1,250.00"}],
     "admin_url": "https://billing.example.com/admin/",
+    "reason": "The gateway reports a charge in JPY; it was asked for EUR.",
     "day": "March 1, 2026",
     "attempts": 12,
     "succeeded": [_ROW],

@@ -4,6 +4,7 @@ The key is unique per notification ("receipt:42", "reminder:17:-3"), and rows ar
 inserted with ON CONFLICT DO NOTHING: the same event handled twice, two sweeps racing,
 or a retried request can never queue the same email twice."""
 
+import logging
 from datetime import datetime
 
 from django.db import transaction
@@ -12,6 +13,8 @@ from invoices.bulkwrite import rows_insert
 
 from .kinds import KINDS
 from .models import OutboxMessage
+
+log = logging.getLogger(__name__)
 
 
 def outbox_message(
@@ -54,9 +57,15 @@ def outbox_write(messages: list[OutboxMessage]) -> None:
 
 
 def delivery_wake() -> None:
+    """After commit: wake a worker to deliver now. Published once, without Celery's
+    publish retries (seconds of waiting in a staff action when Redis is down): the
+    rows are committed and the beat sweep delivers them anyway."""
     from .tasks import outbox_deliver_task
 
-    outbox_deliver_task.delay()
+    try:
+        outbox_deliver_task.apply_async(retry=False)
+    except Exception as error:  # noqa: BLE001 - the rows are committed: the sweep sends them
+        log.warning("emails left to the sweep, the broker is unreachable: %s", error)
 
 
 def notify(

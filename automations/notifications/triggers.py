@@ -4,6 +4,8 @@ It runs inside the transaction that wrote the events (invoices.events.subscribe)
 an email is queued if and only if its cause commits. It is set-based (the bulk doors
 hand it thousands of events) and returns at once when no event concerns it."""
 
+from django.contrib.auth import get_user_model
+
 from invoices.models import Event, Invoice
 
 from .models import NotificationSchedule, NotificationSettings
@@ -61,6 +63,26 @@ def invoice_link_message(event: Event):
     return _message(event, f"invoice_link:{event.invoice_id}:{event.pk}", "invoice_link")
 
 
+def superuser_addresses() -> list[str]:
+    """Money no one may book blindly: without alert recipients, the superusers."""
+    users = get_user_model().objects.filter(is_superuser=True, is_active=True).exclude(email="")
+    return sorted(users.values_list("email", flat=True))
+
+
+def payment_held_message(event: Event):
+    """Staff are told at once: the invoice is charged by nothing until they decide."""
+    settings = NotificationSettings.load()
+    recipients = settings.alert_recipient_list() or superuser_addresses()
+    if not recipients:
+        return None
+    return outbox_message(
+        f"payment_held:{event.data.get('attempt') or event.pk}", kind="payment_held",
+        now=event.created_at, customer_id=event.customer_id, invoice_id=event.invoice_id,
+        to=recipients, locale=settings.staff_locale,
+        context={"amount": event.data.get("amount"), "reason": event.data.get("reason", "")},
+    )
+
+
 def _message(event: Event, key: str, kind: str, *, context=None, attachments=()):
     return outbox_message(
         key, kind=kind, now=event.created_at, customer_id=event.customer_id,
@@ -74,6 +96,7 @@ ONE_EMAIL_EACH = {
     "invoice.payment_succeeded": receipt_message,
     "credit_note.created": credit_note_message,
     "invoice.hosted_link_sent": invoice_link_message,
+    "invoice.payment_held_for_review": payment_held_message,
 }
 HANDLED = {"invoice.finalized", *CLOSING, *ONE_EMAIL_EACH}
 

@@ -15,6 +15,7 @@ from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -51,6 +52,7 @@ from ..models import (
     PaymentAttempt,
 )
 from ..pagination import CappedCountPaginator
+from ..review import held_payment_book, held_payment_release
 from ..services import (
     FROZEN_EDITABLE,
     invoice_create,
@@ -64,6 +66,7 @@ from ..services import (
     invoice_update,
     invoice_void,
 )
+from ..totals import invoice_totals_shown
 from ..transitions import ALLOWED, S
 from .common import (
     DomainRefusalAdmin,
@@ -247,6 +250,10 @@ def _payment_retry(invoice: Invoice, *, now, actor) -> PaymentAttempt:
     return attempt
 
 
+def _held_for_review(invoice: Invoice) -> bool:
+    return invoice.payment_hold == "gateway_review"
+
+
 OPERATIONS = {
     "finalize": Operation(
         "finalize", gettext_lazy("Finalize"), "change_invoice", _allows(S.OPEN), invoice_finalize,
@@ -293,7 +300,24 @@ OPERATIONS.update({
         ),
     ),
 })
-CONFIRMED_OPERATIONS = {"void", "revise", "mark_uncollectible", "rotate_link", "revoke_link"}
+OPERATIONS.update({
+    # A payment whose gateway answer did not match its request (invoices.review).
+    "book_held_payment": Operation(
+        "book_held_payment", gettext_lazy("Held payment: book it"), "add_payment",
+        _held_for_review, held_payment_book,
+        lambda n: ngettext("%(count)d held payment booked.", "%(count)d held payments booked.", n),
+    ),
+    "release_held_payment": Operation(
+        "release_held_payment", gettext_lazy("Held payment: release to collection"),
+        "add_payment", _held_for_review, held_payment_release,
+        lambda n: ngettext(
+            "%(count)d held payment released; the invoice is collected again.",
+            "%(count)d held payments released; the invoices are collected again.", n,
+        ),
+    ),
+})
+CONFIRMED_OPERATIONS = {"void", "revise", "mark_uncollectible", "rotate_link", "revoke_link",
+                        "book_held_payment", "release_held_payment"}
 RECORD_PAYMENT_PERMISSION = "add_payment"
 CREDIT_NOTE_PERMISSION = "add_creditnote"
 CREDITABLE = {S.OPEN, S.PAID}
@@ -344,11 +368,7 @@ class InvoiceAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
         ]}),
         (gettext_lazy("Memo and metadata"), {"fields": ["description", "footer", "metadata"]}),
         (gettext_lazy("Invoice discount"), {"fields": ["discount_percent", "discount_amount"]}),
-        (gettext_lazy("Totals"), {"fields": [
-            "subtotal_display", "discount_display", "tax_display", "total_display",
-            "starting_balance_display", "amount_due_display", "amount_paid_display",
-            "remaining_display",
-        ]}),
+        (gettext_lazy("Totals"), {"fields": ["totals_table"]}),
         (gettext_lazy("Collection"), {"fields": [
             "attempt_count", "next_payment_attempt", "next_payment_attempt_reason",
             "payment_hold", "last_payment_error", "last_decline_code", "past_due_at",
@@ -418,6 +438,13 @@ class InvoiceAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
         return format_html(
             '<a href="{}" target="_blank" rel="noreferrer noopener">{}</a><br>{}', url, url,
             _("Works until %(date)s (UTC).") % {"date": f"{expires_at:%Y-%m-%d %H:%M}"},
+        )
+
+    @admin.display(description=gettext_lazy("totals"))
+    def totals_table(self, invoice):
+        """The rows the customer reads (invoices.totals), from subtotal to amount due."""
+        return render_to_string(
+            "admin/invoices/invoice/_totals.html", {"rows": invoice_totals_shown(invoice)}
         )
 
     total_display = sortable_money("total", gettext_lazy("total"))

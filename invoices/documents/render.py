@@ -30,6 +30,7 @@ from weasyprint.urls import URLFetcher
 
 from customers.money import format_money
 
+from ..totals import ShownRow, invoice_totals_shown
 from . import facturx
 
 log = logging.getLogger(__name__)
@@ -214,37 +215,13 @@ def line_rows(invoice, formats: Formats) -> list[dict]:
     return rows
 
 
-def tax_rows(invoice, formats: Formats) -> list[dict]:
-    currency = invoice.currency
-    return [
-        {
-            "label": _("%(name)s %(rate)s on %(base)s")
-            % {
-                "name": entry.get("display_name", ""),
-                "rate": formats.percent(entry["percentage"]),
-                "base": formats.money(entry["taxable_amount"], currency),
-            },
-            "inclusive": entry.get("inclusive", False),
-            "amount": formats.money(entry["amount"], currency),
-        }
-        for entry in invoice.tax_breakdown
-    ]
-
-
-def invoice_totals(invoice, formats: Formats) -> list[tuple[str, str]]:
-    """What the customer owes, from the total down to the amount due, as the rows a
-    reader adds up: balance applied, pre-payment credit notes, payments."""
-    money = lambda amount: formats.money(amount, invoice.currency)  # noqa: E731
-    applied = (invoice.ending_balance or 0) - invoice.starting_balance
-    rows = [(_("Total"), money(invoice.total))]
-    if applied > 0:
-        rows.append((_("Applied balance"), money(-applied)))
-    elif applied < 0:
-        rows.append((_("Previous balance due"), money(-applied)))
-    if invoice.pre_payment_credit_notes_amount:
-        rows.append((_("Credit notes"), money(-invoice.pre_payment_credit_notes_amount)))
-    if invoice.amount_paid:
-        rows.append((_("Amount paid"), money(-invoice.amount_paid)))
+def invoice_totals(invoice, formats: Formats) -> list[ShownRow]:
+    """Subtotal to Amount due as invoices.totals computes them for every reader, with
+    the total excluding tax before the taxes (a tax invoice states it)."""
+    rows = invoice_totals_shown(invoice, locale=formats.locale)
+    at = next(i for i, row in enumerate(rows) if row.kind in ("tax", "total"))
+    rows.insert(at, ShownRow("total_excluding_tax", _("Total excluding tax"),
+                             formats.money(invoice.total_excluding_tax, invoice.currency)))
     return rows
 
 
@@ -269,7 +246,7 @@ PAYABLE = {"open", "uncollectible"}  # the hosted page link is printed on these
 
 def invoice_context(invoice, branding, formats: Formats, *, hosted_link: str = "") -> dict:
     status = invoice.Status(invoice.status)
-    due = invoice.amount_remaining if status != invoice.Status.VOID else 0
+    totals = invoice_totals(invoice, formats)
     return {
         **branding_context(branding),
         "invoice": invoice,
@@ -282,13 +259,8 @@ def invoice_context(invoice, branding, formats: Formats, *, hosted_link: str = "
         "issue_date": formats.date(invoice.finalized_at),
         "due_date": formats.date(invoice.due_date),
         "lines": line_rows(invoice, formats),
-        "subtotal": formats.money(invoice.subtotal, invoice.currency),
-        "discounts": formats.money(-invoice.total_discount_amount, invoice.currency)
-        if invoice.total_discount_amount else "",
-        "total_excluding_tax": formats.money(invoice.total_excluding_tax, invoice.currency),
-        "taxes": tax_rows(invoice, formats),
-        "totals": invoice_totals(invoice, formats),
-        "amount_due": formats.money(due, invoice.currency),
+        "totals": totals,
+        "amount_due": totals[-1].amount,
         "terms": payment_terms(invoice, formats),
         "hosted_link": hosted_link if status in PAYABLE else "",
         "footers": [text for text in (invoice.footer, branding.invoice_footer) if text],

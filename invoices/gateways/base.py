@@ -16,6 +16,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from customers.money import MAX_AMOUNT, is_int, known_currencies
 
@@ -142,6 +143,11 @@ class ChargeResult:
     hard_decline: bool = False
     action_url: str = ""
     raw: dict = field(default_factory=dict)
+    # What the gateway says the charge was, when it says it (None/"": not reported),
+    # checked against the request by `answer_mismatch` before anything is booked.
+    amount: int | None = None
+    currency: str = ""  # ISO 4217, uppercase
+    metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -155,6 +161,12 @@ class ChargeResult:
         for name in ("gateway_reference", "decline_code", "failure_message", "action_url"):
             if not isinstance(getattr(self, name), str):
                 raise GatewayError(f"{name} must be a string.")
+        if self.amount is not None and (not is_int(self.amount) or self.amount < 0):
+            raise GatewayError(f"amount must be a non-negative int (got {self.amount!r}).")
+        if not isinstance(self.currency, str):
+            raise GatewayError("currency must be a string.")
+        if not isinstance(self.metadata, dict):
+            raise GatewayError("metadata must be a dict.")
         if self.status != "failed" and not self.gateway_reference:
             raise GatewayError(f"A {self.status} charge must have a gateway reference.")
         if self.status == "failed" and not self.decline_code:
@@ -180,6 +192,41 @@ class ChargeResult:
     @property
     def is_final(self) -> bool:
         return self.status in ("succeeded", "failed")
+
+
+def answer_mismatch(
+    result: ChargeResult, *, amount: int, currency: str, metadata: dict, reference: str = ""
+) -> str:
+    """Why `result` is not the answer to the charge of `amount` minor units of `currency`
+    whose request carried `metadata` (the idempotency key, the invoice and attempt ids),
+    or about the gateway's charge `reference` when it is known; "" when it is.
+
+    A gateway that reports a field is held to it: another amount or currency, more
+    received than asked, another charge's id or another attempt's metadata is never
+    booked (the attempt is held for a person to decide)."""
+    if result.currency and result.currency.upper() != currency:
+        return _("The gateway reports a charge in %(theirs)s; it was asked for %(ours)s.") % {
+            "theirs": result.currency, "ours": currency}
+    if result.amount is not None and result.amount != amount:
+        return _("The gateway reports a charge of %(theirs)s minor units; it was asked for "
+                 "%(ours)s.") % {"theirs": result.amount, "ours": amount}
+    if result.amount_received > amount:
+        return _("The gateway reports %(theirs)s minor units received; it was asked for "
+                 "%(ours)s.") % {"theirs": result.amount_received, "ours": amount}
+    if (result.status == "succeeded" and result.amount is not None
+            and result.amount_received != result.amount):
+        return _("The gateway reports a succeeded charge of %(amount)s minor units that "
+                 "received %(received)s.") % {"amount": result.amount,
+                                              "received": result.amount_received}
+    if reference and result.gateway_reference and result.gateway_reference != reference:
+        return _("The gateway answers about charge %(theirs)s; it was asked about %(ours)s.") % {
+            "theirs": result.gateway_reference, "ours": reference}
+    for key, expected in metadata.items():
+        if key in result.metadata and str(result.metadata[key]) != str(expected):
+            return _("The gateway's answer carries %(key)s=%(theirs)s; this attempt's is "
+                     "%(ours)s.") % {"key": key, "theirs": result.metadata[key],
+                                     "ours": expected}
+    return ""
 
 
 class Gateway(abc.ABC):

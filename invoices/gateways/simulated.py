@@ -10,7 +10,7 @@ The table of cards is documented in docs/gateways.md; keep both in step.
 """
 
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from django.db import IntegrityError, transaction
@@ -213,14 +213,16 @@ def charge_result(charge: SimulatedCharge) -> ChargeResult:
         "created_at": charge.created_at.isoformat(),
         "settles_at": charge.settles_at.isoformat() if charge.settles_at else None,
     }
+    reported = {"amount": charge.amount, "currency": charge.currency,
+                "metadata": {"idempotency_key": charge.idempotency_key}}
     if charge.status == SimulatedCharge.Status.FAILED:
-        return ChargeResult.declined(
+        return replace(ChargeResult.declined(
             charge.decline_code, gateway_reference=charge.reference, raw=raw
-        )
+        ), **reported)
     received = charge.amount if charge.status == SimulatedCharge.Status.SUCCEEDED else 0
     return ChargeResult(
         status=charge.status, gateway_reference=charge.reference,
-        amount_received=received, raw=raw,
+        amount_received=received, raw=raw, **reported,
     )
 
 

@@ -13,6 +13,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import replace
 from datetime import datetime
 
 from django.conf import settings
@@ -156,18 +157,25 @@ def intent_result(intent) -> ChargeResult:
     reference = _required(intent, "id", str)
     status = _required(intent, "status", str)
     received = _required(intent, "amount_received", int)
+    reported = _reported(intent)
     raw = _without_secrets(intent)
     if status in ("succeeded", "processing"):
         return ChargeResult(
-            status=status, gateway_reference=reference, amount_received=received, raw=raw
+            status=status, gateway_reference=reference, amount_received=received, raw=raw,
+            **reported,
         )
     if status == "requires_action":
         return ChargeResult(
             status=status, gateway_reference=reference, amount_received=received,
-            action_url=_redirect_url(intent), raw=raw,
+            action_url=_redirect_url(intent), raw=raw, **reported,
         )
     if status == "requires_payment_method":
-        return _declined(intent.get("last_payment_error") or {}, reference=reference, raw=raw)
+        # The status says the charge failed; a last_payment_error that is not an object
+        # (a string, a list) only loses the details: a generic decline.
+        error = intent.get("last_payment_error")
+        if not isinstance(error, dict):
+            error = {}
+        return _declined(error, reference=reference, raw=raw, reported=reported)
     if status == "canceled":
         return ChargeResult.declined(
             "payment_intent_canceled", gateway_reference=reference, raw=raw
@@ -182,20 +190,38 @@ def card_error_result(payload: dict) -> ChargeResult:
     reference = intent.get("id", "") if isinstance(intent, dict) else ""
     if not isinstance(reference, str):
         raise GatewayError("Stripe's card error carries a malformed PaymentIntent id.")
-    return _declined(error, reference=reference, raw=_without_secrets(payload))
+    reported = _reported(intent) if isinstance(intent, dict) else {}
+    return _declined(error, reference=reference, raw=_without_secrets(payload), reported=reported)
 
 
-def _declined(error: dict, *, reference: str, raw: dict) -> ChargeResult:
+def _declined(error: dict, *, reference: str, raw: dict, reported: dict) -> ChargeResult:
     decline_code = error.get("decline_code") or error.get("code") or "generic_decline"
     if not isinstance(decline_code, str):
         raise GatewayError("Stripe's decline code is not a string.")
-    advice = "" if is_hard_decline(decline_code) else ADVICE_CODES.get(error.get("advice_code"), "")
+    # An advice_code that is not a string (a list...) is no advice: the decline code's.
+    advice_code = error.get("advice_code")
+    advice_code = advice_code if isinstance(advice_code, str) else None
+    advice = "" if is_hard_decline(decline_code) else ADVICE_CODES.get(advice_code, "")
     message = failure_message_for(decline_code)
     if decline_code not in FAILURE_MESSAGES and isinstance(error.get("message"), str):
         message = error["message"]  # Stripe writes card error messages for customers
-    return ChargeResult.declined(
+    result = ChargeResult.declined(
         decline_code, gateway_reference=reference, advice=advice, message=message, raw=raw
     )
+    return replace(result, **reported)
+
+
+def _reported(intent: dict) -> dict:
+    """What the intent says was charged, checked against the request by the caller
+    (invoices.gateways.base.answer_mismatch)."""
+    currency = _required(intent, "currency", str)
+    metadata = intent.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise GatewayError("Stripe's PaymentIntent has a malformed 'metadata'.")
+    return {"amount": _required(intent, "amount", int), "currency": currency.upper(),
+            "metadata": metadata}
 
 
 def _raise_unless_ok(status: int, payload: dict) -> None:

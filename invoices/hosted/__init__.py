@@ -3,7 +3,9 @@
 
 The token is an HMAC of a random per-invoice salt under SECRET_KEY, so it can be
 rebuilt to put a link in an email without being stored, and a leaked database alone
-does not reveal it. Rotating the salt revokes every link sent before.
+does not reveal it. Rotating the salt revokes every link sent before. Rotating
+SECRET_KEY does not: with the old key in SECRET_KEY_FALLBACKS, links issued under it
+are rebuilt with it (the page finds an invoice by the token's hash, whatever the key).
 
 This module stays import-light: invoices.services imports it at finalization.
 """
@@ -17,8 +19,9 @@ from django.conf import settings
 from django.urls import reverse
 
 
-def token_from_salt(salt: str) -> str:
-    digest = hmac.new(settings.SECRET_KEY.encode(), salt.encode(), hashlib.sha256).digest()
+def token_from_salt(salt: str, key: str | None = None) -> str:
+    key = settings.SECRET_KEY if key is None else key
+    digest = hmac.new(key.encode(), salt.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
@@ -33,7 +36,20 @@ def token_fields() -> dict:
 
 
 def token_for(invoice) -> str:
-    return token_from_salt(invoice.hosted_token_salt) if invoice.hosted_token_salt else ""
+    """The invoice's live link token. A link issued under a key since rotated out
+    (SECRET_KEY_FALLBACKS) is rebuilt with that key: its stored hash says which, so
+    emails queued before a rotation, and those written after it, carry a link that works."""
+    salt = invoice.hosted_token_salt
+    if not salt:
+        return ""
+    token = token_from_salt(salt)
+    if token_hash(token) == invoice.hosted_token_hash:
+        return token
+    for key in settings.SECRET_KEY_FALLBACKS:
+        older = token_from_salt(salt, key)
+        if token_hash(older) == invoice.hosted_token_hash:
+            return older
+    return token
 
 
 def hosted_url(invoice, request=None) -> str:

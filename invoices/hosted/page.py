@@ -4,12 +4,14 @@ invoice's payments and latest attempts (`page_shown`), its lines. Only what the
 customer may see: the billing details snapshotted at finalization, never metadata,
 notes or staff names."""
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
 from babel.numbers import format_decimal
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import to_locale
@@ -19,8 +21,10 @@ from customers.money import format_money
 
 from ..events import event_record
 from ..models import Event, Invoice, InvoiceLine, Payment, PaymentAttempt
+from ..totals import ShownRow, invoice_summary, summary_shown
 from ..transitions import S
 from .payments import decline_text
+from .ratelimit import client_address
 from .rows import model_columns
 
 PAST_DUE = "past_due"
@@ -51,15 +55,6 @@ ATTEMPT_LABELS = {
 ATTEMPTS_SHOWN = 10
 
 
-@dataclass(frozen=True)
-class Row:
-    """One line of the totals box."""
-
-    label: str
-    amount: str
-    strong: bool = False
-
-
 class Money:
     """Formats minor units of one currency in the page's language."""
 
@@ -87,6 +82,33 @@ def page_status(invoice: Invoice, now: datetime) -> str:
 
 def is_payable(invoice: Invoice) -> bool:
     return invoice.status in PAYABLE and invoice.amount_remaining > 0
+
+
+# One page-view event per visitor and link in this window: enough for Smart Retries
+# (automations.retries reads whether a customer visited in the last 48 hours) and the
+# timeline, without an INSERT on every GET (link scanners open every link again and
+# again; the insert was a third of the page's cost).
+VIEW_WINDOW_SECONDS = 3600
+
+
+def visitor_of(request) -> str:
+    """Who visits, as far as a page without login can tell: the client's address and
+    browser, hashed (nothing personal is kept)."""
+    agent = request.META.get("HTTP_USER_AGENT", "")
+    return hashlib.sha256(f"{client_address(request)}|{agent}".encode()).hexdigest()[:24]
+
+
+def page_view_is_new(token: str, visitor: str, now: datetime) -> bool:
+    """Whether this visit of the link counts: the first of the visitor in the window of
+    `now` (the customer's clock: fixed windows, so a test clock moves them too). With the
+    cache down every visit counts: the signal is never lost."""
+    window = int(now.timestamp()) // VIEW_WINDOW_SECONDS
+    link = hashlib.sha256(token.encode()).hexdigest()[:24]
+    key = f"hosted-view:{link}:{visitor}:{window}"
+    try:
+        return bool(cache.add(key, 1, timeout=VIEW_WINDOW_SECONDS))
+    except Exception:  # noqa: BLE001 - any cache failure: record the visit
+        return True
 
 
 def page_view_record(invoice: Invoice, *, now: datetime, actor: Actor, language: str) -> Event:
@@ -148,6 +170,7 @@ def page_context(invoice: Invoice, shown: Shown, *, now: datetime, language: str
     money = Money(invoice.currency, language)
     status = page_status(invoice, now)
     attempts = page_attempts(shown.attempts, money)
+    totals = totals_rows(invoice, shown, money)
     return {
         "invoice": invoice,
         "status": status,
@@ -156,8 +179,8 @@ def page_context(invoice: Invoice, shown: Shown, *, now: datetime, language: str
         "bill_to": invoice.customer_details,
         "timezone": invoice.customer.timezone,
         "lines": page_lines(invoice, money),
-        "totals": totals_rows(invoice, money),
-        "amount_due": money(invoice.amount_remaining),
+        "totals": totals,
+        "amount_due": totals[-1].amount,
         "payable": is_payable(invoice),
         "payments": page_payments(shown.payments, money),
         "attempts": attempts,
@@ -183,35 +206,12 @@ def page_lines(invoice: Invoice, money: Money) -> list[dict]:
     ]
 
 
-def totals_rows(invoice: Invoice, money: Money) -> list[Row]:
-    rows = [Row(_("Subtotal"), money(invoice.subtotal))]
-    if invoice.total_discount_amount:
-        rows.append(Row(_("Discounts"), money(-invoice.total_discount_amount)))
-    for tax in invoice.tax_breakdown:
-        rows.append(Row(tax_label(tax, money), money(tax["amount"])))
-    rows.append(Row(_("Total"), money(invoice.total), strong=True))
-    applied = invoice.total - invoice.amount_due
-    if applied > 0:
-        rows.append(Row(_("Credit applied from your balance"), money(-applied)))
-    elif applied < 0:
-        rows.append(Row(_("Previous balance"), money(-applied)))
-    if invoice.pre_payment_credit_notes_amount:
-        rows.append(Row(_("Credit notes"), money(-invoice.pre_payment_credit_notes_amount)))
-    if invoice.amount_paid:
-        rows.append(Row(_("Amount paid"), money(-invoice.amount_paid)))
-    rows.append(Row(_("Amount due"), money(invoice.amount_remaining), strong=True))
-    return rows
-
-
-def tax_label(tax: dict, money: Money) -> str:
-    values = {
-        "name": tax["display_name"],
-        "percentage": money.percentage(tax["percentage"]),
-        "base": money(tax["taxable_amount"]),
-    }
-    if tax["inclusive"]:
-        return _("%(name)s %(percentage)s%% (included)") % values
-    return _("%(name)s %(percentage)s%% on %(base)s") % values
+def totals_rows(invoice: Invoice, shown: Shown, money: Money) -> list[ShownRow]:
+    """Subtotal to Amount due, as invoices.totals computes them for every reader."""
+    received = sum(payment.amount for payment in shown.payments)
+    return summary_shown(
+        invoice_summary(invoice, received=received), money=money, percent=money.percentage
+    )
 
 
 def page_payments(payments: list[Payment], money: Money) -> list[dict]:

@@ -48,11 +48,20 @@ from .page import (
     page_context,
     page_shown,
     page_status,
+    page_view_is_new,
     page_view_record,
     row,
+    visitor_of,
 )
 from .payments import attempt_for_nonce, card_entry_available, hosted_card_save, hosted_pay
-from .ratelimit import CARD_LIMITS, LINK_LIMITS, PAY_LIMITS, client_address, rate_limit_hit
+from .ratelimit import (
+    CARD_LIMITS,
+    LINK_LIMITS,
+    PAY_LIMITS,
+    UNKNOWN_LINK_LIMITS,
+    client_address,
+    rate_limit_hit,
+)
 from .rendered import SlottedPage, page_key, rendered_pages, slot
 
 CUSTOMER = Actor.customer("invoice page")
@@ -141,7 +150,13 @@ def page_frame(visit: Visit, brand: PageBranding) -> dict:
 
 def not_found(request):
     """The one page for every link that does not lead to an invoice (no branding either:
-    it must not differ from one deployment's invoice to another's)."""
+    it must not differ from one deployment's invoice to another's). A client trying many
+    such links (guessing tokens) is throttled: 429, then the same page again later."""
+    if rate_limit_hit(UNKNOWN_LINK_LIMITS, invoice_id=0, client=client_address(request)):
+        response = render(request, "hosted/too_many.html", {"csp_nonce": request.csp_nonce},
+                          status=429)
+        response["Retry-After"] = str(UNKNOWN_LINK_LIMITS[0].seconds)
+        return response
     return render(request, "hosted/not_found.html", {"csp_nonce": request.csp_nonce},
                   status=404)
 
@@ -169,7 +184,9 @@ def rate_limited(request, visit: Visit):
 
 @hosted_view(methods=["GET", "HEAD"])
 def page(request, visit: Visit):
-    if request.method == "GET":  # a HEAD (a link checker) is no visit
+    # A HEAD (a link checker) is no visit; a visitor coming back within the window (or a
+    # mail filter opening every link) is the same visit.
+    if request.method == "GET" and page_view_is_new(visit.token, visitor_of(request), visit.now):
         page_view_record(visit.invoice, now=visit.now, actor=CUSTOMER, language=visit.language)
     return page_render(request, visit)
 

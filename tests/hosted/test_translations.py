@@ -50,6 +50,7 @@ def catalogue(locale: str, compiled: bool):
 
 
 def as_key(msgid):
+    """A msgid or msgstr, its plural forms as a tuple (a .po gives a list, a .mo a tuple)."""
     return msgid if isinstance(msgid, str) else tuple(msgid)
 
 
