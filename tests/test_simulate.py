@@ -94,6 +94,16 @@ def test_simulate_emails_go_out_with_their_pdfs_only_when_asked(mailoutbox, atta
     (["--keep"], "--no-compare"),
     (["--seeds", "0"], "--seeds"),
     (["--keep", "--no-compare", "--seeds", "2"], "--seeds"),
+    # Numbers that are not (argparse) or that no calendar holds: clear errors, no traceback.
+    (["--customers", "nan"], "--customers"),
+    (["--days", "inf"], "--days"),
+    (["--days", "1e9"], "--days"),
+    (["--seed", "-1"], "--seed"),
+    (["--seed", "1e99"], "--seed"),
+    (["--start", "2026-13-01T00:00:00+00:00"], "--start .* not a valid time"),
+    (["--start", "2026-01-01T25:00:00+00:00"], "--start .* not a valid time"),
+    (["--start", "2026-01-01T00:00:00+99:00"], "--start .* not a valid time"),
+    (["--start", "9999-12-31T00:00:00+00:00"], "--start .* too far in the future"),
 ])
 def test_simulate_refuses_bad_options(args, message):
     with pytest.raises(CommandError, match=message):
@@ -114,8 +124,22 @@ def test_advance_clock_runs_the_due_collection():
     (["Nope", "--days", "1"], "No test clock"),
     (["Rehearsal", "--days", "-1"], "only moves forward"),
     (["Rehearsal", "--to", "soon"], "ISO 8601"),
+    (["Rehearsal", "--days", "nan"], "--days must be a number, not nan"),
+    (["Rehearsal", "--days", "inf"], "--days must be a number, not inf"),
+    (["Rehearsal", "--hours=-inf"], "--hours must be a number"),
+    (["Rehearsal", "--days", "1e9"], "--days must be at most 3660"),
+    (["Rehearsal", "--hours", "1e12"], "--hours must be at most"),
+    (["Rehearsal", "--days", "0"], "only moves forward"),
+    (["Rehearsal", "--to", "2026-13-45T00:00:00+00:00"], "--to .* not a valid time"),
+    (["Rehearsal", "--to", "2026-01-01T25:00:00Z"], "--to .* not a valid time"),
+    (["Rehearsal", "--to", "2026-02-01T00:00:00+99:00"], "--to .* not a valid time"),
+    (["Rehearsal", "--to", "2026-02-01"], "ISO 8601 time with an offset"),
+    (["Rehearsal", "--to", "9999-12-31T23:59:59+00:00"], "--to .* too far in the future"),
+    (["Rehearsal", "--to", "3026-01-01T00:00:00+00:00"], "more than 3660 days after"),
 ])
 def test_advance_clock_refuses_bad_input(args, message):
-    TestClock.objects.create(name="Rehearsal", frozen_time=NOW)
+    clock = TestClock.objects.create(name="Rehearsal", frozen_time=NOW)
     with pytest.raises(CommandError, match=message):
         run("advance_clock", *args)
+    clock.refresh_from_db()
+    assert clock.frozen_time == NOW  # and the clock did not move
