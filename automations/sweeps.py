@@ -16,10 +16,15 @@ from .models import BillingSettings
 PAST_DUE = Actor.system("past-due policy")
 
 
-def collect_payments(*, now: datetime, test_clock=None, at_scheduled_time: bool = False) -> dict:
-    """Due attempts and retries, then processing payments and unrecorded attempts."""
+def collect_payments(
+    *, now: datetime, test_clock=None, at_scheduled_time: bool = False,
+    batch_size: int | None = None,
+) -> dict:
+    """Due attempts and retries, then processing payments and unrecorded attempts
+    (`batch_size`: invoices claimed at a time, collect_due's default when None)."""
+    sized = {} if batch_size is None else {"batch_size": batch_size}
     attempts = collection.collect_due(
-        now=now, test_clock=test_clock, at_scheduled_time=at_scheduled_time
+        now=now, test_clock=test_clock, at_scheduled_time=at_scheduled_time, **sized
     )
     checks = collection.attempts_check_due(
         now=now, test_clock=test_clock, at_scheduled_time=at_scheduled_time

@@ -3,7 +3,8 @@
 A sweep worker is `python -m tests.processes SWEEP_AT ROUNDS`: it sets Django up against
 the database in DATABASE_URL (the test database), connects, prints "ready", waits for
 "go" on stdin (a start line shared by every worker of a test), runs the collection sweep
-ROUNDS times at SWEEP_AT and prints its counts as one JSON line. A private redis-server
+ROUNDS times at SWEEP_AT (SWEEP_BATCH_SIZE invoices a claim, when set) and prints its
+counts as one JSON line. A private redis-server
 and a real Celery worker are started the same way. tests/crash_gateways.py holds the
 gateways a child is given (PAYMENT_GATEWAY) to die or wait at the worst moment.
 """
@@ -53,9 +54,11 @@ def worker_main(sweep_at: str, rounds: str) -> None:
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         sys.exit("no start signal")
+    # The tests' smaller batches make two workers' claims interleave on a few hundred rows.
+    size = int(os.environ["SWEEP_BATCH_SIZE"]) if os.environ.get("SWEEP_BATCH_SIZE") else None
     totals = Counter()
     for _round in range(int(rounds)):
-        totals.update(sweeps.collect_payments(now=now))
+        totals.update(sweeps.collect_payments(now=now, batch_size=size))
     print(json.dumps(dict(totals)), flush=True)
 
 
