@@ -37,7 +37,7 @@ def past_due_for_too_long(now: datetime, days: int, test_clock=None):
     due = Invoice.objects.filter(status=S.OPEN, past_due_at__lte=now - timedelta(days=days))
     if test_clock is None:
         return due.filter(customer__test_clock__isnull=True)
-    return due.filter(customer__test_clock=test_clock)
+    return due.filter(test_clock=test_clock)
 
 
 def mark_past_due_uncollectible(*, now: datetime, test_clock=None, batch_size: int = 5000) -> dict:
@@ -70,6 +70,6 @@ def uncollectible_next_due_at(test_clock) -> datetime | None:
     if days is None:
         return None
     first = Invoice.objects.filter(
-        status=S.OPEN, customer__test_clock=test_clock
+        status=S.OPEN, past_due_at__isnull=False, test_clock=test_clock
     ).aggregate(first=Min("past_due_at"))["first"]
     return first + timedelta(days=days) if first else None
