@@ -7,9 +7,10 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from automations.models import NotificationSchedule, OutboxMessage
 from automations.simulation import simulate, simulate_modes
 from customers.models import Customer, TestClock
-from invoices.models import Invoice
+from invoices.models import Invoice, PaymentAttempt
 
 from .factories import NOW, make_charged, make_customer
 
@@ -176,3 +177,19 @@ def test_a_small_seed_collects_exactly_the_recorded_figures():
     figures = {report.mode: {name: getattr(report, name) for name in RECORDED["smart"]}
                for report in reports}
     assert figures == RECORDED
+
+
+def test_every_row_of_a_clock_customer_carries_the_clock():
+    # The clock finds its due work by the rows' own test_clock (automations.clocks): a
+    # row written without it would never fall due on the clock. A kept run writes every
+    # kind: invoices, attempts (automatic and on the hosted page), schedules, emails.
+    run("simulate", "--customers", "30", "--days", "12", "--seed", "2", "--keep",
+        "--no-compare")
+    clock = TestClock.objects.get()
+
+    for model, path in ((Invoice, "customer"), (PaymentAttempt, "customer"),
+                        (NotificationSchedule, "invoice__customer"),
+                        (OutboxMessage, "customer")):
+        rows = model.objects.filter(**{f"{path}__test_clock": clock})
+        assert rows.exists(), model
+        assert not rows.exclude(test_clock=clock).exists(), model

@@ -1,9 +1,9 @@
 """Notification schedules and outbox emails carry their customer's test clock, copied
-when they are written (a customer's clock never changes), with partial indexes of the
-clock's "next action at" columns: a test clock finds its next due moment with one index probe instead of joining
-every due row to its customer (what made `simulate` at 5,000 customers take 35-45
-minutes a mode). Rows of clock customers written before are filled in here; the indexes
-hold only clock rows and are built CONCURRENTLY on PostgreSQL (atomic = False).
+when written (a customer's clock never changes), with partial indexes of the clock's "next
+action at" columns: a test clock finds its next due moment with one index probe instead
+of joining every due row to its customer (what made `simulate` at 5,000 customers take
+35-45 minutes a mode). Rows of clock customers written before are filled in here; the
+indexes hold only clock rows and are built CONCURRENTLY on PostgreSQL (atomic = False).
 """
 
 import django.db.models.deletion
