@@ -38,7 +38,7 @@ class ClockWork:
 
 def _drafts_next_due_at(clock: TestClock) -> datetime | None:
     return Invoice.objects.filter(
-        status=Invoice.Status.DRAFT, auto_advance=True, customer__test_clock=clock
+        status=Invoice.Status.DRAFT, auto_advance=True, test_clock=clock
     ).aggregate(first=Min("automatically_finalizes_at"))["first"]
 
 

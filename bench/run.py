@@ -1,8 +1,10 @@
 """Benchmarks: the invoice changelist over 1,000,000 invoices, finalization throughput,
 automatic collection (sweep ticks, payment attempts/s, uncollectible/s, peak memory), the
 hosted invoice page under gunicorn, the outbox drain, the reminder sweep, document
-rendering (`--only documents` needs no data set), and Smart Retries against the fixed
-schedule in `simulate` (`--only smart_retries`; the longest part, run last).
+rendering (`--only documents` needs no data set), a rehearsal (`simulate` 5,000 customers
+x 60 days in one retry mode, timed: `--only rehearsal`, no data set either), and Smart
+Retries against the fixed schedule in `simulate` (`--only smart_retries`; the longest
+part, run last).
 
     DATABASE_URL=postgres://user@host:5432/billing_bench .venv/bin/python bench/run.py
 
@@ -36,7 +38,7 @@ def parse_args():
     parser.add_argument(
         "--only", choices=["build", "finalization", "changelist", "collection", "hosted",
                              "documents", "outbox", "reminders", "subscriptions",
-                             "smart_retries", "automations"],
+                             "rehearsal", "smart_retries", "automations"],
         help="run one part only",
     )
     parser.add_argument("--emails", type=int, default=3000, help="emails to drain")
@@ -45,6 +47,8 @@ def parse_args():
     parser.add_argument("--sim-days", type=int, default=60, help="smart_retries: days simulated")
     parser.add_argument("--sim-seeds", type=int, default=3,
                         help="smart_retries: seeds (1..N), each run in both modes")
+    parser.add_argument("--sim-mode", choices=["smart", "fixed"], default="smart",
+                        help="rehearsal: the retry mode timed (seed 1)")
     parser.add_argument(
         "--seconds", type=int, default=15, help="seconds of load on the hosted invoice page"
     )
@@ -124,6 +128,7 @@ def main() -> int:
         finalization,
         hosted,
         notifications,
+        rehearsal,
         smart_retries,
         subscriptions,
     )
@@ -144,6 +149,12 @@ def main() -> int:
 
     if args.only == "automations":  # makes its own data
         automations.run(summary, ticks=args.ticks)
+        summary.print()
+        return 0
+
+    if args.only == "rehearsal":  # its own database, like smart_retries: no data set
+        rehearsal.run(summary, customers=args.sim_customers, days=args.sim_days,
+                      mode=args.sim_mode)
         summary.print()
         return 0
 
@@ -175,6 +186,9 @@ def main() -> int:
         automations.run(summary, ticks=args.ticks)
         hosted.run(summary, seconds=args.seconds)
         documents.run(summary, runs=args.runs)
+    if args.only in (None, "rehearsal"):
+        rehearsal.run(summary, customers=args.sim_customers, days=args.sim_days,
+                      mode=args.sim_mode)
     if args.only in (None, "smart_retries"):  # last: the longest
         smart_retries.run(
             summary, customers=args.sim_customers, days=args.sim_days, seeds=args.sim_seeds

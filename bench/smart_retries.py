@@ -25,18 +25,23 @@ START = datetime(2026, 1, 5, tzinfo=UTC)  # simulate's default: the figures repr
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(summary, *, customers: int, days: int, seeds: int) -> None:
+def simulate_database_url() -> tuple[str, str]:
+    """The bench database's URL with "_simulate" after its name (user, password, host,
+    port and options carried over as they were), created when missing; and its name."""
     from django.conf import settings
 
     from bench.run import database_prepare
-    from customers.money import format_money
 
-    # The bench database's URL with "_simulate" after its name: user, password, host,
-    # port and options carried over as they were.
     bench = settings.DATABASES["default"]["NAME"]
     head, _slash, tail = os.environ["DATABASE_URL"].partition(f"/{bench}")
     url = f"{head}/{bench}_simulate{tail}"
-    name = database_prepare(url, rebuild=False)
+    return url, database_prepare(url, rebuild=False)
+
+
+def run(summary, *, customers: int, days: int, seeds: int) -> None:
+    from customers.money import format_money
+
+    url, name = simulate_database_url()
     print(
         f"\nsmart retries: simulate --customers {customers} --days {days}, seeds 1-{seeds}, "
         f"from {START:%Y-%m-%d %H:%M} UTC, in database {name}"

@@ -125,6 +125,13 @@ class Invoice(models.Model):
         related_name="invoices",
         db_index=False,  # invoice_customer_list_idx serves lookups by customer
     )
+    # The customer's test clock, copied when the row is written (a customer's clock is
+    # set when it is created and never changes): a clock finds its next due moment in its
+    # own partial indexes, without joining every row to its customer (automations.clocks).
+    test_clock = models.ForeignKey(
+        "customers.TestClock", verbose_name=_("test clock"), null=True, blank=True,
+        editable=False, on_delete=models.SET_NULL, related_name="+", db_index=False,
+    )
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT, editable=False
     )
@@ -310,6 +317,23 @@ class Invoice(models.Model):
                 fields=["subscription_id", "-created_at"], name="invoice_subscription_idx",
                 condition=Q(subscription_id__isnull=False),
             ),
+            # The same columns for the test clocks (a few customers; no entry for others).
+            models.Index(
+                fields=["test_clock", "automatically_finalizes_at"],
+                name="invoice_clock_finalize_idx",
+                condition=Q(status="draft", auto_advance=True, test_clock__isnull=False),
+            ),
+            models.Index(
+                fields=["test_clock", "next_payment_attempt"],
+                name="invoice_clock_attempt_idx",
+                condition=Q(status="open", next_payment_attempt__isnull=False,
+                            test_clock__isnull=False),
+            ),
+            models.Index(
+                fields=["test_clock", "past_due_at"],
+                name="invoice_clock_past_due_idx",
+                condition=Q(status="open", past_due_at__isnull=False, test_clock__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -454,6 +478,13 @@ class PaymentAttempt(models.Model):
         "customers.Customer", verbose_name=_("customer"), on_delete=models.PROTECT,
         related_name="payment_attempts",
     )
+    # The customer's test clock, copied when the row is written (a customer's clock is
+    # set when it is created and never changes): a clock finds its next due moment in its
+    # own partial indexes, without joining every row to its customer (automations.clocks).
+    test_clock = models.ForeignKey(
+        "customers.TestClock", verbose_name=_("test clock"), null=True, blank=True,
+        editable=False, on_delete=models.SET_NULL, related_name="+", db_index=False,
+    )
     payment_method = models.ForeignKey(
         "customers.PaymentMethod", verbose_name=_("payment method"), null=True, blank=True,
         on_delete=models.PROTECT, related_name="attempts",
@@ -498,6 +529,10 @@ class PaymentAttempt(models.Model):
             models.Index(
                 fields=["check_at"], name="attempt_check_idx",
                 condition=Q(status__in=["pending", "processing"]),
+            ),
+            models.Index(
+                fields=["test_clock", "check_at"], name="attempt_clock_check_idx",
+                condition=Q(status__in=["pending", "processing"], test_clock__isnull=False),
             ),
         ]
         constraints = [

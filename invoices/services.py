@@ -65,6 +65,7 @@ def invoice_create(
     settings = InvoicingSettings.load()
     invoice = Invoice(
         customer=customer,
+        test_clock_id=customer.test_clock_id,
         currency=customer.currency,
         collection_method=collection_method,
         due_date=due_date,
@@ -521,6 +522,7 @@ def invoice_revise(invoice: Invoice, *, now: datetime, actor: Actor) -> Invoice:
         invoice_void(locked, now=now, actor=actor)
         copy = Invoice.objects.create(
             customer=locked.customer,
+            test_clock_id=locked.customer.test_clock_id,
             currency=locked.customer.currency,
             collection_method=locked.collection_method,
             days_until_due=locked.days_until_due,

@@ -22,7 +22,7 @@ def due_drafts(now: datetime, test_clock=None):
     )
     if test_clock is None:
         return drafts.filter(customer__test_clock__isnull=True)
-    return drafts.filter(customer__test_clock=test_clock)
+    return drafts.filter(test_clock=test_clock)
 
 
 def finalize_due_drafts(

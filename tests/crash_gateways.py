@@ -4,6 +4,7 @@ the simulated gateway, with the worker dying or waiting at the worst moment of a
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from invoices.events import subscribe
@@ -54,4 +55,18 @@ class KilledWhileRecording(SimulatedGateway):
     def charge_many(self, items):
         outcomes = super().charge_many(items)
         subscribe(lambda events: die())
+        return outcomes
+
+
+class Timed(SimulatedGateway):
+    """Charges as the simulated gateway does, each batch held a little at the gateway (as
+    a real one takes time), and logs "pid start end count" per batch to the file named by
+    CHARGE_LOG: when each process was charging, to show two of them at it together."""
+
+    def charge_many(self, items):
+        started = time.time()
+        outcomes = super().charge_many(items)
+        time.sleep(0.05)
+        with open(os.environ["CHARGE_LOG"], "a") as log:
+            log.write(f"{os.getpid()} {started} {time.time()} {len(items)}\n")
         return outcomes

@@ -3,7 +3,8 @@
 A sweep worker is `python -m tests.processes SWEEP_AT ROUNDS`: it sets Django up against
 the database in DATABASE_URL (the test database), connects, prints "ready", waits for
 "go" on stdin (a start line shared by every worker of a test), runs the collection sweep
-ROUNDS times at SWEEP_AT and prints its counts as one JSON line. A private redis-server
+ROUNDS times at SWEEP_AT (SWEEP_BATCH_SIZE invoices a claim, when set) and prints its
+counts as one JSON line. An outbox drainer (`drain DRAIN_AT`), a private redis-server
 and a real Celery worker are started the same way. tests/crash_gateways.py holds the
 gateways a child is given (PAYMENT_GATEWAY) to die or wait at the worst moment.
 """
@@ -53,10 +54,30 @@ def worker_main(sweep_at: str, rounds: str) -> None:
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         sys.exit("no start signal")
+    # The tests' smaller batches make two workers' claims interleave on a few hundred rows.
+    size = int(os.environ["SWEEP_BATCH_SIZE"]) if os.environ.get("SWEEP_BATCH_SIZE") else None
     totals = Counter()
     for _round in range(int(rounds)):
-        totals.update(sweeps.collect_payments(now=now))
+        totals.update(sweeps.collect_payments(now=now, batch_size=size))
     print(json.dumps(dict(totals)), flush=True)
+
+
+def drainer_main(drain_at: str) -> None:
+    """`python -m tests.processes drain DRAIN_AT`: an outbox worker (EMAIL_URL: the test's
+    SMTP server) that drains what is due at DRAIN_AT once released, and prints its counts."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings")
+    django.setup()
+    from django.db import connection
+
+    from automations.notifications.delivery import outbox_drain
+
+    connection.ensure_connection()
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        sys.exit("no start signal")
+    print(json.dumps(outbox_drain(now=datetime.fromisoformat(drain_at))), flush=True)
 
 
 # --- the test's side ---------------------------------------------------------------------
@@ -135,6 +156,16 @@ class SweepWorker(Child):
         return self.process.returncode, json.loads(lines[-1]) if lines else None
 
 
+class OutboxDrainer(SweepWorker):
+    """`python -m tests.processes drain DRAIN_AT`: drains the outbox once released."""
+
+    def __init__(self, drain_at: datetime, **env: str):
+        Child.__init__(
+            self, [sys.executable, "-m", "tests.processes", "drain", drain_at.isoformat()],
+            child_env(**env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+
+
 def sweep_together(sweep_at: datetime, workers: int = 2, rounds: int = 1, **env: str):
     """Start the workers, wait until each is connected, release them at once. Returns
     each one's (exit status, counts printed or None, the end of its stderr)."""
@@ -202,4 +233,7 @@ class CeleryWorker(Child):
 
 
 if __name__ == "__main__":
-    worker_main(*sys.argv[1:])
+    if sys.argv[1] == "drain":
+        drainer_main(*sys.argv[2:])
+    else:
+        worker_main(*sys.argv[1:])

@@ -170,24 +170,54 @@ def together(results):
 # --- two workers, one set of due invoices ----------------------------------------------
 
 
-def test_two_worker_processes_sweeping_the_same_due_invoices_attempt_each_once():
-    # given 240 due invoices (more than one batch of the sweep) of 24 customers paying
-    # with six different test cards
+def charging_together(log_path, results):
+    """Each worker's share of the attempts, after checking that both charged, and that
+    they did it in the same stretch of time: each one's batches began before the other's
+    last batch ended (CHARGE_LOG), so their claims took turns in the same rows."""
+    batches = defaultdict(list)
+    for line in log_path.read_text().splitlines():
+        pid, started, ended, count = line.split()
+        batches[int(pid)].append((float(started), float(ended), int(count)))
+    assert len(batches) == 2, f"only one worker charged: {dict(batches)}"
+    first, second = ((min(b[0] for b in runs), max(b[1] for b in runs))
+                     for runs in batches.values())
+    assert first[0] < second[1] and second[0] < first[1], (
+        f"the workers charged one after the other: {dict(batches)}"
+    )
+    shares = sorted(worker_counts["attempted"] for _s, worker_counts, _log in results)
+    assert shares[0] > 0, shares
+    return shares
+
+
+def test_two_worker_processes_sweeping_the_same_due_invoices_attempt_each_once(tmp_path):
+    # given 240 due invoices of 24 customers paying with six different test cards, and
+    # workers claiming 20 at a time (12 batches: the two take turns in the same rows)
     cards = make_due(customers_per_card=4, invoices_each=10)
+    log = tmp_path / "charges"
+    env = dict(SWEEP_BATCH_SIZE="20", PAYMENT_GATEWAY="tests.crash_gateways.Timed",
+               CHARGE_LOG=str(log))
 
     # when two worker processes, released together, each sweep three times
-    counts = together(sweep_together(SWEEP_AT, workers=2, rounds=3))
+    results = sweep_together(SWEEP_AT, workers=2, rounds=3, **env)
+    counts = together(results)
 
-    # then between them they made exactly one attempt per invoice
+    # then both were charging at the same moment, each its own share of the invoices
+    shares = charging_together(log, results)
+    assert sum(shares) == len(cards)
+    # and between them they made exactly one attempt per invoice
     assert {key: counts[key] for key in expected_counts(cards)} == expected_counts(cards)
     assert counts["unknown"] == 0
     assert_each_invoice_charged_once(cards)
 
     # when, two weeks later, two workers sweep again: the retries and the processing
     # payments are due together
-    counts = together(sweep_together(RETRY_TICK, workers=2, rounds=2))
+    log.unlink()
+    results = sweep_together(RETRY_TICK, workers=2, rounds=2, **env)
+    counts = together(results)
 
-    # then each soft decline was retried once, each processing payment settled once
+    # then both retried at the same moment, each soft decline retried once, each
+    # processing payment settled once
+    charging_together(log, results)
     assert (counts["attempted"], counts["succeeded"], counts["failed"]) == (80, 80, 40)
     assert_each_invoice_charged_once(cards, AFTER_RETRIES)
     # and what Smart Retries learned counts each retry once (increments merged in SQL)

@@ -19,7 +19,7 @@ def due_alerts(now: datetime, test_clock=None):
     rows = NotificationSchedule.objects.filter(overdue_alert_at__lte=now)
     if test_clock is None:
         return rows.filter(invoice__customer__test_clock__isnull=True)
-    return rows.filter(invoice__customer__test_clock=test_clock)
+    return rows.filter(test_clock=test_clock)
 
 
 def alert_applies(invoice: Invoice, thresholds: dict) -> bool:

@@ -81,7 +81,7 @@ def message_id(row: Row, domain: str) -> str:
 def due_rows(now: datetime, test_clock=None):
     rows = Row.objects.filter(status__in=[ST.PENDING, ST.SENDING], next_attempt_at__lte=now)
     if test_clock is not None:
-        rows = rows.filter(customer__test_clock=test_clock)
+        rows = rows.filter(test_clock=test_clock)
     return rows
 
 

@@ -239,6 +239,13 @@ class OutboxMessage(models.Model):
         related_name="+",
         db_index=False,  # outbox_invoice_idx
     )
+    # The customer's test clock, copied when the row is written (a customer's clock is
+    # set when it is created and never changes): a clock finds its next due moment in its
+    # own partial indexes, without joining every row to its customer (automations.clocks).
+    test_clock = models.ForeignKey(
+        "customers.TestClock", verbose_name=_("test clock"), null=True, blank=True,
+        editable=False, on_delete=models.SET_NULL, related_name="+", db_index=False,
+    )
     # Explicit recipients (staff emails); empty: the customer's address at delivery time.
     to = models.JSONField(_("to"), default=list, blank=True)
     # Blank: the customer's preferred language at delivery time.
@@ -271,6 +278,11 @@ class OutboxMessage(models.Model):
             models.Index(fields=["invoice", "created_at"], name="outbox_invoice_idx"),
             models.Index(fields=["customer", "created_at"], name="outbox_customer_idx"),
             models.Index(fields=["status", "-created_at"], name="outbox_status_idx"),
+            models.Index(
+                fields=["test_clock", "next_attempt_at"],
+                name="outbox_clock_due_idx",
+                condition=Q(status__in=["pending", "sending"], test_clock__isnull=False),
+            ),
         ]
 
     def __str__(self):
@@ -291,6 +303,13 @@ class NotificationSchedule(models.Model):
     # The offset (days from the due date) of the last reminder sent or skipped.
     last_reminder_offset = models.SmallIntegerField(null=True, blank=True)
     overdue_alert_at = models.DateTimeField(null=True, blank=True)
+    # The customer's test clock, copied when the row is written (a customer's clock is
+    # set when it is created and never changes): a clock finds its next due moment in its
+    # own partial indexes, without joining every row to its customer (automations.clocks).
+    test_clock = models.ForeignKey(
+        "customers.TestClock", verbose_name=_("test clock"), null=True, blank=True,
+        editable=False, on_delete=models.SET_NULL, related_name="+", db_index=False,
+    )
 
     class Meta:
         indexes = [
@@ -303,6 +322,16 @@ class NotificationSchedule(models.Model):
                 fields=["overdue_alert_at"],
                 name="notify_alert_due_idx",
                 condition=Q(overdue_alert_at__isnull=False),
+            ),
+            models.Index(
+                fields=["test_clock", "next_reminder_at"],
+                name="notify_clock_reminder_idx",
+                condition=Q(next_reminder_at__isnull=False, test_clock__isnull=False),
+            ),
+            models.Index(
+                fields=["test_clock", "overdue_alert_at"],
+                name="notify_clock_alert_idx",
+                condition=Q(overdue_alert_at__isnull=False, test_clock__isnull=False),
             ),
         ]
 

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from django.db import transaction
 
+from customers.models import Customer
 from invoices.bulkwrite import rows_insert
 
 from .kinds import KINDS
@@ -52,6 +53,13 @@ def outbox_write(messages: list[OutboxMessage]) -> None:
     if the broker is down: the database is what counts."""
     if not messages:
         return
+    clocks = dict(
+        Customer.objects.filter(
+            pk__in={m.customer_id for m in messages if m.customer_id}, test_clock__isnull=False
+        ).values_list("pk", "test_clock_id")
+    )
+    for message in messages:
+        message.test_clock_id = clocks.get(message.customer_id)
     rows_insert(OutboxMessage, messages, ignore_conflicts=True)
     transaction.on_commit(delivery_wake, robust=True)
 

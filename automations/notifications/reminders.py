@@ -72,6 +72,7 @@ def overdue_alert_at(invoice: Invoice, days: int, finalized_at: datetime) -> dat
 def schedule_build(invoice: Invoice, settings: NotificationSettings, now: datetime):
     return NotificationSchedule(
         invoice_id=invoice.pk,
+        test_clock_id=invoice.customer.test_clock_id,
         next_reminder_at=first_reminder_at(invoice, settings.reminder_offsets, now),
         overdue_alert_at=overdue_alert_at(invoice, settings.overdue_alert_days, now),
     )
@@ -95,7 +96,7 @@ def due_schedules(now: datetime, test_clock=None):
     rows = NotificationSchedule.objects.filter(next_reminder_at__lte=now)
     if test_clock is None:
         return rows.filter(invoice__customer__test_clock__isnull=True)
-    return rows.filter(invoice__customer__test_clock=test_clock)
+    return rows.filter(test_clock=test_clock)
 
 
 def reminder_step(schedule, offsets: list[int], now: datetime):

@@ -22,21 +22,23 @@ def notifications_sweep(*, now: datetime) -> dict:
 
 
 def _clock_schedules(clock):
-    return NotificationSchedule.objects.filter(invoice__customer__test_clock=clock)
+    return NotificationSchedule.objects.filter(test_clock=clock)
 
 
 def reminders_next_due_at(clock) -> datetime | None:
-    return _clock_schedules(clock).aggregate(first=Min("next_reminder_at"))["first"]
+    rows = _clock_schedules(clock).filter(next_reminder_at__isnull=False)
+    return rows.aggregate(first=Min("next_reminder_at"))["first"]
 
 
 def alerts_next_due_at(clock) -> datetime | None:
-    return _clock_schedules(clock).aggregate(first=Min("overdue_alert_at"))["first"]
+    rows = _clock_schedules(clock).filter(overdue_alert_at__isnull=False)
+    return rows.aggregate(first=Min("overdue_alert_at"))["first"]
 
 
 def emails_next_due_at(clock) -> datetime | None:
     rows = OutboxMessage.objects.filter(
         status__in=[OutboxMessage.Status.PENDING, OutboxMessage.Status.SENDING],
-        customer__test_clock=clock,
+        test_clock=clock,
     )
     return rows.aggregate(first=Min("next_attempt_at"))["first"]
 

@@ -3,16 +3,14 @@
 Moves a test clock forward and runs, in time order, the collection work due to its
 customers on the way (automations.clocks), then says what happened."""
 
-from datetime import timedelta
-
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_datetime
 
 from customers.errors import DomainError
 from customers.models import TestClock
 
 from ...admin import advance_summary
 from ...clocks import clock_advance
+from ..options import clock_step, clock_target_check, moment_parse
 
 
 class Command(BaseCommand):
@@ -49,11 +47,6 @@ class Command(BaseCommand):
 
     def _target(self, clock, to, days, hours):
         if to is not None:
-            moment = parse_datetime(to)
-            if moment is None or moment.tzinfo is None:
-                raise CommandError(f"--to {to!r} is not an ISO 8601 time with an offset.")
-            return moment
-        step = timedelta(days=days) if days is not None else timedelta(hours=hours)
-        if step <= timedelta(0):
-            raise CommandError("The clock only moves forward: give a positive step.")
-        return clock.frozen_time + step
+            return clock_target_check(clock.frozen_time, moment_parse(to, "--to"))
+        return clock_target_check(clock.frozen_time,
+                                  clock.frozen_time + clock_step(days=days, hours=hours))

@@ -5,11 +5,11 @@ with the other retry mode for comparison."""
 from datetime import UTC
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_datetime
 
 from customers.money import format_money, known_currencies
 
 from ...simulation import Report, simulate_modes
+from ..options import moment_parse
 
 MODES = ("smart", "fixed")
 
@@ -49,13 +49,13 @@ class Command(BaseCommand):
             raise CommandError("--days must be between 1 and 366.")
         if currency not in known_currencies():
             raise CommandError(f"--currency {currency!r} is not an ISO 4217 currency.")
-        moment = parse_datetime(start)
-        if moment is None or moment.tzinfo is None:
-            raise CommandError(f"--start {start!r} is not an ISO 8601 time with an offset.")
+        moment = moment_parse(start, "--start")
         if not 0 <= subscriptions <= 1 or not 0 <= yearly <= 1:
             raise CommandError("--subscriptions and --yearly are shares between 0 and 1.")
         if not 1 <= seeds <= 100:
             raise CommandError("--seeds must be between 1 and 100.")
+        if not 0 <= seed <= 2**31:
+            raise CommandError(f"--seed must be between 0 and {2**31}.")
         if keep and not no_compare:
             raise CommandError("--keep keeps one run: add --no-compare.")
         if keep and seeds > 1:
