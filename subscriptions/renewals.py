@@ -136,6 +136,9 @@ def renewals_bulk(ids: list[int], *, now: datetime, test_clock=None, settings=No
     or no longer due, are left)."""
     settings = settings or InvoicingSettings.load()
     batch = _Batch(now, settings)
+    # Every subscription claimed is on this clock (or on none): their invoices carry it,
+    # as invoice_create does, for the clock's sweeps to find them.
+    batch.test_clock_id = test_clock.pk if test_clock is not None else None
     with transaction.atomic():
         subscriptions = list(
             due_renewals(now, test_clock).filter(among("pk", ids))
@@ -229,6 +232,7 @@ def _invoice_build(subscription, items, prices, pending, start, end, now, settin
             batch.invoice.automatically_finalizes_at if auto_advance else None
         ),
         subscription_id=subscription.pk, metadata={}, customer_details={},
+        test_clock_id=batch.test_clock_id,
     )
     lines, inputs, rates = [], [], []
     for item in items:
