@@ -125,6 +125,8 @@ class _Batch:
             period_start=now, period_end=now,
         )
         self.created = event_build("invoice.created", now=now, actor=RENEWALS)
+        self.changed_event = event_build("customer.subscription.updated", now=now,
+                                         actor=RENEWALS)
         self.events, self.invoices, self.lines, self.rates = [], [], [], []
         self.links, self.pending, self.changed, self.fields = [], [], [], set()
         self.after_pause: list[tuple[Invoice, str]] = []
@@ -211,6 +213,7 @@ def _renew(subscription, items, prices, pending, *, now, settings, batch: _Batch
                              batch)
     batch.fields |= set(transition_in_memory(
         subscription, target, at=now, actor=RENEWALS, events=batch.events, fields=fields,
+        template=batch.changed_event,
     ))
     batch.fields.add("latest_invoice")
     batch.changed.append(subscription)

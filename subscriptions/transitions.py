@@ -10,11 +10,13 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models.base import ModelState
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
 from customers.errors import DomainError
 from invoices.events import event_build, events_save
+from invoices.models import Event
 
 from .models import Subscription
 
@@ -69,20 +71,26 @@ def jsonable(value):
 
 def change_event(
     subscription: Subscription, type: str, previous: dict, *, now: datetime, actor: Actor,
-    extra: dict | None = None,
+    extra: dict | None = None, template: Event | None = None,
 ):
     """An unsaved customer.subscription.* event: the new values of what changed and
-    their `previous_attributes`."""
+    their `previous_attributes`. `template`: an event built by event_build with the same
+    time and actor, copied instead of building one (the renewal sweep's thousands)."""
     changed = {name: jsonable(getattr(subscription, name)) for name in previous}
-    built = event_build(
-        type, now=now, actor=actor, subscription_id=subscription.pk,
-        data={
-            "status": subscription.status,
-            **changed,
-            "previous_attributes": {name: jsonable(value) for name, value in previous.items()},
-            **(extra or {}),
-        },
-    )
+    data = {
+        "status": subscription.status,
+        **changed,
+        "previous_attributes": {name: jsonable(value) for name, value in previous.items()},
+        **(extra or {}),
+    }
+    if template is not None:
+        built = Event.__new__(Event)
+        built.__dict__ = {**template.__dict__, "type": type, "data": data,
+                          "subscription_id": subscription.pk}
+        built._state = ModelState()
+    else:
+        built = event_build(type, now=now, actor=actor, subscription_id=subscription.pk,
+                            data=data)
     built.customer_id = subscription.customer_id  # no Customer loaded for it
     return built
 
@@ -126,7 +134,7 @@ def subscription_transition(
 
 def transition_in_memory(
     subscription: Subscription, target: str, *, at: datetime, actor: Actor, events: list,
-    fields: dict | None = None, data: dict | None = None,
+    fields: dict | None = None, data: dict | None = None, template: Event | None = None,
 ) -> dict:
     """The door for set-based paths (the renewal sweep): apply the change to a
     subscription the caller holds locked, queue its event in `events`; the caller writes
@@ -140,5 +148,6 @@ def transition_in_memory(
     for name, value in updates.items():
         setattr(subscription, name, value)
     type = event_type(previous.get("status", target), target)
-    events.append(change_event(subscription, type, previous, now=at, actor=actor, extra=data))
+    events.append(change_event(subscription, type, previous, now=at, actor=actor, extra=data,
+                               template=template))
     return updates
