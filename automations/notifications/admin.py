@@ -1,6 +1,7 @@
 """Notifications in the admin: settings, editable email templates with a preview, the
 outbox (visible, re-sendable), and the customer's reminder opt-out on the customer page."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.utils.html import format_html, format_html_join
@@ -10,6 +11,7 @@ from django.utils.translation import ngettext
 
 from customers.admin import SingletonAdmin
 from customers.clock import system_now
+from customers.fields import AmountsByCurrencyField, CommaListField
 from customers.models import Customer
 
 from .delivery import Undeliverable, outbox_requeue, row_render
@@ -40,9 +42,32 @@ def error_html(message: str) -> str:
     return format_html('<p class="errornote">{}</p>', message)
 
 
+class NotificationSettingsForm(forms.ModelForm):
+    reminder_offsets = CommaListField(
+        item=int, label=_("Reminder offsets (days)"),
+        help_text=_("Days relative to the due date (-60 to 120), separated by commas: -7 is a "
+                    "week before, 0 the due date, 3 three days after. Empty sends no reminders."),
+    )
+    overdue_alert_thresholds = AmountsByCurrencyField(
+        label=_("Overdue alert thresholds"),
+        help_text=_("Per currency, in its own units: EUR 1000.00 alerts on EUR invoices with at "
+                    "least 1,000.00 € remaining. Currencies not listed raise no alert."),
+    )
+
+    class Meta:
+        model = NotificationSettings
+        fields = [
+            "send_finalized_invoices", "from_email", "reminder_offsets",
+            "overdue_alert_thresholds", "overdue_alert_days", "alert_recipients",
+            "digest_enabled", "digest_recipients", "digest_hour", "staff_locale",
+        ]
+
+
 @admin.register(NotificationSettings)
 class NotificationSettingsAdmin(SingletonAdmin):
     """A single row: the changelist opens it directly."""
+
+    form = NotificationSettingsForm
 
     fieldsets = (
         (_("Customer emails"), {"fields": ("send_finalized_invoices", "from_email")}),

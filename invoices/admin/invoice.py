@@ -35,6 +35,7 @@ from ..forms import (
     CreditNoteForm,
     CreditNoteLineFormSet,
     InvoiceAddForm,
+    InvoiceChangeForm,
     InvoiceLineForm,
     InvoiceLineFormSet,
     RecordPaymentForm,
@@ -172,6 +173,18 @@ class InvoiceLineInline(admin.TabularInline):
         "discount_percent", "discount_amount", "net_amount", "tax", "line_total",
     ]
     readonly_fields = ["net_amount", "tax", "line_total"]
+    # A finalized invoice's lines, read in the invoice's currency.
+    FROZEN_FIELDS = [
+        "description", "quantity", "unit_amount_display", "period_start", "period_end",
+        "tax_rates", "discount_percent", "discount_amount_display", "net_amount", "tax",
+        "line_total",
+    ]
+
+    def get_fields(self, request, obj=None):
+        return self.fields if self._editable(obj) else self.FROZEN_FIELDS
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if self._editable(obj) else self.FROZEN_FIELDS
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("invoice").prefetch_related("tax_rates")
@@ -193,6 +206,14 @@ class InvoiceLineInline(admin.TabularInline):
 
     def has_view_permission(self, request, obj=None):
         return self.admin_site.get_model_admin(Invoice).has_view_permission(request, obj)
+
+    @admin.display(description=gettext_lazy("unit amount"))
+    def unit_amount_display(self, line):
+        return money(line.unit_amount, line.invoice.currency)
+
+    @admin.display(description=gettext_lazy("discount amount"))
+    def discount_amount_display(self, line):
+        return money(line.discount_amount, line.invoice.currency) if line.discount_amount else "—"
 
     @admin.display(description=gettext_lazy("net"))
     def net_amount(self, line):
@@ -322,6 +343,7 @@ class InvoiceAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
     # rows take twice the CPU of 100 (rendering the list is ~0.4 ms a row).
     list_max_show_all = 100
     raw_id_fields = ["customer"]
+    form = InvoiceChangeForm
     inlines = [InvoiceLineInline]
     actions = [
         "finalize_selected", "void_selected", "mark_uncollectible_selected", "revise_selected",
@@ -453,7 +475,22 @@ class InvoiceAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
     # --- forms ---
 
     def get_fieldsets(self, request, obj=None):
-        return self.ADD_FIELDSETS if obj is None else self.CHANGE_FIELDSETS
+        if obj is None:
+            return self.ADD_FIELDSETS
+        if obj.is_draft:
+            return self.CHANGE_FIELDSETS
+        # Frozen: the discount is read in the invoice's currency.
+        return [
+            (title, {**options, "fields": [
+                "invoice_discount_display" if name == "discount_amount" else name
+                for name in options["fields"]
+            ]})
+            for title, options in self.CHANGE_FIELDSETS
+        ]
+
+    @admin.display(description=gettext_lazy("discount amount"))
+    def invoice_discount_display(self, invoice):
+        return money(invoice.discount_amount, invoice.currency)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
@@ -463,9 +500,14 @@ class InvoiceAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        fields = [name for _title, options in self.CHANGE_FIELDSETS for name in options["fields"]]
-        editable = self.DRAFT_EDITABLE if obj.is_draft else FROZEN_EDITABLE
-        return [name for name in fields if name not in editable]
+        fields = [
+            name for _title, options in self.get_fieldsets(request, obj)
+            for name in options["fields"]
+        ]
+        if obj.is_draft:
+            return [name for name in fields if name not in self.DRAFT_EDITABLE]
+        # The form's declared discount field goes too (shown as invoice_discount_display).
+        return [name for name in fields if name not in FROZEN_EDITABLE] + ["discount_amount"]
 
     def save_model(self, request, obj, form, change):
         now = now_for(obj.customer)

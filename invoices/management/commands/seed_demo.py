@@ -59,7 +59,7 @@ CUSTOMERS = {
         name="Initech Ltd", invoice_prefix="DEMOINITECH", email="accounts@initech.example",
         currency="GBP", preferred_locale="en", timezone="Europe/London", segment="smb",
         address_line1="1 Bishopsgate", postal_code="EC2N 3AR", city="London", country="GB",
-        tax_ids=[{"type": "gb_vat", "value": "GB123456789"}], metadata={"plan": "growth"},
+        tax_ids=[{"type": "gb_vat", "value": "GB980780684"}], metadata={"plan": "growth"},
     ),
     "tanaka": dict(
         name="Tanaka Shoji KK", invoice_prefix="DEMOTANAKA", email="keiri@tanaka.example",
@@ -81,7 +81,7 @@ CUSTOMERS = {
         name="Müller Maschinenbau GmbH", invoice_prefix="DEMOMULLER",
         email="buchhaltung@mueller.example", currency="EUR", preferred_locale="en",
         timezone="Europe/Berlin", segment="enterprise", city="Stuttgart", country="DE",
-        tax_ids=[{"type": "eu_vat", "value": "DE123456789"}], metadata={"plan": "enterprise"},
+        tax_ids=[{"type": "eu_vat", "value": "DE136695976"}], metadata={"plan": "enterprise"},
     ),
 }
 # Attached to a test clock, which only exists once the command runs.
