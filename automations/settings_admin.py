@@ -7,6 +7,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from customers.admin import ReadOnlyAdmin, SingletonAdmin
+from customers.admin_base import ModelAdmin
 from customers.fields import AmountsByCurrencyField, CommaListField
 
 from .models import BillingSettings, RetryPolicy, RetryStat
@@ -79,7 +80,7 @@ class BillingSettingsAdmin(SingletonAdmin):
 
 
 @admin.register(RetryPolicy)
-class RetryPolicyAdmin(admin.ModelAdmin):
+class RetryPolicyAdmin(ModelAdmin):
     form = RetryPolicyForm
     list_display = ["name", "mode", "max_retries", "window_days", "custom_schedule",
                     "after_last_retry", "customer_segments"]

@@ -25,6 +25,9 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 4000
 
 INSTALLED_APPS = [
+    # The admin's theme (README, "The admin"): before django.contrib.admin, whose
+    # templates it replaces.
+    "unfold",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -48,6 +51,20 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# The admin's theme (django-unfold): the project's stylesheet for its own parts (rows
+# inputs, invoice buttons, timelines, the dashboard) on top of the theme's.
+UNFOLD = {
+    "SITE_TITLE": "Billing",
+    "SITE_HEADER": "Billing back office",
+    "SITE_SYMBOL": "receipt_long",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": False,
+    "STYLES": ["billing_site.theme.stylesheet"],
+    "SITE_FAVICONS": [
+        {"rel": "icon", "type": "image/svg+xml", "href": "billing_site.theme.favicon"},
+    ],
+}
 
 # Widgets' templates are looked up like every other template (templates/admin/widgets).
 FORM_RENDERER = "django.forms.renderers.TemplatesSetting"

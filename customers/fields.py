@@ -14,6 +14,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from stdnum.exceptions import ValidationError as StdnumError
+from unfold import widgets as theme
 
 from .money import is_int, known_currencies, to_decimal, to_minor
 from .taxids import TAX_ID_TYPES, tax_id_normalize
@@ -111,7 +112,8 @@ class PairRowsWidget(forms.Widget):
         choices = self.choices() if callable(self.choices) else self.choices
         context["widget"].update({
             "rows": rows, "key_label": self.key_label, "value_label": self.value_label,
-            "choices": choices,
+            "choices": choices, "input_class": " ".join(theme.BASE_INPUT_CLASSES),
+            "select_class": " ".join(theme.SELECT_CLASSES),
         })
         return context
 

@@ -350,9 +350,9 @@ def test_customer_page_shows_invoices_and_timeline(staff, django_assert_max_num_
     assert "ACME-0001" in page and "ACME-0002" in page and other.number not in page
     assert "€100.00" in page and "€50.00" in page
     assert reverse("admin:invoices_invoice_change", args=[paid.pk]) in page
-    assert "Invoice finalized" in page and "Invoice paid" in page
-    assert "Balance: Adjustment" in page and "Goodwill" in page
+    assert "Finalized as ACME-0001" in page and "Invoice paid in full" in page
+    assert "Balance: adjustment of -€3.00" in page and "Goodwill" in page
     timeline = page[page.index("customer-timeline"):]
     # Newest first: the adjustment an hour later comes before the invoices' events.
-    assert timeline.index("Balance: Adjustment") < timeline.index("Invoice finalized")
+    assert timeline.index("Balance: adjustment") < timeline.index("Finalized as")
     assert Event.objects.filter(customer=acme).count() > 0

@@ -463,7 +463,7 @@ def test_finalize_button(staff_client):
 
     response = staff_client.post(op_url(draft, "finalize"), follow=True)
 
-    assert "1 invoice finalized." in messages_of(response)
+    assert "Finalized as ACME-0001." in messages_of(response)
     assert reload(draft).status == S.OPEN and draft.number == "ACME-0001"
     event = Event.objects.get(invoice=draft, type="invoice.finalized")
     assert event.actor_label == "admin"
@@ -486,7 +486,7 @@ def test_void_and_mark_uncollectible_buttons(staff_client):
 
     assert reload(first).status == S.VOID
     assert reload(second).status == S.UNCOLLECTIBLE
-    assert "1 invoice marked uncollectible." in messages_of(response)
+    assert f"{second.number} marked uncollectible." in messages_of(response)
 
 
 def test_voiding_a_paid_invoice_shows_the_reason_and_changes_nothing(staff_client):
@@ -533,7 +533,8 @@ def test_bulk_finalize_reports_how_many(staff_client):
 
     response = run_action(staff_client, "finalize_selected", drafts)
 
-    assert "2 invoices finalized." in messages_of(response)
+    numbers = ", ".join(reload(d).number for d in drafts)
+    assert f"2 invoices finalized: {numbers}." in messages_of(response)
     assert {reload(d).status for d in drafts} == {S.OPEN}
 
 
@@ -546,7 +547,7 @@ def test_bulk_void_reports_each_failure_and_leaves_it_unchanged(staff_client):
     response = run_action(staff_client, "void_selected", [opened, paid, empty_draft])
 
     shown = messages_of(response)
-    assert "1 invoice voided." in shown
+    assert f"1 invoice voided: {opened.number}." in shown
     assert f"{paid.number}: A paid invoice cannot be voided." in shown
     assert f"Draft {empty_draft.pk}: A draft invoice cannot be voided." in shown
     assert reload(opened).status == S.VOID
@@ -559,7 +560,7 @@ def test_bulk_finalize_one_failure_does_not_stop_the_others(staff_client):
     response = run_action(staff_client, "finalize_selected", [good, empty])
 
     shown = messages_of(response)
-    assert "1 invoice finalized." in shown
+    assert f"1 invoice finalized: {reload(good).number}." in shown
     assert any("Add at least one line" in m for m in shown)
     assert reload(good).status == S.OPEN and reload(empty).status == S.DRAFT
 
@@ -571,7 +572,8 @@ def test_bulk_mark_uncollectible_and_revise(staff_client):
     response = run_action(staff_client, "revise_selected", [second])
 
     assert reload(first).status == S.UNCOLLECTIBLE
-    assert "1 invoice voided and copied to a new draft." in messages_of(response)
+    assert f"1 invoice voided and copied to a new draft: {second.number}." in messages_of(
+        response)
     assert Invoice.objects.filter(from_invoice=second, status=S.DRAFT).exists()
 
 
@@ -791,10 +793,11 @@ def test_timeline_shows_events_newest_first_with_actor(staff_client):
     body = staff_client.get(change_url(invoice)).content.decode()
 
     timeline = body[body.index('id="invoice-timeline"'):]
-    assert timeline.index("invoice.voided") < timeline.index("invoice.finalized")
-    assert timeline.index("invoice.finalized") < timeline.index("invoice.created")
+    assert timeline.index("Invoice voided") < timeline.index(f"Finalized as {invoice.number}")
+    assert timeline.index("Finalized as") < timeline.index("Draft created")
     assert "admin" in timeline and "alice" in timeline
-    assert "previous_status: open" in timeline
+    # The raw event, one click away.
+    assert '&quot;previous_status&quot;: &quot;open&quot;' in timeline
 
 
 def test_read_only_lists_render(staff_client):
