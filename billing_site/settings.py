@@ -61,6 +61,7 @@ UNFOLD = {
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
     "STYLES": ["billing_site.theme.stylesheet"],
+    "DASHBOARD_CALLBACK": "automations.dashboard.dashboard_callback",
     "SITE_FAVICONS": [
         {"rel": "icon", "type": "image/svg+xml", "href": "billing_site.theme.favicon"},
     ],
