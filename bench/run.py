@@ -34,8 +34,8 @@ def parse_args():
     )
     parser.add_argument("--ticks", type=int, default=50, help="timed sweep ticks, nothing due")
     parser.add_argument(
-        "--only", choices=["build", "finalization", "changelist", "dashboard", "collection", "hosted",
-                             "documents", "outbox", "reminders", "smart_retries"],
+        "--only", choices=["build", "finalization", "changelist", "dashboard", "collection",
+                             "hosted", "documents", "outbox", "reminders", "smart_retries"],
         help="run one part only",
     )
     parser.add_argument("--emails", type=int, default=3000, help="emails to drain")

@@ -91,7 +91,9 @@ def test_automations_waiting_shows_once_the_engine_exists(staff, frozen, monkeyp
     assert reverse("admin:automations_outboxmessage_changelist") in waiting
 
 
-def test_the_index_reads_a_few_queries_whatever_the_data(staff, frozen, django_assert_max_num_queries):
+def test_the_index_reads_a_few_queries_whatever_the_data(
+    staff, frozen, django_assert_max_num_queries
+):
     for currency in ("EUR", "USD", "GBP"):
         for _ in range(3):
             make_open(make_customer(currency=currency))
