@@ -23,7 +23,9 @@ WIDTHS = [1280, 1440]
 SCREENSHOTS = os.environ.get("ADMIN_SCREENSHOTS", "")
 
 pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"
+    ),
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 
