@@ -127,6 +127,9 @@ MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 
 # Email: SMTP in production (smtp+tls://user:pass@host:587), the console by default.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+if EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend":  # noqa: F821
+    # Headers, text and attachments' names and sizes: no base64 in the quick start's log.
+    EMAIL_BACKEND = "automations.notifications.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Staff alerts and digests may go to staff users and to addresses in this domain only
@@ -161,7 +164,10 @@ CACHES = {"default": environ.Env.cache_url_config(_cache_url)}
 CACHES["default"].setdefault("KEY_PREFIX", "billing")
 
 # Absolute links to customer pages in emails when there is no request to build them from.
-SITE_URL = (env.str("SITE_URL", default="") or "http://localhost:8000").rstrip("/")
+# Left unset outside DEBUG, `manage.py check --deploy` refuses it (billing.E003): every
+# emailed link would point at localhost.
+DEFAULT_SITE_URL = "http://localhost:8000"
+SITE_URL = (env.str("SITE_URL", default="") or DEFAULT_SITE_URL).rstrip("/")
 
 # Payment gateway: a dotted path to an invoices.gateways.base.Gateway subclass
 # (docs/gateways.md). The simulated gateway needs no account; Stripe needs its key.

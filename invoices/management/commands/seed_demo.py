@@ -7,12 +7,16 @@ Idempotent: the demo customers' invoice prefixes start with DEMO; when one exist
 command does nothing. It runs in one transaction, so a failed run leaves nothing behind.
 """
 
+import io
 from datetime import timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.db.models import Min
+from PIL import Image, ImageDraw
 
 from customers.actors import Actor
 from customers.clock import system_now
@@ -133,10 +137,30 @@ def admin_ensure(password: str) -> str:
 
 
 def branding_demo() -> None:
-    """Fill the branding, unless staff already did."""
+    """Fill the branding, logo and icon included, unless staff already did."""
     branding = Branding.load()
     if not branding.company_name:
         Branding.objects.filter(pk=branding.pk).update(**BRANDING)
+        branding.refresh_from_db()
+        branding.logo.save("demo-logo.png", ContentFile(demo_mark(320, 96)), save=False)
+        branding.icon.save("demo-icon.png", ContentFile(demo_mark(128, 128)), save=False)
+        branding.save(update_fields=["logo", "icon"])
+
+
+def demo_mark(width: int, height: int) -> bytes:
+    """A plain brand mark in the demo's accent colour (PNG), drawn here: no asset to ship."""
+    image = Image.new("RGB", (width, height), BRANDING["accent_colour"])
+    draw = ImageDraw.Draw(image)
+    side = min(width, height)
+    pad = side // 5
+    draw.rectangle([pad, pad, side - pad, side - pad], outline="white", width=max(2, side // 16))
+    stroke = max(2, side // 16)
+    draw.line([pad * 2, side // 2, side - pad * 2, side // 2], fill="white", width=stroke)
+    if width > height:
+        draw.text((side + pad // 2, height // 2 - 6), "Demo Billing", fill="white")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def demo_load(*, now) -> None:
@@ -255,6 +279,21 @@ def demo_load(*, now) -> None:
         customers["rehearsal"], now=clock.frozen_time,
         lines=[("Pain de campagne, abonnement", 30, 4_50, [rates["fr_reduced"]])],
     )
+    customers_dated(customers.values())
+
+
+def customers_dated(customers) -> None:
+    """Each demo customer dates from its first invoice or balance entry, not from the
+    moment the command ran (a customer is not younger than its invoices)."""
+    for customer in customers:
+        firsts = [
+            Invoice.objects.filter(customer=customer).aggregate(first=Min("created_at"))["first"],
+            BalanceTransaction.objects.filter(customer=customer)
+            .aggregate(first=Min("created_at"))["first"],
+        ]
+        first = min(filter(None, firsts), default=None)
+        if first is not None and first < customer.created_at:
+            Customer.objects.filter(pk=customer.pk).update(created_at=first)
 
 
 def tax_rate_get(**fields) -> TaxRate:
