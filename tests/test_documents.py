@@ -32,7 +32,13 @@ from invoices.services import (
 from invoices.sweeps import finalize_due_drafts
 
 from .factories import NOW, STAFF, make_customer, make_draft, make_open, make_tax_rate
-from .pdfs import media, pdf_text, render_pending, stored  # noqa: F401  (media: fixture)
+from .pdfs import (  # noqa: F401  (media: fixture)
+    media,
+    pdf_pages,
+    pdf_text,
+    render_pending,
+    stored,
+)
 
 D = Document.Status
 pytestmark = pytest.mark.usefixtures("media")
@@ -179,8 +185,21 @@ def test_an_open_invoice_links_to_its_page_and_a_paid_one_does_not(settings):
     invoice_record_payment(invoice, amount=10000, method="cheque", now=NOW, actor=STAFF)
     render_pending()
 
-    assert "Pay or download this invoice online: https://billing.example.com/i/" in open_text
+    # A short line to read (the link and the QR code carry the whole address).
+    assert "Pay or download this invoice online: billing.example.com/i/" in open_text
+    assert "or scan the code with your phone." in open_text
     assert "billing.example.com/i/" not in pdf_text(latest("invoice", invoice))
+
+
+def test_every_page_has_its_number_and_page_count_and_the_headline_comes_first(settings):
+    invoice = make_open(lines=[(1, 1000)] * 60)
+    render_pending()
+    pages = pdf_pages(latest("invoice", invoice))
+
+    assert len(pages) >= 2
+    for number, text in enumerate(pages, 1):
+        assert f"{number} / {len(pages)}" in text and invoice.number in text
+    assert "€600.00 due on" in pages[0]
 
 
 def test_a_void_invoice_shows_it():

@@ -95,9 +95,8 @@ BRANDING = dict(
     postal_code="75009", city="Paris", country="FR", vat_number="FR44732829320",
     siren="732829320", siret="73282932000017", accent_colour="#1F4E79",
     support_email="billing@demo.example",
-    invoice_footer="Demo Billing SAS, capital 10 000 EUR, RCS Paris 732 829 320.\n"
-    "Late payment: penalties at three times the legal interest rate and a fixed "
-    "40 EUR recovery fee.",
+    # The late-payment terms are printed by the product, in each customer's language.
+    invoice_footer="Demo Billing SAS, capital 10 000 EUR, RCS Paris 732 829 320.",
 )
 
 REHEARSAL = dict(
