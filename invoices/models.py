@@ -279,8 +279,11 @@ class Invoice(models.Model):
                     status__in=["open", "uncollectible"], next_payment_attempt__isnull=False
                 ),
             ),
+            # Carries what the dashboard sums (0017): what is overdue, and what falls due
+            # today and is not yet past due, read from the index alone.
             models.Index(
-                fields=["past_due_at"], name="invoice_past_due_idx", condition=Q(status="open")
+                fields=["past_due_at"], name="invoice_past_due_idx", condition=Q(status="open"),
+                include=["due_date", "currency", "amount_remaining"],
             ),
             models.Index(
                 fields=["automatically_finalizes_at"],

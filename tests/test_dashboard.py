@@ -40,7 +40,9 @@ def test_the_index_shows_each_figure_with_a_link_to_its_list(staff, frozen):
     overdue = make_open(jpy, lines=((1, 4500),))
     retried = make_open(eur, lines=((1, 9900),))
     today = NOW.date()
-    Invoice.objects.filter(pk=due_today.pk).update(due_date=today)
+    Invoice.objects.filter(pk=due_today.pk).update(
+        due_date=today, past_due_at=NOW + timedelta(days=1)
+    )
     Invoice.objects.filter(pk=overdue.pk).update(past_due_at=NOW - timedelta(days=3))
     Invoice.objects.filter(pk=retried.pk).update(next_payment_attempt=NOW + timedelta(hours=5))
     card = add_card(eur)
