@@ -78,7 +78,7 @@ def per_currency(rows, locale: str, url_for) -> list[Figure]:
 def open_sums(invoices) -> list[dict]:
     return list(
         invoices.order_by().values("currency")
-        .annotate(amount=Sum("amount_remaining"), n=Count("id"))
+        .annotate(amount=Sum("amount_remaining"), n=Count("*"))
     )
 
 
