@@ -1,7 +1,7 @@
 """Stored documents: requested by events, rendered by the sweep or a task, served from
 storage, in the customer's locale, and never a failure for the door that caused them."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -110,6 +110,25 @@ def test_french_invoice_amounts_and_dates_are_written_the_french_way(branding):
     assert "TVA 20 % sur 1 028,80 €" in text
     assert "2 mars 2026" in text
     assert "Montant dû" in text
+
+
+def test_a_french_invoice_says_everything_in_french(branding):
+    # A French seller: the late-payment terms are the product's, in the customer's language.
+    Branding.objects.filter(pk=branding.pk).update(country="FR")
+    customer = make_customer(
+        name="Acme SARL", preferred_locale="fr", timezone="Europe/Paris", country="GB",
+        address_line1="1 Bishopsgate", postal_code="EC2N 3AR", city="London",
+    )
+    invoice = make_open(customer, lines=((1, 259000),), due_date=date(2026, 12, 29))
+    render_pending()
+
+    text = pdf_text(latest("invoice", invoice))
+
+    assert "2 590,00 € dû le 29 décembre 2026" in text
+    # The address in the order of its country, the country named in French.
+    assert "1 Bishopsgate LONDON EC2N 3AR ROYAUME-UNI" in text
+    assert "Retard de paiement" in text and "40,00 €" in text
+    assert "Late payment" not in text
 
 
 def test_brazilian_invoice_in_portuguese():
