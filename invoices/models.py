@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from customers.models import Customer
-from customers.money import MAX_AMOUNT
+from customers.money import MAX_AMOUNT, format_money_here
 from customers.singletons import Singleton
 
 MAX_LINES = 250
@@ -397,7 +397,7 @@ class Payment(models.Model):
         ordering = ["-received_at", "-id"]
 
     def __str__(self):
-        return f"{self.amount} {self.currency} ({self.get_method_display()})"
+        return f"{format_money_here(self.amount, self.currency)} ({self.get_method_display()})"
 
 
 class PaymentAttempt(models.Model):
@@ -491,7 +491,7 @@ class PaymentAttempt(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_status_display()} {self.amount} {self.currency}"
+        return f"{self.get_status_display()} {format_money_here(self.amount, self.currency)}"
 
 
 class CreditNote(models.Model):
