@@ -64,7 +64,7 @@ def invoice_rows(customer_id) -> list[dict]:
     ]
 
 
-def event_entries(customer_id, currency: str) -> list[TimelineEntry]:
+def event_entries(customer_id) -> list[TimelineEntry]:
     events = (
         Event.objects.filter(customer_id=customer_id)
         .select_related("invoice", "credit_note")
@@ -77,7 +77,7 @@ def event_entries(customer_id, currency: str) -> list[TimelineEntry]:
     return [
         TimelineEntry(
             at=event.created_at,
-            sentence=event_sentence(event, currency),
+            sentence=event_sentence(event, event.invoice.currency if event.invoice_id else ""),
             actor=event.actor_label or event.get_actor_kind_display(),
             link=admin_url("invoices_invoice_change", event.invoice_id) if event.invoice_id else "",
             link_text=str(event.invoice) if event.invoice_id else "",
@@ -115,8 +115,7 @@ def balance_entries(customer_id) -> list[TimelineEntry]:
 
 def customer_timeline(customer_id, *, with_events: bool, with_balance: bool) -> list:
     """Events and balance ledger lines, newest first: two queries, merged here."""
-    currency = Customer.objects.filter(pk=customer_id).values_list("currency", flat=True).first()
-    entries = (event_entries(customer_id, currency or "") if with_events else []) + (
+    entries = (event_entries(customer_id) if with_events else []) + (
         balance_entries(customer_id) if with_balance else []
     )
     entries.sort(key=lambda entry: entry.at, reverse=True)
