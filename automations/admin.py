@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _gettext
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from customers.admin_base import ModelAdmin, style_form
 from customers.errors import DomainError
 from customers.models import TestClock
 
@@ -190,7 +191,7 @@ SUMMARIES = {
 
 
 @admin.register(TestClock)
-class TestClockAdmin(admin.ModelAdmin):
+class TestClockAdmin(ModelAdmin):
     list_display = ("name", "frozen_time", "customers_count", "created_at")
     search_fields = ("name",)
     readonly_fields = ("customers_link", "created_at")
@@ -263,7 +264,7 @@ class TestClockAdmin(admin.ModelAdmin):
             "title": _gettext("Advance %(name)s") % {"name": clock.name},
             "opts": self.opts,
             "original": clock,
-            "form": form,
+            "form": style_form(form),
             "quick_steps": QUICK_STEPS_DAYS,
             "frozen_time": timezone.localtime(clock.frozen_time),
             "has_view_permission": self.has_view_permission(request, clock),
@@ -280,3 +281,19 @@ class TestClockAdmin(admin.ModelAdmin):
 from . import settings_admin  # noqa: E402,F401 - registers the billing settings screens
 from .engine import admin as engine_admin  # noqa: E402,F401  (registers the automations' screens)
 from .notifications import admin as notifications_admin  # noqa: E402,F401  (registers its screens)
+
+
+def beat_admins_in_theme() -> None:
+    """django-celery-beat's screens (the periodic tasks automations.schedule declares),
+    re-registered on the project's base class so that they are not half-styled."""
+    from django_celery_beat import admin as beat
+
+    for model, base in list(admin.site._registry.items()):
+        if type(base).__module__ != beat.__name__ or isinstance(base, ModelAdmin):
+            continue
+        themed = type(type(base).__name__, (type(base), ModelAdmin), {})
+        admin.site.unregister(model)
+        admin.site.register(model, themed)
+
+
+beat_admins_in_theme()

@@ -1,11 +1,14 @@
 """The billing settings screen, retry policies, and what Smart Retries have learned."""
 
+from django import forms
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from customers.admin import ReadOnlyAdmin, SingletonAdmin
+from customers.admin_base import ModelAdmin
+from customers.fields import AmountsByCurrencyField, CommaListField
 
 from .models import BillingSettings, RetryPolicy, RetryStat
 
@@ -17,9 +20,46 @@ SCHEDULED_RETRIES_NOTE = _(
 )
 
 
+class BillingSettingsForm(forms.ModelForm):
+    partial_payment_tolerance = AmountsByCurrencyField(
+        label=_("Reconcile partial payments within"),
+        help_text=_("Per currency, in its own units (e.g. EUR 1.00): a payment that leaves at "
+                    "most this much unpaid closes the invoice with a credit note. Currencies "
+                    "not listed are never reconciled."),
+    )
+
+    class Meta:
+        model = BillingSettings
+        fields = [
+            "automatic_collection", "default_retry_policy", "uncollectible_after_days",
+            "partial_payment_tolerance",
+        ]
+
+
+class RetryPolicyForm(forms.ModelForm):
+    custom_schedule = CommaListField(
+        item=int, label=_("Custom schedule"),
+        help_text=_("Custom mode: days after the previous attempt, e.g. 1, 3, 5, 7."),
+    )
+    customer_segments = CommaListField(
+        label=_("Customer segments"),
+        help_text=_("Customers of these segments (separated by commas) use this policy "
+                    "instead of the default."),
+    )
+
+    class Meta:
+        model = RetryPolicy
+        fields = [
+            "name", "mode", "max_retries", "window_days", "custom_schedule", "after_last_retry",
+            "customer_segments",
+        ]
+
+
 @admin.register(BillingSettings)
 class BillingSettingsAdmin(SingletonAdmin):
     """A singleton: the list goes straight to the one row, which cannot be deleted."""
+
+    form = BillingSettingsForm
 
     fieldsets = [
         (_("Automatic collection"), {
@@ -41,7 +81,8 @@ class BillingSettingsAdmin(SingletonAdmin):
 
 
 @admin.register(RetryPolicy)
-class RetryPolicyAdmin(admin.ModelAdmin):
+class RetryPolicyAdmin(ModelAdmin):
+    form = RetryPolicyForm
     list_display = ["name", "mode", "max_retries", "window_days", "custom_schedule",
                     "after_last_retry", "customer_segments"]
     fieldsets = [

@@ -168,9 +168,32 @@ def run(summary, *, runs: int) -> None:
             f"queries {worst['queries']} over {worst['rows']} pages "
             f"(goal <= {GOAL_MS} ms, <= {GOAL_QUERIES} queries)",
         )
+    dashboard_measure(client, summary, runs, slow)
     print(f"  load average after: {load_average()}")
     for label, result in slow[:3]:
         print(f"\n  slowest SQL of {label}:")
+        for seconds, sql in result["sql"]:
+            print(f"    {float(seconds) * 1000:7.1f} ms  {sql[:400]}")
+
+
+def dashboard_measure(client, summary, runs, slow) -> None:
+    """The admin index (the morning dashboard) over the same data set, same goal."""
+    worst = {"p95": 0.0, "queries": 0, "failed": 0, "rows": 0}
+    result = measure(client, reverse("admin:index"), {}, runs)
+    report_row("dashboard (admin index)", 0, 1, result, worst, slow)
+    summary.goal(
+        worst["failed"] == 0,
+        f"dashboard: p95 {worst['p95']:.0f} ms, {worst['queries']} queries "
+        f"(goal <= {GOAL_MS} ms, <= {GOAL_QUERIES} queries)",
+    )
+
+
+def dashboard_run(summary, *, runs: int) -> None:
+    print(f"\nthe dashboard alone, {runs} runs; load average before: {load_average()}")
+    slow = []
+    dashboard_measure(superuser_client(), summary, runs, slow)
+    print(f"  load average after: {load_average()}")
+    for _label, result in slow[:1]:
         for seconds, sql in result["sql"]:
             print(f"    {float(seconds) * 1000:7.1f} ms  {sql[:400]}")
 

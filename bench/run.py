@@ -36,8 +36,8 @@ def parse_args():
     )
     parser.add_argument("--ticks", type=int, default=50, help="timed sweep ticks, nothing due")
     parser.add_argument(
-        "--only", choices=["build", "finalization", "changelist", "collection", "hosted",
-                             "documents", "outbox", "reminders", "subscriptions",
+        "--only", choices=["build", "finalization", "changelist", "dashboard", "collection",
+                             "hosted", "documents", "outbox", "reminders", "subscriptions",
                              "rehearsal", "smart_retries", "automations"],
         help="run one part only",
     )
@@ -172,6 +172,8 @@ def main() -> int:
         finalization.run(summary, drafts=args.drafts)
     if args.only in (None, "changelist"):
         changelist.run(summary, runs=args.runs)
+    if args.only == "dashboard":  # also measured by the changelist part
+        changelist.dashboard_run(summary, runs=args.runs)
     if args.only in (None, "collection"):
         collection.run(
             summary, attempts=args.attempts, uncollectible=args.uncollectible, ticks=args.ticks

@@ -28,12 +28,16 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 4000
 
 INSTALLED_APPS = [
+    # The admin's theme (README, "The admin"): before django.contrib.admin, whose
+    # templates it replaces.
+    "unfold",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.forms",
     "django_celery_beat",
     "customers",
     "invoices",
@@ -51,6 +55,24 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# The admin's theme (django-unfold): the project's stylesheet for its own parts (rows
+# inputs, invoice buttons, timelines, the dashboard) on top of the theme's.
+UNFOLD = {
+    "SITE_TITLE": "Billing",
+    "SITE_HEADER": "Billing back office",
+    "SITE_SYMBOL": "receipt_long",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": False,
+    "STYLES": ["billing_site.theme.stylesheet"],
+    "DASHBOARD_CALLBACK": "automations.dashboard.dashboard_callback",
+    "SITE_FAVICONS": [
+        {"rel": "icon", "type": "image/svg+xml", "href": "billing_site.theme.favicon"},
+    ],
+}
+
+# Widgets' templates are looked up like every other template (templates/admin/widgets).
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 
 ROOT_URLCONF = "billing_site.urls"
 WSGI_APPLICATION = "billing_site.wsgi.application"
@@ -109,6 +131,9 @@ MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 
 # Email: SMTP in production (smtp+tls://user:pass@host:587), the console by default.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+if EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend":  # noqa: F821
+    # Headers, text and attachments' names and sizes: no base64 in the quick start's log.
+    EMAIL_BACKEND = "automations.notifications.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Staff alerts and digests may go to staff users and to addresses in this domain only
@@ -151,7 +176,10 @@ if CACHES["default"]["BACKEND"].endswith("RedisCache"):
     CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=1, socket_timeout=1)
 
 # Absolute links to customer pages in emails when there is no request to build them from.
-SITE_URL = (env.str("SITE_URL", default="") or "http://localhost:8000").rstrip("/")
+# Left unset outside DEBUG, `manage.py check --deploy` refuses it (billing.E003): every
+# emailed link would point at localhost.
+DEFAULT_SITE_URL = "http://localhost:8000"
+SITE_URL = (env.str("SITE_URL", default="") or DEFAULT_SITE_URL).rstrip("/")
 
 # Payment gateway: a dotted path to an invoices.gateways.base.Gateway subclass
 # (docs/gateways.md). The simulated gateway needs no account; Stripe needs its key.

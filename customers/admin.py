@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _gettext
 from django.utils.translation import gettext_lazy as _
 
 from .actors import Actor
+from .admin_base import AUTH_ADMINS, ModelAdmin, TabularInline, style_form
 from .clock import now_for
 from .errors import DomainError
 from .forms import BalanceAdjustForm, CustomerForm
@@ -36,7 +37,7 @@ def money(amount: int | None, currency: str) -> str:
     return "" if amount is None else format_money(amount, currency, reader_locale())
 
 
-class SingletonAdmin(admin.ModelAdmin):
+class SingletonAdmin(ModelAdmin):
     """The admin of a one-row settings model (customers.singletons.Singleton): the list
     opens the row, created when missing; never an add form, never a delete."""
 
@@ -74,7 +75,7 @@ class MoneyColumnsMixin:
         return money(entry.ending_balance, entry.currency)
 
 
-class BalanceTransactionInline(MoneyColumnsMixin, admin.TabularInline):
+class BalanceTransactionInline(MoneyColumnsMixin, TabularInline):
     model = BalanceTransaction
     formset = LatestFirstFormSet
     fields = (
@@ -108,7 +109,7 @@ class QuickCheckboxMixin:
         )
 
 
-class DomainRefusalAdmin(admin.ModelAdmin):
+class DomainRefusalAdmin(ModelAdmin):
     """The admin saves in a transaction: a DomainError raised while saving (a lost race,
     a rule of the domain) rolls everything back and is shown as a message, not a 500."""
 
@@ -284,7 +285,7 @@ class CustomerAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
             "title": _gettext("Adjust the balance of %(name)s") % {"name": customer.name},
             "opts": self.opts,
             "original": customer,
-            "form": form,
+            "form": style_form(form),
             "balance": money(customer.balance, customer.currency),
             "has_view_permission": self.has_view_permission(request, customer),
         }
@@ -302,7 +303,7 @@ class CustomerAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
         )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ModelAdmin):
     """History is written by the domain only: staff read it here."""
 
     def has_add_permission(self, request):
@@ -332,3 +333,9 @@ class BalanceTransactionAdmin(MoneyColumnsMixin, ReadOnlyAdmin):
         "description", "reference", "actor", "created_at",
     )
     readonly_fields = fields
+
+
+for _model, _admin in AUTH_ADMINS.items():
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, _admin)

@@ -26,4 +26,14 @@ def production_settings_check(app_configs, **kwargs):
                 id="billing.E002",
             )
         )
+    if settings.SITE_URL == settings.DEFAULT_SITE_URL.rstrip("/") and not settings.DEBUG:
+        errors.append(
+            Error(
+                "SITE_URL is left at its default, http://localhost:8000: every link in the "
+                "emails and PDFs sent to customers would point at localhost.",
+                hint="Set SITE_URL to the public address of this site, e.g. "
+                "https://billing.example.com.",
+                id="billing.E003",
+            )
+        )
     return errors

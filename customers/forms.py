@@ -5,12 +5,20 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from .errors import DomainError
+from .fields import CountryField, MetadataField, TaxIdsField
 from .models import Customer
 from .money import to_minor
 from .services import prefix_check_available
 
 
 class CustomerForm(forms.ModelForm):
+    country = CountryField(label=_("Country"))
+    tax_ids = TaxIdsField(label=_("Tax ids"))
+    metadata = MetadataField(
+        label=_("Metadata"),
+        help_text=_("Up to 50 keys of at most 40 characters each; values up to 500."),
+    )
+
     class Meta:
         model = Customer
         fields = [

@@ -7,7 +7,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .money import validate_currency
+from .money import format_money_here, validate_currency
 
 LOCALES = [("en", _("English")), ("fr", _("French")), ("pt-BR", _("Portuguese (Brazil)"))]
 
@@ -250,4 +250,4 @@ class BalanceTransaction(models.Model):
         indexes = [models.Index(fields=["customer", "created_at"])]
 
     def __str__(self):
-        return f"{self.get_type_display()} {self.amount} {self.currency}"
+        return f"{self.get_type_display()} {format_money_here(self.amount, self.currency)}"

@@ -119,6 +119,13 @@ def format_money(amount: int, currency: str, locale: str = "en") -> str:
     return format_currency(to_decimal(amount, currency), currency, locale=babel_locale(locale))
 
 
+def format_money_here(amount: int, currency: str) -> str:
+    """Formatted in the active language (a model's __str__, read in the admin)."""
+    from django.utils import translation
+
+    return format_money(amount, currency, translation.to_locale(translation.get_language() or "en"))
+
+
 @cache
 def babel_locale(locale: str) -> Locale:
     """Parsed once per process: Babel parses a locale name on every call given one,

@@ -14,52 +14,27 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
 from customers.admin import CustomerAdmin, money
+from customers.admin_base import TabularInline
 from customers.forms import CustomerForm
 from customers.models import BalanceTransaction, Customer, PaymentMethod
 
+from .admin.timeline import event_raw, event_sentence
 from .models import Event, Invoice
 from .pagination import CappedCountPaginator
 
 LATEST_INVOICES = 20
 TIMELINE_LENGTH = 50
 
-EVENT_TITLES = {
-    "invoice.created": _("Invoice created"),
-    "invoice.updated": _("Invoice updated"),
-    "invoice.finalized": _("Invoice finalized"),
-    "invoice.finalization_failed": _("Automatic finalization failed"),
-    "invoice.paid": _("Invoice paid"),
-    "invoice.payment_succeeded": _("Payment received"),
-    "invoice.payment_failed": _("Payment failed"),
-    "invoice.payment_action_required": _("Payment needs the customer's action"),
-    "invoice.marked_uncollectible": _("Invoice marked uncollectible"),
-    "invoice.voided": _("Invoice voided"),
-    "invoice.deleted": _("Draft deleted"),
-    "invoice.overdue": _("Invoice overdue"),
-    "invoice.will_be_due": _("Invoice will be due"),
-    "invoice.payment_processing": _("Payment processing"),
-    "invoice.collection_paused": _("Collection paused: no payment method"),
-    "invoice.hosted_page_viewed": _("Invoice page viewed by the customer"),
-    "invoice.payment_held_for_review": _("Payment held for review: the gateway's answer "
-                                         "did not match"),
-    "invoice.payment_review_resolved": _("Held payment decided by staff"),
-    "payment_method.attached": _("Payment method added"),
-    "payment_method.detached": _("Payment method detached"),
-    "credit_note.created": _("Credit note created"),
-    "credit_note.voided": _("Credit note voided"),
-    "email.sent": _("Email sent"),
-    "email.failed": _("Email could not be sent"),
-}
 
 
 @dataclass(frozen=True)
 class TimelineEntry:
     at: datetime
-    title: str
-    detail: str
+    sentence: str
     actor: str
     link: str = ""
     link_text: str = ""
+    raw: str = ""
 
 
 def admin_url(name: str, *args) -> str:
@@ -79,6 +54,7 @@ def invoice_rows(customer_id) -> list[dict]:
         {
             "label": str(invoice),
             "status": invoice.get_status_display(),
+            "status_code": invoice.status,
             "total": money(invoice.total, invoice.currency),
             "remaining": money(invoice.amount_remaining, invoice.currency),
             "due_date": invoice.due_date,
@@ -94,35 +70,21 @@ def event_entries(customer_id) -> list[TimelineEntry]:
         .select_related("invoice", "credit_note")
         .only(
             "type", "created_at", "actor_kind", "actor_label", "data",
-            "invoice__number", "credit_note__number",
+            "invoice__number", "invoice__currency", "credit_note__number",
         )
         .order_by("-created_at", "-id")[:TIMELINE_LENGTH]
     )
     return [
         TimelineEntry(
             at=event.created_at,
-            title=str(EVENT_TITLES.get(event.type, event.type)),
-            detail=event_detail(event),
+            sentence=event_sentence(event, event.invoice.currency if event.invoice_id else ""),
             actor=event.actor_label or event.get_actor_kind_display(),
             link=admin_url("invoices_invoice_change", event.invoice_id) if event.invoice_id else "",
             link_text=str(event.invoice) if event.invoice_id else "",
+            raw=event_raw(event),
         )
         for event in events
     ]
-
-
-def event_detail(event: Event) -> str:
-    parts = [event.credit_note.number] if event.credit_note_id else []
-    data = event.data
-    if data.get("error"):
-        parts.append(str(data["error"]))
-    if data.get("decline_code"):
-        parts.append(f"{data['decline_code']}: {data.get('failure_message', '')}")
-    if data.get("next_payment_attempt"):
-        parts.append(str(_("next attempt %(at)s") % {"at": data["next_payment_attempt"][:16]}))
-    if data.get("label"):
-        parts.append(str(data["label"]))
-    return " · ".join(parts)
 
 
 def balance_entries(customer_id) -> list[TimelineEntry]:
@@ -132,14 +94,14 @@ def balance_entries(customer_id) -> list[TimelineEntry]:
     return [
         TimelineEntry(
             at=line.created_at,
-            title=str(_("Balance: %(type)s") % {"type": line.get_type_display()}),
-            detail=" · ".join(
-                part
+            sentence=" · ".join(
+                str(part)
                 for part in (
-                    money(line.amount, line.currency),
-                    str(_("new balance %(balance)s") % {
-                        "balance": money(line.ending_balance, line.currency)
-                    }),
+                    _("Balance: %(type)s of %(amount)s, new balance %(balance)s") % {
+                        "type": line.get_type_display().lower(),
+                        "amount": money(line.amount, line.currency),
+                        "balance": money(line.ending_balance, line.currency),
+                    },
                     line.reference,
                     line.description,
                 )
@@ -174,7 +136,7 @@ class CustomerInvoicingForm(CustomerForm):
         return currency
 
 
-class PaymentMethodInline(admin.TabularInline):
+class PaymentMethodInline(TabularInline):
     """The customer's payment methods, on the customer page (added from their screen)."""
 
     model = PaymentMethod

@@ -9,6 +9,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from customers.errors import DomainError
+from customers.fields import MetadataField, MoneyField, money_convert, money_fields_set_currency
 from customers.money import format_money, to_minor
 
 from .credit_notes import CreditLine
@@ -23,7 +24,32 @@ def _label(model, name):
 # --- invoice and lines --------------------------------------------------------------
 
 
-class InvoiceAddForm(forms.ModelForm):
+class InvoiceChangeForm(forms.ModelForm):
+    """A draft's (or a finalized invoice's memo and metadata) fields as people type them:
+    the discount in the invoice's currency, metadata as key/value rows."""
+
+    metadata = MetadataField(label=gettext_lazy("Metadata"))
+    discount_amount = MoneyField(
+        label=gettext_lazy("Discount amount"), required=False,
+        help_text=gettext_lazy("In the invoice's currency, e.g. 12.50."),
+    )
+
+    class Meta:
+        model = Invoice
+        fields = [
+            "collection_method", "due_date", "days_until_due", "auto_advance",
+            "description", "footer", "metadata", "discount_percent", "discount_amount",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        money_fields_set_currency(self, self.instance.currency or None)
+
+    def clean_discount_amount(self):
+        return self.cleaned_data.get("discount_amount") or 0
+
+
+class InvoiceAddForm(InvoiceChangeForm):
     """Creating a draft: the currency is the customer's; typing another one is refused."""
 
     invoice_currency = forms.CharField(
@@ -49,17 +75,30 @@ class InvoiceAddForm(forms.ModelForm):
                   "%(currency)s.")
                 % {"customer": customer, "billing": customer.currency, "currency": currency},
             )
+        if customer is not None:
+            money_convert(self, customer.currency)
         return cleaned
 
 
 class InvoiceLineForm(forms.ModelForm):
-    # Plain integer fields: the range checks are the domain's (line_validate), so staff
-    # see the same message here as anywhere else.
+    # Amounts typed in the invoice's currency; the range checks are the domain's
+    # (line_validate), so staff see the same message here as anywhere else.
     quantity = forms.IntegerField(label=_label(InvoiceLine, "quantity"), initial=1)
-    unit_amount = forms.IntegerField(label=_label(InvoiceLine, "unit_amount"))
-    discount_amount = forms.IntegerField(
-        label=_label(InvoiceLine, "discount_amount"), initial=0, required=False
-    )
+    unit_amount = MoneyField(label=gettext_lazy("unit amount"))
+    discount_amount = MoneyField(label=gettext_lazy("discount amount"), required=False)
+
+    def _invoice_currency(self) -> str | None:
+        # The formset hands each line its invoice (parent_invoice); a new invoice learns
+        # its currency from its customer only once the invoice form is validated, which
+        # comes before the lines are.
+        invoice = getattr(self, "parent_invoice", None)
+        if invoice is None:
+            return None
+        return invoice.currency or (invoice.customer.currency if invoice.customer_id else None)
+
+    def full_clean(self):
+        money_fields_set_currency(self, self._invoice_currency())
+        super().full_clean()
 
     class Meta:
         model = InvoiceLine
@@ -75,6 +114,8 @@ class InvoiceLineForm(forms.ModelForm):
         cleaned = super().clean()
         if any(self.has_error(name) for name in ("quantity", "unit_amount", "discount_amount")):
             return cleaned
+        if self.fields["unit_amount"].currency is None or cleaned.get("unit_amount") is None:
+            return cleaned  # a new invoice whose customer is missing: that is said above
         try:
             line_validate(
                 quantity=cleaned.get("quantity"),
@@ -96,10 +137,25 @@ class InvoiceLineForm(forms.ModelForm):
 
 
 class InvoiceLineFormSet(BaseInlineFormSet):
+    def _construct_form(self, i, **kwargs):
+        form = super()._construct_form(i, **kwargs)
+        form.parent_invoice = self.instance
+        money_fields_set_currency(form, form._invoice_currency())
+        return form
+
+    @property
+    def empty_form(self):
+        form = super().empty_form
+        form.parent_invoice = self.instance
+        money_fields_set_currency(form, form._invoice_currency())
+        return form
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # One query for the tax rate choices instead of one per line.
-        field = self.form.base_fields["tax_rates"]
+        field = self.form.base_fields.get("tax_rates")
+        if field is None:  # a finalized invoice's lines: read-only
+            return
         choices = list(field.choices)
         for form in self.forms:
             form.fields["tax_rates"].choices = choices

@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from customers.models import Customer
-from customers.money import MAX_AMOUNT
+from customers.money import MAX_AMOUNT, format_money_here
 from customers.singletons import Singleton
 
 MAX_LINES = 250
@@ -304,8 +304,11 @@ class Invoice(models.Model):
                     status__in=["open", "uncollectible"], next_payment_attempt__isnull=False
                 ),
             ),
+            # Carries what the dashboard sums (0017): what is overdue, and what falls due
+            # today and is not yet past due, read from the index alone.
             models.Index(
-                fields=["past_due_at"], name="invoice_past_due_idx", condition=Q(status="open")
+                fields=["past_due_at"], name="invoice_past_due_idx", condition=Q(status="open"),
+                include=["due_date", "currency", "amount_remaining"],
             ),
             models.Index(
                 fields=["automatically_finalizes_at"],
@@ -441,7 +444,7 @@ class Payment(models.Model):
         ordering = ["-received_at", "-id"]
 
     def __str__(self):
-        return f"{self.amount} {self.currency} ({self.get_method_display()})"
+        return f"{format_money_here(self.amount, self.currency)} ({self.get_method_display()})"
 
 
 class PaymentAttempt(models.Model):
@@ -534,6 +537,12 @@ class PaymentAttempt(models.Model):
                 fields=["test_clock", "check_at"], name="attempt_clock_check_idx",
                 condition=Q(status__in=["pending", "processing"], test_clock__isnull=False),
             ),
+            # Successful retries of a declined payment, by time: what the dashboard shows
+            # collection recovered (a small part of all attempts).
+            models.Index(
+                fields=["created_at"], name="attempt_recovered_idx",
+                condition=Q(status="succeeded") & ~Q(retry_of_decline_code=""),
+            ),
         ]
         constraints = [
             # At most one attempt in flight per invoice: two workers cannot both charge it.
@@ -545,7 +554,7 @@ class PaymentAttempt(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_status_display()} {self.amount} {self.currency}"
+        return f"{self.get_status_display()} {format_money_here(self.amount, self.currency)}"
 
 
 class CreditNote(models.Model):

@@ -13,11 +13,12 @@ from django.utils.translation import gettext_lazy as _
 
 from customers.actors import Actor
 from customers.admin import reader_locale
+from customers.admin_base import ModelAdmin, TabularInline
 from customers.clock import now_for, system_now
 from customers.errors import DomainError
 from customers.models import Customer, PaymentMethod
 from customers.money import format_money
-from invoices.customer_admin import EVENT_TITLES
+from invoices.admin.timeline import describes
 from invoices.models import Event
 
 from .forms import CancelForm, ChangeForm, PauseForm, SubscriptionCreateForm
@@ -34,7 +35,7 @@ from .services import (
 from .transitions import FINAL
 
 
-class PriceInline(admin.TabularInline):
+class PriceInline(TabularInline):
     model = Price
     extra = 0
     fields = ("nickname", "currency", "unit_amount", "type", "recurring_interval",
@@ -43,7 +44,7 @@ class PriceInline(admin.TabularInline):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(ModelAdmin):
     list_display = ("name", "active", "price_count")
     list_filter = ("active",)
     search_fields = ("name", "description")
@@ -69,7 +70,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
+class PriceAdmin(ModelAdmin):
     list_display = ("__str__", "product", "currency", "amount", "type", "recurring_interval",
                     "recurring_interval_count", "active")
     list_filter = ("active", "type", "currency", "recurring_interval", "product")
@@ -88,7 +89,7 @@ class PriceAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
-class ItemInline(admin.TabularInline):
+class ItemInline(TabularInline):
     model = SubscriptionItem
     extra = 0
     fields = ("price", "quantity")
@@ -99,7 +100,7 @@ class ItemInline(admin.TabularInline):
         return False
 
 
-class BilledPeriodInline(admin.TabularInline):
+class BilledPeriodInline(TabularInline):
     model = SubscriptionInvoice
     extra = 0
     fields = ("invoice", "billing_reason", "period_start", "period_end")
@@ -121,7 +122,8 @@ SUBSCRIPTION_EVENT_TITLES = {
     "customer.subscription.trial_will_end": _("Trial ends in 3 days"),
     "invoice.upcoming": _("Upcoming renewal announced"),
 }
-EVENT_TITLES.update(SUBSCRIPTION_EVENT_TITLES)  # the customer page's timeline names them
+for _type, _title in SUBSCRIPTION_EVENT_TITLES.items():  # the timelines name them
+    describes(_type)(lambda event, currency, title=_title: str(title))
 
 
 class IntervalFilter(admin.SimpleListFilter):
@@ -176,7 +178,7 @@ def staff_actor(request) -> Actor:
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ModelAdmin):
     list_display = ("__str__", "customer", "status", "plan", "current_period_end",
                     "cancel_at_period_end", "created_at")
     list_filter = ("status", IntervalFilter, "currency", ProductFilter, SegmentFilter,

@@ -17,6 +17,15 @@ def pdf_text(content: bytes) -> str:
     return " ".join(text.replace("\u202f", " ").replace("\xa0", " ").split())
 
 
+def pdf_pages(content: bytes) -> list[str]:
+    """The text of each page, whitespace normalised as pdf_text."""
+    reader = PdfReader(io.BytesIO(content))
+    return [
+        " ".join(page.extract_text().replace("\u202f", " ").replace("\xa0", " ").split())
+        for page in reader.pages
+    ]
+
+
 def stored(document: Document) -> bytes:
     with document.file.open("rb") as f:
         return f.read()

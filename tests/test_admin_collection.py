@@ -10,6 +10,7 @@ from customers.models import PaymentMethod
 from invoices import collection
 from invoices.models import PaymentAttempt
 
+from .admin_forms import rows
 from .factories import NOW, add_card, make_charged, make_customer
 
 
@@ -45,11 +46,13 @@ def test_settings_out_of_range_are_refused_and_change_nothing(staff_client):
         "automatic_collection": "on",
         "default_retry_policy": settings.default_retry_policy_id,
         "uncollectible_after_days": "45",
-        "partial_payment_tolerance": '{"EUR": -5}',
+        **rows("partial_payment_tolerance", {"EUR": "0.005"}),
     })
     assert response.status_code == 200
-    errors = str(response.context["adminform"].form.errors)
-    assert "45" in errors and "minor units" in errors
+    errors = response.context["adminform"].form.errors
+    assert "45" in str(errors["uncollectible_after_days"])
+    assert errors["partial_payment_tolerance"] == [
+        "EUR: EUR amounts have at most 2 decimal places."]
     settings.refresh_from_db()
     assert settings.uncollectible_after_days is None and settings.partial_payment_tolerance == {}
 

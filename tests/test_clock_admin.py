@@ -1,5 +1,6 @@
 """Test clocks in the admin: advancing runs the work due to the clock's customers only."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -43,7 +44,8 @@ def test_clock_list_counts_customers(staff, clock):
 
     page = staff.get(reverse("admin:customers_testclock_changelist")).content.decode()
 
-    assert "Rehearsal" in page and '<td class="field-customers_count">2</td>' in page
+    assert "Rehearsal" in page
+    assert re.search(r'<td class="field-customers_count[^>]*>2</td>', page)
 
 
 def test_clock_page_has_an_advance_button(staff, clock):

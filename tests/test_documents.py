@@ -1,7 +1,7 @@
 """Stored documents: requested by events, rendered by the sweep or a task, served from
 storage, in the customer's locale, and never a failure for the door that caused them."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -32,7 +32,13 @@ from invoices.services import (
 from invoices.sweeps import finalize_due_drafts
 
 from .factories import NOW, STAFF, make_customer, make_draft, make_open, make_tax_rate
-from .pdfs import media, pdf_text, render_pending, stored  # noqa: F401  (media: fixture)
+from .pdfs import (  # noqa: F401  (media: fixture)
+    media,
+    pdf_pages,
+    pdf_text,
+    render_pending,
+    stored,
+)
 
 D = Document.Status
 pytestmark = pytest.mark.usefixtures("media")
@@ -104,6 +110,25 @@ def test_french_invoice_amounts_and_dates_are_written_the_french_way(branding):
     assert "TVA 20 % sur 1 028,80 €" in text
     assert "2 mars 2026" in text
     assert "Montant dû" in text
+
+
+def test_a_french_invoice_says_everything_in_french(branding):
+    # A French seller: the late-payment terms are the product's, in the customer's language.
+    Branding.objects.filter(pk=branding.pk).update(country="FR")
+    customer = make_customer(
+        name="Acme SARL", preferred_locale="fr", timezone="Europe/Paris", country="GB",
+        address_line1="1 Bishopsgate", postal_code="EC2N 3AR", city="London",
+    )
+    invoice = make_open(customer, lines=((1, 259000),), due_date=date(2026, 12, 29))
+    render_pending()
+
+    text = pdf_text(latest("invoice", invoice))
+
+    assert "2 590,00 € dû le 29 décembre 2026" in text
+    # The address in the order of its country, the country named in French.
+    assert "1 Bishopsgate LONDON EC2N 3AR ROYAUME-UNI" in text
+    assert "Retard de paiement" in text and "40,00 €" in text
+    assert "Late payment" not in text
 
 
 def test_brazilian_invoice_in_portuguese():
@@ -179,8 +204,21 @@ def test_an_open_invoice_links_to_its_page_and_a_paid_one_does_not(settings):
     invoice_record_payment(invoice, amount=10000, method="cheque", now=NOW, actor=STAFF)
     render_pending()
 
-    assert "Pay or download this invoice online: https://billing.example.com/i/" in open_text
+    # A short line to read (the link and the QR code carry the whole address).
+    assert "Pay or download this invoice online: billing.example.com/i/" in open_text
+    assert "or scan the code with your phone." in open_text
     assert "billing.example.com/i/" not in pdf_text(latest("invoice", invoice))
+
+
+def test_every_page_has_its_number_and_page_count_and_the_headline_comes_first(settings):
+    invoice = make_open(lines=[(1, 1000)] * 60)
+    render_pending()
+    pages = pdf_pages(latest("invoice", invoice))
+
+    assert len(pages) >= 2
+    for number, text in enumerate(pages, 1):
+        assert f"{number} / {len(pages)}" in text and invoice.number in text
+    assert "€600.00 due on" in pages[0]
 
 
 def test_a_void_invoice_shows_it():

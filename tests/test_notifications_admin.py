@@ -20,6 +20,7 @@ from automations.notifications.outbox import outbox_write
 from automations.notifications.reminders import reminder_message
 from automations.notifications.rendering import default_sources
 
+from .admin_forms import rows
 from .factories import NOW, make_customer, make_open
 from .test_admin_customers import edit_form
 
@@ -36,8 +37,8 @@ def staff(client, admin_user):
 
 def settings_form(**overrides):
     data = {
-        "send_finalized_invoices": "on", "from_email": "", "reminder_offsets": "[-7, 0, 7]",
-        "overdue_alert_thresholds": "{}", "overdue_alert_days": "7", "alert_recipients": "",
+        "send_finalized_invoices": "on", "from_email": "", "reminder_offsets": "-7, 0, 7",
+        "overdue_alert_days": "7", "alert_recipients": "",
         "digest_recipients": "", "digest_hour": "7", "staff_locale": "en",
         "upcoming_renewal_days": "7",
     }
@@ -73,7 +74,7 @@ def test_the_settings_list_opens_the_single_settings_page(staff):
 
 
 def test_settings_are_saved_sorted(staff):
-    response = staff.post(settings_url(), settings_form(reminder_offsets="[7, -3, 0]"))
+    response = staff.post(settings_url(), settings_form(reminder_offsets="7, -3, 0"))
 
     assert response.status_code == 302
     assert NotificationSettings.load().reminder_offsets == [-3, 0, 7]
@@ -82,7 +83,8 @@ def test_settings_are_saved_sorted(staff):
 def test_settings_refuse_outside_recipients_with_a_clear_message(staff, settings):
     settings.COMPANY_EMAIL_DOMAIN = "acme.test"
     response = staff.post(settings_url(), settings_form(
-        alert_recipients="someone@gmail.com", overdue_alert_thresholds='{"EUR": 100000}',
+        alert_recipients="someone@gmail.com",
+        **rows("overdue_alert_thresholds", {"EUR": "1000.00"}),
     ))
 
     assert response.status_code == 200

@@ -31,6 +31,7 @@ def production_env(tmp_path, **overrides) -> dict:
         "HTTPS": "true",
         "SECURE_HSTS_PRELOAD": "true",
         "ALLOWED_HOSTS": "billing.example.com",
+        "SITE_URL": "https://billing.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "VAR_DIR": str(tmp_path),
     }
@@ -81,6 +82,18 @@ def test_the_development_key_fails_the_deploy_check_with_a_clear_message(tmp_pat
     assert result.returncode != 0
     assert "billing.E001" in output and "SECRET_KEY is the development key" in output
     assert "billing.E002" in output and "DEBUG is on" in output
+
+
+def test_site_url_left_at_its_default_fails_the_deploy_check(tmp_path):
+    # Given production settings without SITE_URL
+    env = production_env(tmp_path)
+    del env["SITE_URL"]
+    # When the deploy check runs
+    result = run(["manage.py", "check", "--deploy"], env)
+    # Then it fails and names the setting, instead of a silent localhost in every link
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "billing.E003" in output and "SITE_URL is left at its default" in output
 
 
 def test_settings_come_from_the_environment(tmp_path):

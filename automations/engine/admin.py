@@ -18,8 +18,10 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from customers.actors import Actor
+from customers.admin_base import ModelAdmin, TabularInline
 from customers.clock import system_now
 from customers.errors import DomainError
+from invoices.admin.timeline import describes
 
 from .dryrun import MAX_DAYS, dry_run
 from .models import Automation, AutomationRun, AutomationStep
@@ -86,7 +88,7 @@ class StepFormSet(forms.BaseInlineFormSet):
             raise ValidationError(errors)
 
 
-class StepInline(admin.TabularInline):
+class StepInline(TabularInline):
     model = AutomationStep
     form = StepForm
     formset = StepFormSet
@@ -95,7 +97,7 @@ class StepInline(admin.TabularInline):
 
 
 @admin.register(Automation)
-class AutomationAdmin(admin.ModelAdmin):
+class AutomationAdmin(ModelAdmin):
     form = AutomationForm
     inlines = [StepInline]
     list_display = (
@@ -278,7 +280,7 @@ class AutomationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AutomationRun)
-class AutomationRunAdmin(admin.ModelAdmin):
+class AutomationRunAdmin(ModelAdmin):
     list_display = (
         "id",
         "automation",
@@ -343,3 +345,29 @@ class AutomationRunAdmin(admin.ModelAdmin):
             % {"n": canceled, "m": skipped},
             messages.SUCCESS if canceled else messages.WARNING,
         )
+
+
+def _automation_sentence(event, currency) -> str:
+    data = event.data or {}
+    text = data.get("text", "")
+    name = event.actor_label or _gettext("Automation")
+    if event.type == "automation.step":
+        return _gettext("%(automation)s, step %(step)s: %(text)s") % {
+            "automation": name, "step": data.get("step", ""), "text": text}
+    if event.type == "automation.waiting":
+        until = data.get("until", "")
+        return _gettext("%(automation)s waits: %(text)s (until %(until)s)") % {
+            "automation": name, "text": text, "until": until[:16].replace("T", " ")}
+    verb = {
+        "automation.completed": _gettext("finished"),
+        "automation.exited": _gettext("stopped"),
+        "automation.failed": _gettext("could not go on"),
+        "automation.canceled": _gettext("was canceled"),
+    }.get(event.type, event.type)
+    return f"{name} {verb}: {text}" if text else f"{name} {verb}"
+
+
+describes(
+    "automation.step", "automation.waiting", "automation.completed", "automation.exited",
+    "automation.failed", "automation.canceled",
+)(_automation_sentence)

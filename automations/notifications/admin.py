@@ -1,6 +1,7 @@
 """Notifications in the admin: settings, editable email templates with a preview, the
 outbox (visible, re-sendable), and the customer's reminder opt-out on the customer page."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.utils.html import format_html, format_html_join
@@ -9,8 +10,11 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from customers.admin import SingletonAdmin
+from customers.admin_base import ModelAdmin, StackedInline
 from customers.clock import system_now
+from customers.fields import AmountsByCurrencyField, CommaListField
 from customers.models import Customer
+from invoices.admin.timeline import describes
 
 from .delivery import Undeliverable, outbox_requeue, row_render
 from .kinds import KINDS, sample_context
@@ -40,9 +44,32 @@ def error_html(message: str) -> str:
     return format_html('<p class="errornote">{}</p>', message)
 
 
+class NotificationSettingsForm(forms.ModelForm):
+    reminder_offsets = CommaListField(
+        item=int, label=_("Reminder offsets (days)"),
+        help_text=_("Days relative to the due date (-60 to 120), separated by commas: -7 is a "
+                    "week before, 0 the due date, 3 three days after. Empty sends no reminders."),
+    )
+    overdue_alert_thresholds = AmountsByCurrencyField(
+        label=_("Overdue alert thresholds"),
+        help_text=_("Per currency, in its own units: EUR 1000.00 alerts on EUR invoices with at "
+                    "least 1,000.00 € remaining. Currencies not listed raise no alert."),
+    )
+
+    class Meta:
+        model = NotificationSettings
+        fields = [
+            "send_finalized_invoices", "from_email", "reminder_offsets",
+            "overdue_alert_thresholds", "overdue_alert_days", "alert_recipients",
+            "digest_enabled", "digest_recipients", "digest_hour", "staff_locale",
+        ]
+
+
 @admin.register(NotificationSettings)
 class NotificationSettingsAdmin(SingletonAdmin):
     """A single row: the changelist opens it directly."""
+
+    form = NotificationSettingsForm
 
     fieldsets = (
         (_("Customer emails"), {"fields": ("send_finalized_invoices", "from_email")}),
@@ -75,7 +102,7 @@ def schedules_rebuild_later() -> None:
 
 
 @admin.register(EmailTemplate)
-class EmailTemplateAdmin(admin.ModelAdmin):
+class EmailTemplateAdmin(ModelAdmin):
     list_display = ("kind", "locale", "subject", "updated_at")
     list_filter = ("kind", "locale")
     readonly_fields = ("variables", "preview")
@@ -119,7 +146,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
+class OutboxMessageAdmin(ModelAdmin):
     list_display = (
         "created_at", "kind", "recipients", "customer", "invoice", "status", "attempts",
         "sent_at", "error_short",
@@ -185,7 +212,7 @@ class OutboxMessageAdmin(admin.ModelAdmin):
             )
 
 
-class CustomerNotificationPreferenceInline(admin.StackedInline):
+class CustomerNotificationPreferenceInline(StackedInline):
     model = CustomerNotificationPreference
     fields = ("reminders_paused", "reason")
     can_delete = False
@@ -204,3 +231,37 @@ class CustomerWithNotificationsAdmin(_CustomerAdmin):
 
 admin.site.unregister(Customer)
 admin.site.register(Customer, CustomerWithNotificationsAdmin)
+
+
+# --- the timelines' sentences for the emails this app sends ------------------------------
+
+
+def reminder_timing(key: str) -> str:
+    """ "reminder:17:-3" -> "3 days before due"."""
+    parts = key.split(":")
+    if parts[0] != "reminder" or len(parts) != 3:
+        return ""
+    try:
+        offset = int(parts[2])
+    except ValueError:
+        return ""
+    if offset == 0:
+        return _gettext("on the due date")
+    days = abs(offset)
+    if offset < 0:
+        return ngettext("%(n)d day before due", "%(n)d days before due", days) % {"n": days}
+    return ngettext("%(n)d day after due", "%(n)d days after due", days) % {"n": days}
+
+
+@describes("email.sent", "email.failed")
+def email_sentence(event, currency) -> str:
+    data = event.data or {}
+    kind = KINDS.get(data.get("email", ""))
+    name = str(kind.label) if kind else data.get("email", "")
+    if event.type == "email.failed":
+        return _gettext("“%(email)s” email could not be sent: %(error)s") % {
+            "email": name, "error": data.get("error", "")}
+    text = _gettext("“%(email)s” email sent to %(to)s") % {
+        "email": name, "to": ", ".join(data.get("to") or []) or "—"}
+    timing = reminder_timing(data.get("key", ""))
+    return f"{text} ({timing})" if timing else text

@@ -12,6 +12,7 @@ from ..collection import payment_method_add, payment_method_detach
 from ..models import PaymentAttempt
 from ..pagination import CappedCountPaginator
 from .common import DomainRefusalAdmin, ReadOnlyAdmin, money, staff
+from .invoice import customer_kinds
 
 
 class PaymentMethodAddForm(forms.ModelForm):
@@ -91,11 +92,38 @@ class PaymentMethodAdmin(DomainRefusalAdmin):
         ) % {"count": done}, messages.SUCCESS)
 
 
+class RecoveredFilter(admin.SimpleListFilter):
+    """Retries of a declined payment (the dashboard's "recovered" links here)."""
+
+    title = gettext_lazy("retry of a decline")
+    parameter_name = "recovered"
+
+    def lookups(self, request, model_admin):
+        return [("yes", gettext_lazy("Yes"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(retry_of_decline_code="")
+        return queryset
+
+
+class AttemptCurrencyFilter(admin.SimpleListFilter):
+    title = gettext_lazy("currency")
+    parameter_name = "currency"
+
+    def lookups(self, request, model_admin):
+        return [(c, c) for c in sorted({c for c, _s in customer_kinds(request)})]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(currency=self.value()) if self.value() else queryset
+
+
 @admin.register(PaymentAttempt)
 class PaymentAttemptAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "invoice", "customer", "source", "method_label",
                     "amount_display", "status", "decline_code", "duration_ms"]
-    list_filter = ["status", "source", "hard_decline", "decline_code"]
+    list_filter = ["status", "source", RecoveredFilter, AttemptCurrencyFilter, "hard_decline",
+                   "decline_code"]
     list_select_related = ["invoice", "customer"]
     search_fields = ["invoice__number", "idempotency_key", "gateway_reference"]
     show_full_result_count = False

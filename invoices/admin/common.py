@@ -13,6 +13,7 @@ from customers.admin import (  # noqa: F401  (shared)
     ReadOnlyAdmin,
     SingletonAdmin,
 )
+from customers.admin_base import ModelAdmin, TabularInline  # noqa: F401  (shared)
 from customers.money import format_money
 
 

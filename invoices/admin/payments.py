@@ -10,7 +10,7 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy, ngettext, pgettext
 
 from customers.clock import now_for
 from customers.errors import DomainError
@@ -26,6 +26,7 @@ from ..pagination import CappedCountPaginator
 from .common import (
     QuickCheckboxMixin,
     ReadOnlyAdmin,
+    TabularInline,
     change_url,
     may,
     money,
@@ -80,7 +81,7 @@ class PaymentAdmin(ReadOnlyAdmin):
         return stored_pdf_view(self, request, object_id, "receipt")
 
 
-class CreditNoteLineInline(admin.TabularInline):
+class CreditNoteLineInline(TabularInline):
     model = CreditNoteLine
     fields = ["description", "invoice_line", "amount_display", "tax_display"]
     readonly_fields = fields
@@ -163,7 +164,19 @@ class CreditNoteAdmin(QuickCheckboxMixin, ReadOnlyAdmin):
             note is not None and note.status == CreditNote.Status.ISSUED
             and self.has_void_permission(request)
         )
-        extra_context = {**(extra_context or {}), "can_void": can_void}
+        buttons = {"primary": [], "menu": []}
+        if note is not None:
+            buttons["primary"].append({"label": _("Download PDF"), "post": False,
+                                       "url": reverse("admin:invoices_creditnote_pdf",
+                                                      args=[note.pk])})
+        if can_void:
+            buttons["menu"].append({
+                "label": pgettext("credit note action", "Void"), "post": True, "confirm": True,
+                "danger": True, "url": reverse("admin:invoices_creditnote_void", args=[note.pk]),
+            })
+        extra_context = {
+            **(extra_context or {}), "can_void": can_void, "credit_note_buttons": buttons,
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def pdf_view(self, request, object_id):

@@ -15,6 +15,7 @@ from ..models import (
 from ..pagination import CappedCountPaginator
 from ..transitions import S
 from .common import (
+    ModelAdmin,
     ReadOnlyAdmin,
     SingletonAdmin,
     data_summary,
@@ -26,7 +27,7 @@ def tax_rate_used_on_finalized(rate: TaxRate) -> bool:
 
 
 @admin.register(TaxRate)
-class TaxRateAdmin(admin.ModelAdmin):
+class TaxRateAdmin(ModelAdmin):
     list_display = ["display_name", "percentage", "inclusive", "country", "category", "active"]
     list_filter = ["active", "inclusive", "country"]
     search_fields = ["display_name"]

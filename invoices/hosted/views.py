@@ -26,6 +26,7 @@ from customers.clock import now_for
 from customers.errors import DomainError
 
 from ..documents.services import document_ensure
+from ..gateways.simulated import CARDS_BY_TOKEN
 from ..models import Branding, Invoice, InvoicingSettings, Payment
 from ..services import local_date
 from .branding import PageBranding, page_branding
@@ -272,7 +273,24 @@ def payment_forms(visit: Visit, context: dict, given: dict, nonces: dict) -> dic
         "pay_url": visit.url("hosted:pay"),
         "method_url": visit.url("hosted:payment_method"),
     }
-    return {name: given.get(name, form) for name, form in forms.items()}
+    shown = {name: given.get(name, form) for name, form in forms.items()}
+    shown["test_cards"] = test_cards() if cards else []
+    return shown
+
+
+def test_cards() -> list[tuple[str, str]]:
+    """The simulated gateway's main cards, to try the page (docs/gateways.md has all)."""
+    picked = {
+        "sim_4242": _("Succeeds"), "sim_9995": _("Declines: insufficient funds"),
+        "sim_9979": _("Declines: stolen card (not retried)"),
+        "sim_2222": _("Processing, then succeeds 2 days later"),
+        "sim_3155": _("Asks for authentication"),
+    }
+    return [
+        (" ".join(card.number[i:i + 4] for i in range(0, 16, 4)), label)
+        for token, label in picked.items()
+        if (card := CARDS_BY_TOKEN.get(token))
+    ]
 
 
 # --- paying -----------------------------------------------------------------------------

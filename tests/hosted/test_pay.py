@@ -195,8 +195,18 @@ def test_a_malformed_card_number_is_a_clear_message(client, invoice, number, mes
     assert response.status_code == 400
     assert message in body
     if number:
-        assert number not in body  # never echoed back
+        # Never echoed back (the test cards listed on the page aside).
+        assert number not in re.sub(r'<details class="test-cards">.*?</details>', "", body,
+                                    flags=re.S)
     nothing_recorded(invoice)
+
+
+def test_the_page_lists_test_cards_with_the_simulated_gateway(client, invoice):
+    body = client.get(page_url(invoice)).content.decode()
+
+    cards = body[body.index('class="test-cards"'):]
+    assert "4242 4242 4242 4242</code> Succeeds" in cards
+    assert "4000 0000 0000 9995</code> Declines: insufficient funds" in cards
 
 
 @pytest.mark.parametrize("expiry,cvc,message", [

@@ -7,12 +7,16 @@ Idempotent: the demo customers' invoice prefixes start with DEMO; when one exist
 command does nothing. It runs in one transaction, so a failed run leaves nothing behind.
 """
 
+import io
 from datetime import timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.db.models import Min
+from PIL import Image, ImageDraw
 
 from customers.actors import Actor
 from customers.clock import system_now
@@ -68,7 +72,7 @@ CUSTOMERS = {
         name="Initech Ltd", invoice_prefix="DEMOINITECH", email="accounts@initech.example",
         currency="GBP", preferred_locale="en", timezone="Europe/London", segment="smb",
         address_line1="1 Bishopsgate", postal_code="EC2N 3AR", city="London", country="GB",
-        tax_ids=[{"type": "gb_vat", "value": "GB123456789"}], metadata={"plan": "growth"},
+        tax_ids=[{"type": "gb_vat", "value": "GB980780684"}], metadata={"plan": "growth"},
     ),
     "tanaka": dict(
         name="Tanaka Shoji KK", invoice_prefix="DEMOTANAKA", email="keiri@tanaka.example",
@@ -90,7 +94,7 @@ CUSTOMERS = {
         name="Müller Maschinenbau GmbH", invoice_prefix="DEMOMULLER",
         email="buchhaltung@mueller.example", currency="EUR", preferred_locale="en",
         timezone="Europe/Berlin", segment="enterprise", city="Stuttgart", country="DE",
-        tax_ids=[{"type": "eu_vat", "value": "DE123456789"}], metadata={"plan": "enterprise"},
+        tax_ids=[{"type": "eu_vat", "value": "DE136695976"}], metadata={"plan": "enterprise"},
     ),
 }
 # Attached to a test clock, which only exists once the command runs.
@@ -100,9 +104,8 @@ BRANDING = dict(
     postal_code="75009", city="Paris", country="FR", vat_number="FR44732829320",
     siren="732829320", siret="73282932000017", accent_colour="#1F4E79",
     support_email="billing@demo.example",
-    invoice_footer="Demo Billing SAS, capital 10 000 EUR, RCS Paris 732 829 320.\n"
-    "Late payment: penalties at three times the legal interest rate and a fixed "
-    "40 EUR recovery fee.",
+    # The late-payment terms are printed by the product, in each customer's language.
+    invoice_footer="Demo Billing SAS, capital 10 000 EUR, RCS Paris 732 829 320.",
 )
 
 REHEARSAL = dict(
@@ -144,10 +147,30 @@ def admin_ensure(password: str) -> str:
 
 
 def branding_demo() -> None:
-    """Fill the branding, unless staff already did."""
+    """Fill the branding, logo and icon included, unless staff already did."""
     branding = Branding.load()
     if not branding.company_name:
         Branding.objects.filter(pk=branding.pk).update(**BRANDING)
+        branding.refresh_from_db()
+        branding.logo.save("demo-logo.png", ContentFile(demo_mark(320, 96)), save=False)
+        branding.icon.save("demo-icon.png", ContentFile(demo_mark(128, 128)), save=False)
+        branding.save(update_fields=["logo", "icon"])
+
+
+def demo_mark(width: int, height: int) -> bytes:
+    """A plain brand mark in the demo's accent colour (PNG), drawn here: no asset to ship."""
+    image = Image.new("RGB", (width, height), BRANDING["accent_colour"])
+    draw = ImageDraw.Draw(image)
+    side = min(width, height)
+    pad = side // 5
+    draw.rectangle([pad, pad, side - pad, side - pad], outline="white", width=max(2, side // 16))
+    stroke = max(2, side // 16)
+    draw.line([pad * 2, side // 2, side - pad * 2, side // 2], fill="white", width=stroke)
+    if width > height:
+        draw.text((side + pad // 2, height // 2 - 6), "Demo Billing", fill="white")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def demo_load(*, now) -> dict[str, Customer]:
@@ -266,7 +289,22 @@ def demo_load(*, now) -> dict[str, Customer]:
         customers["rehearsal"], now=clock.frozen_time,
         lines=[("Pain de campagne, abonnement", 30, 4_50, [rates["fr_reduced"]])],
     )
+    customers_dated(customers.values())
     return customers
+
+
+def customers_dated(customers) -> None:
+    """Each demo customer dates from its first invoice or balance entry, not from the
+    moment the command ran (a customer is not younger than its invoices)."""
+    for customer in customers:
+        firsts = [
+            Invoice.objects.filter(customer=customer).aggregate(first=Min("created_at"))["first"],
+            BalanceTransaction.objects.filter(customer=customer)
+            .aggregate(first=Min("created_at"))["first"],
+        ]
+        first = min(filter(None, firsts), default=None)
+        if first is not None and first < customer.created_at:
+            Customer.objects.filter(pk=customer.pk).update(created_at=first)
 
 
 def tax_rate_get(**fields) -> TaxRate:
