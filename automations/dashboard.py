@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from django.apps import apps
 from django.db.models import Count, Q, Sum
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
@@ -25,16 +24,13 @@ from customers.money import format_money
 from invoices.models import Invoice, PaymentAttempt
 from invoices.transitions import S
 
+from .engine.models import AutomationRun
 from .notifications.models import OutboxMessage
 
 NEXT_RETRIES = 5
 RECOVERED_DAYS = 7
 # Counted up to this many: past it the card says "more than".
 FAILED_EMAILS_CAP = 1000
-# The engine's run model, when it exists (DESIGN.md 8: a run per automation and event,
-# with an indexed resume_at): looked up by these names, in this order.
-ENGINE_RUN_MODELS = ("AutomationRun", "Run")
-WAITING_STATUSES = ("waiting", "scheduled", "pending")
 
 
 @dataclass
@@ -156,33 +152,12 @@ def failed_emails() -> Figure:
     )
 
 
-def engine_run_model():
-    """The automation engine's run model, if that engine is installed (None before)."""
-    if not apps.is_installed("automations"):
-        return None
-    for name in ENGINE_RUN_MODELS:
-        try:
-            return apps.get_model("automations", name)
-        except LookupError:
-            continue
-    return None
-
-
-def automations_waiting() -> Figure | None:
-    model = engine_run_model()
-    if model is None:
-        return None
-    names = {f.name for f in model._meta.get_fields()}
-    runs = model.objects.all()
-    status_field = "status" if "status" in names else None
-    if status_field:
-        runs = runs.filter(status__in=WAITING_STATUSES)
-    elif "resume_at" in names:
-        runs = runs.filter(resume_at__isnull=False)
-    opts = model._meta
+def automations_waiting() -> Figure:
+    """Runs waiting for their next step (automation_run_due_idx: waiting runs only)."""
+    waiting = AutomationRun.objects.filter(status=AutomationRun.Status.WAITING)
     return Figure(
-        label=_("Automations waiting"), value=str(runs.order_by()[:FAILED_EMAILS_CAP].count()),
-        url=admin_url(f"{opts.app_label}_{opts.model_name}_changelist"),
+        label=_("Automations waiting"), value=str(waiting.order_by()[:FAILED_EMAILS_CAP].count()),
+        url=admin_url("automations_automationrun_changelist", status__exact="waiting"),
     )
 
 
