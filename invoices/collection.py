@@ -291,6 +291,8 @@ def _charge_target(invoice, method, token, brand, last4) -> tuple[str, str, Paym
         raise DomainError(
             _("%(m)s cannot be charged automatically.") % {"m": method}
         )
+    if method.unusable_code:
+        raise DomainError(_unusable_text(method))
     if method.type == PaymentMethod.Type.SEPA_DEBIT and invoice.currency != "EUR":
         raise DomainError(_("SEPA Direct Debit only collects euros; this invoice is in %(c)s.")
                           % {"c": invoice.currency})
@@ -425,6 +427,12 @@ def attempts_open_due(
                 _hold(invoice, "no_payment_method", at, events)
                 held.append(invoice)
                 continue
+            if method.unusable_code:
+                # Hard-declined before (on this invoice or another): never charged
+                # again; the customer is asked for a new payment method.
+                _hold(invoice, "hard_decline", at, events, method=method)
+                held.append(invoice)
+                continue
             attempts.append(_attempt_build(
                 invoice, key=f"auto-{invoice.pk}-{uuid.uuid4().hex[:20]}",
                 source=PaymentAttempt.Source.AUTOMATIC, token=method.gateway_reference,
@@ -441,16 +449,33 @@ def attempts_open_due(
     return attempts, len(held)
 
 
-def _hold(invoice: Invoice, hold: str, at: datetime, events: list) -> None:
+def _hold(invoice: Invoice, hold: str, at: datetime, events: list, method=None) -> None:
     invoice.next_payment_attempt = None
     invoice.payment_hold = hold
-    invoice.last_payment_error = _("No payment method to charge.")
-    invoice.next_payment_attempt_reason = _("Waiting for the customer to add a payment method.")
     invoice.past_due_at = min(filter(None, [invoice.past_due_at, at]))
+    data = {"reason": hold}
+    if method is None:
+        invoice.last_payment_error = _("No payment method to charge.")
+        invoice.next_payment_attempt_reason = _(
+            "Waiting for the customer to add a payment method.")
+    else:
+        invoice.last_payment_error = _unusable_text(method)
+        invoice.next_payment_attempt_reason = _(
+            "Waiting for the customer to add a new payment method (%(m)s hard-declined).") % {
+            "m": method}
+        data |= {"payment_method": method.pk, "decline_code": method.unusable_code,
+                 "amount": invoice.amount_remaining,
+                 "failure_message": invoice.last_payment_error}
     events.append(event_build(
-        "invoice.collection_paused", now=at, actor=AUTOMATIC, invoice=invoice,
-        data={"reason": hold},
+        "invoice.collection_paused", now=at, actor=AUTOMATIC, invoice=invoice, data=data,
     ))
+
+
+def _unusable_text(method: PaymentMethod) -> str:
+    return _("%(m)s was declined (%(code)s) on %(date)s: it is never charged again unless "
+             "the customer or staff re-enable it.") % {
+        "m": method, "code": method.unusable_code,
+        "date": method.unusable_at.date().isoformat() if method.unusable_at else "?"}
 
 
 # --- the gateway, then the record -------------------------------------------------------
@@ -506,6 +531,7 @@ class _Batch:
     failures: list = field(default_factory=list)  # Failure
     outcomes: list = field(default_factory=list)  # Outcome
     overpaid: list = field(default_factory=list)  # (invoice, amount, at)
+    unusable: list = field(default_factory=list)  # (payment method pk, code, at)
     tolerances: dict = field(default_factory=dict)  # currency -> policy tolerance
 
     def tolerance(self, currency: str) -> int:
@@ -665,6 +691,8 @@ def _failed(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, at) ->
     attempt.hard_decline = result.hard_decline
     batch.counts.failed += 1
     _learn(batch, attempt, False)
+    if attempt.hard_decline and attempt.payment_method_id:
+        batch.unusable.append((attempt.payment_method_id, attempt.decline_code, at))
     invoice = attempt.invoice
     automatic = attempt.source == PaymentAttempt.Source.AUTOMATIC
     if not automatic or invoice.status != S.OPEN:
@@ -739,6 +767,8 @@ def _write(batch: _Batch) -> None:
     if batch.invoice_fields and touched:
         rows_update(Invoice, touched, sorted(batch.invoice_fields))
     events_save(batch.events)
+    if batch.unusable:
+        _methods_disable(batch)
     if batch.outcomes:
         policy().observe(batch.outcomes)
     for invoice, amount, at in batch.overpaid:
@@ -749,6 +779,49 @@ def _write(batch: _Batch) -> None:
         )
     for invoice, at in batch.reconcile:
         _partial_reconcile(invoice, at, batch.actor)
+
+
+def _methods_disable(batch: _Batch) -> None:
+    """Hard-declined payment methods become unusable (code and date kept), with an
+    event each: no invoice charges them again."""
+    events = []
+    for method_id, code, at in batch.unusable:
+        method = PaymentMethod.objects.select_related("customer").filter(
+            pk=method_id, unusable_code="").first()
+        if method is None:
+            continue
+        PaymentMethod.objects.filter(pk=method_id, unusable_code="").update(
+            unusable_code=code, unusable_at=at)
+        events.append(event_build(
+            "payment_method.disabled", now=at, actor=batch.actor, customer=method.customer,
+            data={"payment_method": method_id, "label": str(method), "decline_code": code},
+        ))
+    events_save(events)
+
+
+def payment_method_reenable(method: PaymentMethod, *, now: datetime, actor: Actor
+                            ) -> PaymentMethod:
+    """The customer or staff say a hard-declined payment method may be charged again
+    (the bank cleared it): it is usable again and held invoices are collected at once."""
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=method.customer_id)
+        method = PaymentMethod.objects.get(pk=method.pk)
+        if not method.unusable_code:
+            raise DomainError(_("%(m)s is not marked unusable.") % {"m": method})
+        if not method.chargeable:
+            raise DomainError(_("%(m)s cannot be charged automatically.") % {"m": method})
+        code = method.unusable_code
+        PaymentMethod.objects.filter(pk=method.pk).update(unusable_code="", unusable_at=None)
+        method.unusable_code, method.unusable_at = "", None
+        resumed = []
+        if customer.default_payment_method_id == method.pk:
+            resumed = _collection_resume(customer, now=now)
+        event_record(
+            "payment_method.reenabled", now=now, actor=actor, customer=customer,
+            data={"payment_method": method.pk, "label": str(method), "decline_code": code,
+                  "resumed_invoices": resumed},
+        )
+    return method
 
 
 def _partial_reconcile(invoice: Invoice, at: datetime, actor: Actor) -> None:

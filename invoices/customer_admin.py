@@ -42,6 +42,8 @@ EVENT_TITLES = {
     "invoice.hosted_page_viewed": _("Invoice page viewed by the customer"),
     "payment_method.attached": _("Payment method added"),
     "payment_method.detached": _("Payment method detached"),
+    "payment_method.disabled": _("Payment method unusable after a hard decline"),
+    "payment_method.reenabled": _("Payment method re-enabled"),
     "credit_note.created": _("Credit note created"),
     "credit_note.voided": _("Credit note voided"),
     "email.sent": _("Email sent"),
