@@ -52,7 +52,7 @@ PROCESSING_CHECK_EVERY = timedelta(hours=1)
 ATTEMPT_FIELDS = [
     "status", "gateway_reference", "amount_received", "decline_code", "failure_message",
     "advice", "hard_decline", "action_url", "completed_at", "duration_ms", "check_at",
-    "payment",
+    "payment", "card_funding",
 ]
 PAYMENT_METHOD_FOR = {PaymentMethod.Type.CARD: Payment.Method.CARD,
                       PaymentMethod.Type.SEPA_DEBIT: Payment.Method.SEPA_DEBIT}
@@ -66,6 +66,7 @@ class RetryPlan:
     at: datetime | None  # None: no more automatic retries
     reason: str = ""  # one line, shown in the admin
     uncollectible: bool = False  # the budget is spent and the policy says so
+    chance: float | None = None  # the policy's estimate that the retry succeeds
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ def _collection_resume(customer: Customer, *, now: datetime) -> list[int]:
         payment_hold="",
         next_payment_attempt=now,
         next_payment_attempt_reason=_("A new payment method was added: retrying now."),
+        next_payment_attempt_chance=None,
     )
     return ids
 
@@ -312,6 +314,7 @@ def _attempt_build(invoice, *, key, source, token, label, method, at) -> Payment
         idempotency_key=key,
         status=A.PENDING,
         retry_of_decline_code=invoice.last_decline_code if source == "automatic" else "",
+        predicted_chance=invoice.next_payment_attempt_chance if source == "automatic" else None,
         created_at=at,
         check_at=at + STALE_AFTER,
     )
@@ -583,6 +586,7 @@ def _outcome_apply(batch: _Batch, attempt: PaymentAttempt, outcome, at: datetime
         outcome = ChargeResult.declined("gateway_error", message=_(
             "The payment provider did not answer; the payment was not taken."))
     attempt.gateway_reference = outcome.gateway_reference or attempt.gateway_reference
+    attempt.card_funding = outcome.funding or attempt.card_funding
     if outcome.status == "succeeded":
         _succeeded(batch, attempt, outcome, at)
     elif outcome.status == "processing":
@@ -704,7 +708,7 @@ def _failed(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, at) ->
     invoice.past_due_at = min(filter(None, [invoice.past_due_at, at]))
     batch.invoice_fields |= {"last_payment_error", "last_decline_code", "past_due_at",
                              "next_payment_attempt", "next_payment_attempt_reason",
-                             "payment_hold"}
+                             "next_payment_attempt_chance", "payment_hold"}
     if attempt.hard_decline:
         invoice.payment_hold = "hard_decline"
         invoice.next_payment_attempt = None
@@ -738,11 +742,16 @@ def _plans_apply(batch: _Batch) -> None:
     if not batch.failures:
         return
     plans = policy().plan(batch.failures)
+    batch.invoice_fields |= {"next_payment_attempt", "next_payment_attempt_reason",
+                             "next_payment_attempt_chance", "payment_hold"}
     for failure in batch.failures:
         invoice, attempt, at = failure.invoice, failure.attempt, failure.at
         plan = plans.get(attempt.pk) or RetryPlan(None, _("No retry planned."))
         invoice.next_payment_attempt = plan.at
         invoice.next_payment_attempt_reason = plan.reason[:300]
+        invoice.next_payment_attempt_chance = (
+            None if plan.chance is None or plan.at is None
+            else max(0, min(1000, round(plan.chance * 1000))))
         invoice.payment_hold = ""
         if attempt.status == A.FAILED:
             batch.events.append(_failed_event(batch, attempt, invoice, at))

@@ -10,6 +10,7 @@ from django.utils.dateparse import parse_datetime
 from customers.money import format_money, known_currencies
 
 from ...simulation import Report, simulate_modes
+from ...worlds import WORLDS
 
 MODES = ("smart", "fixed")
 
@@ -25,6 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--seeds", type=int, default=1,
                             help="run this many seeds (seed, seed+1, ...) and sum them up")
         parser.add_argument("--retry-mode", choices=MODES, default="smart")
+        parser.add_argument("--world", choices=WORLDS, default="cards",
+                            help="how the customers' cards behave (automations/worlds.py): "
+                                 "cards (the test card mix), paycycles, hours, nosignal")
         parser.add_argument("--no-compare", action="store_true",
                             help="skip the run with the other retry mode")
         parser.add_argument("--start", default="2026-01-05T00:00:00+00:00",
@@ -37,7 +41,7 @@ class Command(BaseCommand):
                             help="keep the simulated customers and invoices (single mode only)")
 
     def handle(self, *args, customers, days, seed, seeds, retry_mode, no_compare, start,
-               currency, keep, attachments, **options):
+               currency, keep, attachments, world="cards", **options):
         if not 1 <= customers <= 100_000:
             raise CommandError("--customers must be between 1 and 100000.")
         if not 1 <= days <= 366:
@@ -60,6 +64,7 @@ class Command(BaseCommand):
                 customers=customers, days=days, seed=run_seed, modes=modes,
                 start=moment.astimezone(UTC), currency=currency, keep=keep,
                 attachments=attachments, on_world=self._world, on_report=self._print,
+                world=world,
             )
             if len(reports) == 2:
                 pair = sorted(reports, key=lambda r: r.mode != "smart")
@@ -70,7 +75,8 @@ class Command(BaseCommand):
 
     def _world(self, world) -> None:
         self.stdout.write(
-            f"population: {len(world.population)} customers on a test clock from "
+            f"population ({world.name} world): {len(world.population)} customers on a test "
+            "clock from "
             f"{world.start:%Y-%m-%d %H:%M} UTC, built in {world.seconds:.0f} s; each mode "
             "runs from it"
         )
