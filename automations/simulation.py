@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 
 from customers.actors import Actor
 from customers.models import Customer, TestClock
@@ -31,11 +31,12 @@ from invoices.gateways.simulated import CARDS_BY_TOKEN
 from invoices.models import Event, Invoice, PaymentAttempt
 from invoices.services import invoice_create, invoice_line_add
 
-from . import worlds
+from . import retry_model, worlds
 from .clocks import clock_advance
 from .models import BillingSettings, RetryPolicy, RetryStat
 from .notifications.documents import attachments_omitted
 from .notifications.models import NotificationSchedule, OutboxMessage
+from .retries import retry_calibration
 
 # Share of customers paying with each test card (docs/gateways.md describes the cards).
 CARD_MIX = [
@@ -98,6 +99,8 @@ class Report:
     recovered: int = 0  # paid on those invoices
     emails_by_status: dict = field(default_factory=dict)
     seconds: float = 0.0  # the run's, the population's build aside
+    hard_declined_charged_again: int = 0  # charges of a method after its hard decline
+    calibration: dict = field(default_factory=dict)  # automations.retries.retry_calibration
 
     @property
     def recovery_rate(self) -> float:
@@ -191,6 +194,7 @@ def _run(world: World, *, days, seed, mode, currency, on_step) -> Report:
 
 def _run_in(world: World, *, days, seed, mode, currency, on_step) -> Report:
     RetryStat.objects.all().delete()  # learn from this run only (rolled back with it)
+    retry_model.model_forget()
     _settings_for(mode, seed)
     clock, population, start = world.clock, world.population, world.start
     # A previous mode's run was rolled back in the database, not in these objects.
@@ -379,6 +383,12 @@ def _report(mode, customers, days, seed, currency, clock) -> Report:
         invoices.order_by().values_list("status").annotate(n=Count("pk"))
     )
     report.attempts = attempts.count()
+    charged = PaymentAttempt.objects.filter(customer__test_clock=clock)
+    report.hard_declined_charged_again = charged.filter(Exists(
+        PaymentAttempt.objects.filter(payment_method=OuterRef("payment_method"),
+                                      hard_decline=True, created_at__lt=OuterRef("created_at"))
+    )).count()
+    report.calibration = retry_calibration(test_clock=clock)
     report.attempts_by_status = dict(
         attempts.order_by().values_list("status").annotate(n=Count("pk"))
     )

@@ -75,7 +75,7 @@ class Command(BaseCommand):
 
     def _world(self, world) -> None:
         self.stdout.write(
-            f"population ({world.name} world): {len(world.population)} customers on a test "
+            f"population: {len(world.population)} customers ({world.name} world) on a test "
             "clock from "
             f"{world.start:%Y-%m-%d %H:%M} UTC, built in {world.seconds:.0f} s; each mode "
             "runs from it"
@@ -101,7 +101,18 @@ class Command(BaseCommand):
             f"  recovered: {money(report.recovered)}\n"
             f"  recovery rate: {report.recovery_rate:.1%}\n"
             f"  emails: {emails or 'none'}\n"
+            f"  charges of a hard-declined payment method: {report.hard_declined_charged_again}\n"
         )
+        calibration = report.calibration or {}
+        if calibration.get("retries"):
+            deciles = ", ".join(
+                f"{row['range']}: {row['observed']:.0%} of {row['n']}"
+                for row in calibration["deciles"]
+            )
+            self.stdout.write(
+                f"  calibration (expected chance: succeeded): {deciles}; Brier score "
+                f"{calibration['brier']:.3f}\n"
+            )
 
     def _summary(self, compared: list[list[Report]]) -> None:
         smart = sum(pair[0].recovered for pair in compared)
