@@ -149,10 +149,11 @@ def plan_retry(failure: Failure, policy: RetryPolicy, context: _Context) -> Retr
         reason = _("Fixed schedule: retry %(n)s of %(b)s, every %(h)s hours.") % {
             "n": used + 1, "b": budget, "h": round(step.total_seconds() / 3600)}
         return RetryPlan(when, reason)
-    return _smart(failure, context, earliest, window_end, budget - used, used, budget)
+    pace = timedelta(days=policy.window_days) / budget
+    return _smart(failure, context, earliest, window_end, budget - used, used, budget, pace)
 
 
-def _smart(failure, context, earliest, window_end, left, used, budget) -> RetryPlan:
+def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> RetryPlan:
     code = failure.attempt.decline_code or failure.invoice.last_decline_code
     customer = failure.customer
     tz = zoneinfo.ZoneInfo(customer.timezone)
@@ -171,7 +172,10 @@ def _smart(failure, context, earliest, window_end, left, used, budget) -> RetryP
     features = [base + retry_model.slot_features(situation, slot.astimezone(tz), slot)
                 for slot in slots]
     drawn = [sampled.chance(f) for f in features]
-    choice, expected = _plan(slots, drawn, left, earliest)
+    # Never ahead of the fixed schedule's count: retry n no sooner than (n - 1) paces
+    # after the first failure, so Smart never makes more attempts than it would.
+    marks = {k: first + pace * (used + left - k) for k in range(1, left + 1)}
+    choice, expected = _plan(slots, drawn, left, earliest, marks)
     when = slots[choice]
     p = context.model.chance(features[choice])
     reason = _reason(context.model, situation, features[choice], when.astimezone(tz), p,
@@ -190,11 +194,14 @@ def _slots(earliest: datetime, window_end: datetime) -> list[datetime]:
     return [first + timedelta(hours=h) for h in range(0, hours + 1, step)]
 
 
-def _plan(slots: list[datetime], chances: list[float], left: int, earliest: datetime):
+def _plan(slots: list[datetime], chances: list[float], left: int, earliest: datetime,
+          marks: dict | None = None):
     """Dynamic programming over the candidate times: the set of at most `left` retries,
     PLAN_GAP apart, that maximises the expected recovery (a success at slot i is worth
-    SOONER^days), each retry counting only if those before it failed. Returns the first
-    retry of the best set and its expected recovery."""
+    SOONER^days), each retry counting only if those before it failed; the retry placed
+    with k retries left comes no sooner than marks[k]. Returns the first retry of the
+    best set and its expected recovery."""
+    marks = marks or {}
     n = len(slots)
     following = []  # the first slot at least PLAN_GAP after each
     j = 0
@@ -207,16 +214,21 @@ def _plan(slots: list[datetime], chances: list[float], left: int, earliest: date
     # value[k][i]: the best expected recovery with k retries among slots i..n-1.
     value = [[0.0] * (n + 1) for _k in range(left + 1)]
     for k in range(1, left + 1):
-        row, below = value[k], value[k - 1]
+        row, below, mark = value[k], value[k - 1], marks.get(k)
         for i in range(n - 1, -1, -1):
+            if mark is not None and slots[i] < mark:
+                row[i] = row[i + 1]
+                continue
             take = worth[i] + (1 - chances[i]) * below[following[i]]
             row[i] = take if take > row[i + 1] else row[i + 1]
     # The first retry of the best plan: the first slot at which taking it is best.
-    row, below = value[left], value[left - 1]
+    row, below, mark = value[left], value[left - 1], marks.get(left)
     for i in range(n):
+        if mark is not None and slots[i] < mark:
+            continue
         if worth[i] + (1 - chances[i]) * below[following[i]] >= row[0] - 1e-12:
             return i, row[0]
-    return 0, row[0]
+    return n - 1, row[0]
 
 
 def _reason(model, situation, features, local, p, expected, used, budget, wait) -> str:

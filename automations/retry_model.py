@@ -40,7 +40,7 @@ from invoices.models import PaymentAttempt
 FUNDS_CODES = frozenset({"insufficient_funds", "partial_payment", "card_velocity_exceeded",
                          "withdrawal_count_limit_exceeded"})
 TRAIN_LIMIT = 50_000  # the most recent finished retries learned from
-PRIOR_PRECISION = 1.5  # 1 / variance of a weight's prior (intercepts: INTERCEPT_PRECISION)
+PRIOR_PRECISION = 4.0  # 1 / variance of a weight's prior (intercepts: INTERCEPT_PRECISION)
 INTERCEPT_PRECISION = 0.3
 BASE_PRIOR = {"insufficient_funds": 0.12, "try_again_later": 0.3, "processing_error": 0.3,
               "partial_payment": 0.15}
@@ -48,6 +48,7 @@ DEFAULT_BASE_PRIOR = 0.1
 REFIT_GROWTH = 0.1  # refit once the history grew by this share (always under REFIT_ALWAYS)
 REFIT_ALWAYS = 400
 SUPPORTED_Z = 2.0  # a factor is named only when its weight is this sure
+EXPLORATION = 0.5  # Thompson draws use this share of the posterior's spread
 
 
 def _logit(p: float) -> float:
@@ -179,8 +180,8 @@ class SampledWeights:
     def weight(self, feature: str) -> float:
         w = self.drawn.get(feature)
         if w is None:
-            w = self.drawn[feature] = self.rng.gauss(self.model.weight(feature),
-                                                     self.model.sd(feature))
+            w = self.drawn[feature] = self.rng.gauss(
+                self.model.weight(feature), EXPLORATION * self.model.sd(feature))
         return w
 
     def chance(self, features: list[str]) -> float:
