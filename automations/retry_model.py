@@ -145,10 +145,14 @@ def slot_features(s: Situation, local: datetime, at: datetime) -> list[str]:
 
 
 class Model:
-    def __init__(self, weights: dict, variances: dict, rows: int):
+    def __init__(self, weights: dict, variances: dict, rows: int, offset: float = 0.0):
         self.weights = weights
         self.variances = variances
         self.rows = rows
+        # Added to every log-odds: what the stated chances of past retries missed by on
+        # average (the retries chosen are those whose chance looked best, which flatters
+        # them; this takes the flattery back out).
+        self.offset = offset
 
     def weight(self, feature: str) -> float:
         w = self.weights.get(feature)
@@ -162,7 +166,7 @@ class Model:
         return SampledWeights(self, rng)
 
     def chance(self, features: list[str]) -> float:
-        return _sigmoid(sum(self.weight(f) for f in features))
+        return _sigmoid(self.offset + sum(self.weight(f) for f in features))
 
     def supported(self, feature: str) -> bool:
         """Whether the data, not the prior, says this factor matters."""
@@ -185,7 +189,7 @@ class SampledWeights:
         return w
 
     def chance(self, features: list[str]) -> float:
-        return _sigmoid(sum(self.weight(f) for f in features))
+        return _sigmoid(self.model.offset + sum(self.weight(f) for f in features))
 
 
 def fit(rows: list[tuple[list[str], int]], start: dict | None = None,
@@ -305,9 +309,32 @@ def model_load() -> Model:
     rows = training_rows() if count else []
     start = cached.weights if cached is not None and cached.rows <= count else None
     weights, variances = fit(rows, start, sweeps=4 if start else 15) if rows else ({}, {})
-    model = Model(weights, variances, count)
+    offset = cached.offset if cached is not None and cached.rows <= count else 0.0
+    model = Model(weights, variances, count, offset + 0.5 * _miss())
     _cache[key] = model
     return model
+
+
+def _miss(recent: int = 1000) -> float:
+    """The log-odds shift that would have made the recent stated chances right on
+    average (0 with no history; shrunk towards 0 while there are few)."""
+    stated = list(
+        PaymentAttempt.objects.filter(
+            source=PaymentAttempt.Source.AUTOMATIC, predicted_chance__isnull=False,
+            status__in=[PaymentAttempt.Status.SUCCEEDED, PaymentAttempt.Status.FAILED],
+        ).order_by("-pk").values_list("predicted_chance", "status")[:recent]
+    )
+    if not stated:
+        return 0.0
+    logits = [_logit(min(max(chance, 1), 999) / 1000) for chance, _status in stated]
+    won = sum(status == PaymentAttempt.Status.SUCCEEDED for _chance, status in stated)
+    shift = 0.0
+    for _ in range(20):  # Newton, with a prior of weight 20 retries at no shift
+        ps = [_sigmoid(z + shift) for z in logits]
+        g = won - sum(ps) - 20 * shift * 0.05
+        h = sum(p * (1 - p) for p in ps) + 1.0
+        shift += g / h
+    return max(-2.0, min(2.0, shift))
 
 
 def model_forget() -> None:
