@@ -48,7 +48,7 @@ DEFAULT_BASE_PRIOR = 0.1
 REFIT_GROWTH = 0.1  # refit once the history grew by this share (always under REFIT_ALWAYS)
 REFIT_ALWAYS = 400
 SUPPORTED_Z = 2.0  # a factor is named only when its weight is this sure
-EXPLORATION = 0.5  # Thompson draws use this share of the posterior's spread
+EXPLORATION = 0.3  # Thompson draws use this share of the posterior's spread
 
 
 def _logit(p: float) -> float:
@@ -149,10 +149,7 @@ class Model:
         self.weights = weights
         self.variances = variances
         self.rows = rows
-        # Added to every log-odds: what the stated chances of past retries missed by on
-        # average (the retries chosen are those whose chance looked best, which flatters
-        # them; this takes the flattery back out).
-        self.offset = offset
+        self.offset = offset  # added to every log-odds (0: none)
 
     def weight(self, feature: str) -> float:
         w = self.weights.get(feature)
@@ -309,32 +306,9 @@ def model_load() -> Model:
     rows = training_rows() if count else []
     start = cached.weights if cached is not None and cached.rows <= count else None
     weights, variances = fit(rows, start, sweeps=4 if start else 15) if rows else ({}, {})
-    offset = cached.offset if cached is not None and cached.rows <= count else 0.0
-    model = Model(weights, variances, count, offset + 0.5 * _miss())
+    model = Model(weights, variances, count)
     _cache[key] = model
     return model
-
-
-def _miss(recent: int = 1000) -> float:
-    """The log-odds shift that would have made the recent stated chances right on
-    average (0 with no history; shrunk towards 0 while there are few)."""
-    stated = list(
-        PaymentAttempt.objects.filter(
-            source=PaymentAttempt.Source.AUTOMATIC, predicted_chance__isnull=False,
-            status__in=[PaymentAttempt.Status.SUCCEEDED, PaymentAttempt.Status.FAILED],
-        ).order_by("-pk").values_list("predicted_chance", "status")[:recent]
-    )
-    if not stated:
-        return 0.0
-    logits = [_logit(min(max(chance, 1), 999) / 1000) for chance, _status in stated]
-    won = sum(status == PaymentAttempt.Status.SUCCEEDED for _chance, status in stated)
-    shift = 0.0
-    for _ in range(20):  # Newton, with a prior of weight 20 retries at no shift
-        ps = [_sigmoid(z + shift) for z in logits]
-        g = won - sum(ps) - 20 * shift * 0.05
-        h = sum(p * (1 - p) for p in ps) + 1.0
-        shift += g / h
-    return max(-2.0, min(2.0, shift))
 
 
 def model_forget() -> None:
