@@ -1,19 +1,23 @@
 """When to retry a failed payment: Smart Retries, the fixed schedule and custom schedules.
 
-Smart Retries estimate, for each hourly slot in reach, the chance that a retry succeeds,
-from this system's own history (RetryStat): the success rate of retries of the same
-decline code by hour of day in the customer's time zone, by day of month (paydays) and
-by days since the first failure, times a lift when the customer was active lately (a
-hosted page visit, a new payment method). While history is thin, priors stand in: each
-rate is shrunk towards its prior with PSEUDO_COUNT retries' weight, so a handful of
-outcomes moves it little and a few hundred decide it. The best slot wins, with a small
-preference for sooner; the chosen time and the reason are stored on the invoice.
+Smart Retries estimate, for every hour left in the retry window, the chance that a retry
+then succeeds (automations.retry_model: a model learned from this system's own finished
+retries, with mild priors while history is thin). A planner then spends the remaining
+budget over the whole window: dynamic programming over the candidate hours chooses the
+set of retry times with the largest expected recovery (a payday nine days away beats
+three retries before it), and the first of them is the next retry. The chances used to
+choose are drawn from the model's posterior (Thompson sampling), so the engine keeps
+exploring instead of locking in on its first lucky hour; the chance stored on the
+invoice (and on the retry, for calibration) is the posterior mean, and the reason names
+only the factors whose effect the data supports.
 
-The retry budget, the window and the card networks' cap (15 retries of one card in 30
-days) bound every mode alike, so the fixed schedule is a fair comparison.
+The retry budget, the window, the card networks' cap (15 retries of one card in 30
+days) and the reaction to a new payment method (retry at once) are the same in every
+mode, so the fixed schedule is a fair comparison.
 """
 
 import math
+import random
 import zoneinfo
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -25,102 +29,18 @@ from django.utils.translation import gettext as _
 from invoices.collection import CollectionPolicy, Failure, Outcome, RetryPlan
 from invoices.models import Event, PaymentAttempt
 
+from . import retry_model
 from .engine.retrying import invoice_policies
 from .models import BillingSettings, RetryPolicy, RetryStat
+from .retry_model import Situation
 
 CARD_CAP = 15  # retries of one card...
 CARD_CAP_DAYS = 30  # ...in this many days (card network rules)
 MIN_GAP = timedelta(hours=1)
-PSEUDO_COUNT = 20
-ACTIVITY_WINDOW = timedelta(hours=48)
-ACTIVITY_LIFT = 1.5
-SOONER = 0.97  # per day of waiting: among near-equal slots, the earlier one
+PLAN_GAP = timedelta(hours=20)  # between the retries a plan counts on (not the next one)
+MAX_SLOTS = 400  # candidate times per plan (hourly up to ~16 days, coarser beyond)
+SOONER = 0.995  # per day: of two equal plans, the one that collects sooner
 MAX_AGE_BUCKET = 30
-
-# Priors: industry rules of thumb, used until this system's history says otherwise.
-BASE_PRIOR = {
-    "insufficient_funds": 0.15,
-    "try_again_later": 0.35,
-    "processing_error": 0.35,
-    "partial_payment": 0.2,
-}
-DEFAULT_BASE_PRIOR = 0.1
-
-
-def hour_prior(hour: int) -> float:
-    """Mid-mornings, customer time, after overnight deposits and batch runs, do best."""
-    if hour < 6:
-        return 0.7
-    if hour < 8:
-        return 1.1
-    if hour < 12:
-        return 1.3
-    return 1.0 if hour < 18 else 0.8
-
-
-def day_prior(code: str, day: int) -> float:
-    """Paydays (start and end of month, mid-month) help a card short of funds."""
-    if code not in ("insufficient_funds", "partial_payment"):
-        return 1.0
-    if day <= 5:
-        return 1.5
-    if day >= 25:
-        return 1.3
-    return 1.2 if 14 <= day <= 16 else 0.8
-
-
-def age_prior(code: str, days: int) -> float:
-    """Funds come back with time; transient errors pass quickly."""
-    if code in ("try_again_later", "processing_error"):
-        return 1.3 if days == 0 else 1.0
-    return (0.6, 0.8, 1.0)[days] if days < 3 else 1.2
-
-
-PRIORS = {
-    RetryStat.Dimension.HOUR: lambda code, bucket: hour_prior(bucket),
-    RetryStat.Dimension.DAY: day_prior,
-    RetryStat.Dimension.AGE: age_prior,
-}
-LABELS = {
-    RetryStat.Dimension.HOUR: lambda bucket: _("%(h)02d:00 local") % {"h": bucket},
-    RetryStat.Dimension.DAY: lambda bucket: _("day %(d)s of the month") % {"d": bucket},
-    RetryStat.Dimension.AGE: lambda bucket: _("%(n)s days after the failure") % {"n": bucket},
-}
-
-
-class Model:
-    """The learned rates, loaded once per batch: P(success) of a retry of `code` at a
-    slot is base(code) x lift(hour) x lift(day) x lift(age) [x activity]."""
-
-    def __init__(self, rows):
-        self.counts = {(r.decline_code, r.dimension, r.bucket): (r.attempts, r.successes)
-                       for r in rows}
-
-    def base(self, code: str) -> float:
-        prior = BASE_PRIOR.get(code, DEFAULT_BASE_PRIOR)
-        attempts, successes = self.counts.get((code, RetryStat.Dimension.ALL, 0), (0, 0))
-        return (successes + PSEUDO_COUNT * prior) / (attempts + PSEUDO_COUNT)
-
-    def lift(self, code: str, dimension: str, bucket: int, base: float) -> float:
-        prior_rate = min(base * PRIORS[dimension](code, bucket), 1.0)
-        attempts, successes = self.counts.get((code, dimension, bucket), (0, 0))
-        return (successes + PSEUDO_COUNT * prior_rate) / (attempts + PSEUDO_COUNT) / base
-
-    def estimate(self, code: str, local: datetime, age_days: int, active: bool):
-        base = self.base(code)
-        lifts = {
-            RetryStat.Dimension.HOUR: (local.hour, self.lift(code, "hour", local.hour, base)),
-            RetryStat.Dimension.DAY: (local.day, self.lift(code, "day", local.day, base)),
-            RetryStat.Dimension.AGE: (age_days, self.lift(code, "age", age_days, base)),
-        }
-        p = base * math.prod(lift for _bucket, lift in lifts.values())
-        if active:
-            p *= ACTIVITY_LIFT
-        return min(p, 0.99), base, lifts
-
-
-def model_load() -> Model:
-    return Model(RetryStat.objects.all())
 
 
 class SmartCollectionPolicy(CollectionPolicy):
@@ -134,12 +54,14 @@ class SmartCollectionPolicy(CollectionPolicy):
         return BillingSettings.load().tolerance_for(currency)
 
     def retry_now_on_new_method(self) -> bool:
-        return BillingSettings.load().default_retry_policy.mode == RetryPolicy.Mode.SMART
+        # Every mode alike (a fair comparison, and what a customer who just added a card
+        # expects), whenever collection is automatic.
+        return self.enabled
 
     def plan(self, failures: list[Failure]) -> dict[int, RetryPlan]:
         settings = BillingSettings.load()
         policies = list(RetryPolicy.objects.all())
-        context = _Context(failures, model_load())
+        context = _Context(failures, retry_model.model_load())
         # A policy an automation started for an invoice replaces the default one.
         started = invoice_policies([f.invoice.pk for f in failures])
         return {
@@ -162,9 +84,9 @@ def policy_for(customer, settings: BillingSettings, policies: list[RetryPolicy])
 
 
 class _Context:
-    """What planning a batch needs from the database, in three queries."""
+    """What planning a batch needs from the database, in a few queries."""
 
-    def __init__(self, failures: list[Failure], model: Model):
+    def __init__(self, failures: list[Failure], model):
         self.model = model
         now = max(f.at for f in failures)
         methods = {f.attempt.payment_method_id for f in failures if f.attempt.payment_method_id}
@@ -174,13 +96,21 @@ class _Context:
                 created_at__gt=now - timedelta(days=CARD_CAP_DAYS),
             ).order_by().values_list("payment_method_id").annotate(n=Count("pk"))
         )
-        self.active = set(
-            Event.objects.filter(
-                customer_id__in={f.customer.pk for f in failures},
-                type__in=["invoice.hosted_page_viewed", "payment_method.attached"],
-                created_at__gt=now - ACTIVITY_WINDOW,
-            ).values_list("customer_id", flat=True)
-        )
+        customers = {f.customer.pk for f in failures}
+        # Activity the customer did since the payment first failed (a card attached by
+        # someone else before it, at sign-up, is not a sign of anything).
+        first = min((f.invoice.past_due_at or f.at) for f in failures)
+        self.visits = defaultdict(list)
+        for customer_id, at in Event.objects.filter(
+            customer_id__in=customers, type="invoice.hosted_page_viewed", created_at__gt=first,
+        ).values_list("customer_id", "created_at"):
+            self.visits[customer_id].append(at)
+        self.histories = retry_model._histories(customers)
+        self.rng = random.Random(int(now.timestamp()) ^ len(failures))
+
+    def active(self, failure: Failure) -> bool:
+        since = failure.invoice.past_due_at or failure.at
+        return any(at >= since for at in self.visits.get(failure.customer.pk, ()))
 
     def card_free_from(self, failure: Failure) -> datetime | None:
         """When the card may be retried again under the network cap (None: now)."""
@@ -225,54 +155,152 @@ def plan_retry(failure: Failure, policy: RetryPolicy, context: _Context) -> Retr
         reason = _("Fixed schedule: retry %(n)s of %(b)s, every %(h)s hours.") % {
             "n": used + 1, "b": budget, "h": round(step.total_seconds() / 3600)}
         return RetryPlan(when, reason)
-    return _smart(failure, context, earliest, window_end, budget - used, used, budget)
+    pace = timedelta(days=policy.window_days) / budget
+    return _smart(failure, context, earliest, window_end, budget - used, used, budget, pace)
 
 
-def _smart(failure, context, earliest, window_end, left, used, budget) -> RetryPlan:
+def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> RetryPlan:
     code = failure.attempt.decline_code or failure.invoice.last_decline_code
-    tz = zoneinfo.ZoneInfo(failure.customer.timezone)
+    customer = failure.customer
+    tz = zoneinfo.ZoneInfo(customer.timezone)
     first = failure.invoice.past_due_at or failure.at
-    # Reach: a fair share of what is left of the window for each remaining retry, at
-    # least a day, so that a retry can wait for a better hour or payday.
-    reach = max((window_end - earliest) / math.ceil(left / 2), timedelta(days=1))
-    last = min(window_end, earliest + reach)
-    slot = _hour_ceil(earliest)
-    if slot > last:
-        slot = earliest
-    active = failure.customer.pk in context.active
-    best = None
-    while slot <= last:
-        local = slot.astimezone(tz)
-        age = min((slot - first).days, MAX_AGE_BUCKET)
-        p, base, lifts = context.model.estimate(code, local, age, active)
-        score = p * SOONER ** ((slot - earliest).total_seconds() / 86400)
-        if best is None or score > best[0]:
-            best = (score, slot, p, base, lifts)
-        slot += timedelta(hours=1)
-    _score, when, p, base, lifts = best
-    return RetryPlan(when, _reason(code, when.astimezone(tz), p, base, lifts, active, used, budget))
-
-
-def _reason(code, local, p, base, lifts, active, used, budget) -> str:
-    strong = sorted(
-        ((lift, dimension, bucket) for dimension, (bucket, lift) in lifts.items() if lift >= 1.1),
-        reverse=True,
+    days, weekdays = retry_model.paid_before(context.histories.get(customer.pk, []),
+                                             failure.at, tz)
+    situation = Situation(
+        code=code, funding=failure.attempt.card_funding or "unknown",
+        amount=failure.invoice.amount_remaining, tries=used, first_failed_at=first,
+        timezone=customer.timezone, segment=customer.segment or "",
+        active=context.active(failure), paid_days=days, paid_weekdays=weekdays,
     )
-    factors = [f"{LABELS[dim](bucket)} ×{lift:.1f}" for lift, dim, bucket in strong[:2]]
-    if active:
-        factors.append(_("customer active lately ×%(x)s") % {"x": ACTIVITY_LIFT})
-    return _(
+    slots = _slots(earliest, window_end)
+    base = retry_model.base_features(situation)
+    sampled = context.model.sampled(context.rng)
+    features = [base + retry_model.slot_features(situation, slot.astimezone(tz), slot)
+                for slot in slots]
+    drawn = [sampled.chance(f) for f in features]
+    # Never ahead of the fixed schedule's count: retry n no sooner than (n - 1) paces
+    # after the first failure, so Smart never makes more attempts than it would.
+    marks = {k: first + pace * (used + left - k) for k in range(1, left + 1)}
+    choice, expected = _plan(slots, drawn, left, earliest, marks)
+    when = slots[choice]
+    p = context.model.chance(features[choice])
+    reason = _reason(context.model, situation, features[choice], when.astimezone(tz), p,
+                     expected, used, budget, when - earliest)
+    return RetryPlan(when, reason, chance=p)
+
+
+def _slots(earliest: datetime, window_end: datetime) -> list[datetime]:
+    """Candidate retry times: on the hour from `earliest` to the window's end, hourly
+    or coarser so that there are at most MAX_SLOTS."""
+    first = _hour_ceil(earliest)
+    if first > window_end:
+        return [earliest]
+    hours = int((window_end - first).total_seconds() // 3600)
+    step = max(1, math.ceil((hours + 1) / MAX_SLOTS))
+    return [first + timedelta(hours=h) for h in range(0, hours + 1, step)]
+
+
+def _plan(slots: list[datetime], chances: list[float], left: int, earliest: datetime,
+          marks: dict | None = None):
+    """Dynamic programming over the candidate times: the set of at most `left` retries,
+    PLAN_GAP apart, that maximises the expected recovery (a success at slot i is worth
+    SOONER^days), each retry counting only if those before it failed; the retry placed
+    with k retries left comes no sooner than marks[k]. Returns the first retry of the
+    best set and its expected recovery."""
+    marks = marks or {}
+    n = len(slots)
+    following = []  # the first slot at least PLAN_GAP after each
+    j = 0
+    for i in range(n):
+        while j < n and slots[j] - slots[i] < PLAN_GAP:
+            j += 1
+        following.append(j)
+    worth = [c * SOONER ** ((slot - earliest).total_seconds() / 86400)
+             for slot, c in zip(slots, chances, strict=True)]
+    # value[k][i]: the best expected recovery with k retries among slots i..n-1.
+    value = [[0.0] * (n + 1) for _k in range(left + 1)]
+    for k in range(1, left + 1):
+        row, below, mark = value[k], value[k - 1], marks.get(k)
+        for i in range(n - 1, -1, -1):
+            if mark is not None and slots[i] < mark:
+                row[i] = row[i + 1]
+                continue
+            take = worth[i] + (1 - chances[i]) * below[following[i]]
+            row[i] = take if take > row[i + 1] else row[i + 1]
+    # The first retry of the best plan: the first slot at which taking it is best.
+    row, below, mark = value[left], value[left - 1], marks.get(left)
+    for i in range(n):
+        if mark is not None and slots[i] < mark:
+            continue
+        if worth[i] + (1 - chances[i]) * below[following[i]] >= row[0] - 1e-12:
+            return i, row[0]
+    return n - 1, row[0]
+
+
+def _reason(model, situation, features, local, p, expected, used, budget, wait) -> str:
+    factors = []
+    for feature in features:
+        if feature in ("b",) or feature.startswith(("c:", "fund:")):
+            continue
+        weight = model.weight(feature)
+        if weight >= math.log(1.15) and model.supported(feature):
+            factors.append((weight, feature))
+    factors.sort(reverse=True)
+    named = [f"{_label(feature, situation, local)} ×{math.exp(weight):.1f}"
+             for weight, feature in factors[:3]]
+    text = _(
         "Smart Retries: %(code)s, retry %(n)s of %(b)s at %(when)s customer time; expected "
-        "success %(p)s%% (%(base)s%% on average)%(why)s."
+        "success %(p)s%% (%(all)s%% over the %(left)s retries left)"
     ) % {
-        "code": code or _("decline"),
+        "code": situation.code or _("decline"),
         "n": used + 1,
         "b": budget,
         "when": local.strftime("%a %d %b %H:%M"),
         "p": round(p * 100),
-        "base": round(base * 100),
-        "why": ": " + ", ".join(factors) if factors else "",
+        "all": round(expected * 100),
+        "left": budget - used,
     }
+    if named:
+        text += ": " + ", ".join(named)
+    if wait >= timedelta(days=2):
+        text += _(" (waits %(d)s days for a better time)") % {"d": wait.days}
+    return text + "."
+
+
+def _label(feature: str, situation, local) -> str:
+    kind, _sep, rest = feature.partition(":")
+    if kind in ("hb", "fh"):
+        block = local.hour // 3
+        hours = f"{block * 3:02d}:00-{block * 3 + 2:02d}:59"
+        if kind == "hb":
+            return _("%(h)s local") % {"h": hours}
+        return _("%(f)s card, %(h)s local on a %(d)s") % {
+            "f": situation.funding, "h": hours,
+            "d": _("weekend") if local.weekday() >= 5 else _("weekday")}
+    if kind == "fw":
+        return _("%(f)s card on %(d)s") % {"f": situation.funding, "d": local.strftime("%A")}
+    if kind == "h":
+        return _("%(h)02d:00 local") % {"h": local.hour}
+    if kind == "dom":
+        block = min((local.day - 1) // 3, 9)
+        last = 31 if block == 9 else block * 3 + 3
+        return _("days %(a)s-%(b)s of the month") % {"a": block * 3 + 1, "b": last}
+    if kind == "age":
+        return _("%(n)s days after the failure") % {
+            "n": round((local - situation.first_failed_at).total_seconds() / 86400, 1)}
+    if kind == "cd":
+        return _("near a day on which this customer paid before")
+    if kind == "cw":
+        return _("a weekday on which this customer paid before")
+    if kind == "act":
+        return _("customer active since the failure")
+    if kind == "seg":
+        return _("segment %(s)s") % {"s": rest}
+    if kind == "tries":
+        return _("%(n)s retries failed before") % {"n": rest}
+    if kind == "amt":
+        return _("amount")
+    return feature
 
 
 def _hour_ceil(moment: datetime) -> datetime:
@@ -308,3 +336,43 @@ def stats_record(outcomes: list[Outcome]) -> None:
             f"successes = {table}.successes + excluded.successes",
             params,
         )
+
+
+def retry_calibration(*, test_clock=None) -> dict:
+    """Smart Retries' stated chances against what happened, by decile of the chance
+    (finished automatic retries that had one), and the Brier score (mean squared gap
+    between chance and outcome: 0 is perfect, 0.25 is a coin toss's)."""
+    from django.db.models import Case, F, FloatField, IntegerField, Sum, Value, When
+    from django.db.models.functions import Cast
+
+    finished = PaymentAttempt.objects.filter(
+        source=PaymentAttempt.Source.AUTOMATIC, predicted_chance__isnull=False,
+        status__in=[PaymentAttempt.Status.SUCCEEDED, PaymentAttempt.Status.FAILED],
+    )
+    if test_clock is not None:
+        finished = finished.filter(customer__test_clock=test_clock)
+    chance = Cast(F("predicted_chance"), FloatField()) / 1000
+    won = Case(When(status=PaymentAttempt.Status.SUCCEEDED, then=Value(1.0)),
+               default=Value(0.0), output_field=FloatField())
+    rows = (
+        finished.annotate(decile=Cast(F("predicted_chance") / 100, IntegerField()), won=won)
+        .values("decile").order_by("decile")
+        .annotate(n=Count("pk"), predicted=Sum(chance), observed=Sum("won"),
+                  squared=Sum((chance - F("won")) * (chance - F("won"))))
+    )
+    deciles, total, squared = {}, 0, 0.0
+    for row in rows:
+        decile = min(row["decile"], 9)
+        slot = deciles.setdefault(decile, {"n": 0, "predicted": 0.0, "observed": 0})
+        slot["n"] += row["n"]
+        slot["predicted"] += row["predicted"]
+        slot["observed"] += row["observed"]
+        total += row["n"]
+        squared += row["squared"]
+    table = [
+        {"decile": d, "range": f"{d * 10}-{d * 10 + 10}%", "n": v["n"],
+         "predicted": v["predicted"] / v["n"], "observed": v["observed"] / v["n"],
+         "gap": v["observed"] / v["n"] - v["predicted"] / v["n"]}
+        for d, v in sorted(deciles.items())
+    ]
+    return {"deciles": table, "retries": total, "brier": squared / total if total else None}

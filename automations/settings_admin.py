@@ -11,6 +11,7 @@ from customers.admin_base import ModelAdmin
 from customers.fields import AmountsByCurrencyField, CommaListField
 
 from .models import BillingSettings, RetryPolicy, RetryStat
+from .retries import retry_calibration
 
 SCHEDULED_RETRIES_NOTE = _(
     "Changing these settings never moves retries already planned: each keeps the time "
@@ -107,6 +108,12 @@ class RetryStatAdmin(ReadOnlyAdmin):
     list_display = ["decline_code", "dimension", "bucket", "attempts", "successes", "rate"]
     list_filter = ["dimension", "decline_code"]
     ordering = ["decline_code", "dimension", "bucket"]
+
+    change_list_template = "admin/automations/retrystat/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "calibration": retry_calibration()}
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description=_("success rate"))
     def rate(self, stat):

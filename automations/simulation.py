@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 
 from customers.actors import Actor
 from customers.models import Customer, TestClock
@@ -31,10 +31,12 @@ from invoices.gateways.simulated import CARDS_BY_TOKEN
 from invoices.models import Event, Invoice, PaymentAttempt
 from invoices.services import invoice_create, invoice_line_add
 
+from . import retry_model, worlds
 from .clocks import clock_advance
 from .models import BillingSettings, RetryPolicy, RetryStat
 from .notifications.documents import attachments_omitted
 from .notifications.models import NotificationSchedule, OutboxMessage
+from .retries import retry_calibration
 from .simulation_subscriptions import subscribers_make, subscriptions_report
 
 # Share of customers paying with each test card (docs/gateways.md describes the cards).
@@ -79,6 +81,7 @@ class SimCustomer:
     amount: int  # minor units, each invoice
     responds: bool  # adds a card after a hard decline / authenticates when asked
     delay: timedelta
+    profile: "worlds.Profile | None" = None  # a world's customer (None: the card mix)
 
 
 @dataclass
@@ -88,6 +91,7 @@ class Report:
     days: int
     seed: int
     currency: str
+    world: str = "cards"
     invoices_by_status: dict = field(default_factory=dict)
     attempts: int = 0
     attempts_by_status: dict = field(default_factory=dict)
@@ -97,6 +101,8 @@ class Report:
     emails_by_status: dict = field(default_factory=dict)
     subscriptions_by_status: dict = field(default_factory=dict)  # --subscriptions only
     seconds: float = 0.0  # the run's, the population's build aside
+    hard_declined_charged_again: int = 0  # charges of a method after its hard decline
+    calibration: dict = field(default_factory=dict)  # automations.retries.retry_calibration
 
     @property
     def recovery_rate(self) -> float:
@@ -114,16 +120,17 @@ class World:
     population: list[SimCustomer]
     start: datetime
     seconds: float = 0.0  # to build it
+    name: str = "cards"  # which world (automations.worlds)
 
 
 def simulate(
     *, customers: int, days: int, seed: int, mode: str, start: datetime, currency: str = "EUR",
-    keep: bool = False, on_step=None, attachments: bool = False,
+    keep: bool = False, on_step=None, attachments: bool = False, world: str = "cards",
 ) -> Report:
     """One mode; see simulate_modes."""
     return simulate_modes(
         customers=customers, days=days, seed=seed, modes=[mode], start=start,
-        currency=currency, keep=keep, on_step=on_step, attachments=attachments,
+        currency=currency, keep=keep, on_step=on_step, attachments=attachments, world=world,
     )[0]
 
 
@@ -131,6 +138,7 @@ def simulate_modes(
     *, customers: int, days: int, seed: int, modes: list[str], start: datetime,
     currency: str = "EUR", keep: bool = False, on_step=None, attachments: bool = False,
     on_world=None, on_report=None, subscriptions: float = 0.0, yearly: float = 0.2,
+    world: str = "cards",
 ) -> list[Report]:
     """Build the population once, then run each mode from it: each run happens in a
     savepoint rolled back before the next, so every mode starts from the same rows.
@@ -140,10 +148,12 @@ def simulate_modes(
     left out in a header): rendering a receipt per payment would take most of the run."""
     if keep and len(modes) != 1:
         raise ValueError("keep applies to a single mode")
+    worlds.world_check(world)
     reports = []
     try:
         with transaction.atomic(), (nullcontext() if attachments else attachments_omitted()):
-            world = _world_make(customers=customers, seed=seed, start=start, currency=currency)
+            world = _world_make(customers=customers, seed=seed, start=start, currency=currency,
+                                name=world)
             if subscriptions:
                 world.subscribers = subscribers_make(
                     world, share=subscriptions, yearly=yearly, seed=seed, currency=currency,
@@ -172,16 +182,27 @@ def simulate_modes(
     return reports
 
 
-def _world_make(*, customers, seed, start, currency) -> World:
+def _world_make(*, customers, seed, start, currency, name="cards") -> World:
     began = time.perf_counter()
     rng = random.Random(seed)
     clock = TestClock.objects.create(name=f"Simulation seed {seed}", frozen_time=start)
-    population = [_customer_make(rng, n, clock, start, currency, seed) for n in range(customers)]
-    return World(clock, population, start, time.perf_counter() - began)
+    population = [_customer_make(rng, n, clock, start, currency, seed, name)
+                  for n in range(customers)]
+    return World(clock, population, start, time.perf_counter() - began, name)
 
 
 def _run(world: World, *, days, seed, mode, currency, on_step) -> Report:
+    if world.name == "cards":
+        return _run_in(world, days=days, seed=seed, mode=mode, currency=currency,
+                       on_step=on_step)
+    with worlds.world_active(world.name, [sim.profile for sim in world.population], seed):
+        return _run_in(world, days=days, seed=seed, mode=mode, currency=currency,
+                       on_step=on_step)
+
+
+def _run_in(world: World, *, days, seed, mode, currency, on_step) -> Report:
     RetryStat.objects.all().delete()  # learn from this run only (rolled back with it)
+    retry_model.model_forget()
     _settings_for(mode, seed)
     clock, population, start = world.clock, world.population, world.start
     # A previous mode's run was rolled back in the database, not in these objects.
@@ -215,7 +236,9 @@ def _run(world: World, *, days, seed, mode, currency, on_step) -> Report:
             _statistics_refresh()
         if on_step:
             on_step(hour)
-    return _report(mode, len(population), days, seed, currency, clock)
+    report = _report(mode, len(population), days, seed, currency, clock)
+    report.world = world.name
+    return report
 
 
 def _statistics_refresh() -> None:
@@ -241,7 +264,9 @@ def _settings_for(mode: str, seed: int) -> None:
     RetryPolicy.objects.exclude(pk=policy.pk).update(customer_segments=[])
 
 
-def _customer_make(rng, n, clock, start, currency, seed) -> SimCustomer:
+def _customer_make(rng, n, clock, start, currency, seed, name="cards") -> SimCustomer:
+    if name != "cards":
+        return _world_customer_make(rng, n, clock, start, currency, seed, name)
     tokens, weights = zip(*CARD_MIX, strict=True)
     card = rng.choices(tokens, weights)[0]
     timezone, locale = rng.choice(TIMEZONES)
@@ -270,6 +295,29 @@ def _customer_make(rng, n, clock, start, currency, seed) -> SimCustomer:
         customer=customer, card=card, first_invoice_at=first_at,
         amount=major * 10 ** currency_exponent(currency),
         responds=responds < threshold, delay=timedelta(hours=delay_hours),
+    )
+
+
+def _world_customer_make(rng, n, clock, start, currency, seed, name) -> SimCustomer:
+    """A customer of one of automations.worlds' worlds, with a card of its own."""
+    timezone, locale = rng.choice(TIMEZONES)
+    first_at = start + timedelta(hours=rng.randrange(INVOICE_EVERY_DAYS * 24))
+    major = rng.randint(20, 500)
+    profile = worlds.profile_make(name, rng, n, timezone)
+    customer = customer_create(
+        name=f"Simulated customer {n + 1}", email=f"customer{n + 1}@simulation.example",
+        currency=currency, timezone=timezone, preferred_locale=locale,
+        invoice_prefix=f"S{seed % 1000:03d}{n + 1:06d}"[-12:], test_clock=clock,
+    )
+    payment_method_add(
+        customer, type="card", gateway_reference=profile.token, brand="visa",
+        last4=f"{n % 10000:04d}", exp_month=12, exp_year=start.year + 3, now=start,
+        actor=SIMULATION,
+    )
+    return SimCustomer(
+        customer=customer, card=profile.token, first_invoice_at=first_at,
+        amount=major * 10 ** currency_exponent(currency), responds=profile.responds,
+        delay=profile.delay, profile=profile,
     )
 
 
@@ -311,7 +359,12 @@ def _customers_act(population, actions, acted, now) -> None:
         del actions[n]
         acted.add(n)
         sim = population[n]
-        if CARDS_BY_TOKEN[sim.card].kind == "action":
+        if sim.profile is not None:  # a world's customer: a new card of their own
+            payment_method_add(
+                sim.customer, type="card", gateway_reference=f"{sim.card}_new", brand="visa",
+                last4="4242", exp_month=12, exp_year=now.year + 3, now=now, actor=CUSTOMER,
+            )
+        elif CARDS_BY_TOKEN[sim.card].kind == "action":
             _authenticate(sim.customer, now)
         else:
             card = CARDS_BY_TOKEN["sim_4242"]
@@ -339,6 +392,12 @@ def _report(mode, customers, days, seed, currency, clock) -> Report:
         invoices.order_by().values_list("status").annotate(n=Count("pk"))
     )
     report.attempts = attempts.count()
+    charged = PaymentAttempt.objects.filter(customer__test_clock=clock)
+    report.hard_declined_charged_again = charged.filter(Exists(
+        PaymentAttempt.objects.filter(payment_method=OuterRef("payment_method"),
+                                      hard_decline=True, created_at__lt=OuterRef("created_at"))
+    )).count()
+    report.calibration = retry_calibration(test_clock=clock)
     report.attempts_by_status = dict(
         attempts.order_by().values_list("status").annotate(n=Count("pk"))
     )

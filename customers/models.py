@@ -171,6 +171,10 @@ class PaymentMethod(models.Model):
         _("status"), max_length=10, choices=Status.choices, default=Status.ACTIVE
     )
     created_at = models.DateTimeField(_("created at"))
+    # A hard decline (stolen, lost, fraudulent, incorrect number...) makes the method
+    # unusable: it is never charged again until the customer or staff re-enable it.
+    unusable_code = models.CharField(_("hard decline"), max_length=64, blank=True)
+    unusable_at = models.DateTimeField(_("unusable since"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("payment method")
@@ -188,6 +192,11 @@ class PaymentMethod(models.Model):
     @property
     def chargeable(self) -> bool:
         return self.type in self.CHARGEABLE and self.status == self.Status.ACTIVE
+
+    @property
+    def usable(self) -> bool:
+        """Chargeable and not marked unusable by a hard decline."""
+        return self.chargeable and not self.unusable_code
 
     def expired(self, today) -> bool:
         if not (self.exp_year and self.exp_month):

@@ -61,7 +61,7 @@ PROCESSING_CHECK_EVERY = timedelta(hours=1)
 ATTEMPT_FIELDS = [
     "status", "gateway_reference", "amount_received", "decline_code", "failure_message",
     "advice", "hard_decline", "action_url", "completed_at", "duration_ms", "check_at",
-    "payment",
+    "payment", "card_funding",
 ]
 PAYMENT_METHOD_FOR = {PaymentMethod.Type.CARD: Payment.Method.CARD,
                       PaymentMethod.Type.SEPA_DEBIT: Payment.Method.SEPA_DEBIT}
@@ -75,6 +75,7 @@ class RetryPlan:
     at: datetime | None  # None: no more automatic retries
     reason: str = ""  # one line, shown in the admin
     uncollectible: bool = False  # the budget is spent and the policy says so
+    chance: float | None = None  # the policy's estimate that the retry succeeds
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ def _collection_resume(customer: Customer, *, now: datetime) -> list[int]:
         payment_hold="",
         next_payment_attempt=now,
         next_payment_attempt_reason=_("A new payment method was added: retrying now."),
+        next_payment_attempt_chance=None,
     )
     return ids
 
@@ -305,6 +307,8 @@ def _charge_target(invoice, method, token, brand, last4) -> tuple[str, str, Paym
         raise DomainError(
             _("%(m)s cannot be charged automatically.") % {"m": method}
         )
+    if method.unusable_code:
+        raise DomainError(_unusable_text(method))
     if method.type == PaymentMethod.Type.SEPA_DEBIT and invoice.currency != "EUR":
         raise DomainError(_("SEPA Direct Debit only collects euros; this invoice is in %(c)s.")
                           % {"c": invoice.currency})
@@ -325,6 +329,7 @@ def _attempt_build(invoice, *, key, source, token, label, method, at) -> Payment
         idempotency_key=key,
         status=A.PENDING,
         retry_of_decline_code=invoice.last_decline_code if source == "automatic" else "",
+        predicted_chance=invoice.next_payment_attempt_chance if source == "automatic" else None,
         created_at=at,
         check_at=at + STALE_AFTER,
     )
@@ -445,6 +450,12 @@ def attempts_open_due(
                 _hold(invoice, "no_payment_method", at, events)
                 held.append(invoice)
                 continue
+            if method.unusable_code:
+                # Hard-declined before (on this invoice or another): never charged
+                # again; the customer is asked for a new payment method.
+                _hold(invoice, "hard_decline", at, events, method=method)
+                held.append(invoice)
+                continue
             attempts.append(_attempt_build(
                 invoice, key=f"auto-{invoice.pk}-{uuid.uuid4().hex[:20]}",
                 source=PaymentAttempt.Source.AUTOMATIC, token=method.gateway_reference,
@@ -461,16 +472,33 @@ def attempts_open_due(
     return attempts, len(held)
 
 
-def _hold(invoice: Invoice, hold: str, at: datetime, events: list) -> None:
+def _hold(invoice: Invoice, hold: str, at: datetime, events: list, method=None) -> None:
     invoice.next_payment_attempt = None
     invoice.payment_hold = hold
-    invoice.last_payment_error = _("No payment method to charge.")
-    invoice.next_payment_attempt_reason = _("Waiting for the customer to add a payment method.")
     invoice.past_due_at = min(filter(None, [invoice.past_due_at, at]))
+    data = {"reason": hold}
+    if method is None:
+        invoice.last_payment_error = _("No payment method to charge.")
+        invoice.next_payment_attempt_reason = _(
+            "Waiting for the customer to add a payment method.")
+    else:
+        invoice.last_payment_error = _unusable_text(method)
+        invoice.next_payment_attempt_reason = _(
+            "Waiting for the customer to add a new payment method (%(m)s hard-declined).") % {
+            "m": method}
+        data |= {"payment_method": method.pk, "decline_code": method.unusable_code,
+                 "amount": invoice.amount_remaining,
+                 "failure_message": invoice.last_payment_error}
     events.append(event_build(
-        "invoice.collection_paused", now=at, actor=AUTOMATIC, invoice=invoice,
-        data={"reason": hold},
+        "invoice.collection_paused", now=at, actor=AUTOMATIC, invoice=invoice, data=data,
     ))
+
+
+def _unusable_text(method: PaymentMethod) -> str:
+    return _("%(m)s was declined (%(code)s) on %(date)s: it is never charged again unless "
+             "the customer or staff re-enable it.") % {
+        "m": method, "code": method.unusable_code,
+        "date": method.unusable_at.date().isoformat() if method.unusable_at else "?"}
 
 
 # --- the gateway, then the record -------------------------------------------------------
@@ -526,6 +554,7 @@ class _Batch:
     failures: list = field(default_factory=list)  # Failure
     outcomes: list = field(default_factory=list)  # Outcome
     overpaid: list = field(default_factory=list)  # (invoice, amount, at)
+    unusable: list = field(default_factory=list)  # (payment method pk, code, at)
     tolerances: dict = field(default_factory=dict)  # currency -> policy tolerance
 
     def tolerance(self, currency: str) -> int:
@@ -586,6 +615,7 @@ def _outcome_apply(batch: _Batch, attempt: PaymentAttempt, outcome, at: datetime
         _held(batch, attempt, outcome, mismatch, at)
         return
     attempt.gateway_reference = outcome.gateway_reference or attempt.gateway_reference
+    attempt.card_funding = outcome.funding or attempt.card_funding
     if outcome.status == "succeeded":
         _succeeded(batch, attempt, outcome, at)
     elif outcome.status == "processing":
@@ -720,6 +750,8 @@ def _failed(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, at) ->
     attempt.hard_decline = result.hard_decline
     batch.counts.failed += 1
     _learn(batch, attempt, False)
+    if attempt.hard_decline and attempt.payment_method_id:
+        batch.unusable.append((attempt.payment_method_id, attempt.decline_code, at))
     invoice = attempt.invoice
     automatic = attempt.source == PaymentAttempt.Source.AUTOMATIC
     if not automatic or invoice.status != S.OPEN:
@@ -731,7 +763,7 @@ def _failed(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, at) ->
     invoice.past_due_at = min(filter(None, [invoice.past_due_at, at]))
     batch.invoice_fields |= {"last_payment_error", "last_decline_code", "past_due_at",
                              "next_payment_attempt", "next_payment_attempt_reason",
-                             "payment_hold"}
+                             "next_payment_attempt_chance", "payment_hold"}
     if attempt.hard_decline:
         invoice.payment_hold = "hard_decline"
         invoice.next_payment_attempt = None
@@ -765,11 +797,16 @@ def _plans_apply(batch: _Batch) -> None:
     if not batch.failures:
         return
     plans = policy().plan(batch.failures)
+    batch.invoice_fields |= {"next_payment_attempt", "next_payment_attempt_reason",
+                             "next_payment_attempt_chance", "payment_hold"}
     for failure in batch.failures:
         invoice, attempt, at = failure.invoice, failure.attempt, failure.at
         plan = plans.get(attempt.pk) or RetryPlan(None, _("No retry planned."))
         invoice.next_payment_attempt = plan.at
         invoice.next_payment_attempt_reason = plan.reason[:300]
+        invoice.next_payment_attempt_chance = (
+            None if plan.chance is None or plan.at is None
+            else max(0, min(1000, round(plan.chance * 1000))))
         invoice.payment_hold = ""
         if attempt.status == A.FAILED:
             batch.events.append(_failed_event(batch, attempt, invoice, at))
@@ -794,6 +831,8 @@ def _write(batch: _Batch) -> None:
     if batch.invoice_fields and touched:
         rows_update(Invoice, touched, sorted(batch.invoice_fields))
     events_save(batch.events)
+    if batch.unusable:
+        _methods_disable(batch)
     if batch.outcomes:
         policy().observe(batch.outcomes)
     for invoice, amount, at in batch.overpaid:
@@ -804,6 +843,49 @@ def _write(batch: _Batch) -> None:
         )
     for invoice, at in batch.reconcile:
         _partial_reconcile(invoice, at, batch.actor)
+
+
+def _methods_disable(batch: _Batch) -> None:
+    """Hard-declined payment methods become unusable (code and date kept), with an
+    event each: no invoice charges them again."""
+    events = []
+    for method_id, code, at in batch.unusable:
+        method = PaymentMethod.objects.select_related("customer").filter(
+            pk=method_id, unusable_code="").first()
+        if method is None:
+            continue
+        PaymentMethod.objects.filter(pk=method_id, unusable_code="").update(
+            unusable_code=code, unusable_at=at)
+        events.append(event_build(
+            "payment_method.disabled", now=at, actor=batch.actor, customer=method.customer,
+            data={"payment_method": method_id, "label": str(method), "decline_code": code},
+        ))
+    events_save(events)
+
+
+def payment_method_reenable(method: PaymentMethod, *, now: datetime, actor: Actor
+                            ) -> PaymentMethod:
+    """The customer or staff say a hard-declined payment method may be charged again
+    (the bank cleared it): it is usable again and held invoices are collected at once."""
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=method.customer_id)
+        method = PaymentMethod.objects.get(pk=method.pk)
+        if not method.unusable_code:
+            raise DomainError(_("%(m)s is not marked unusable.") % {"m": method})
+        if not method.chargeable:
+            raise DomainError(_("%(m)s cannot be charged automatically.") % {"m": method})
+        code = method.unusable_code
+        PaymentMethod.objects.filter(pk=method.pk).update(unusable_code="", unusable_at=None)
+        method.unusable_code, method.unusable_at = "", None
+        resumed = []
+        if customer.default_payment_method_id == method.pk:
+            resumed = _collection_resume(customer, now=now)
+        event_record(
+            "payment_method.reenabled", now=now, actor=actor, customer=customer,
+            data={"payment_method": method.pk, "label": str(method), "decline_code": code,
+                  "resumed_invoices": resumed},
+        )
+    return method
 
 
 def _partial_reconcile(invoice: Invoice, at: datetime, actor: Actor) -> None:

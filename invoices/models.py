@@ -211,6 +211,10 @@ class Invoice(models.Model):
     next_payment_attempt_reason = models.CharField(
         _("why then"), max_length=300, blank=True, editable=False
     )
+    # Smart Retries' chance that the next attempt succeeds, per mille (None: no estimate).
+    next_payment_attempt_chance = models.PositiveSmallIntegerField(
+        _("expected chance (‰)"), null=True, blank=True, editable=False
+    )
     # Automatic collection waits for the customer: a hard decline (a new payment method
     # resumes it), an authentication only the customer can give, or no payment method.
     payment_hold = models.CharField(
@@ -510,6 +514,12 @@ class PaymentAttempt(models.Model):
     action_url = models.URLField(_("action link"), max_length=500, blank=True)
     # The decline this attempt retries ("" for a first attempt): what Smart Retries learn.
     retry_of_decline_code = models.CharField(_("retry of"), max_length=64, blank=True)
+    # The chance Smart Retries gave this retry, per mille: calibration is measured on it.
+    predicted_chance = models.PositiveSmallIntegerField(
+        _("expected chance (‰)"), null=True, blank=True
+    )
+    # The card's funding as the gateway reported it (credit, debit, prepaid, unknown).
+    card_funding = models.CharField(_("card funding"), max_length=10, blank=True)
     created_at = models.DateTimeField(_("created at"))
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
     duration_ms = models.PositiveIntegerField(_("gateway time (ms)"), null=True, blank=True)

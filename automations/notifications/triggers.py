@@ -30,6 +30,21 @@ def payment_failed_message(event: Event):
     )
 
 
+def collection_paused_message(event: Event):
+    """A new invoice not charged because its payment method hard-declined before: the
+    customer is asked for a new one (as after the decline itself)."""
+    data = event.data
+    if data.get("reason") != "hard_decline":
+        return None
+    return _message(
+        event, f"collection_paused:{event.invoice_id}:{data.get('payment_method')}",
+        "payment_failed_hard",
+        context={"amount": data.get("amount"), "decline_code": data.get("decline_code"),
+                 "failure_message": data.get("failure_message"),
+                 "next_payment_attempt": None},
+    )
+
+
 def action_required_message(event: Event):
     data = event.data
     if data.get("source") == ON_THE_PAGE:
@@ -93,6 +108,7 @@ def _message(event: Event, key: str, kind: str, *, context=None, attachments=())
 ONE_EMAIL_EACH = {
     "invoice.payment_failed": payment_failed_message,
     "invoice.payment_action_required": action_required_message,
+    "invoice.collection_paused": collection_paused_message,
     "invoice.payment_succeeded": receipt_message,
     "credit_note.created": credit_note_message,
     "invoice.hosted_link_sent": invoice_link_message,

@@ -3,12 +3,14 @@ detached through the domain (invoices.collection), which resumes held collection
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.utils.translation import gettext_lazy, ngettext
 
 from customers.clock import now_for
+from customers.errors import DomainError
 from customers.models import PaymentMethod
 
-from ..collection import payment_method_add, payment_method_detach
+from ..collection import payment_method_add, payment_method_detach, payment_method_reenable
 from ..models import PaymentAttempt
 from ..pagination import CappedCountPaginator
 from .common import DomainRefusalAdmin, ReadOnlyAdmin, money, staff
@@ -34,12 +36,13 @@ class PaymentMethodAddForm(forms.ModelForm):
 
 @admin.register(PaymentMethod)
 class PaymentMethodAdmin(DomainRefusalAdmin):
-    list_display = ["__str__", "customer", "type", "status", "expiry", "created_at"]
-    list_filter = ["type", "status"]
+    list_display = ["__str__", "customer", "type", "status", "expiry", "unusable_code",
+                    "unusable_at", "created_at"]
+    list_filter = ["type", "status", "unusable_code"]
     list_select_related = ["customer"]
     search_fields = ["customer__name", "customer__email", "last4"]
     autocomplete_fields = ["customer"]
-    actions = ["detach_selected"]
+    actions = ["detach_selected", "reenable_selected"]
     show_full_result_count = False
     paginator = CappedCountPaginator
 
@@ -52,7 +55,7 @@ class PaymentMethodAdmin(DomainRefusalAdmin):
         if obj is None:
             return []
         return ["customer", "type", "gateway_reference", "brand", "last4", "exp_month",
-                "exp_year", "status", "created_at"]
+                "exp_year", "status", "unusable_code", "unusable_at", "created_at"]
 
     def has_delete_permission(self, request, obj=None):
         return False  # attempts point at them: detach instead
@@ -89,6 +92,25 @@ class PaymentMethodAdmin(DomainRefusalAdmin):
             done += 1
         self.message_user(request, ngettext(
             "%(count)d payment method detached.", "%(count)d payment methods detached.", done,
+        ) % {"count": done}, messages.SUCCESS)
+
+
+    @admin.action(description=gettext_lazy("Re-enable selected hard-declined payment methods"),
+                  permissions=["change"])
+    def reenable_selected(self, request, queryset):
+        done = 0
+        try:
+            with transaction.atomic():  # one refused: none re-enabled
+                for method in queryset.select_related("customer"):
+                    payment_method_reenable(method, now=now_for(method.customer),
+                                            actor=staff(request))
+                    done += 1
+        except DomainError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return
+        self.message_user(request, ngettext(
+            "%(count)d payment method re-enabled.", "%(count)d payment methods re-enabled.",
+            done,
         ) % {"count": done}, messages.SUCCESS)
 
 

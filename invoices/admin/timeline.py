@@ -91,6 +91,11 @@ describes("invoice.hosted_link_sent")(
 describes("invoice.revised")(simple(lambda: _("Voided and copied to a new draft")))
 
 
+describes("payment_method.disabled")(
+    simple(lambda: _("Payment method unusable after a hard decline")))
+describes("payment_method.reenabled")(simple(lambda: _("Payment method re-enabled")))
+
+
 @describes("invoice.payment_held_for_review")
 def _held(event, currency):
     data = event.data or {}

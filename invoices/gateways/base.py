@@ -26,6 +26,7 @@ ADVICES = frozenset({"retry", "do_not_retry", "update_payment_method", ""})
 # Declines that retrying the same payment method cannot fix (DESIGN.md section 4):
 # never retried; retries resume once the customer adds a new payment method.
 # expired_card is here too: the card will never work again.
+FUNDINGS = frozenset({"", "credit", "debit", "prepaid", "unknown"})
 HARD_DECLINE_CODES = frozenset({
     "incorrect_number",
     "lost_card",
@@ -132,6 +133,8 @@ class ChargeResult:
     "requires_action" (the customer must authenticate; `action_url` when known) | "failed".
     For failures: `decline_code` (the gateway's), `failure_message` (plain words for a
     customer), `advice` and `hard_decline` (never retry the same payment method).
+    `funding`: the card's funding as the gateway reports it (credit, debit, prepaid,
+    unknown; empty when it did not say), which Smart Retries learn from.
     """
 
     status: str
@@ -148,8 +151,11 @@ class ChargeResult:
     amount: int | None = None
     currency: str = ""  # ISO 4217, uppercase
     metadata: dict = field(default_factory=dict)
+    funding: str = ""
 
     def __post_init__(self):
+        if self.funding not in FUNDINGS:
+            raise GatewayError(f"Unknown card funding {self.funding!r} from the gateway.")
         if self.status not in STATUSES:
             raise GatewayError(f"Unknown charge status {self.status!r} from the gateway.")
         if not is_int(self.amount_received) or self.amount_received < 0:
@@ -176,7 +182,8 @@ class ChargeResult:
 
     @classmethod
     def declined(cls, decline_code: str, *, gateway_reference: str = "", advice: str = "",
-                 message: str = "", raw: dict | None = None) -> "ChargeResult":
+                 message: str = "", raw: dict | None = None, funding: str = ""
+                 ) -> "ChargeResult":
         """A failed charge, with message, advice and hard/soft taken from the decline code
         unless the gateway gave its own advice."""
         return cls(
@@ -187,6 +194,7 @@ class ChargeResult:
             advice=advice or advice_for(decline_code),
             hard_decline=is_hard_decline(decline_code),
             raw=raw or {},
+            funding=funding,
         )
 
     @property

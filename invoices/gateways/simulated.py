@@ -34,14 +34,15 @@ class SimulatedCard:
     kind: str  # succeed | decline | processing | action | recover | hours | payday
     decline_code: str = ""
     behaviour: str = ""
+    funding: str = "credit"  # what the gateway reports (credit, debit, prepaid)
 
     @property
     def last4(self) -> str:
         return self.number[-4:]
 
 
-def _card(number, token, kind, decline_code="", behaviour="", brand="visa"):
-    return SimulatedCard(number, token, brand, kind, decline_code, behaviour)
+def _card(number, token, kind, decline_code="", behaviour="", brand="visa", funding="credit"):
+    return SimulatedCard(number, token, brand, kind, decline_code, behaviour, funding)
 
 
 SIMULATED_CARDS = (
@@ -49,7 +50,8 @@ SIMULATED_CARDS = (
     _card("4000000000000077", "sim_0077", "succeed", behaviour="Succeeds."),
     _card("5555555555554444", "sim_4444", "succeed", behaviour="Succeeds (Mastercard).",
           brand="mastercard"),
-    _card("4000000000009995", "sim_9995", "decline", "insufficient_funds", "Declines."),
+    _card("4000000000009995", "sim_9995", "decline", "insufficient_funds", "Declines.",
+          funding="prepaid"),
     _card("4000000000000002", "sim_0002", "decline", "generic_decline", "Declines."),
     _card("4000000000000119", "sim_0119", "decline", "do_not_honor", "Declines."),
     _card("4000000000000135", "sim_0135", "decline", "processing_error", "Declines."),
@@ -67,12 +69,14 @@ SIMULATED_CARDS = (
     _card("4000002500003155", "sim_3155", "action",
           behaviour="Requires customer action (authentication); never completes off-session."),
     _card("4000000000000333", "sim_0333", "recover", "insufficient_funds",
-          "Declines until 3 days after its first decline for this customer, then succeeds."),
+          "Declines until 3 days after its first decline for this customer, then succeeds.",
+          funding="debit"),
     _card("4000000000000812", "sim_0812", "hours", "try_again_later",
           "Succeeds only from 08:00 to 10:59 in the customer's time zone (the charge's "
           "customer_timezone metadata; UTC without it); declines at other hours."),
     _card("4000000000002537", "sim_2537", "payday", "insufficient_funds",
-          "Succeeds only on days 1-5 and 25-31 of the month (UTC); declines on other days."),
+          "Succeeds only on days 1-5 and 25-31 of the month (UTC); declines on other days.",
+          funding="debit"),
 )
 CARDS_BY_TOKEN = {card.token: card for card in SIMULATED_CARDS}
 CARDS_BY_NUMBER = {card.number: card for card in SIMULATED_CARDS}
@@ -215,14 +219,16 @@ def charge_result(charge: SimulatedCharge) -> ChargeResult:
     }
     reported = {"amount": charge.amount, "currency": charge.currency,
                 "metadata": {"idempotency_key": charge.idempotency_key}}
+    card = CARDS_BY_TOKEN.get(charge.card_token)
+    funding = card.funding if card is not None else "unknown"
     if charge.status == SimulatedCharge.Status.FAILED:
         return replace(ChargeResult.declined(
-            charge.decline_code, gateway_reference=charge.reference, raw=raw
+            charge.decline_code, gateway_reference=charge.reference, raw=raw, funding=funding
         ), **reported)
     received = charge.amount if charge.status == SimulatedCharge.Status.SUCCEEDED else 0
     return ChargeResult(
         status=charge.status, gateway_reference=charge.reference,
-        amount_received=received, raw=raw, **reported,
+        amount_received=received, raw=raw, funding=funding, **reported,
     )
 
 

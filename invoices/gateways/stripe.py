@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .base import (
     FAILURE_MESSAGES,
+    FUNDINGS,
     IDEMPOTENCY_KEY_RE,
     ChargeRequest,
     ChargeResult,
@@ -162,7 +163,7 @@ def intent_result(intent) -> ChargeResult:
     if status in ("succeeded", "processing"):
         return ChargeResult(
             status=status, gateway_reference=reference, amount_received=received, raw=raw,
-            **reported,
+            funding=card_funding(intent), **reported,
         )
     if status == "requires_action":
         return ChargeResult(
@@ -175,7 +176,8 @@ def intent_result(intent) -> ChargeResult:
         error = intent.get("last_payment_error")
         if not isinstance(error, dict):
             error = {}
-        return _declined(error, reference=reference, raw=raw, reported=reported)
+        return _declined(error, reference=reference, raw=raw, reported=reported,
+                        funding=card_funding(intent))
     if status == "canceled":
         return ChargeResult.declined(
             "payment_intent_canceled", gateway_reference=reference, raw=raw
@@ -191,10 +193,32 @@ def card_error_result(payload: dict) -> ChargeResult:
     if not isinstance(reference, str):
         raise GatewayError("Stripe's card error carries a malformed PaymentIntent id.")
     reported = _reported(intent) if isinstance(intent, dict) else {}
-    return _declined(error, reference=reference, raw=_without_secrets(payload), reported=reported)
+    return _declined(error, reference=reference, raw=_without_secrets(payload), reported=reported,
+                     funding=card_funding(error))
 
 
-def _declined(error: dict, *, reference: str, raw: dict, reported: dict) -> ChargeResult:
+def card_funding(source: dict) -> str:
+    """The card's funding (credit, debit, prepaid, unknown) where Stripe puts it: the
+    charge's payment_method_details.card, or an expanded payment_method's card (on a
+    PaymentIntent or a card error). Empty when Stripe did not say."""
+    places = []
+    charge = source.get("latest_charge")
+    if isinstance(charge, dict):
+        places.append((charge.get("payment_method_details") or {}).get("card"))
+    error = source.get("last_payment_error")
+    for holder in (source, error if isinstance(error, dict) else {}):
+        method = holder.get("payment_method")
+        if isinstance(method, dict):
+            places.append(method.get("card"))
+    for card in places:
+        if isinstance(card, dict) and isinstance(card.get("funding"), str):
+            return card["funding"] if card["funding"] in FUNDINGS else "unknown"
+    return ""
+
+
+def _declined(
+    error: dict, *, reference: str, raw: dict, reported: dict, funding: str = ""
+) -> ChargeResult:
     decline_code = error.get("decline_code") or error.get("code") or "generic_decline"
     if not isinstance(decline_code, str):
         raise GatewayError("Stripe's decline code is not a string.")
@@ -206,7 +230,8 @@ def _declined(error: dict, *, reference: str, raw: dict, reported: dict) -> Char
     if decline_code not in FAILURE_MESSAGES and isinstance(error.get("message"), str):
         message = error["message"]  # Stripe writes card error messages for customers
     result = ChargeResult.declined(
-        decline_code, gateway_reference=reference, advice=advice, message=message, raw=raw
+        decline_code, gateway_reference=reference, advice=advice, message=message, raw=raw,
+        funding=funding,
     )
     return replace(result, **reported)
 

@@ -76,7 +76,7 @@ def hosted_card_save(
     for a hard decline resumes). The same card saved again, by a double click, is the
     same payment method."""
     current = customer.default_payment_method
-    if current is not None and current.chargeable and current.gateway_reference == card.token:
+    if current is not None and current.usable and current.gateway_reference == card.token:
         return current
     month, year = expiry
     return payment_method_add(

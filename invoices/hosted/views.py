@@ -258,7 +258,7 @@ def payment_forms(visit: Visit, context: dict, given: dict, nonces: dict) -> dic
     can_pay = context["payable"] and not context["in_flight"]
     initial = {"amount": invoice.amount_remaining}
     method = invoice.customer.default_payment_method
-    saved = method if method is not None and method.chargeable else None
+    saved = method if method is not None and method.usable else None
     forms = {
         "saved_method": saved,
         "saved_form": PaymentConfirmationForm(

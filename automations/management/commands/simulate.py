@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from customers.money import format_money, known_currencies
 
 from ...simulation import Report, simulate_modes
+from ...worlds import WORLDS
 from ..options import moment_parse
 
 MODES = ("smart", "fixed")
@@ -25,6 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--seeds", type=int, default=1,
                             help="run this many seeds (seed, seed+1, ...) and sum them up")
         parser.add_argument("--retry-mode", choices=MODES, default="smart")
+        parser.add_argument("--world", choices=WORLDS, default="cards",
+                            help="how the customers' cards behave (automations/worlds.py): "
+                                 "cards (the test card mix), paycycles, hours, nosignal")
         parser.add_argument("--no-compare", action="store_true",
                             help="skip the run with the other retry mode")
         parser.add_argument("--start", default="2026-01-05T00:00:00+00:00",
@@ -42,7 +46,8 @@ class Command(BaseCommand):
                             help="keep the simulated customers and invoices (single mode only)")
 
     def handle(self, *args, customers, days, seed, seeds, retry_mode, no_compare, start,
-               currency, keep, attachments, subscriptions=0.0, yearly=0.2, **options):
+               currency, keep, attachments, subscriptions=0.0, yearly=0.2, world="cards",
+               **options):
         if not 1 <= customers <= 100_000:
             raise CommandError("--customers must be between 1 and 100000.")
         if not 1 <= days <= 366:
@@ -68,6 +73,7 @@ class Command(BaseCommand):
                 start=moment.astimezone(UTC), currency=currency, keep=keep,
                 attachments=attachments, on_world=self._world, on_report=self._print,
                 subscriptions=subscriptions, yearly=yearly,
+                world=world,
             )
             if len(reports) == 2:
                 pair = sorted(reports, key=lambda r: r.mode != "smart")
@@ -78,7 +84,8 @@ class Command(BaseCommand):
 
     def _world(self, world) -> None:
         self.stdout.write(
-            f"population: {len(world.population)} customers on a test clock from "
+            f"population: {len(world.population)} customers ({world.name} world) on a test "
+            "clock from "
             f"{world.start:%Y-%m-%d %H:%M} UTC, built in {world.seconds:.0f} s; each mode "
             "runs from it"
         )
@@ -103,12 +110,23 @@ class Command(BaseCommand):
             f"  recovered: {money(report.recovered)}\n"
             f"  recovery rate: {report.recovery_rate:.1%}\n"
             f"  emails: {emails or 'none'}\n"
+            f"  charges of a hard-declined payment method: {report.hard_declined_charged_again}\n"
         )
         if report.subscriptions_by_status:
             subscribed = ", ".join(
                 f"{status} {n}" for status, n in sorted(report.subscriptions_by_status.items())
             )
             self.stdout.write(f"  subscriptions: {subscribed}\n")
+        calibration = report.calibration or {}
+        if calibration.get("retries"):
+            deciles = ", ".join(
+                f"{row['range']}: {row['observed']:.0%} of {row['n']}"
+                for row in calibration["deciles"]
+            )
+            self.stdout.write(
+                f"  calibration (expected chance: succeeded): {deciles}; Brier score "
+                f"{calibration['brier']:.3f}\n"
+            )
 
     def _summary(self, compared: list[list[Report]]) -> None:
         smart = sum(pair[0].recovered for pair in compared)

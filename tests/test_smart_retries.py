@@ -1,0 +1,219 @@
+"""Smart Retries: the learned model, the planner over the whole window, exploration,
+calibration shown to staff, and the worlds `simulate` compares them in."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.urls import reverse
+
+from automations import retry_model, worlds
+from automations.models import BillingSettings, RetryPolicy
+from automations.retries import _plan, _slots, retry_calibration
+from automations.simulation import simulate_modes
+from invoices import collection
+from invoices.gateways.base import ChargeRequest, ChargeResult, GatewayError
+from invoices.gateways.simulated import SimulatedGateway
+from invoices.gateways.stripe import card_funding, intent_result
+from invoices.models import PaymentAttempt
+
+from .factories import NOW, add_card, make_charged
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model():
+    retry_model.model_forget()
+    yield
+    retry_model.model_forget()
+
+
+def hours(n):
+    return timedelta(hours=n)
+
+
+def test_the_planner_keeps_a_retry_for_a_payday_nine_days_away():
+    start = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    slots = _slots(start, start + timedelta(days=14))
+    payday = start + timedelta(days=9)
+    chances = [0.8 if payday <= s < payday + hours(6) else 0.03 for s in slots]
+    # One retry left: it waits nine days rather than trying now.
+    first, expected = _plan(slots, chances, 1, start)
+    assert slots[first] == payday and expected == pytest.approx(0.8, abs=0.05)
+    # Three left: at most two go before the payday, and the plan counts on the payday.
+    first, expected = _plan(slots, chances, 3, start)
+    assert expected > 0.75  # without the payday, three retries would expect under 10%
+
+
+def test_the_model_learns_hours_by_card_funding_from_history_and_is_calibrated():
+    rng = random.Random(5)
+    rows = []
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    for _n in range(3000):
+        at = start + hours(rng.randrange(24 * 28))
+        funding = rng.choice(["debit", "credit"])
+        situation = retry_model.Situation(
+            code="try_again_later", funding=funding, amount=5000, tries=0,
+            first_failed_at=at - hours(30), timezone="UTC", segment="", active=False,
+            paid_days=frozenset(), paid_weekdays=frozenset(),
+        )
+        business = at.weekday() < 5 and 9 <= at.hour < 17
+        good = business if funding == "debit" else not business
+        y = int(rng.random() < (0.4 if good else 0.04))
+        rows.append((retry_model.base_features(situation)
+                     + retry_model.slot_features(situation, at, at), y))
+    weights, variances = retry_model.fit(rows)
+    model = retry_model.Model(weights, variances, len(rows))
+    predicted = [model.chance(features) for features, _y in rows]
+    assert sum(predicted) / len(rows) == pytest.approx(sum(y for _f, y in rows) / len(rows),
+                                                        abs=0.01)
+    tuesday_10 = datetime(2026, 2, 3, 10, tzinfo=UTC)
+    sunday_10 = datetime(2026, 2, 8, 10, tzinfo=UTC)
+    debit = retry_model.Situation(
+        code="try_again_later", funding="debit", amount=5000, tries=0,
+        first_failed_at=tuesday_10 - hours(30), timezone="UTC", segment="", active=False,
+        paid_days=frozenset(), paid_weekdays=frozenset(),
+    )
+
+    def chance(at):
+        return model.chance(retry_model.base_features(debit)
+                            + retry_model.slot_features(debit, at, at))
+
+    assert chance(tuesday_10) > 0.25 > 0.1 > chance(sunday_10)
+    # A factor the data supports is named; one nobody tried is not.
+    assert model.supported("fh:debit:0:3")
+    assert not model.supported("seg:enterprise")
+
+
+def test_thompson_draws_explore_around_the_posterior():
+    model = retry_model.Model({"h:9": 0.0}, {"h:9": 0.25}, 10)
+    draws = [model.sampled(random.Random(n)).weight("h:9") for n in range(200)]
+    assert min(draws) < -0.2 and max(draws) > 0.2  # it keeps trying other hours
+
+
+def test_a_card_attached_at_sign_up_is_not_customer_activity():
+    invoice = make_charged("sim_9995")  # card attached at NOW, before the failure
+    collection.collect_due(now=NOW)
+    invoice.refresh_from_db()
+    assert "active" not in invoice.next_payment_attempt_reason
+    assert invoice.next_payment_attempt_chance is not None
+
+
+def test_the_reason_names_no_factor_before_any_history():
+    invoice = make_charged("sim_9995")
+    collection.collect_due(now=NOW)
+    invoice.refresh_from_db()
+    reason = invoice.next_payment_attempt_reason
+    assert reason.startswith("Smart Retries: insufficient_funds, retry 1 of 8")
+    assert "×" not in reason  # priors alone support no factor
+
+
+def test_a_new_payment_method_retries_at_once_in_the_fixed_mode_too():
+    policy = RetryPolicy.objects.create(name="Fixed", mode="fixed", max_retries=8,
+                                        window_days=14)
+    settings = BillingSettings.load()
+    settings.default_retry_policy = policy
+    settings.save()
+    invoice = make_charged("sim_9995")
+    collection.collect_due(now=NOW)
+    later = NOW + hours(5)
+    add_card(invoice.customer, "sim_4242", now=later)
+    invoice.refresh_from_db()
+    assert invoice.next_payment_attempt == later
+
+
+def test_retry_statistics_show_calibration_by_decile_and_a_brier_score(admin_client):
+    invoice = make_charged("sim_9995")
+    collection.collect_due(now=NOW)
+    invoice.refresh_from_db()
+    collection.collect_due(now=invoice.next_payment_attempt)
+    retry = PaymentAttempt.objects.get(invoice=invoice, retry_of_decline_code="insufficient_funds")
+    assert retry.status == "failed" and retry.predicted_chance is not None
+    table = retry_calibration()
+    assert table["retries"] == 1
+    assert table["brier"] == pytest.approx((retry.predicted_chance / 1000) ** 2)
+    body = admin_client.get(reverse("admin:automations_retrystat_changelist")).content.decode()
+    assert "Brier score" in body and "expected chance" in body
+
+
+def test_gateways_report_card_funding():
+    request = ChargeRequest(idempotency_key="fund-1", amount=1000, currency="EUR",
+                            payment_method="sim_2537", customer_reference="cus_1")
+    result = SimulatedGateway().charge(request, now=datetime(2026, 1, 10, tzinfo=UTC))
+    assert (result.status, result.funding) == ("failed", "debit")
+    intent = {"object": "payment_intent", "id": "pi_1", "status": "succeeded",
+              "amount_received": 1000,
+              "latest_charge": {"payment_method_details": {"card": {"funding": "prepaid"}}}}
+    assert intent_result(intent).funding == "prepaid"
+    assert card_funding({"payment_method": {"card": {"funding": "debit"}}}) == "debit"
+    assert card_funding({"payment_method": {"card": {"funding": "charge"}}}) == "unknown"
+    with pytest.raises(GatewayError, match="funding"):
+        ChargeResult(status="succeeded", gateway_reference="x", amount_received=1,
+                     funding="gold")
+
+
+def test_world_answers_depend_on_the_moment_not_on_the_retry_mode():
+    profile = worlds.Profile(n=1, timezone="UTC", funding="debit", kind="hours",
+                             code="try_again_later")
+    tuesday = datetime(2026, 2, 3, 10, tzinfo=UTC)
+    assert worlds.chance(profile, tuesday) > worlds.chance(profile, tuesday + hours(12))
+    cycle = worlds.Profile(n=2, timezone="UTC", funding="debit", kind="cycle",
+                           code="insufficient_funds", cycle="weekly", payday=4, float_hours=24)
+    friday = datetime(2026, 2, 6, 7, tzinfo=UTC)
+    assert worlds.chance(cycle, friday) > worlds.chance(cycle, friday - hours(2))
+    with worlds.world_active("hours", [profile], seed=3):
+        gateway = worlds.WorldGateway()
+        request = ChargeRequest(idempotency_key="w-1", amount=1000, currency="EUR",
+                                payment_method="world_1", customer_reference="cus_1")
+        first = gateway.charge(request, now=tuesday)
+        assert gateway.charge(request, now=tuesday) is first  # idempotent
+        assert first.funding == "debit"
+
+
+@pytest.mark.parametrize("world", ["paycycles", "hours", "nosignal"])
+def test_simulate_runs_each_world_and_never_charges_a_hard_declined_card_twice(world):
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    seen = {}
+
+    def hard_charged_again(report):
+        seen[report.mode] = report
+
+    reports = simulate_modes(customers=15, days=20, seed=7, modes=["smart", "fixed"],
+                             start=start, world=world, on_report=hard_charged_again)
+    assert [r.world for r in reports] == [world, world]
+    assert all(r.hard_declined_charged_again == 0 for r in reports)
+
+
+def test_an_unknown_world_is_refused():
+    with pytest.raises(ValueError, match="Unknown world"):
+        simulate_modes(customers=1, days=1, seed=1, modes=["smart"],
+                       start=datetime(2026, 1, 5, tzinfo=UTC), world="mars")
+
+
+def test_smart_retries_are_never_ahead_of_the_fixed_schedules_count():
+    invoice = make_charged("sim_9995")  # insufficient_funds, never recovers
+    collection.collect_due(now=NOW)
+    pace = timedelta(days=14) / 8
+    for n in range(1, 4):
+        invoice.refresh_from_db()
+        assert invoice.next_payment_attempt >= NOW + pace * (n - 1)
+        collection.collect_due(now=invoice.next_payment_attempt)
+    invoice.refresh_from_db()
+    assert invoice.attempt_count == 4
+
+
+def test_staff_re_enable_a_hard_declined_method_from_the_admin(admin_client):
+    invoice = make_charged("sim_9979")
+    collection.collect_due(now=NOW)
+    method = invoice.customer.payment_methods.get()
+    healthy = add_card(make_charged("sim_4242").customer, "sim_4242")
+    url = reverse("admin:customers_paymentmethod_changelist")
+    # One of the selection is not unusable: refused, nothing changes.
+    response = admin_client.post(url, {"action": "reenable_selected",
+                                       "_selected_action": [method.pk, healthy.pk]}, follow=True)
+    assert "is not marked unusable" in response.content.decode()
+    method.refresh_from_db()
+    assert method.unusable_code == "stolen_card"
+    admin_client.post(url, {"action": "reenable_selected", "_selected_action": [method.pk]})
+    method.refresh_from_db()
+    invoice.refresh_from_db()
+    assert method.unusable_code == "" and invoice.payment_hold == ""
