@@ -135,6 +135,7 @@ def test_tolerances_are_rows_in_major_units(staff):
     response = staff.post(url, {
         "automatic_collection": "on", "default_retry_policy": settings.default_retry_policy_id,
         "uncollectible_after_days": "",
+        "subscription_after_last_retry": settings.subscription_after_last_retry,
         **rows("partial_payment_tolerance", [("EUR", "1.00"), ("JPY", "100")]),
     })
 

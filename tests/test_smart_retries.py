@@ -141,7 +141,7 @@ def test_gateways_report_card_funding():
     result = SimulatedGateway().charge(request, now=datetime(2026, 1, 10, tzinfo=UTC))
     assert (result.status, result.funding) == ("failed", "debit")
     intent = {"object": "payment_intent", "id": "pi_1", "status": "succeeded",
-              "amount_received": 1000,
+              "amount": 1000, "amount_received": 1000, "currency": "eur",
               "latest_charge": {"payment_method_details": {"card": {"funding": "prepaid"}}}}
     assert intent_result(intent).funding == "prepaid"
     assert card_funding({"payment_method": {"card": {"funding": "debit"}}}) == "debit"

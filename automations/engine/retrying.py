@@ -26,7 +26,8 @@ def invoice_retry_policy_start(
     invoice: Invoice, *, policy: RetryPolicy, automation_id: int | None, now: datetime,
     actor: Actor,
 ) -> str:
-    from ..retries import _Context, model_load, plan_retry
+    from ..retries import _Context, plan_retry
+    from ..retry_model import model_load
 
     with transaction.atomic():
         locked = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)

@@ -107,9 +107,9 @@ def _held(event, currency):
 @describes("invoice.payment_review_resolved")
 def _review_resolved(event, currency):
     if (event.data or {}).get("decision") == "booked":
-        return _("Held payment of %(amount)s booked by staff") % {
+        return _("Staff booked the held payment of %(amount)s") % {
             "amount": amount(event, currency) or "—"}
-    return _("Held payment released by staff: the invoice is collected again")
+    return _("Staff released the held payment: the invoice is collected again")
 
 
 @describes("invoice.created")
