@@ -229,6 +229,11 @@ class SubscriptionAdmin(ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # subscriptions are canceled, never deleted
 
+    def has_add_permission(self, request):
+        # Created through "New subscription" (subscription_create), never the model form:
+        # no theme "+" leading to a form that cannot make one.
+        return False
+
     # --- buttons ---
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
