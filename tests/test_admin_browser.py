@@ -206,6 +206,9 @@ def test_the_subscription_forms_and_list_fit(admin_page, subscription, width):
     page.goto(f"{base}{subscription.pk}/cancel/")
     screenshot(page, f"subscription-cancel-{width}")
     assert no_horizontal_scroll(page)
+    # The radio choices in the theme's layout: each label on one line, not a word a line.
+    label = page.get_by_text("At the end of the current period")
+    assert label.bounding_box()["height"] < 30
 
     page.goto(f"{base}{subscription.pk}/change-plan/")
     page.locator("input[name=quantity]").fill("3")
