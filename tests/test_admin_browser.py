@@ -3,7 +3,8 @@ tests/hosted/test_browser.py): the dashboard, the invoice list and an invoice pa
 1280 and 1440 px. The invoice page's title and its buttons never overlap (their
 bounding boxes), and the list fits the window with its filter panel open (no horizontal
 scroll). The same for a subscription page and an automation page with steps, and the
-subscriptions' and automations' other screens fit the window. ADMIN_SCREENSHOTS=<folder> keeps the screenshots to look at."""
+subscriptions' and automations' other screens fit the window.
+ADMIN_SCREENSHOTS=<folder> keeps the screenshots to look at."""
 
 import os
 from datetime import timedelta
