@@ -61,6 +61,13 @@ def style_form(form: forms.BaseForm) -> forms.BaseForm:
     """Give a plain form's inputs the theme's classes (a ModelAdmin does this itself)."""
     for field in form.fields.values():
         widget = field.widget
+        if type(widget) is forms.RadioSelect:
+            # The stock radio list renders its labels squeezed beside the theme's
+            # radios: the theme's own widget lays each choice out on its line.
+            field.widget = theme.UnfoldAdminRadioSelectWidget(
+                attrs=widget.attrs, choices=widget.choices
+            )
+            continue
         if not isinstance(widget, forms.HiddenInput):
             widget.attrs["class"] = f"{widget.attrs.get('class', '')} {input_classes(widget)}"
     return form

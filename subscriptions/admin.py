@@ -13,12 +13,12 @@ from django.utils.translation import gettext_lazy as _
 
 from customers.actors import Actor
 from customers.admin import reader_locale
-from customers.admin_base import ModelAdmin, TabularInline
+from customers.admin_base import ModelAdmin, TabularInline, style_form
 from customers.clock import now_for, system_now
 from customers.errors import DomainError
 from customers.models import Customer, PaymentMethod
 from customers.money import format_money
-from invoices.admin.timeline import describes
+from invoices.admin.timeline import describes, timeline_rows
 from invoices.models import Event
 
 from .forms import CancelForm, ChangeForm, PauseForm, SubscriptionCreateForm
@@ -229,6 +229,11 @@ class SubscriptionAdmin(ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # subscriptions are canceled, never deleted
 
+    def has_add_permission(self, request):
+        # Created through "New subscription" (subscription_create), never the model form:
+        # no theme "+" leading to a form that cannot make one.
+        return False
+
     # --- buttons ---
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -241,21 +246,24 @@ class SubscriptionAdmin(ModelAdmin):
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def _buttons(self, request, subscription) -> list[dict]:
+    def _buttons(self, request, subscription) -> dict:
+        """As on the invoice page: the usual action as a button, the others in a menu."""
         if not may_change(request) or subscription.status in FINAL:
-            return []
+            return {"primary": [], "menu": []}
         url = self._url
-        buttons = [{"label": _("Change plan"), "url": url("change_plan", subscription)},
-                   {"label": _("Cancel subscription"), "url": url("cancel", subscription)}]
+        primary = [{"label": _("Change plan"), "url": url("change_plan", subscription)}]
+        menu = []
+        if subscription.cancel_at_period_end:
+            primary.append({"label": _("Reactivate"), "url": url("reactivate", subscription),
+                            "post": True})
         if subscription.status == Subscription.Status.PAUSED:
-            buttons.append({"label": _("Resume"), "url": url("resume", subscription),
+            primary.append({"label": _("Resume"), "url": url("resume", subscription),
                             "post": True})
         elif subscription.status != Subscription.Status.INCOMPLETE:
-            buttons.append({"label": _("Pause collection"), "url": url("pause", subscription)})
-        if subscription.cancel_at_period_end:
-            buttons.append({"label": _("Reactivate"), "url": url("reactivate", subscription),
-                            "post": True})
-        return buttons
+            menu.append({"label": _("Pause collection"), "url": url("pause", subscription)})
+        menu.append({"label": _("Cancel subscription"), "url": url("cancel", subscription),
+                     "danger": True})
+        return {"primary": primary, "menu": menu}
 
     def _url(self, name, subscription) -> str:
         return reverse(f"admin:subscriptions_subscription_{name}", args=[subscription.pk])
@@ -288,6 +296,7 @@ class SubscriptionAdmin(ModelAdmin):
                                 args=[subscription.pk]))
 
     def _page(self, request, subscription, form, title, submit, **context):
+        style_form(form)
         return TemplateResponse(request, "admin/subscriptions/subscription/form.html", {
             **self.admin_site.each_context(request), "opts": self.opts,
             "original": subscription, "form": form, "title": title,
@@ -397,11 +406,8 @@ class SubscriptionAdmin(ModelAdmin):
                 form.add_error(None, error.message)
             else:
                 return self._done(request, subscription, _("Subscription created."))
-        return TemplateResponse(request, "admin/subscriptions/subscription/form.html", {
-            **self.admin_site.each_context(request), "opts": self.opts, "form": form,
-            "title": _("New subscription"), "submit_label": _("Create subscription"),
-            "media": self.media + form.media,
-        })
+        return self._page(request, None, form, _("New subscription"),
+                          _("Create subscription"))
 
 
 def preview_rows(preview) -> dict:
@@ -433,18 +439,24 @@ def preview_rows(preview) -> dict:
     }
 
 
-def timeline(subscription) -> list[Event]:
-    events = list(
-        Event.objects.filter(subscription_id=subscription.pk).order_by("-created_at", "-id")[:200]
+def timeline(subscription) -> list[dict]:
+    """The subscription's events, newest first, in plain words (the invoice timeline's
+    rows), each with its invoice when it has one and the attributes it changed."""
+    events = (
+        Event.objects.filter(subscription_id=subscription.pk)
+        .select_related("invoice").order_by("-created_at", "-id")[:200]
     )
-    for event in events:
-        event.actor_display = event.actor_label or event.get_actor_kind_display()
-        event.summary = str(SUBSCRIPTION_EVENT_TITLES.get(event.type, "")) or ""
-        previous = event.data.get("previous_attributes") or {}
+    rows = timeline_rows(events, subscription.currency)
+    for row in rows:
+        event = row["event"]
+        previous = (event.data or {}).get("previous_attributes") or {}
         changes = [f"{name}: {previous[name]} → {event.data.get(name)}" for name in previous]
         if changes:
-            event.summary = "; ".join(filter(None, [event.summary, *changes]))
-    return events
+            row["sentence"] = "; ".join([row["sentence"], *changes])
+        if event.invoice_id:
+            row["link"] = reverse("admin:invoices_invoice_change", args=[event.invoice_id])
+            row["link_text"] = str(event.invoice)
+    return rows
 
 
 def subscription_rows(customer_id) -> list[dict]:

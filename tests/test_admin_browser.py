@@ -2,7 +2,9 @@
 tests/hosted/test_browser.py): the dashboard, the invoice list and an invoice page at
 1280 and 1440 px. The invoice page's title and its buttons never overlap (their
 bounding boxes), and the list fits the window with its filter panel open (no horizontal
-scroll). ADMIN_SCREENSHOTS=<folder> keeps the screenshots to look at."""
+scroll). The same for a subscription page and an automation page with steps, and the
+subscriptions' and automations' other screens fit the window.
+ADMIN_SCREENSHOTS=<folder> keeps the screenshots to look at."""
 
 import os
 from datetime import timedelta
@@ -15,8 +17,12 @@ from django.test import Client
 
 from customers.clock import system_now
 from invoices.models import Invoice
+from subscriptions.models import Subscription
+from subscriptions.transitions import subscription_transition
 
-from .factories import make_customer, make_draft, make_open
+from .automations.support import make_automation
+from .factories import STAFF, make_customer, make_draft, make_open
+from .subscription_factories import make_price, make_subscription
 
 CHROMIUM = Path("/usr/bin/chromium")
 WIDTHS = [1280, 1440]
@@ -149,4 +155,95 @@ def test_the_invoice_page_title_and_buttons_never_overlap(admin_page, books, wid
     assert menu.get_by_text("Void").is_visible()
     menu_box = menu.bounding_box()
     assert menu_box["x"] >= 0 and menu_box["x"] + menu_box["width"] <= width
+    assert no_horizontal_scroll(page)
+
+
+@pytest.fixture
+def subscription():
+    """An active subscription of a customer with a long name, a 30-day period."""
+    now = system_now()
+    customer = make_customer(name="Acme Industries Société Anonyme à Responsabilité Limitée",
+                             invoice_prefix="ACMESUBS")
+    price = make_price(3000, interval="day", count=30, name="Team")
+    subscription = make_subscription(price, customer=customer, now=now, trial_period_days=3)
+    subscription_transition(subscription, Subscription.Status.ACTIVE, now=now, actor=STAFF)
+    return subscription
+
+
+def title_and_buttons_apart(page, width):
+    title = page.locator("#header-inner h1")
+    title_box = title.bounding_box()
+    buttons = page.locator("#object-buttons > *")
+    assert buttons.count() >= 1
+    for i in range(buttons.count()):
+        assert not overlaps(title_box, buttons.nth(i).bounding_box())
+    assert no_horizontal_scroll(page)
+    return buttons
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_subscription_page_title_and_buttons_never_overlap(admin_page, subscription, width):
+    opener, url = admin_page
+    page = opener(width)
+    page.goto(f"{url}/admin/subscriptions/subscription/{subscription.pk}/change/")
+    screenshot(page, f"subscription-page-{width}")
+
+    buttons = title_and_buttons_apart(page, width)
+    assert buttons.count() == 2  # Change plan, More actions
+    page.get_by_text("More actions").click()
+    menu = page.locator("#object-buttons .menu")
+    assert menu.get_by_text("Cancel subscription").is_visible()
+    menu_box = menu.bounding_box()
+    assert menu_box["x"] >= 0 and menu_box["x"] + menu_box["width"] <= width
+    assert page.locator("#subscription-timeline").get_by_text("Subscription created").count()
+    assert no_horizontal_scroll(page)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_subscription_forms_and_list_fit(admin_page, subscription, width):
+    opener, url = admin_page
+    page = opener(width)
+    base = f"{url}/admin/subscriptions/subscription/"
+    page.goto(f"{base}{subscription.pk}/cancel/")
+    screenshot(page, f"subscription-cancel-{width}")
+    assert no_horizontal_scroll(page)
+    # The radio choices in the theme's layout: each label on one line, not a word a line.
+    label = page.get_by_text("At the end of the current period")
+    assert label.bounding_box()["height"] < 30
+
+    page.goto(f"{base}{subscription.pk}/change-plan/")
+    page.locator("input[name=quantity]").fill("3")
+    page.get_by_role("button", name="Preview").click()
+    page.locator("#proration-preview").wait_for()
+    screenshot(page, f"subscription-change-plan-{width}")
+    assert page.get_by_role("button", name="Apply the change").is_visible()
+    assert no_horizontal_scroll(page)
+
+    page.goto(base)
+    screenshot(page, f"subscription-list-{width}")
+    assert page.locator(".new-subscription-link").is_visible()
+    assert no_horizontal_scroll(page)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_automation_page_title_and_buttons_never_overlap(admin_page, width):
+    automation = make_automation(
+        "Remind, wait a week, then void a long past-due invoice of a large customer",
+        "invoice_finalized", [("wait", {"days": 7}), ("void_invoice", {})],
+    )
+    make_open(make_customer(name="Globex"), now=system_now() - timedelta(days=2))
+    opener, url = admin_page
+    page = opener(width)
+    base = f"{url}/admin/automations/automation/"
+    page.goto(f"{base}{automation.pk}/change/")
+    screenshot(page, f"automation-page-{width}")
+    title_and_buttons_apart(page, width)
+    assert page.locator(".dry-run-link").is_visible()
+
+    page.goto(f"{base}recipes/")
+    screenshot(page, f"automation-recipes-{width}")
+    assert no_horizontal_scroll(page)
+
+    page.goto(f"{base}{automation.pk}/dry-run/")
+    screenshot(page, f"automation-dry-run-{width}")
     assert no_horizontal_scroll(page)

@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from customers.actors import Actor
-from customers.admin_base import ModelAdmin, TabularInline
+from customers.admin_base import ModelAdmin, TabularInline, input_classes
 from customers.clock import system_now
 from customers.errors import DomainError
 from invoices.admin.timeline import describes
@@ -272,6 +272,7 @@ class AutomationAdmin(ModelAdmin):
             "original": automation,
             "days": days,
             "max_days": MAX_DAYS,
+            "days_input_classes": input_classes(forms.NumberInput()),
             "result": result,
             "summary": plan_summary(plan),
             "title": _gettext("Dry run of %(name)s") % {"name": automation.name},
