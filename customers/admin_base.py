@@ -10,6 +10,11 @@ this module without breaking the one-way imports.
 
 A form that is not a ModelAdmin's (an operation's form page) gets the theme's input
 styles with `style_form(form)` and renders its fields with "admin/includes/form_fields.html".
+
+Lists stay fast (bench --only changelist): the theme recomputes every column header (the
+select-all checkbox rendered through the widget templates among them) for each row it lists,
+to label the row's cells; here they are computed once per list. (The theme's
+admin/change_list_results.html is overridden for the same reason: templates/admin/.)
 """
 
 from django import forms
@@ -22,6 +27,22 @@ from unfold.admin import ModelAdmin as ThemeModelAdmin
 from unfold.admin import StackedInline as ThemeStackedInline
 from unfold.admin import TabularInline as ThemeTabularInline
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+from unfold.templatetags import unfold_list
+
+_theme_result_headers = unfold_list.result_headers
+
+
+def result_headers_once(changelist):
+    """The theme's column headers of a list, computed on the list's first call and kept on
+    the list (one request) for the calls of each of its rows."""
+    headers = getattr(changelist, "_result_headers", None)
+    if headers is None:
+        headers = list(_theme_result_headers(changelist))
+        changelist._result_headers = headers
+    return iter(headers)
+
+
+unfold_list.result_headers = result_headers_once
 
 
 class ModelAdmin(ThemeModelAdmin):

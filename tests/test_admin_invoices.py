@@ -203,6 +203,24 @@ def test_changelist_queries_do_not_grow_with_rows(staff_client, django_assert_ma
 
 
 @pytest.mark.parametrize("model", [Invoice, Customer])
+def test_changelist_templates_rendered_do_not_grow_with_rows(staff_client, model):
+    """The theme labelled each row's cells by recomputing every column header (rendering the
+    select-all checkbox through the widget templates) and included its row-actions template
+    for each row: templates rendered per row, most of a 100-row list's CPU."""
+    changelist = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    make_open(make_customer())
+    one_row = staff_client.get(changelist)
+    for _ in range(9):
+        make_open(make_customer())
+
+    ten_rows = staff_client.get(changelist)
+
+    assert len(listed(ten_rows)) == 10
+    assert len(ten_rows.templates) == len(one_row.templates)
+    assert ten_rows.content.count(b'id="action-toggle"') == 1
+
+
+@pytest.mark.parametrize("model", [Invoice, Customer])
 def test_changelist_never_counts_the_whole_table(staff_client, model):
     make_draft()
     changelist = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
