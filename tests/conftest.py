@@ -1,7 +1,7 @@
 import pytest
 
 # Fixtures of the notification tests: an SMTP server, PDFs without the renderer.
-pytest_plugins = ["tests.notify_support"]
+pytest_plugins = ["tests.notify_support", "tests.browser"]
 
 
 @pytest.fixture(autouse=True)

@@ -169,7 +169,12 @@ class OutboxDrainer(SweepWorker):
 def sweep_together(sweep_at: datetime, workers: int = 2, rounds: int = 1, **env: str):
     """Start the workers, wait until each is connected, release them at once. Returns
     each one's (exit status, counts printed or None, the end of its stderr)."""
-    started = [SweepWorker(sweep_at, rounds, **env) for _ in range(workers)]
+    return release_together([SweepWorker(sweep_at, rounds, **env) for _ in range(workers)])
+
+
+def release_together(started: list) -> list:
+    """Wait until each started worker is connected, release them at once, and return
+    each one's (exit status, counts printed or None, the end of its stderr)."""
     try:
         for worker in started:
             worker.wait_ready()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connections
 from django.test import Client
 
 from customers.clock import system_now
@@ -21,10 +20,10 @@ from subscriptions.models import Subscription
 from subscriptions.transitions import subscription_transition
 
 from .automations.support import make_automation
+from .browser import CHROMIUM
 from .factories import STAFF, make_customer, make_draft, make_open
 from .subscription_factories import make_price, make_subscription
 
-CHROMIUM = Path("/usr/bin/chromium")
 WIDTHS = [1280, 1440]
 SCREENSHOTS = os.environ.get("ADMIN_SCREENSHOTS", "")
 
@@ -34,19 +33,6 @@ pytestmark = [
     ),
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-
-
-@pytest.fixture
-def chromium(monkeypatch):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]
-        )
-        yield browser
-        browser.close()
-        connections.close_all()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from datetime import datetime
 
-from tests.processes import Child, SweepWorker, child_env
+from tests.processes import Child, SweepWorker, child_env, release_together
 
 
 def worker_main(sweep_at: str, batch_size: str, die_after: str = "") -> None:
@@ -52,17 +52,8 @@ class RunsWorker(SweepWorker):
 
 def sweep_runs_together(sweep_at: datetime, batch_size: int, workers: int = 2,
                         die_after: int | None = None):
-    started = [RunsWorker(sweep_at, batch_size, die_after if i == 0 else None)
-               for i in range(workers)]
-    try:
-        for worker in started:
-            worker.wait_ready()
-        for worker in started:
-            worker.go()
-        return [(*worker.result(), worker.stderr()) for worker in started]
-    finally:
-        for worker in started:
-            worker.stop()
+    return release_together([RunsWorker(sweep_at, batch_size, die_after if i == 0 else None)
+                             for i in range(workers)])
 
 
 if __name__ == "__main__":

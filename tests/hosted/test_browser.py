@@ -12,16 +12,15 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connections
 
 from customers.clock import system_now
 from invoices.gateways.models import SimulatedCharge
 from invoices.hosted import token_for
 from invoices.models import Invoice, PaymentAttempt
 
+from ..browser import CHROMIUM
 from ..factories import make_customer, make_open
 
-CHROMIUM = Path("/usr/bin/chromium")
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 375, "height": 740}
 SCREENSHOTS = os.environ.get("HOSTED_SCREENSHOTS", "")  # a folder, to look at the pages
@@ -35,25 +34,6 @@ pytestmark = [
     # rollback puts back what migrations wrote (the staff groups) after the flush.
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-
-
-@pytest.fixture
-def chromium(monkeypatch):
-    """One browser per test. Playwright's sync API runs an event loop in this thread
-    while it is open: the tests' own ORM calls are still synchronous ones (hence
-    DJANGO_ALLOW_ASYNC_UNSAFE), and the database is set up and flushed outside it, so
-    that the serialized rollback finds the test database's connection."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]
-        )
-        yield browser
-        browser.close()
-        # The tests' ORM calls opened connections of their own in this context: closed
-        # here, or PostgreSQL refuses to drop the test database at the end.
-        connections.close_all()
 
 
 @pytest.fixture
