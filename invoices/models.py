@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -378,8 +379,12 @@ class InvoiceLine(models.Model):
     )
     unit_amount = models.BigIntegerField(
         _("unit amount (minor units)"),
-        validators=[MinValueValidator(0), MaxValueValidator(MAX_AMOUNT)],
+        # Negative only on a proration credit (clean and the constraint say so).
+        validators=[MinValueValidator(-MAX_AMOUNT), MaxValueValidator(MAX_AMOUNT)],
     )
+    # Stripe's `proration`: a line for part of a period after a subscription changed. A
+    # proration credit (the unused time of the old plan) is the one negative line.
+    proration = models.BooleanField(_("proration"), default=False, editable=False)
     period_start = models.DateField(_("period start"), null=True, blank=True)
     period_end = models.DateField(_("period end"), null=True, blank=True)
     tax_rates = models.ManyToManyField(TaxRate, verbose_name=_("tax rates"), blank=True)
@@ -405,9 +410,25 @@ class InvoiceLine(models.Model):
         verbose_name = _("line")
         verbose_name_plural = _("lines")
         ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(unit_amount__gte=0) | Q(proration=True, discount_amount=0,
+                                                   discount_percent=0),
+                name="invoice_line_negative_only_proration",
+            ),
+        ]
 
     def __str__(self):
         return self.description
+
+    def clean(self):
+        if self.unit_amount is not None and self.unit_amount < 0:
+            if not self.proration:
+                raise ValidationError({"unit_amount": _(
+                    "Amounts cannot be negative; use a credit note to give money back."
+                )})
+            if self.discount_amount or self.discount_percent:
+                raise ValidationError(_("A proration credit takes no discount of its own."))
 
 
 class InvoiceNumberSequence(models.Model):

@@ -97,9 +97,11 @@ def _full_clean(obj, exclude=None) -> None:
 
 
 def line_validate(
-    *, quantity, unit_amount, discount_amount=0, tax_rates=(), period_start=None, period_end=None
+    *, quantity, unit_amount, discount_amount=0, tax_rates=(), period_start=None,
+    period_end=None, proration=False, discount_percent=Decimal(0),
 ) -> None:
-    """The rules a line must follow, for the admin forms and the domain alike."""
+    """The rules a line must follow, for the admin forms and the domain alike. Only a
+    proration line may be negative (a credit for unused time), without a discount."""
     for value in (quantity, unit_amount, discount_amount):
         if not isinstance(value, int) or isinstance(value, bool):
             raise DomainError(_("Quantities and amounts are whole numbers."))
@@ -107,9 +109,11 @@ def line_validate(
         raise DomainError(
             _("Quantity must be between 1 and %(max)s.") % {"max": f"{MAX_QUANTITY:,}"}
         )
-    if unit_amount < 0 or discount_amount < 0:
+    if discount_amount < 0 or (unit_amount < 0 and not proration):
         raise DomainError(_("Amounts cannot be negative; use a credit note to give money back."))
-    if quantity * unit_amount > MAX_AMOUNT:
+    if unit_amount < 0 and (discount_amount or discount_percent):
+        raise DomainError(_("A proration credit takes no discount of its own."))
+    if abs(quantity * unit_amount) > MAX_AMOUNT:
         raise DomainError(_("This line's amount is too large."))
     kinds = {rate.inclusive for rate in tax_rates}
     if len(kinds) > 1:
@@ -129,6 +133,7 @@ def invoice_line_add(
     discount_amount: int = 0,
     period_start: date | None = None,
     period_end: date | None = None,
+    proration: bool = False,
 ) -> InvoiceLine:
     line_validate(
         quantity=quantity,
@@ -137,6 +142,8 @@ def invoice_line_add(
         tax_rates=tax_rates,
         period_start=period_start,
         period_end=period_end,
+        proration=proration,
+        discount_percent=discount_percent,
     )
     with transaction.atomic():
         locked = invoice_lock(invoice)
@@ -155,6 +162,7 @@ def invoice_line_add(
             discount_amount=discount_amount,
             period_start=period_start,
             period_end=period_end,
+            proration=proration,
         )
         _full_clean(line, exclude=["invoice"])
         line.save()
@@ -209,7 +217,7 @@ def totals_compute(invoice: Invoice, lines: list[InvoiceLine]) -> totals_module.
         result = totals_module.compute(inputs, invoice.discount_percent, invoice.discount_amount)
     except totals_module.MixedTaxError:
         raise DomainError(_("A line's tax rates must be all inclusive or all exclusive.")) from None
-    if result.total > MAX_AMOUNT:
+    if abs(result.total) > MAX_AMOUNT:
         raise DomainError(_("This invoice's total is too large."))
     return result
 
@@ -234,8 +242,9 @@ def totals_fields(result: totals_module.Totals) -> dict:
         "tax": result.tax,
         "total": result.total,
         "tax_breakdown": result.tax_breakdown,
-        "amount_due": result.total,
-        "amount_remaining": result.total,
+        # A draft's total may be negative (proration credits): nothing is due.
+        "amount_due": max(result.total, 0),
+        "amount_remaining": max(result.total, 0),
     }
 
 
@@ -319,9 +328,12 @@ def finalization_prepare(
         raise DomainError(_("The due date %(d)s is in the past.") % {"d": due_date})
     result = totals_compute(invoice, lines)
     balance = customer.balance
-    # Credit lowers what is due (never below zero); debt is added to it.
-    applied = min(-balance, result.total) if balance < 0 else -balance
-    amount_due = result.total - applied
+    # Credit (a negative balance) lowers what is due, never below zero; a debt is added
+    # to it. What is left negative (credit beyond the total, or a negative total from
+    # proration credits, as Stripe) is the customer's balance afterwards.
+    owed = result.total + balance
+    amount_due = max(owed, 0)
+    applied = min(owed, 0) - balance
     # Charged at finalization: the collection sweep takes it at once (DESIGN.md section 4).
     charge_now = (
         invoice.collection_method == Invoice.CollectionMethod.CHARGE_AUTOMATICALLY

@@ -3,7 +3,10 @@
 Order of operations, per line: gross = quantity x unit amount; line discounts (percent,
 then amount, never below zero); the invoice's percent discount; the invoice's amount
 discount, split over lines in proportion to what is left (exactly, largest remainder).
-Taxes follow EN 16931: exclusive tax is computed once per rate on the sum of the net
+A proration credit (a negative line, Stripe's "unused time") takes no line discount, is
+discounted by the invoice's percent discount like the charges, and carries its taxes
+(negative): the total of an invoice may be negative, and finalization then credits it
+to the customer's balance (amount due 0). Taxes follow EN 16931: exclusive tax is computed once per rate on the sum of the net
 amounts of the lines carrying it, then shared back over those lines; inclusive tax is
 taken out of each line's net amount. All rounding goes through money.round_minor.
 """
@@ -61,6 +64,9 @@ def line_discounts(lines: list[LineInput], percent: Decimal, amount: int) -> lis
     after_line = []
     for line in lines:
         gross = line.quantity * line.unit_amount
+        if gross < 0:  # a proration credit: it carries no line discount of its own
+            after_line.append(gross)
+            continue
         # Without a discount nothing is taken off (and no Fraction is made: a renewal
         # batch totals thousands of undiscounted invoices).
         off = (percent_of(gross, line.discount_percent) if line.discount_percent else 0) + (
@@ -69,13 +75,28 @@ def line_discounts(lines: list[LineInput], percent: Decimal, amount: int) -> lis
         after_line.append(gross - min(gross, off))
     if not percent:
         after_percent = after_line
-    else:
+    else:  # a credit is discounted as the charges are (what was paid for was discounted)
         after_percent = [net - percent_of(net, percent) for net in after_line]
-    amount = min(amount, sum(after_percent))
+    # An amount discount is taken from the charges, and never takes the invoice below
+    # zero (a discount is not a credit).
+    amount = max(0, min(amount, sum(after_percent)))
     if not amount:
         return list(after_percent)
-    shares = allocate(amount, after_percent)
+    shares = allocate(amount, [max(net, 0) for net in after_percent])
     return [net - share for net, share in zip(after_percent, shares, strict=True)]
+
+
+def tax_shares(group: dict) -> list[int]:
+    """A rate's tax shared back over its lines: in proportion to their net amounts; with
+    credits among charges (weights of both signs), each line's own tax, the rounding
+    difference on the largest line."""
+    weights = group["weights"]
+    if min(weights) >= 0 or max(weights) <= 0:
+        return allocate(group["tax"], weights)
+    shares = [percent_of(weight, group["rate"].percentage) for weight in weights]
+    largest = max(range(len(weights)), key=lambda i: abs(weights[i]))
+    shares[largest] += group["tax"] - sum(shares)
+    return shares
 
 
 def compute(lines: list[LineInput], discount_percent=Decimal(0), discount_amount=0) -> Totals:
@@ -112,7 +133,7 @@ def compute(lines: list[LineInput], discount_percent=Decimal(0), discount_amount
     for g in groups.values():
         if g["members"]:  # exclusive: once per rate, then shared back over its lines
             g["tax"] = percent_of(g["taxable"], g["rate"].percentage)
-            for i, share in zip(g["members"], allocate(g["tax"], g["weights"]), strict=True):
+            for i, share in zip(g["members"], tax_shares(g), strict=True):
                 line_tax[i] += share
 
     subtotal = sum(line.quantity * line.unit_amount for line in lines)
@@ -157,7 +178,7 @@ def compute(lines: list[LineInput], discount_percent=Decimal(0), discount_amount
 #         - amount paid (+ the overpayment credited to the balance) (- voided) = amount due
 
 ROW_KINDS = ("subtotal", "discounts", "tax", "total", "balance_applied", "previous_balance",
-             "credit_notes", "amount_paid", "overpaid", "voided", "amount_due")
+             "credited_to_balance", "credit_notes", "amount_paid", "overpaid", "voided", "amount_due")
 STRONG = {"total", "amount_due"}
 
 
@@ -188,14 +209,20 @@ def invoice_summary(invoice, *, received: int | None = None) -> list[SummaryRow]
         rows.append(SummaryRow("tax", 0 if entry.get("inclusive") else entry["amount"], entry))
     rows.append(SummaryRow("total", invoice.total))
     # The balance at finalization, as it changed what is due: a credit (negative balance)
-    # lowers it, a debt is added to it. Zero on drafts (ending_balance is unset).
-    moved = invoice.starting_balance - (
-        invoice.ending_balance if invoice.ending_balance is not None else invoice.starting_balance
-    )
-    if moved < 0:
-        rows.append(SummaryRow("balance_applied", moved))
-    elif moved > 0:
-        rows.append(SummaryRow("previous_balance", moved))
+    # lowers it, a debt is added to it, and a negative total (proration credits) goes to
+    # the balance, leaving nothing due. None of it on drafts (ending_balance is unset).
+    if invoice.ending_balance is not None:
+        debt = max(invoice.starting_balance, 0)
+        credited = max(-(invoice.total + debt), 0)
+        applied = invoice.starting_balance - invoice.ending_balance - debt - credited
+        if applied:
+            rows.append(SummaryRow("balance_applied", applied))
+        if debt:
+            rows.append(SummaryRow("previous_balance", debt))
+        if credited:
+            rows.append(SummaryRow("credited_to_balance", credited))
+    elif invoice.total < 0:  # a draft: what finalizing it would credit
+        rows.append(SummaryRow("credited_to_balance", -invoice.total))
     if invoice.pre_payment_credit_notes_amount:
         rows.append(SummaryRow("credit_notes", -invoice.pre_payment_credit_notes_amount))
     received = invoice.amount_paid if received is None else max(received, invoice.amount_paid)
@@ -240,6 +267,7 @@ def row_labels() -> dict:
         "total": _("Total"),
         "balance_applied": _("Credit applied from your balance"),
         "previous_balance": _("Previous balance"),
+        "credited_to_balance": _("Credit added to your balance"),
         "credit_notes": _("Credit notes"),
         "amount_paid": _("Amount paid"),
         "overpaid": _("Overpayment credited to your balance"),
