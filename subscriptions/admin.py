@@ -417,25 +417,21 @@ def preview_rows(preview) -> dict:
     def fmt(amount):
         return format_money(amount, currency, locale)
 
-    lines = [
-        {"description": line.description, "amount": fmt(-line.amount),
-         "period": f"{line.start:%Y-%m-%d %H:%M:%S} – {line.end:%Y-%m-%d %H:%M:%S}"}
-        for line in preview.proration.credits
-    ] + [
-        {"description": line.description, "amount": fmt(line.amount),
-         "period": f"{line.start:%Y-%m-%d %H:%M:%S} – {line.end:%Y-%m-%d %H:%M:%S}"}
-        for line in preview.proration.charges
-    ]
-    upcoming = [
-        {"description": description, "amount": fmt(amount),
-         "period": f"{start:%Y-%m-%d} – {end:%Y-%m-%d}"}
-        for description, amount, start, end in preview.next_invoice_lines
-    ]
+    def rows(lines, seconds=True):
+        shape = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d"
+        return [{"description": line.description, "amount": fmt(line.amount),
+                 "period": f"{line.start:{shape}} – {line.end:{shape}}",
+                 "proration": line.proration} for line in lines]
+
     return {
-        "proration_lines": lines, "upcoming_lines": upcoming,
-        "credit": fmt(preview.credit), "invoice_now": fmt(preview.invoice_now_amount),
+        "proration_lines": rows(preview.proration_lines),
+        "invoice_now_lines": rows(preview.invoice_now_lines),
+        "upcoming_lines": rows(preview.next_invoice_lines),
+        "invoice_now": fmt(preview.invoice_now_amount),
+        "invoice_now_negative": preview.invoice_now_amount < 0,
         "next_invoice": fmt(preview.next_invoice_amount),
         "next_invoice_at": preview.next_invoice_at, "behavior": preview.behavior,
+        "resets_cycle": preview.resets_cycle,
     }
 
 

@@ -114,11 +114,61 @@ class Price(models.Model):
                 "At most one year between bills: every %(max)s %(interval)s(s) at most."
             ) % {"max": limit, "interval": self.recurring_interval}})
 
+    def amount_in(self, currency: str) -> int | None:
+        """The unit amount in `currency`: the price's own, or one of its currency options
+        (Stripe's currency_options); None when the price has no amount in it. Reads the
+        options through .all() (prefetch them when pricing many)."""
+        if currency == self.currency:
+            return self.unit_amount
+        for option in self.currency_options.all():
+            if option.currency == currency:
+                return option.unit_amount
+        return None
+
+    def currencies(self) -> list[str]:
+        return [self.currency] + sorted(o.currency for o in self.currency_options.all())
+
     @property
     def interval_label(self) -> str:
         if self.recurring_interval_count == 1:
             return str(self.get_recurring_interval_display())
         return f"{self.recurring_interval_count} {self.get_recurring_interval_display()}s"
+
+
+class PriceCurrencyOption(models.Model):
+    """One more currency of a price (Stripe's currency_options): a customer billed in
+    that currency subscribes to the same price at this amount."""
+
+    price = models.ForeignKey(
+        Price, verbose_name=_("price"), on_delete=models.CASCADE,
+        related_name="currency_options",
+    )
+    currency = models.CharField(_("currency"), max_length=3, validators=[validate_currency])
+    unit_amount = models.BigIntegerField(
+        _("unit amount (minor units)"),
+        validators=[MinValueValidator(0), MaxValueValidator(MAX_AMOUNT)],
+    )
+
+    class Meta:
+        verbose_name = _("currency option")
+        verbose_name_plural = _("currency options")
+        ordering = ["price", "currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["price", "currency"], name="price_currency_once"),
+        ]
+
+    def __str__(self):
+        from customers.money import format_money
+
+        return format_money(self.unit_amount, self.currency)
+
+    def clean(self):
+        if self.currency:
+            self.currency = self.currency.upper()
+        if self.price_id and self.currency and self.currency == self.price.currency:
+            raise ValidationError({"currency": _(
+                "%(c)s is the price's own currency: its amount is the price's unit amount."
+            ) % {"c": self.currency}})
 
 
 class Subscription(models.Model):
@@ -301,14 +351,18 @@ class SubscriptionInvoice(models.Model):
 
 
 class PendingItem(models.Model):
-    """A proration charge waiting for the subscription's next invoice (Stripe's pending
-    invoice items, create_prorations)."""
+    """A proration waiting for the subscription's next invoice (Stripe's pending invoice
+    items, create_prorations): a charge for the remaining time of the new plan, or a
+    credit (negative) for the unused time of the old one."""
 
     subscription = models.ForeignKey(
         Subscription, on_delete=models.CASCADE, related_name="pending_items"
     )
     description = models.CharField(_("description"), max_length=500)
-    amount = models.BigIntegerField(_("amount (minor units)"), validators=[MinValueValidator(1)])
+    amount = models.BigIntegerField(
+        _("amount (minor units)"),
+        validators=[MinValueValidator(-MAX_AMOUNT), MaxValueValidator(MAX_AMOUNT)],
+    )
     price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="+")
     period_start = models.DateTimeField(_("period start"))
     period_end = models.DateTimeField(_("period end"))

@@ -16,7 +16,7 @@ from .periods import proration_fraction
 @dataclass(frozen=True)
 class ProrationLine:
     description: str
-    amount: int  # minor units, positive; a credit is given back, a charge is owed
+    amount: int  # minor units, positive; a credit (a negative line) is given back
     price: object  # subscriptions.models.Price
     quantity: int
     start: datetime
@@ -50,6 +50,7 @@ def prorations_compute(subscription, old: list, new: list, *, now: datetime) -> 
     """Lines for going from `old` to `new` items ((price, quantity) lists) at `now`
     within the subscription's current period. Unchanged items give no line."""
     start, end = subscription.current_period_start, subscription.current_period_end
+    currency = subscription.currency  # a price's amount in it (its own or an option)
     left, total = proration_fraction(start, end, now)
     before = {price.pk: (price, quantity) for price, quantity in old}
     after = {price.pk: (price, quantity) for price, quantity in new}
@@ -60,7 +61,7 @@ def prorations_compute(subscription, old: list, new: list, *, now: datetime) -> 
     for pk, (price, quantity) in before.items():
         if after.get(pk, (None, None))[1] == quantity:
             continue
-        amount = prorated(price.unit_amount, quantity, left, total)
+        amount = prorated(price.amount_in(currency), quantity, left, total)
         if amount:
             credits.append(ProrationLine(
                 _("Unused time on %(q)s × %(name)s after %(when)s")
@@ -70,7 +71,7 @@ def prorations_compute(subscription, old: list, new: list, *, now: datetime) -> 
     for pk, (price, quantity) in after.items():
         if before.get(pk, (None, None))[1] == quantity:
             continue
-        amount = prorated(price.unit_amount, quantity, left, total)
+        amount = prorated(price.amount_in(currency), quantity, left, total)
         if amount:
             charges.append(ProrationLine(
                 _("Remaining time on %(q)s × %(name)s after %(when)s")

@@ -171,7 +171,7 @@ def _batch_load(ids: list[int]):
     prices = {
         price.pk: price for price in
         Price.objects.filter(pk__in=price_ids).select_related("product")
-        .prefetch_related("tax_rates")
+        .prefetch_related("tax_rates", "currency_options")
     }
     pending = defaultdict(list)
     pending_items = PendingItem.objects.filter(among("subscription_id", ids), invoice__isnull=True)
@@ -179,7 +179,8 @@ def _batch_load(ids: list[int]):
         pending[item.subscription_id].append(item)
         if item.price_id not in prices:
             prices[item.price_id] = (
-                Price.objects.select_related("product").prefetch_related("tax_rates")
+                Price.objects.select_related("product")
+                .prefetch_related("tax_rates", "currency_options")
                 .get(pk=item.price_id)
             )
     return items, prices, pending
@@ -243,7 +244,7 @@ def _invoice_build(subscription, items, prices, pending, start, end, now, settin
         lines.append(_like(
             batch.line, position=len(lines),
             description=line_description(price, item.quantity, start, end, batch.line_text),
-            quantity=item.quantity, unit_amount=price.unit_amount,
+            quantity=item.quantity, unit_amount=price.amount_in(subscription.currency),
             period_start=start.date(), period_end=end.date(),
         ))
         rates.append(list(price.tax_rates.all()))
@@ -252,7 +253,7 @@ def _invoice_build(subscription, items, prices, pending, start, end, now, settin
         lines.append(_like(
             batch.line, position=len(lines), description=item.description, quantity=1,
             unit_amount=item.amount, period_start=item.period_start.date(),
-            period_end=item.period_end.date(),
+            period_end=item.period_end.date(), proration=True,
         ))
         rates.append(list(price.tax_rates.all()))
         item.invoice = invoice

@@ -5,6 +5,7 @@ automations) call these; each refuses bad input with a DomainError and changes n
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
@@ -21,7 +22,15 @@ from invoices.models import MAX_QUANTITY, Invoice
 from invoices.services import invoice_create, invoice_finalize, invoice_line_add
 
 from . import periods
-from .models import PendingItem, Price, Product, Subscription, SubscriptionInvoice, SubscriptionItem
+from .models import (
+    PendingItem,
+    Price,
+    PriceCurrencyOption,
+    Product,
+    Subscription,
+    SubscriptionInvoice,
+    SubscriptionItem,
+)
 from .notices import notice_days, upcoming_notice_at
 from .proration import Proration, prorations_compute
 from .transitions import FINAL, S, change_event, subscription_transition
@@ -65,7 +74,10 @@ def price_create(
     tax_behavior: str = Price.TaxBehavior.EXCLUSIVE,
     nickname: str = "",
     tax_rates: Iterable = (),
+    currency_options: dict[str, int] | None = None,
 ) -> Price:
+    """`currency_options`: {currency: unit amount} besides the price's own (Stripe's
+    currency_options)."""
     if type not in Price.Type.values:
         raise DomainError(_("Unknown price type %(t)s.") % {"t": type})
     if not is_int(unit_amount) or unit_amount < 0 or unit_amount > MAX_AMOUNT:
@@ -84,19 +96,78 @@ def price_create(
         tax_behavior=tax_behavior, nickname=nickname, created_at=now,
     )
     _full_clean(price, exclude=["product"])
+    options = currency_options_check(price, currency_options or {})
     with transaction.atomic():
         price.save()
         price.tax_rates.set(rates)
+        for option in options:
+            option.price = price
+        PriceCurrencyOption.objects.bulk_create(options)
+    return price
+
+
+def currency_options_check(price: Price, options: dict) -> list[PriceCurrencyOption]:
+    """The unsaved options of `price` ({currency: unit amount}), or a DomainError."""
+    built, seen = [], set()
+    for currency, amount in options.items():
+        code = (currency or "").strip().upper() if isinstance(currency, str) else currency
+        if not isinstance(code, str) or not code:
+            raise DomainError(_("A currency option needs a currency code."))
+        if code in seen:
+            raise DomainError(_("%(c)s is given twice among the currency options.") % {"c": code})
+        seen.add(code)
+        if code == price.currency:
+            raise DomainError(
+                _("%(c)s is the price's own currency: its amount is the price's unit amount.")
+                % {"c": code}
+            )
+        if not is_int(amount) or amount < 0 or amount > MAX_AMOUNT:
+            raise DomainError(
+                _("The amount in %(c)s must be a whole, non-negative amount of minor units.")
+                % {"c": code}
+            )
+        option = PriceCurrencyOption(currency=code, unit_amount=amount)
+        _full_clean(option, exclude=["price"])
+        built.append(option)
+    return built
+
+
+def price_currency_options_set(
+    price: Price, options: dict[str, int], *, now: datetime, actor: Actor
+) -> Price:
+    """Replace the price's currency options. A currency that subscriptions bill in stays
+    (removing it would leave them without an amount)."""
+    built = currency_options_check(price, options)
+    with transaction.atomic():
+        locked = Price.objects.select_for_update().get(pk=price.pk)
+        removed = {o.currency for o in locked.currency_options.all()} - {o.currency for o in built}
+        in_use = sorted(
+            SubscriptionItem.objects.filter(price=locked, subscription__currency__in=removed)
+            .exclude(subscription__status__in=FINAL)
+            .values_list("subscription__currency", flat=True).distinct()
+        )
+        if in_use:
+            raise DomainError(
+                _("Subscriptions bill this price in %(c)s: its amount in it cannot be removed.")
+                % {"c": ", ".join(in_use)}
+            )
+        PriceCurrencyOption.objects.filter(price=locked).delete()
+        for option in built:
+            option.price = locked
+        PriceCurrencyOption.objects.bulk_create(built)
+    if hasattr(price, "_prefetched_objects_cache"):
+        price._prefetched_objects_cache.pop("currency_options", None)
     return price
 
 
 def invoice_line_add_price(invoice: Invoice, *, price: Price, quantity: int = 1):
     """A line on a draft invoice from a price of the catalogue (a one-off price, or a
     recurring one billed once): its product's name, amount and tax rates."""
-    if price.currency != invoice.currency:
+    unit_amount = price.amount_in(invoice.currency)
+    if unit_amount is None:
         raise DomainError(
             _("%(p)s is in %(pc)s but this invoice is in %(ic)s.")
-            % {"p": price, "pc": price.currency, "ic": invoice.currency}
+            % {"p": price, "pc": ", ".join(price.currencies()), "ic": invoice.currency}
         )
     if not (price.active and price.product.active):
         raise DomainError(
@@ -105,7 +176,7 @@ def invoice_line_add_price(invoice: Invoice, *, price: Price, quantity: int = 1)
         )
     return invoice_line_add(
         invoice, description=price.nickname or price.product.name, quantity=quantity,
-        unit_amount=price.unit_amount, tax_rates=list(price.tax_rates.all()),
+        unit_amount=unit_amount, tax_rates=list(price.tax_rates.all()),
     )
 
 
@@ -133,10 +204,11 @@ def items_check(customer: Customer, items: list[tuple[Price, int]], *, new: bool
                 _("%(p)s is archived: it keeps its subscriptions but takes no new ones.")
                 % {"p": price}
             )
-        if price.currency != customer.currency:
+        if price.amount_in(customer.currency) is None:
             raise DomainError(
                 _("%(p)s is in %(pc)s but %(c)s is billed in %(cc)s.")
-                % {"p": price, "pc": price.currency, "c": customer, "cc": customer.currency}
+                % {"p": price, "pc": ", ".join(price.currencies()), "c": customer,
+                   "cc": customer.currency}
             )
         if price.pk in seen:
             raise DomainError(_("%(p)s appears twice; set its quantity instead.") % {"p": price})
@@ -144,7 +216,9 @@ def items_check(customer: Customer, items: list[tuple[Price, int]], *, new: bool
     intervals = {(p.recurring_interval, p.recurring_interval_count) for p, _q in items}
     if len(intervals) > 1:
         raise DomainError(_("All the prices of a subscription bill on the same interval."))
-    if sum(price.unit_amount * quantity for price, quantity in items) > MAX_AMOUNT:
+    if sum(price.amount_in(customer.currency) * quantity for price, quantity in items) > (
+        MAX_AMOUNT
+    ):
         raise DomainError(_("This subscription's amount is too large."))
 
 
@@ -269,7 +343,8 @@ def _first_invoice(subscription, items, *, now, actor) -> Invoice:
     invoice = subscription_invoice_create(
         subscription, now=now, actor=actor, reason=Invoice.BillingReason.SUBSCRIPTION_CREATE,
         lines=[(line_description(price, quantity, start, end), price, quantity,
-                price.unit_amount, start, end) for price, quantity in items],
+                price.amount_in(subscription.currency), start, end)
+               for price, quantity in items],
         period=(start, end),
     )
     invoice_finalize(invoice, now=now, actor=actor)
@@ -289,7 +364,8 @@ def subscription_invoice_create(
     period: tuple[datetime, datetime] | None = None, auto_advance: bool = True,
 ) -> Invoice:
     """One invoice of the subscription (the one-row path), its lines being
-    (description, price, quantity, unit_amount, start, end). `period`: the billed period
+    (description, price, quantity, unit_amount, start, end[, proration]). `period`: the
+    billed period
     (recorded once, a unique constraint says so)."""
     invoice = invoice_create(
         customer=subscription.customer, now=now, actor=actor,
@@ -297,11 +373,11 @@ def subscription_invoice_create(
         days_until_due=subscription.days_until_due, auto_advance=auto_advance,
         subscription_id=subscription.pk, billing_reason=reason,
     )
-    for description, price, quantity, unit_amount, start, end in lines:
+    for description, price, quantity, unit_amount, start, end, *proration in lines:
         invoice_line_add(
             invoice, description=description, quantity=quantity, unit_amount=unit_amount,
             tax_rates=list(price.tax_rates.all()), period_start=start.date(),
-            period_end=end.date(),
+            period_end=end.date(), proration=bool(proration and proration[0]),
         )
     start, end = period or (now, now)
     SubscriptionInvoice.objects.create(
@@ -467,30 +543,46 @@ def subscription_mark_unpaid(subscription: Subscription, *, now: datetime, actor
 # --- changes and their prorations --------------------------------------------------------
 
 
+class PreviewLine(NamedTuple):
+    description: str
+    amount: int  # minor units, before tax; negative: a proration credit
+    start: datetime
+    end: datetime
+    proration: bool = False
+
+
 @dataclass
 class ChangePreview:
-    """What a change would do: its proration lines, and the next invoice."""
+    """What a change would do ("upcoming invoice"): its proration lines (a credit for the
+    unused time, a charge for the remaining time, each with its period), what is invoiced
+    now, and the next invoice."""
 
     subscription: Subscription
     proration: Proration
     behavior: str
-    next_invoice_lines: list[tuple[str, int, datetime, datetime]]  # description, amount, start, end
+    invoice_now_lines: list[PreviewLine]
+    next_invoice_lines: list[PreviewLine]
     next_invoice_at: datetime
+    # Another billing interval: the billing cycle restarts now with an invoice now (Stripe).
+    resets_cycle: bool = False
+    new_period_end: datetime | None = None
 
     @property
     def invoice_now_amount(self) -> int:
-        """Charged at once (always_invoice)."""
-        return self.proration.charge_total if self.behavior == "always_invoice" else 0
+        """Invoiced at once, before tax; negative: credited to the customer's balance."""
+        return sum(line.amount for line in self.invoice_now_lines)
 
     @property
     def next_invoice_amount(self) -> int:
-        """Before tax and before the balance (the credit) is applied."""
-        pending = self.proration.charge_total if self.behavior == "create_prorations" else 0
-        return sum(amount for _d, amount, _s, _e in self.next_invoice_lines) + pending
+        """Before tax and before the customer's balance is applied."""
+        return sum(line.amount for line in self.next_invoice_lines)
 
     @property
-    def credit(self) -> int:
-        return self.proration.credit_total if self.behavior != "none" else 0
+    def proration_lines(self) -> list[PreviewLine]:
+        return [PreviewLine(line.description, -line.amount, line.start, line.end, True)
+                for line in self.proration.credits] + [
+                PreviewLine(line.description, line.amount, line.start, line.end, True)
+                for line in self.proration.charges]
 
 
 def _change_check(subscription, items, behavior) -> None:
@@ -512,13 +604,29 @@ def _change_check(subscription, items, behavior) -> None:
                 _("%(p)s is archived: it keeps its subscriptions but takes no new ones.")
                 % {"p": price}
             )
-    if (items[0][0].recurring_interval, items[0][0].recurring_interval_count) != _interval(
-        subscription
-    ):
+    if subscription.status == S.PAUSED and _new_interval(subscription, items):
         raise DomainError(
-            _("A change keeps the billing interval; to bill on another interval, cancel and "
-              "start a new subscription.")
+            _("This subscription's collection is paused: resume it before moving it to "
+              "another billing interval (that invoices at once).")
         )
+
+
+def _new_interval(subscription, items) -> tuple[str, int] | None:
+    """The items' interval when it is not the subscription's (None: the same)."""
+    interval = (items[0][0].recurring_interval, items[0][0].recurring_interval_count)
+    return interval if interval != _interval(subscription) else None
+
+
+def _pending_lines(subscription) -> list[PreviewLine]:
+    return [PreviewLine(item.description, item.amount, item.period_start, item.period_end, True)
+            for item in subscription.pending_items.filter(invoice__isnull=True)]
+
+
+def _period_lines(subscription, items, start, end) -> list[PreviewLine]:
+    currency = subscription.currency
+    return [PreviewLine(line_description(price, quantity, start, end),
+                        price.amount_in(currency) * quantity, start, end)
+            for price, quantity in items]
 
 
 def subscription_preview_change(
@@ -532,15 +640,42 @@ def subscription_preview_change(
     items = [(price, quantity) for price, quantity in items]
     _change_check(subscription, items, proration_behavior)
     old = [(item.price, item.quantity) for item in subscription.items.select_related("price")]
+    trialing = subscription.status == S.TRIALING
+    new_interval = _new_interval(subscription, items)
+    interval = new_interval or _interval(subscription)
+    if new_interval and not trialing:
+        # Stripe: another interval restarts the billing cycle now and invoices at once:
+        # the credit for the unused time of the old items (unless proration_behavior is
+        # none), what was pending, and the new items' first full period.
+        proration = (
+            Proration([], []) if proration_behavior == "none"
+            else Proration(prorations_compute(subscription, old, [], now=now).credits, [])
+        )
+        end = periods.period_end(now, *interval, 1)
+        preview = ChangePreview(subscription, proration, proration_behavior, [], [], end,
+                                resets_cycle=True, new_period_end=end)
+        preview.invoice_now_lines = (
+            preview.proration_lines + _pending_lines(subscription)
+            + _period_lines(subscription, items, now, end)
+        )
+        preview.next_invoice_lines = _period_lines(
+            subscription, items, end, periods.period_end(now, *interval, 2)
+        )
+        return preview
     proration = (
-        Proration([], []) if subscription.status == S.TRIALING
+        Proration([], []) if trialing or proration_behavior == "none"
         else prorations_compute(subscription, old, items, now=now)
     )
     start = subscription.current_period_end
-    end = period_end_of(subscription, subscription.period_index + 1)
-    lines = [(line_description(price, quantity, start, end), price.unit_amount * quantity,
-              start, end) for price, quantity in items]
-    return ChangePreview(subscription, proration, proration_behavior, lines, start)
+    end = period_end_of(subscription, subscription.period_index + 1, interval)
+    preview = ChangePreview(subscription, proration, proration_behavior, [], [], start)
+    if proration_behavior == "always_invoice":
+        preview.invoice_now_lines = preview.proration_lines
+    pending = _pending_lines(subscription)
+    if proration_behavior == "create_prorations":
+        pending += preview.proration_lines
+    preview.next_invoice_lines = pending + _period_lines(subscription, items, start, end)
+    return preview
 
 
 def subscription_change(
@@ -552,9 +687,11 @@ def subscription_change(
     proration_behavior: str = "create_prorations",
 ) -> ChangePreview:
     """Replace the subscription's items (prices and quantities) now. Prorations, to the
-    second: the unused time of the old items is credited to the customer's balance; the
-    remaining time of the new items is charged on the next invoice (create_prorations),
-    on an invoice now (always_invoice), or not at all (none)."""
+    second, as Stripe: a credit line for the unused time of the old items and a charge
+    line for the remaining time of the new ones, both on the next invoice
+    (create_prorations), on an invoice now (always_invoice), or not at all (none). A
+    negative invoice goes to the customer's balance when it is finalized. Another
+    billing interval restarts the billing cycle now and invoices at once."""
     items = [(price, quantity) for price, quantity in items]
     with transaction.atomic():
         locked = subscription_lock(subscription)
@@ -566,14 +703,14 @@ def subscription_change(
         if sorted((p.pk, q) for p, q in old) == sorted((p.pk, q) for p, q in items):
             raise DomainError(_("Nothing changes: these are the subscription's current items."))
         _items_replace(locked, items, now)
-        if proration_behavior != "none":
-            _prorations_apply(locked, preview, now=now, actor=actor)
-        subscription_transition(
-            locked, locked.status, now=now, actor=actor,
-            data={"items": _items_data(items),
-                  "previous_attributes": {"items": _items_data(old)},
-                  "proration_behavior": proration_behavior},
-        )
+        data = {"items": _items_data(items), "previous_attributes": {"items": _items_data(old)},
+                "proration_behavior": proration_behavior}
+        if preview.resets_cycle:
+            _cycle_restart(locked, preview, items, now=now, actor=actor, data=data)
+        else:
+            if proration_behavior != "none":
+                _prorations_apply(locked, preview, now=now, actor=actor)
+            subscription_transition(locked, locked.status, now=now, actor=actor, data=data)
     _copy(locked, subscription)
     return preview
 
@@ -592,30 +729,58 @@ def _items_replace(subscription, items, now) -> None:
             SubscriptionItem.objects.filter(pk=item.pk).update(quantity=quantity)
 
 
+def _proration_rows(proration: Proration):
+    """(line, signed amount) of the credits (negative) then the charges."""
+    return [(line, -line.amount) for line in proration.credits] + [
+        (line, line.amount) for line in proration.charges
+    ]
+
+
 def _prorations_apply(subscription, preview: ChangePreview, *, now, actor) -> None:
-    proration = preview.proration
-    if proration.credit_total:
-        balance_transaction_create(
-            customer=subscription.customer, amount=-proration.credit_total,
-            type=BalanceTransaction.Type.ADJUSTMENT, now=now, actor=actor,
-            description="; ".join(line.description for line in proration.credits)[:300],
-            reference=f"subscription:{subscription.pk}",
-        )
-    if not proration.charges:
+    rows = _proration_rows(preview.proration)
+    if not rows:
         return
     if preview.behavior == "create_prorations":
         PendingItem.objects.bulk_create(
             PendingItem(subscription=subscription, description=line.description[:500],
-                        amount=line.amount, price=line.price, period_start=line.start,
+                        amount=amount, price=line.price, period_start=line.start,
                         period_end=line.end, created_at=now)
-            for line in proration.charges
+            for line, amount in rows
         )
         return
     invoice = subscription_invoice_create(
         subscription, now=now, actor=actor, reason=Invoice.BillingReason.SUBSCRIPTION_UPDATE,
-        lines=[(line.description, line.price, 1, line.amount, line.start, line.end)
-               for line in proration.charges],
+        lines=[(line.description, line.price, 1, amount, line.start, line.end, True)
+               for line, amount in rows],
     )
+    invoice_finalize(invoice, now=now, actor=actor)
+
+
+def _cycle_restart(subscription, preview: ChangePreview, items, *, now, actor, data) -> None:
+    """Another interval: the anchor moves to now, the period restarts, and one invoice
+    now carries the credit for the unused time, the pending items and the new period."""
+    pending = list(subscription.pending_items.filter(invoice__isnull=True).select_related(
+        "price"))
+    end = preview.new_period_end
+    interval = (items[0][0].recurring_interval, items[0][0].recurring_interval_count)
+    lines = [(line.description, line.price, 1, -line.amount, line.start, line.end, True)
+             for line in preview.proration.credits]
+    lines += [(item.description, item.price, 1, item.amount, item.period_start,
+               item.period_end, True) for item in pending]
+    currency = subscription.currency
+    lines += [(line_description(price, quantity, now, end), price, quantity,
+               price.amount_in(currency), now, end, False) for price, quantity in items]
+    subscription_transition(
+        subscription, subscription.status, now=now, actor=actor, data=data,
+        fields={"billing_cycle_anchor": now, "current_period_start": now,
+                "current_period_end": end, "period_index": 1,
+                "notice_at": upcoming_notice_at(notice_days()(*interval), end, now)},
+    )
+    invoice = subscription_invoice_create(
+        subscription, now=now, actor=actor, reason=Invoice.BillingReason.SUBSCRIPTION_UPDATE,
+        lines=lines, period=(now, end),
+    )
+    PendingItem.objects.filter(pk__in=[item.pk for item in pending]).update(invoice=invoice)
     invoice_finalize(invoice, now=now, actor=actor)
 
 

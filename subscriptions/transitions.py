@@ -77,11 +77,15 @@ def change_event(
     their `previous_attributes`. `template`: an event built by event_build with the same
     time and actor, copied instead of building one (the renewal sweep's thousands)."""
     changed = {name: jsonable(getattr(subscription, name)) for name in previous}
+    extra = dict(extra or {})
     data = {
         "status": subscription.status,
         **changed,
-        "previous_attributes": {name: jsonable(value) for name, value in previous.items()},
-        **(extra or {}),
+        "previous_attributes": {
+            **{name: jsonable(value) for name, value in previous.items()},
+            **extra.pop("previous_attributes", {}),
+        },
+        **extra,
     }
     if template is not None:
         built = Event.__new__(Event)

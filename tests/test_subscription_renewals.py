@@ -102,9 +102,13 @@ def test_renewal_carries_pending_prorations_and_tax():
                         actor=STAFF)
     _sweep(subscription.current_period_end)
     (invoice,) = _invoices(subscription, "subscription_cycle")
-    assert [line.amount for line in invoice.lines.order_by("position")] == [6000, 3000]
-    assert invoice.tax == 1800 and invoice.total == 10800
-    assert PendingItem.objects.get().invoice_id == invoice.pk
+    lines = list(invoice.lines.order_by("position"))
+    # the next period, then the credit for the unused half and the charge for 2 seats
+    assert [(line.amount, line.proration) for line in lines] == [
+        (6000, False), (-1500, True), (3000, True)]
+    assert [line.tax_amount for line in lines] == [1200, -300, 600]
+    assert invoice.tax == 1500 and invoice.total == 9000
+    assert {item.invoice_id for item in PendingItem.objects.all()} == {invoice.pk}
 
 
 def test_trial_ends_active_with_an_invoice():

@@ -235,7 +235,10 @@ def test_preview_shows_credit_and_charge_lines_with_their_periods():
     assert credit.amount == 2000 and charge.amount == 4000  # 20 of 30 days left
     assert (credit.start, credit.end) == (at, subscription.current_period_end)
     assert (charge.start, charge.end) == (at, subscription.current_period_end)
-    assert preview.next_invoice_amount == 6000 + 4000
+    # the upcoming invoice: the credit and the charge as two lines, then the next period
+    assert [(line.amount, line.proration) for line in preview.next_invoice_lines] == [
+        (-2000, True), (4000, True), (6000, False)]
+    assert preview.next_invoice_amount == -2000 + 4000 + 6000
     assert not PendingItem.objects.exists()  # a preview changes nothing
     assert subscription.items.get().price == price
 
@@ -255,11 +258,13 @@ def test_change_create_prorations_puts_the_charge_on_the_next_invoice():
     subscription_change(subscription, items=[(price, 3)], now=at, actor=STAFF)
 
     assert subscription.items.get().quantity == 3
-    pending = PendingItem.objects.get(subscription=subscription)
-    assert pending.amount == 6000  # 3 x 3000 x 20/30
-    assert pending.invoice is None
+    credit, charge = PendingItem.objects.filter(subscription=subscription).order_by("id")
+    assert credit.amount == -2000  # 1 x 3000 x 20/30, the unused time
+    assert charge.amount == 6000  # 3 x 3000 x 20/30
+    assert (credit.period_start, charge.period_end) == (at, subscription.current_period_end)
+    assert credit.invoice is None and charge.invoice is None
     subscription.customer.refresh_from_db()
-    assert subscription.customer.balance == -2000  # 1 x 3000 x 20/30 credited
+    assert subscription.customer.balance == 0  # the credit is a line, not a balance entry
     event = Event.objects.filter(subscription_id=subscription.pk).order_by("id").last()
     assert event.type == "customer.subscription.updated"
     assert event.data["items"] == [{"price": price.pk, "quantity": 3}]
@@ -274,8 +279,11 @@ def test_change_always_invoice_invoices_now():
     invoice = Invoice.objects.filter(subscription_id=subscription.pk,
                                      billing_reason="subscription_update").get()
     assert invoice.status == Invoice.Status.OPEN
-    assert invoice.total == 4000
-    assert invoice.starting_balance == -2000  # the credit for the unused time, applied
+    lines = list(invoice.lines.order_by("position"))
+    assert [(line.amount, line.proration) for line in lines] == [(-2000, True), (4000, True)]
+    assert lines[0].period_start == at.date()
+    assert invoice.total == 2000
+    assert invoice.starting_balance == 0
     assert invoice.amount_due == 2000
     assert not PendingItem.objects.exists()
 
