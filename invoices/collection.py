@@ -213,6 +213,11 @@ def _collection_resume(customer: Customer, *, now: datetime) -> list[int]:
         amount_remaining__gt=0,
     ).exclude(payment_attempts__status__in=IN_FLIGHT)
     ids = list(invoices.values_list("pk", flat=True))
+    # An invoice's own method that hard-declined gives way to the one just added (the
+    # customer's default from now on).
+    Invoice.objects.filter(pk__in=ids, default_payment_method__unusable_code__gt="").update(
+        default_payment_method=None
+    )
     Invoice.objects.filter(pk__in=ids).update(
         payment_hold="",
         next_payment_attempt=now,
@@ -293,12 +298,23 @@ def _payable_check(invoice: Invoice) -> None:
         raise DomainError(_("A payment for this invoice is already in progress."))
 
 
+def method_for(invoice: Invoice) -> PaymentMethod | None:
+    """What collecting `invoice` charges: its own default payment method (a subscription's,
+    as Stripe) while it is attached to the customer, else the customer's default. A
+    hard-declined one is still chosen (and not charged: the invoice waits for a new one)."""
+    own = invoice.default_payment_method if invoice.default_payment_method_id else None
+    if (own is not None and own.status == PaymentMethod.Status.ACTIVE
+            and own.customer_id == invoice.customer_id):
+        return own
+    return invoice.customer.default_payment_method
+
+
 def _charge_target(invoice, method, token, brand, last4) -> tuple[str, str, PaymentMethod | None]:
     customer = invoice.customer
     if token:
         label = " ".join(part for part in (brand, f"•••• {last4}" if last4 else "") if part)
         return token, label or _("card"), None
-    method = method or customer.default_payment_method
+    method = method or method_for(invoice)
     if method is None:
         raise DomainError(_("%(c)s has no payment method to charge.") % {"c": customer})
     if method.customer_id != customer.pk:
@@ -424,7 +440,8 @@ def attempts_open_due(
             due_for_collection(now, test_clock)
             .filter(pk__in=ids)
             .select_for_update(skip_locked=True, of=("self",))
-            .select_related("customer", "customer__default_payment_method")
+            .select_related("customer", "customer__default_payment_method",
+                            "default_payment_method")
             .order_by("pk")
         )
         busy = dict(
@@ -445,7 +462,7 @@ def attempts_open_due(
                 invoice.next_payment_attempt = at + PROCESSING_CHECK_EVERY
                 waiting.append(invoice)
                 continue
-            method = invoice.customer.default_payment_method
+            method = method_for(invoice)
             if method is None or not method.chargeable or method.expired(at.date()):
                 _hold(invoice, "no_payment_method", at, events)
                 held.append(invoice)

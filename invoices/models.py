@@ -136,6 +136,14 @@ class Invoice(models.Model):
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT, editable=False
     )
+    # Charged instead of the customer's default (Stripe's invoice.default_payment_method):
+    # a subscription's invoices carry the subscription's. Payment methods are detached,
+    # never deleted, so no index serves SET_NULL.
+    default_payment_method = models.ForeignKey(
+        "customers.PaymentMethod", verbose_name=_("default payment method"), null=True,
+        blank=True, editable=False, on_delete=models.SET_NULL, related_name="+",
+        db_index=False,
+    )
     # NULL until finalized: drafts have no number, and unique ignores NULLs.
     number = models.CharField(  # noqa: DJ001
         _("number"), max_length=32, unique=True, null=True, editable=False

@@ -59,9 +59,14 @@ def invoice_create(
     discount_amount: int = 0,
     subscription_id: int | None = None,
     billing_reason: str = Invoice.BillingReason.MANUAL,
+    default_payment_method=None,
 ) -> Invoice:
+    """`default_payment_method`: charged instead of the customer's default (one of the
+    customer's own)."""
     if collection_method not in Invoice.CollectionMethod.values:
         raise DomainError(_("Unknown collection method %(m)s.") % {"m": collection_method})
+    if default_payment_method is not None and default_payment_method.customer_id != customer.pk:
+        raise DomainError(_("This payment method belongs to another customer."))
     settings = InvoicingSettings.load()
     invoice = Invoice(
         customer=customer,
@@ -77,12 +82,13 @@ def invoice_create(
         discount_amount=discount_amount,
         subscription_id=subscription_id,
         billing_reason=billing_reason,
+        default_payment_method=default_payment_method,
         created_at=now,
         automatically_finalizes_at=(
             now + timedelta(hours=settings.auto_finalize_delay_hours) if auto_advance else None
         ),
     )
-    _full_clean(invoice, exclude=["customer"])
+    _full_clean(invoice, exclude=["customer", "default_payment_method"])
     with transaction.atomic():
         invoice.save()
         event_record("invoice.created", now=now, actor=actor, invoice=invoice)

@@ -4,7 +4,8 @@ the proration preview). Every button calls a domain function of services.py."""
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -22,7 +23,14 @@ from invoices.admin.timeline import describes, timeline_rows
 from invoices.models import Event
 
 from .forms import CancelForm, ChangeForm, PauseForm, SubscriptionCreateForm
-from .models import Price, Product, Subscription, SubscriptionInvoice, SubscriptionItem
+from .models import (
+    Price,
+    PriceCurrencyOption,
+    Product,
+    Subscription,
+    SubscriptionInvoice,
+    SubscriptionItem,
+)
 from .services import (
     subscription_cancel,
     subscription_change,
@@ -69,8 +77,54 @@ class ProductAdmin(ModelAdmin):
             obj.delete()
 
 
+class CurrencyOptionFormSet(BaseInlineFormSet):
+    """A currency that live subscriptions bill in keeps its amount (removing it would
+    leave them without one); each currency once."""
+
+    def clean(self):
+        super().clean()
+        kept, removed = set(), set()
+        for form in self.forms:
+            currency = (form.cleaned_data or {}).get("currency")
+            if not currency:
+                continue
+            if self.can_delete and self._should_delete_form(form):
+                if form.instance.pk:
+                    removed.add(form.instance.currency)
+                continue
+            if currency in kept:
+                raise ValidationError(
+                    _("%(c)s is given twice among the currency options.") % {"c": currency})
+            kept.add(currency)
+        for form in self.forms:  # an existing row moved to another currency
+            if form.instance.pk and form.has_changed() and "currency" in form.changed_data:
+                removed.add(form.initial.get("currency"))
+        removed -= kept
+        if self.instance.pk and removed:
+            in_use = sorted(
+                SubscriptionItem.objects.filter(price=self.instance,
+                                                subscription__currency__in=removed)
+                .exclude(subscription__status__in=FINAL)
+                .values_list("subscription__currency", flat=True).distinct()
+            )
+            if in_use:
+                raise ValidationError(
+                    _("Subscriptions bill this price in %(c)s: its amount in it cannot be "
+                      "removed.") % {"c": ", ".join(in_use)})
+
+
+class CurrencyOptionInline(TabularInline):
+    """Stripe's currency_options as rows: one currency and its amount a row."""
+
+    model = PriceCurrencyOption
+    formset = CurrencyOptionFormSet
+    extra = 1
+    fields = ("currency", "unit_amount")
+
+
 @admin.register(Price)
 class PriceAdmin(ModelAdmin):
+    inlines = [CurrencyOptionInline]
     list_display = ("__str__", "product", "currency", "amount", "type", "recurring_interval",
                     "recurring_interval_count", "active")
     list_filter = ("active", "type", "currency", "recurring_interval", "product")

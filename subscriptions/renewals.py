@@ -237,6 +237,7 @@ def _invoice_build(subscription, items, prices, pending, start, end, now, settin
         ),
         subscription_id=subscription.pk, metadata={}, customer_details={},
         test_clock_id=batch.test_clock_id,
+        default_payment_method_id=subscription.default_payment_method_id,
     )
     lines, inputs, rates = [], [], []
     for item in items:

@@ -372,6 +372,7 @@ def subscription_invoice_create(
         collection_method=subscription.collection_method,
         days_until_due=subscription.days_until_due, auto_advance=auto_advance,
         subscription_id=subscription.pk, billing_reason=reason,
+        default_payment_method=subscription.default_payment_method,
     )
     for description, price, quantity, unit_amount, start, end, *proration in lines:
         invoice_line_add(

@@ -27,7 +27,12 @@ from invoices.credit_notes import (
 )
 from invoices.documents.render import html_render, invoice_context, invoice_formats
 from invoices.models import Branding
-from invoices.services import invoice_record_payment, invoice_void
+from invoices.services import (
+    invoice_finalize,
+    invoice_line_add,
+    invoice_record_payment,
+    invoice_void,
+)
 from invoices.totals import (
     LineInput,
     MixedTaxError,
@@ -38,7 +43,7 @@ from invoices.totals import (
     summary_settlement,
 )
 
-from .factories import NOW, STAFF, make_customer, make_open, make_tax_rate
+from .factories import NOW, STAFF, make_customer, make_draft, make_open, make_tax_rate
 
 EXCLUSIVE = [Rate(1, Decimal("20"), False, "VAT"), Rate(2, Decimal("5.5"), False, "VAT reduced"),
              Rate(3, Decimal("8.875"), False, "Sales tax")]
@@ -53,6 +58,9 @@ def lines(draw):
     kind = draw(st.sampled_from(["none", "exclusive", "inclusive"]))
     pool = {"none": [], "exclusive": EXCLUSIVE, "inclusive": INCLUSIVE}[kind]
     rates = draw(st.lists(st.sampled_from(pool), unique=True, max_size=len(pool))) if pool else []
+    if draw(st.integers(0, 5)) == 0:  # a proration credit: negative, no discount of its own
+        return LineInput(quantity=1, unit_amount=draw(st.integers(-10**7, -1)),
+                         rates=tuple(rates))
     return LineInput(
         quantity=draw(st.integers(1, 1000)),
         unit_amount=draw(st.integers(0, 10**7)),
@@ -88,7 +96,14 @@ def test_totals_add_up(invoice):
     assert sum(line.amount_excluding_tax for line in result.lines) == result.total_excluding_tax
     assert sum(line.discount_total for line in result.lines) == result.total_discount_amount
     assert result.subtotal == sum(line.quantity * line.unit_amount for line in given_lines)
-    assert result.total >= 0 and result.tax >= 0
+    if all(line.unit_amount >= 0 for line in given_lines):
+        assert result.total >= 0 and result.tax >= 0
+    else:  # with credits, an amount discount never takes the net amount below zero
+        before = compute(given_lines, discount_percent, 0)
+        net_before = before.subtotal - before.total_discount_amount
+        net_after = result.subtotal - result.total_discount_amount
+        assert net_after >= min(net_before, 0)
+        assert net_after <= net_before
 
 
 @property_settings
@@ -98,11 +113,16 @@ def test_discounts_never_make_a_line_negative_and_everything_is_int(invoice):
 
     result = compute(given_lines, discount_percent, discount_amount)
 
+    mixed = any(line.unit_amount < 0 for line in given_lines)
     for line in result.lines:
         values = [line.amount, line.discount_total, line.amount_excluding_tax, line.tax_amount]
         assert all(type(value) is int for value in values)
+        if line.amount < 0:  # a credit is discounted by the invoice's percent only
+            assert line.amount <= line.discount_total <= 0
+            continue
         assert 0 <= line.discount_total <= line.amount
-        assert line.amount_excluding_tax >= 0 and line.tax_amount >= 0
+        if not mixed:
+            assert line.amount_excluding_tax >= 0 and line.tax_amount >= 0
     for name in ["subtotal", "total_discount_amount", "total_excluding_tax", "tax", "total"]:
         assert type(getattr(result, name)) is int
     for row in result.tax_breakdown:
@@ -270,6 +290,7 @@ steps = st.lists(
 shown_invoices = st.fixed_dictionaries({
     "balance": st.one_of(st.just(0), st.integers(-40_000, 40_000)),
     "lines": st.lists(st.integers(1, 20_000), min_size=1, max_size=3),
+    "credit": st.one_of(st.just(0), st.integers(1, 40_000)),  # a proration credit line
     "discount": st.one_of(st.just(0), st.integers(0, 5_000)),
     "taxed": st.booleans(),
     "steps": steps,
@@ -281,9 +302,13 @@ def shown_invoice_build(spec, tax_rate):
     if spec["balance"]:
         balance_transaction_create(customer=customer, amount=spec["balance"], type="adjustment",
                                    now=NOW, actor=STAFF)
-    invoice = make_open(customer, lines=[(1, amount) for amount in spec["lines"]],
-                        discount_amount=spec["discount"],
-                        tax_rates=(tax_rate,) if spec["taxed"] else ())
+    rates = (tax_rate,) if spec["taxed"] else ()
+    invoice = make_draft(customer, lines=[(1, amount) for amount in spec["lines"]],
+                         discount_amount=spec["discount"], tax_rates=rates)
+    if spec["credit"]:
+        invoice_line_add(invoice, description="Unused time", unit_amount=-spec["credit"],
+                         proration=True, tax_rates=rates)
+    invoice = invoice_finalize(invoice, now=NOW, actor=STAFF)
     for kind, *args in spec["steps"]:
         invoice.refresh_from_db()
         try:

@@ -250,7 +250,8 @@ def _chargeable(invoice: Invoice) -> bool:
     return (
         invoice.status in (S.OPEN, S.UNCOLLECTIBLE)
         and invoice.amount_remaining > 0
-        and invoice.customer.default_payment_method_id is not None
+        and (invoice.default_payment_method_id is not None
+             or invoice.customer.default_payment_method_id is not None)
     )
 
 
