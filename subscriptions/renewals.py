@@ -12,7 +12,7 @@ whatever runs twice or at the same time.
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Min, Q, QuerySet
 from django.db.models.base import ModelState
 from django.utils.translation import gettext as _
@@ -146,6 +146,7 @@ def renewals_bulk(ids: list[int], *, now: datetime, test_clock=None, settings=No
             due_renewals(now, test_clock).filter(among("pk", ids))
             .select_for_update(skip_locked=True, of=("self",)).order_by("pk")
         )
+        subscriptions = _customers_claim(subscriptions)
         if not subscriptions:
             return {}
         items, prices, pending = _batch_load([s.pk for s in subscriptions])
@@ -158,6 +159,29 @@ def renewals_bulk(ids: list[int], *, now: datetime, test_clock=None, settings=No
         for invoice, behavior in batch.after_pause:
             _paused_invoice(invoice, behavior, now)
     return dict(batch.counts)
+
+
+# Lock order. Whoever waits takes a customer before its subscriptions: a payment locks
+# the invoice and its customer, then (invoice.paid) the subscription; staff operations
+# lock the customer, then the subscription (services.subscription_lock). The sweep takes
+# the subscriptions first, so it must never wait for a customer: it claims them with
+# FOR SHARE SKIP LOCKED (sweeps share them; a payment or a staff operation holding one
+# makes the sweep leave that customer's subscriptions to the next tick). Without it, a
+# renewal invoice's foreign key waited for a customer whose payment waited for the
+# subscription: a deadlock (tests/test_subscription_locks_pg.py).
+CUSTOMERS_CLAIM_SQL = (
+    "SELECT id FROM customers_customer WHERE id = ANY(%s) ORDER BY id FOR SHARE SKIP LOCKED"
+)
+
+
+def _customers_claim(subscriptions: list) -> list:
+    """The subscriptions whose customer this transaction could claim (see above)."""
+    if not subscriptions or connection.vendor != "postgresql":  # SQLite locks the database
+        return subscriptions
+    with connection.cursor() as cursor:
+        cursor.execute(CUSTOMERS_CLAIM_SQL, [sorted({s.customer_id for s in subscriptions})])
+        claimed = {row[0] for row in cursor.fetchall()}
+    return [s for s in subscriptions if s.customer_id in claimed]
 
 
 def _batch_load(ids: list[int]):

@@ -223,6 +223,11 @@ def items_check(customer: Customer, items: list[tuple[Price, int]], *, new: bool
 
 
 def subscription_lock(subscription: Subscription) -> Subscription:
+    """Lock the subscription for a change, its customer first: the order a payment takes
+    (invoice and customer, then the subscription), so that the two cannot deadlock (the
+    renewal sweep never waits for either: see renewals._customers_claim)."""
+    list(Customer.objects.select_for_update().filter(pk=subscription.customer_id)
+         .values_list("pk", flat=True))
     return Subscription.objects.select_for_update().get(pk=subscription.pk)
 
 

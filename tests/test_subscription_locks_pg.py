@@ -1,0 +1,162 @@
+"""Lock order between the renewal sweep, staff operations on a subscription, and payments
+(two real PostgreSQL connections).
+
+Whoever waits takes the customer before the subscription: a payment locks the invoice
+and its customer, then (invoice.paid) the subscription; a staff cancel or change locks
+the customer, then the subscription. The sweep, which takes the subscriptions first,
+never waits: it claims each due subscription with its customer, SKIP LOCKED, and leaves
+the ones held elsewhere for the next tick."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from customers.models import Customer
+from invoices.models import Invoice
+from subscriptions import renewals
+from subscriptions.models import Subscription
+from subscriptions.services import subscription_cancel, subscription_lock
+from subscriptions.transitions import subscription_transition
+
+from .factories import NOW, STAFF
+from .subscription_factories import make_price, make_subscription
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="needs PostgreSQL (row locks, two real connections): "
+        "run with DATABASE_URL=postgres://...",
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+S = Subscription.Status
+
+
+def _due():
+    subscription = make_subscription(make_price(3000), token=None,
+                                     collection_method="send_invoice", days_until_due=7)
+    subscription_transition(subscription, S.ACTIVE, now=NOW, actor=STAFF)
+    return subscription
+
+
+def _in_threads(*jobs):
+    """Each job in its own thread and connection; returns ("ok", result) or ("error", e)."""
+    outcomes = [None] * len(jobs)
+
+    def worker(index, job):
+        try:
+            connection.ensure_connection()
+            with connection.cursor() as cursor:  # a hang fails the test instead of waiting
+                cursor.execute("SET lock_timeout = '20s'")
+            outcomes[index] = ("ok", job())
+        except Exception as error:  # noqa: BLE001 - the test inspects what happened
+            outcomes[index] = ("error", error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a worker hung"
+    return outcomes
+
+
+def _cycle_invoices(subscription):
+    return Invoice.objects.filter(subscription_id=subscription.pk,
+                                  billing_reason="subscription_cycle").count()
+
+
+def test_a_payment_holding_the_customer_and_the_sweep_do_not_deadlock():
+    """A staff payment on the subscription's invoice holds the customer (invoice_lock),
+    then locks the subscription (invoice.paid reactivates it). The sweep used to lock the
+    subscription and wait for the customer (the renewal invoice's foreign key): a
+    deadlock, one of them aborted."""
+    subscription = _due()
+    end = subscription.current_period_end
+    customer_held = threading.Event()
+
+    def payment():
+        with transaction.atomic():
+            Customer.objects.select_for_update().get(pk=subscription.customer_id)
+            customer_held.set()
+            time.sleep(1.5)  # the sweep runs meanwhile
+            Subscription.objects.select_for_update().get(pk=subscription.pk)
+            return "paid"
+
+    def sweep():
+        customer_held.wait(10)
+        time.sleep(0.2)
+        return renewals.renewals_run(now=end)
+
+    outcomes = _in_threads(payment, sweep)
+
+    assert [kind for kind, _value in outcomes] == ["ok", "ok"], outcomes
+    assert outcomes[1][1].get("renewed", 0) == 0  # held elsewhere: left for the next tick
+    assert renewals.renewals_run(now=end)["renewed"] == 1
+    assert _cycle_invoices(subscription) == 1
+
+
+def test_a_staff_cancel_waits_for_the_sweep_batch_and_neither_deadlocks():
+    """The sweep holds the subscription and its customer for its batch; a staff cancel
+    with a prorated credit (which locks the customer to credit its balance) waits for the
+    batch, then cancels the renewed subscription."""
+    subscription = _due()
+    end = subscription.current_period_end
+    batch_held = threading.Event()
+
+    def sweep():
+        with transaction.atomic():
+            counts = renewals.renewals_bulk([subscription.pk], now=end)
+            batch_held.set()
+            time.sleep(1.5)
+        return counts
+
+    def cancel():
+        batch_held.wait(10)
+        subscription_cancel(subscription, now=end + (end - NOW) / 2, actor=STAFF,
+                            prorate=True)
+        return "canceled"
+
+    outcomes = _in_threads(sweep, cancel)
+
+    assert [kind for kind, _value in outcomes] == ["ok", "ok"], outcomes
+    assert outcomes[0][1]["renewed"] == 1
+    subscription.refresh_from_db()
+    assert subscription.status == S.CANCELED
+    assert _cycle_invoices(subscription) == 1
+    assert Customer.objects.get(pk=subscription.customer_id).balance < 0  # half a period
+
+
+def test_the_sweep_skips_a_subscription_a_staff_cancel_holds():
+    subscription = _due()
+    end = subscription.current_period_end
+    held, swept = threading.Event(), threading.Event()
+
+    def cancel():
+        with transaction.atomic():
+            subscription_lock(subscription)
+            held.set()
+            swept.wait(10)
+            subscription_cancel(subscription, now=end, actor=STAFF, prorate=True)
+        return "canceled"
+
+    def sweep():
+        held.wait(10)
+        try:
+            return renewals.renewals_run(now=end)
+        finally:
+            swept.set()
+
+    outcomes = _in_threads(cancel, sweep)
+
+    assert [kind for kind, _value in outcomes] == ["ok", "ok"], outcomes
+    assert outcomes[1][1].get("renewed", 0) == 0
+    subscription.refresh_from_db()
+    assert subscription.status == S.CANCELED
+    assert renewals.renewals_run(now=end).get("renewed", 0) == 0
+    assert _cycle_invoices(subscription) == 0
