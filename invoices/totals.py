@@ -86,6 +86,17 @@ def line_discounts(lines: list[LineInput], percent: Decimal, amount: int) -> lis
     return [net - share for net, share in zip(after_percent, shares, strict=True)]
 
 
+def _undiscounted_untaxed(lines: list[LineInput]) -> Totals:
+    """What compute gives when nothing is discounted or taxed (most renewals), without
+    its general machinery: each line's net amount is its gross amount."""
+    grosses = [line.quantity * line.unit_amount for line in lines]
+    subtotal = sum(grosses)
+    return Totals(
+        lines=[LineResult(gross, 0, gross, 0) for gross in grosses], subtotal=subtotal,
+        total_discount_amount=0, total_excluding_tax=subtotal, tax=0, total=subtotal,
+    )
+
+
 def tax_shares(group: dict) -> list[int]:
     """A rate's tax shared back over its lines: in proportion to their net amounts; with
     credits among charges (weights of both signs), each line's own tax, the rounding
@@ -100,6 +111,10 @@ def tax_shares(group: dict) -> list[int]:
 
 
 def compute(lines: list[LineInput], discount_percent=Decimal(0), discount_amount=0) -> Totals:
+    if not discount_percent and not discount_amount and not any(
+        line.rates or line.discount_amount or line.discount_percent for line in lines
+    ):
+        return _undiscounted_untaxed(lines)
     nets = line_discounts(lines, Decimal(discount_percent), discount_amount)
     excl = list(nets)
     line_tax = [0] * len(lines)
