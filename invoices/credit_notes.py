@@ -29,11 +29,13 @@ class CreditLine:
 
 
 def creditable_amount(invoice: Invoice) -> int:
-    """What can still be credited on this invoice."""
-    return (
+    """What can still be credited on this invoice (nothing on a negative one: its
+    amount already went to the customer's balance)."""
+    return max(
         invoice.total
         - invoice.pre_payment_credit_notes_amount
-        - invoice.post_payment_credit_notes_amount
+        - invoice.post_payment_credit_notes_amount,
+        0,
     )
 
 

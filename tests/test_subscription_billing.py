@@ -128,11 +128,15 @@ def test_an_amount_discount_never_takes_an_invoice_below_zero():
 
 
 def test_a_negative_invoice_is_paid_at_once_and_keeps_its_credit():
+    from invoices.credit_notes import CreditLine, credit_note_create
+
     customer = make_customer()
     invoice = invoice_finalize(_negative_draft(customer), now=NOW, actor=STAFF)
     assert invoice.status == Invoice.Status.PAID  # nothing was due: paid, not voidable
     with pytest.raises(DomainError):
         invoice_void(invoice, now=NOW, actor=STAFF)
+    with pytest.raises(DomainError, match="At most €0.00 can still be credited"):
+        credit_note_create(invoice, lines=[CreditLine(amount=100)], now=NOW, actor=STAFF)
     assert _balance(customer) == -3000
 
 
