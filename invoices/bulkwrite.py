@@ -121,7 +121,7 @@ def _copy(cursor, table: str, fields: list, objects: list) -> None:
                 values = values_of(obj.__dict__)
             except KeyError:
                 values = [getattr(obj, name) for name in names]
-            copy.write_row([adapt(value) for adapt, value in zip(adapters, values)])
+            copy.write_row([adapt(value) for adapt, value in zip(adapters, values, strict=True)])
 
 
 def _insert_skipping_conflicts(model, objects: list, fields: list) -> None:

@@ -6,9 +6,10 @@ discount, split over lines in proportion to what is left (exactly, largest remai
 A proration credit (a negative line, Stripe's "unused time") takes no line discount, is
 discounted by the invoice's percent discount like the charges, and carries its taxes
 (negative): the total of an invoice may be negative, and finalization then credits it
-to the customer's balance (amount due 0). Taxes follow EN 16931: exclusive tax is computed once per rate on the sum of the net
-amounts of the lines carrying it, then shared back over those lines; inclusive tax is
-taken out of each line's net amount. All rounding goes through money.round_minor.
+to the customer's balance (amount due 0). Taxes follow EN 16931: exclusive tax is
+computed once per rate on the sum of the net amounts of the lines carrying it, then
+shared back over those lines; inclusive tax is taken out of each line's net amount.
+All rounding goes through money.round_minor.
 """
 
 from dataclasses import dataclass, field
@@ -193,7 +194,8 @@ def compute(lines: list[LineInput], discount_percent=Decimal(0), discount_amount
 #         - amount paid (+ the overpayment credited to the balance) (- voided) = amount due
 
 ROW_KINDS = ("subtotal", "discounts", "tax", "total", "balance_applied", "previous_balance",
-             "credited_to_balance", "credit_notes", "amount_paid", "overpaid", "voided", "amount_due")
+             "credited_to_balance", "credit_notes", "amount_paid", "overpaid", "voided",
+             "amount_due")
 STRONG = {"total", "amount_due"}
 
 

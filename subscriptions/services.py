@@ -5,8 +5,8 @@ automations) call these; each refuses bad input with a DomainError and changes n
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
