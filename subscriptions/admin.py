@@ -22,6 +22,7 @@ from customers.money import format_money
 from invoices.admin.timeline import describes, timeline_rows
 from invoices.models import Event
 
+from .changes import subscription_change, subscription_preview_change
 from .forms import CancelForm, ChangeForm, PauseForm, SubscriptionCreateForm
 from .models import (
     Price,
@@ -33,10 +34,8 @@ from .models import (
 )
 from .services import (
     subscription_cancel,
-    subscription_change,
     subscription_create,
     subscription_pause_collection,
-    subscription_preview_change,
     subscription_reactivate,
     subscription_resume,
 )

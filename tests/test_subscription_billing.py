@@ -17,13 +17,12 @@ from invoices.models import Event, Invoice, InvoiceLine, PaymentAttempt
 from invoices.services import invoice_finalize, invoice_line_add, invoice_void
 from invoices.totals import invoice_summary
 from subscriptions import renewals
+from subscriptions.changes import subscription_change, subscription_preview_change
 from subscriptions.models import PendingItem, PriceCurrencyOption, Subscription
 from subscriptions.periods import add_months
 from subscriptions.services import (
     price_currency_options_set,
-    subscription_change,
     subscription_pause_collection,
-    subscription_preview_change,
 )
 from subscriptions.transitions import subscription_transition
 

@@ -9,11 +9,11 @@ from automations.models import BillingSettings, RetryPolicy
 from customers.models import TestClock
 from invoices.models import Event, Invoice
 from subscriptions import renewals
+from subscriptions.changes import subscription_change
 from subscriptions.models import PendingItem, Subscription
 from subscriptions.periods import add_months, period_end
 from subscriptions.services import (
     subscription_cancel,
-    subscription_change,
     subscription_pause_collection,
 )
 from subscriptions.transitions import subscription_transition

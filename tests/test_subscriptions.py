@@ -8,15 +8,14 @@ import pytest
 from customers.errors import DomainError
 from customers.models import BalanceTransaction
 from invoices.models import Event, Invoice
+from subscriptions.changes import subscription_change, subscription_preview_change
 from subscriptions.models import PendingItem, Subscription
 from subscriptions.services import (
     price_create,
     subscription_cancel,
-    subscription_change,
     subscription_create,
     subscription_mark_unpaid,
     subscription_pause_collection,
-    subscription_preview_change,
     subscription_reactivate,
     subscription_resume,
 )
