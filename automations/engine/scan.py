@@ -17,7 +17,7 @@ from customers.models import Customer
 from invoices.bulkwrite import rows_insert
 from invoices.models import Invoice
 
-from .matching import run_build, subject_matches
+from .matching import plan_matcher, run_build
 from .models import Automation, AutomationRun
 from .subjects import Subject, subjects_load
 from .triggers import CUSTOMER_CREATED, DUE_IN, PAST_DUE, TRIGGERS
@@ -86,6 +86,7 @@ def scan_run(*, now: datetime, test_clock=None) -> dict:
         else:
             due = candidates.filter(due_date__lte=(now + timedelta(days=days)).date(),
                                     due_date__gt=now.date())
+        matches = plan_matcher(plan)
         while True:
             with transaction.atomic():
                 invoices = list(due.filter(~Exists(ran)).select_related("customer")
@@ -95,7 +96,7 @@ def scan_run(*, now: datetime, test_clock=None) -> dict:
                                           for invoice in invoices])
                 runs = []
                 for subject in subjects:
-                    matched = subject_matches(plan, subject)
+                    matched = matches(subject)
                     status = R.WAITING if matched else R.EXITED
                     run = run_build(automation, subject, f"invoice:{subject.invoice.pk}",
                                     status=status)
@@ -117,13 +118,14 @@ def _customers_scan(automation: Automation, now: datetime, counts: dict) -> None
         automation=automation, key=Concat(Value("customer:"), Cast(OuterRef("pk"), CharField())))
     new = Customer.objects.filter(created_at__gte=automation.enabled_at, created_at__lte=now,
                                   test_clock__isnull=True).filter(~Exists(ran))
+    matches = plan_matcher(plan)
     while True:
         with transaction.atomic():
             customers = list(new.order_by("pk")[:BATCH_SIZE])
             runs = []
             for customer in customers:
                 subject = Subject(now=now, customer=customer)
-                matched = subject_matches(plan, subject)
+                matched = matches(subject)
                 run = run_build(automation, subject, f"customer:{customer.pk}",
                                 status=R.WAITING if matched else R.EXITED)
                 if not matched:
