@@ -10,9 +10,10 @@ then creation (their runs' ids ascend in that order, which is the order the swee
 takes them in).
 
 Per event, matching only calls compiled functions: each published version's trigger and
-conditions are compiled once per process (versions never change), and the runs are
+conditions are compiled once per process (a version never changes), and the runs are
 built only for the pairs that start."""
 
+import json
 import logging
 from collections.abc import Callable
 
@@ -24,7 +25,7 @@ from invoices.models import Event
 
 from .chain import MAX_CHAIN_DEPTH, acting
 from .conditions import conditions_compile
-from .models import Automation, AutomationRun, AutomationVersion
+from .models import Automation, AutomationRun
 from .subjects import Subject, subjects_load
 from .triggers import TRIGGERS, event_types, triggers_of_type
 
@@ -43,14 +44,13 @@ def on_events(events: list[Event]) -> None:
     keys = {t.key for type_ in {e.type for e in relevant} for t in triggers_of_type(type_)}
     automations = list(
         Automation.objects.filter(enabled=True, trigger__in=keys, live_version__isnull=False)
-        .select_related("live_version").defer("live_version__plan").order_by("priority", "pk")
+        .select_related("live_version").order_by("priority", "pk")
     )
     if current is not None:  # an action never re-triggers the automation that caused it
         automations = [a for a in automations if a.pk != current.automation_id]
     if not automations:
         return
-    matchers = versions_matchers([a.live_version_id for a in automations])
-    plans = [(automation, matchers[automation.live_version_id]) for automation in automations]
+    plans = [(a, compiled_matcher(a.live_version.plan)) for a in automations]
     subjects = subjects_load([Subject(now=event.created_at, event=event) for event in relevant])
     matched = [(automation, subject) for subject in subjects
                for automation, matches in plans if matches(subject)]
@@ -60,22 +60,21 @@ def on_events(events: list[Event]) -> None:
     ], ignore_conflicts=True)
 
 
-# Published versions never change: each is compiled once per process (a bounded cache;
-# a version dropped from it is compiled again when next needed).
-_compiled: dict[int, Callable] = {}
+# Each plan is compiled once per process, found again by its text: a published
+# version never changes, and a version id reused after a rollback (SQLite) carries its
+# own text. A bounded cache: a plan dropped from it is compiled again when next needed.
+_compiled: dict[str, Callable] = {}
 COMPILED_MAX = 2000
 
 
-def versions_matchers(version_ids) -> dict[int, Callable]:
-    """{version id: matches(subject)}, the plans of those not compiled yet read in one
-    query."""
-    missing = set(version_ids) - _compiled.keys()
-    if missing:
-        if len(_compiled) + len(missing) > COMPILED_MAX:
+def compiled_matcher(plan: dict) -> Callable[[Subject], bool]:
+    key = json.dumps(plan, sort_keys=True)
+    matcher = _compiled.get(key)
+    if matcher is None:
+        if len(_compiled) >= COMPILED_MAX:
             _compiled.clear()
-        for pk, plan in AutomationVersion.objects.filter(pk__in=missing).values_list("pk", "plan"):
-            _compiled[pk] = plan_matcher(plan)
-    return {pk: _compiled[pk] for pk in version_ids}
+        matcher = _compiled[key] = plan_matcher(plan)
+    return matcher
 
 
 SUBJECT_IDS = ("invoice_id", "subscription_id", "customer_id")
