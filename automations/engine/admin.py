@@ -23,7 +23,7 @@ from customers.clock import system_now
 from customers.errors import DomainError
 from invoices.admin.timeline import describes
 
-from .admin_forms import AutomationForm, StepForm, condition_rows_layout, step_fieldsets
+from .admin_forms import AutomationForm, StepForm, step_fieldsets
 from .dryrun import MAX_DAYS, dry_run
 from .models import Automation, AutomationRun, AutomationStep
 from .recipes import RECIPES, recipe_install
@@ -107,7 +107,7 @@ class AutomationAdmin(ModelAdmin):
         (pgettext_lazy("automation", "When"), {"fields": ("trigger", "days")}),
         (
             pgettext_lazy("automation", "Conditions"),
-            {"fields": ("conditions_group", *condition_rows_layout(), "conditions")},
+            {"fields": ("conditions_group", "condition_rows", "conditions")},
         ),
         (pgettext_lazy("automation", "Runs"), {"fields": ("version_number", "run_history")}),
     )

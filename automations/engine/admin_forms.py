@@ -7,10 +7,13 @@ back to them, and the whole automation is then checked by services.plan_validate
 the same messages as before. What the inputs cannot hold (conditions nested in groups)
 is edited as JSON, in the field kept for it."""
 
+from itertools import zip_longest
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
+from unfold import widgets as theme
 
 from customers.admin_base import input_classes
 from customers.money import to_decimal, to_minor, validate_currency
@@ -22,7 +25,7 @@ from .models import Automation, AutomationStep
 from .steps import CUSTOMER_TEMPLATES, step_choices
 from .triggers import trigger_choices
 
-CONDITION_ROWS = 6
+CONDITION_ROWS = 20  # more nest as JSON
 GROUPS = [("all", gettext_lazy("All of these (AND)")), ("any", gettext_lazy("Any of these (OR)"))]
 TRUE, FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
 
@@ -50,33 +53,69 @@ def op_choices() -> list[tuple[str, str]]:
     return [(op, OP_WORDS[op]) for op in ops]
 
 
-def _row_names(i: int) -> tuple[str, str, str, str, str]:
-    return (f"cond_{i}_field", f"cond_{i}_key", f"cond_{i}_op", f"cond_{i}_value",
-            f"cond_{i}_currency")
+ROW_PARTS = ("field", "key", "op", "value", "currency")
+BLANK_ROWS = 2
+
+
+class ConditionRowsWidget(forms.Widget):
+    """A table of conditions, one a row (field, metadata key, operator, value,
+    currency), and a few blank rows to add more. Names: <name>_field, <name>_key...,
+    repeated once a row."""
+
+    template_name = "admin/widgets/condition_rows.html"
+
+    def format_value(self, value):
+        return list(value or [])
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        rows = [*self.format_value(value), *({} for _n in range(BLANK_ROWS))]
+        context["widget"].update({
+            "rows": [{part: row.get(part) or "" for part in ROW_PARTS} for row in rows],
+            "fields": field_choices(), "ops": op_choices(),
+            "input_class": " ".join(theme.BASE_INPUT_CLASSES),
+            "select_class": " ".join(theme.SELECT_CLASSES),
+        })
+        return context
+
+    def value_from_datadict(self, data, files, name):
+        columns = [data.getlist(f"{name}_{part}") for part in ROW_PARTS]
+        return [dict(zip(ROW_PARTS, (cell or "" for cell in cells), strict=True))
+                for cells in zip_longest(*columns)]
+
+    def value_omitted_from_data(self, data, files, name):
+        return f"{name}_field" not in data
+
+
+class ConditionRowsField(forms.Field):
+    """The rows typed, as dicts of texts (blank rows left out); the form makes them
+    conditions, knowing the group."""
+
+    widget = ConditionRowsWidget
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        return [{part: (row.get(part) or "").strip() for part in ROW_PARTS}
+                for row in value or [] if any((row.get(part) or "").strip()
+                                              for part in ROW_PARTS if part != "op")]
+
+    def has_changed(self, initial, data):
+        return self.to_python(initial) != self.to_python(data)
 
 
 def condition_rows_fields() -> dict[str, forms.Field]:
-    fields = {"conditions_group": forms.ChoiceField(
-        label=gettext_lazy("Conditions"), choices=GROUPS, initial="all", required=False)}
-    for i in range(CONDITION_ROWS):
-        name, key, op, value, currency = _row_names(i)
-        fields[name] = forms.ChoiceField(label=gettext_lazy("Field"), choices=field_choices,
-                                         required=False)
-        fields[key] = forms.CharField(label=gettext_lazy("Metadata key"), required=False,
-                                      max_length=40)
-        fields[op] = forms.ChoiceField(label=gettext_lazy("Operator"), choices=op_choices,
-                                       initial="eq", required=False)
-        fields[value] = forms.CharField(
-            label=gettext_lazy("Value"), required=False, max_length=500,
-            help_text=gettext_lazy("An amount such as 500.00; a list separated by commas "
-                                   "for \"is one of\"; true or false.") if i == 0 else "")
-        fields[currency] = forms.CharField(label=gettext_lazy("Currency"), required=False,
-                                           max_length=3)
-    return fields
-
-
-def condition_rows_layout() -> list[tuple]:
-    return [_row_names(i) for i in range(CONDITION_ROWS)]
+    return {
+        "conditions_group": forms.ChoiceField(
+            label=gettext_lazy("Conditions"), choices=GROUPS, initial="all", required=False),
+        "condition_rows": ConditionRowsField(
+            label=gettext_lazy("Condition rows"),
+            help_text=gettext_lazy("An amount such as 500.00 with its currency; values "
+                                   "separated by commas for \"is one of\"; true or false; "
+                                   "the key for metadata.")),
+    }
 
 
 def rows_of(conditions) -> tuple[str, list[dict]] | None:
@@ -195,27 +234,20 @@ class AutomationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        _styled(self, ROW_FIELDS)
+        _styled(self, ["conditions_group"])
         if self.is_bound:
             return
         rows = rows_of(self.instance.conditions if self.instance.pk else {})
         if rows is None:  # nested: kept in the JSON field
             return
-        group, leaves = rows
         self.initial["conditions"] = {}
-        self.initial["conditions_group"] = group
-        for i, row in enumerate(leaves):
-            for part, name in zip(("field", "key", "op", "value", "currency"),
-                                  _row_names(i), strict=True):
-                self.initial[name] = row[part]
+        self.initial["conditions_group"], self.initial["condition_rows"] = rows
 
     def clean(self):
         data = super().clean()
         leaves, errors = [], []
-        for i in range(CONDITION_ROWS):
-            row = dict(zip(("field", "key", "op", "value", "currency"),
-                           (data.get(name) for name in _row_names(i)), strict=True))
-            leaf, row_errors = leaf_of(i + 1, row)
+        for number, row in enumerate(data.get("condition_rows") or [], start=1):
+            leaf, row_errors = leaf_of(number, row)
             errors.extend(row_errors)
             if leaf is not None:
                 leaves.append(leaf)

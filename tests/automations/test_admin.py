@@ -31,9 +31,8 @@ def form_data(steps=(("add_note", {"note_text": "hello"}),), rows=(), group="all
             "days": "", "conditions": nested, "conditions_group": group,
             "steps-TOTAL_FORMS": str(len(steps)), "steps-INITIAL_FORMS": "0",
             "steps-MIN_NUM_FORMS": "0", "steps-MAX_NUM_FORMS": "1000", **fields}
-    for i, row in enumerate(rows):
-        for part, value in zip(("field", "key", "op", "value", "currency"), row, strict=True):
-            data[f"cond_{i}_{part}"] = value
+    for n, part in enumerate(("field", "key", "op", "value", "currency")):
+        data[f"condition_rows_{part}"] = [row[n] for row in rows]
     for i, (kind, inputs) in enumerate(steps):
         data.update({f"steps-{i}-position": str(i + 1), f"steps-{i}-kind": kind,
                      **{f"steps-{i}-{name}": value for name, value in inputs.items()}})

@@ -78,7 +78,8 @@ BAD = [
      "Condition 1: the amount of invoice total needs its currency, e.g. USD."),
     ({"rows": [("invoice.total", "", "gte", "5.001", "USD")]},
      "Condition 1: USD amounts have at most 2 decimal places."),
-    ({"rows": [("", "", "eq", "", ""), ("invoice.attempt_count", "", "gte", "two", "")]},
+    ({"rows": [("", "", "eq", "", ""), ("customer.segment", "", "eq", "vip", ""),
+               ("invoice.attempt_count", "", "gte", "two", "")]},
      "Condition 2: attempt count is compared with a whole number, not &#x27;two&#x27;."),
     ({"rows": [("customer.metadata", "", "eq", "gold", "")]},
      "Condition 1: give the metadata key."),
@@ -127,10 +128,13 @@ def page_data(response) -> dict:
     form = response.context["adminform"].form
     for name in form.fields:
         value = form[name].value()
-        if value is None or value is False:
+        if value is None or value is False or name == "condition_rows":
             continue
         data[name] = "on" if value is True else value
     data["conditions"] = form["conditions"].value() or ""
+    rows = form["condition_rows"].value() or []
+    for part in ("field", "key", "op", "value", "currency"):
+        data[f"condition_rows_{part}"] = [row[part] for row in rows]
     [inline] = response.context["inline_admin_formsets"]
     formset = inline.formset
     for name, value in formset.management_form.initial.items():
@@ -166,7 +170,9 @@ def test_a_page_saved_as_it_shows_changes_nothing(staff, conditions):
     url = reverse("admin:automations_automation_change", args=[automation.pk])
     page = staff.get(url)
     form = page.context["adminform"].form
-    assert (form["cond_0_field"].value() == "invoice.total") is (conditions is not NESTED)
+    rows = form["condition_rows"].value()
+    assert (rows[0]["field"] if rows else None) == (
+        None if conditions is NESTED else "invoice.total")
     before = automation.live_version.plan
     response = staff.post(url, page_data(page))
     assert response.status_code == 302, response.context["errors"]
