@@ -122,6 +122,7 @@ def run_matching(summary, now) -> None:
                 event.customer_id = None
             events = rows_insert(Event, built)  # written without the subscribers
         AutomationRun.objects.filter(automation__in=automations).delete()
+        vacuum()  # the runs of the last run (and of the sweep part) out of the indexes
         timings = []
         cpu_started = cpu_now()
         for start in range(0, len(events), EVENT_BATCH):

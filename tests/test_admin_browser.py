@@ -233,3 +233,26 @@ def test_the_automation_page_title_and_buttons_never_overlap(admin_page, width):
     page.goto(f"{base}{automation.pk}/dry-run/")
     screenshot(page, f"automation-dry-run-{width}")
     assert no_horizontal_scroll(page)
+
+
+def test_each_step_shows_the_inputs_of_its_kind_only(admin_page):
+    automation = make_automation("Wait then note", "invoice_finalized", [
+        ("wait", {"days": 7, "until_paid": True}), ("add_note", {"text": "checked"})])
+    opener, url = admin_page
+    page = opener(1280)
+    page.goto(f"{url}/admin/automations/automation/{automation.pk}/change/")
+    screenshot(page, "automation-step-inputs-1280")
+    assert page.locator("input[name=steps-0-wait_amount]").input_value() == "7"
+    assert page.locator("input[name=steps-0-wait_until_paid]").is_checked()
+    assert page.locator("input[name=steps-0-wait_amount]").is_visible()
+    assert not page.locator("textarea[name=steps-0-team_memo]").is_visible()
+    assert page.locator("textarea[name=steps-1-note_text]").is_visible()
+    assert not page.locator("input[name=steps-1-wait_amount]").is_visible()
+    # The empty step: nothing shows until a kind is chosen, then that kind's inputs.
+    assert not page.locator("textarea[name=steps-2-team_memo]").is_visible()
+    page.locator("select[name=steps-2-kind]").select_option("email_team")
+    assert page.locator("textarea[name=steps-2-team_memo]").is_visible()
+    assert not page.locator("input[name=steps-2-wait_amount]").is_visible()
+    # Conditions as rows: a field, an operator and a value on one line.
+    assert page.locator("select[name=condition_rows_field]").first.is_visible()
+    assert no_horizontal_scroll(page)

@@ -18,11 +18,12 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from customers.actors import Actor
-from customers.admin_base import ModelAdmin, TabularInline, input_classes
+from customers.admin_base import ModelAdmin, StackedInline, input_classes
 from customers.clock import system_now
 from customers.errors import DomainError
 from invoices.admin.timeline import describes
 
+from .admin_forms import AutomationForm, StepForm, step_fieldsets
 from .dryrun import MAX_DAYS, dry_run
 from .models import Automation, AutomationRun, AutomationStep
 from .recipes import RECIPES, recipe_install
@@ -35,29 +36,9 @@ from .services import (
     plan_summary,
     plan_validate,
 )
-from .steps import step_choices
-from .triggers import trigger_choices
 
 R = AutomationRun.Status
 OUTCOMES = [R.WAITING, R.COMPLETED, R.EXITED, R.FAILED, R.CANCELED]
-
-
-class AutomationForm(forms.ModelForm):
-    trigger = forms.ChoiceField(
-        label=pgettext_lazy("automation", "trigger"), choices=trigger_choices
-    )
-
-    class Meta:
-        model = Automation
-        fields = ("name", "enabled", "priority", "trigger", "days", "conditions")
-
-
-class StepForm(forms.ModelForm):
-    kind = forms.ChoiceField(label=pgettext_lazy("automation", "step"), choices=step_choices)
-
-    class Meta:
-        model = AutomationStep
-        fields = ("position", "kind", "params")
 
 
 class StepFormSet(forms.BaseInlineFormSet):
@@ -88,12 +69,17 @@ class StepFormSet(forms.BaseInlineFormSet):
             raise ValidationError(errors)
 
 
-class StepInline(TabularInline):
+class StepInline(StackedInline):
+    """Each step's parameters as the inputs of its kind (admin_forms.py); the page shows
+    the chosen kind's only (the others stay empty and are not read)."""
+
     model = AutomationStep
     form = StepForm
     formset = StepFormSet
     extra = 1
-    fields = ("position", "kind", "params")
+
+    def get_fieldsets(self, request, obj=None):
+        return step_fieldsets()
 
 
 @admin.register(Automation)
@@ -118,7 +104,11 @@ class AutomationAdmin(ModelAdmin):
     change_list_template = "admin/automations/automation/change_list.html"
     fieldsets = (
         (None, {"fields": ("name", "enabled", "priority", "summary")}),
-        (pgettext_lazy("automation", "When"), {"fields": ("trigger", "days", "conditions")}),
+        (pgettext_lazy("automation", "When"), {"fields": ("trigger", "days")}),
+        (
+            pgettext_lazy("automation", "Conditions"),
+            {"fields": ("conditions_group", "condition_rows", "conditions")},
+        ),
         (pgettext_lazy("automation", "Runs"), {"fields": ("version_number", "run_history")}),
     )
 

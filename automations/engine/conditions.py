@@ -5,6 +5,7 @@ Fields are a registry: each says its type and what it needs (an invoice, a
 subscription, the payment of a failure event), so a condition on a field the trigger
 does not carry is refused when the automation is saved, with the reason."""
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -185,52 +186,81 @@ def _short(value) -> str:
 
 
 # --- evaluating, at match time ---------------------------------------------------------
+# Conditions are compiled once into nested closures (matching caches them per published
+# version): evaluating one then reads its fields and compares, with no lookup of the
+# field registry, the operator or the metadata key per subject.
+
+Matcher = Callable[[Subject], bool]
+COMPARE = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge,
+    "lt": operator.lt, "lte": operator.le,
+    "in": lambda left, right: left in right,
+    "not_in": lambda left, right: left not in right,
+}
+
+
+def _always(subject: Subject) -> bool:
+    return True
+
+
+def conditions_compile(conditions) -> Matcher:
+    """`conditions` (already validated) as a function of the subject."""
+    if not conditions:
+        return _always
+    if "all" in conditions or "any" in conditions:
+        children = tuple(conditions_compile(child) for child in next(iter(conditions.values())))
+        if "all" in conditions:
+            def match_all(subject: Subject) -> bool:
+                for child in children:
+                    if not child(subject):
+                        return False
+                return True
+            return match_all
+
+        def match_any(subject: Subject) -> bool:
+            for child in children:
+                if child(subject):
+                    return True
+            return False
+        return match_any
+    return _leaf_compile(conditions)
+
+
+def _leaf_compile(leaf: dict) -> Matcher:
+    name, op = leaf["field"], leaf["op"]
+    field = field_get(name)
+    compare, right = COMPARE[op], leaf["value"]
+    if op in ("in", "not_in"):
+        right = frozenset(right)
+    when_missing = op in ("ne", "not_in")  # no value: only "is not" matches
+    get = field.get
+    if name not in FIELDS:  # metadata: the key's value, as text
+        key = name.rpartition(".")[2]
+        metadata_of = get
+
+        def get(subject: Subject):
+            value = (metadata_of(subject) or {}).get(key)
+            return None if value is None else str(value)
+
+    if field.type == AMOUNT:
+        currency_of, currency = field.currency, leaf.get("currency")
+
+        def match_amount(subject: Subject) -> bool:
+            # Another currency never matches: there is no stored rate to convert at.
+            if currency_of(subject) != currency:
+                return False
+            value = get(subject)
+            return when_missing if value is None else compare(value, right)
+        return match_amount
+
+    def match(subject: Subject) -> bool:
+        value = get(subject)
+        return when_missing if value is None else compare(value, right)
+    return match
 
 
 def conditions_match(conditions, subject: Subject) -> bool:
-    if not conditions:
-        return True
-    if "all" in conditions:
-        return all(conditions_match(child, subject) for child in conditions["all"])
-    if "any" in conditions:
-        return any(conditions_match(child, subject) for child in conditions["any"])
-    return _leaf_match(conditions, subject)
-
-
-def _leaf_match(leaf: dict, subject: Subject) -> bool:
-    name = leaf["field"]
-    field = field_get(name)
-    value = field.get(subject)
-    if name not in FIELDS:  # metadata: the key's value, as text
-        value = (value or {}).get(name.rpartition(".")[2])
-        value = None if value is None else str(value)
-    if field.type == AMOUNT and field.currency(subject) != leaf.get("currency"):
-        # Another currency never matches: there is no stored rate to convert at.
-        return False
-    if value is None:
-        return leaf["op"] in ("ne", "not_in")
-    return _compare(leaf["op"], value, leaf["value"])
-
-
-def _compare(op, left, right) -> bool:
-    match op:
-        case "eq":
-            return left == right
-        case "ne":
-            return left != right
-        case "gt":
-            return left > right
-        case "gte":
-            return left >= right
-        case "lt":
-            return left < right
-        case "lte":
-            return left <= right
-        case "in":
-            return left in right
-        case "not_in":
-            return left not in right
-    return False
+    return conditions_compile(conditions)(subject)
 
 
 def conditions_describe(conditions) -> str:

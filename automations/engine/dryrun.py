@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from customers.models import Customer
 from invoices.models import Event, Invoice
 
-from .matching import subject_matches
+from .matching import plan_matcher
 from .runs import SETTLED
 from .scan import day_start, moment_of
 from .services import plan_validate
@@ -60,10 +60,11 @@ def dry_run(plan: dict, *, now: datetime, days: int, limit: int = 500) -> DryRun
         chunks = _customer_chunks(since, now)
     else:
         chunks = _event_chunks(trigger, since, now)
+    matches = plan_matcher(plan)
     for chunk in chunks:
         result.looked_at += len(chunk)
         for subject in subjects_load(chunk):
-            if subject_matches(plan, subject):
+            if matches(subject):
                 if len(result.matches) >= limit:
                     result.truncated = True
                     return result

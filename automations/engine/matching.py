@@ -7,17 +7,24 @@ else customer) it is already running for starts nothing.
 
 Several automations matching one event all start, in the order of their `priority`
 then creation (their runs' ids ascend in that order, which is the order the sweep
-takes them in)."""
+takes them in).
 
+Per event, matching only calls compiled functions: each published version's trigger and
+conditions are compiled once per process (a version never changes), and the runs are
+built only for the pairs that start."""
+
+import json
 import logging
+from collections.abc import Callable
 
 from django.db.models import Q
+from django.db.models.base import ModelState
 
 from invoices.bulkwrite import rows_insert
 from invoices.models import Event
 
 from .chain import MAX_CHAIN_DEPTH, acting
-from .conditions import conditions_match
+from .conditions import conditions_compile
 from .models import Automation, AutomationRun
 from .subjects import Subject, subjects_load
 from .triggers import TRIGGERS, event_types, triggers_of_type
@@ -43,73 +50,118 @@ def on_events(events: list[Event]) -> None:
         automations = [a for a in automations if a.pk != current.automation_id]
     if not automations:
         return
+    plans = [(a, compiled_matcher(a.live_version.plan)) for a in automations]
     subjects = subjects_load([Subject(now=event.created_at, event=event) for event in relevant])
-    runs = []
-    for subject in subjects:
-        for automation in automations:
-            if subject_matches(automation.live_version.plan, subject):
-                runs.append(run_build(automation, subject, f"event:{subject.event.pk}", depth))
-    rows_insert(AutomationRun, without_running_twice(runs), ignore_conflicts=True)
+    matched = [(automation, subject) for subject in subjects
+               for automation, matches in plans if matches(subject)]
+    rows_insert(AutomationRun, [
+        run_build(automation, subject, f"event:{subject.event.pk}", depth)
+        for automation, subject in without_running_twice(matched)
+    ], ignore_conflicts=True)
 
 
-def subject_of(run: AutomationRun) -> tuple:
-    if run.invoice_id is not None:
-        return ("invoice_id", run.invoice_id)
-    if run.subscription_id is not None:
-        return ("subscription_id", run.subscription_id)
-    return ("customer_id", run.customer_id)
+# Each plan is compiled once per process, found again by its text: a published
+# version never changes, and a version id reused after a rollback (SQLite) carries its
+# own text. A bounded cache: a plan dropped from it is compiled again when next needed.
+_compiled: dict[str, Callable] = {}
+COMPILED_MAX = 2000
 
 
-def without_running_twice(runs: list[AutomationRun]) -> list[AutomationRun]:
-    """An automation runs at most once at a time for one subject (an invoice, else a
-    subscription, else a customer): each retry of a failing invoice fails again, and
-    must not start the dunning flow already under way a second time."""
-    if not runs:
-        return runs
+def compiled_matcher(plan: dict) -> Callable[[Subject], bool]:
+    key = json.dumps(plan, sort_keys=True)
+    matcher = _compiled.get(key)
+    if matcher is None:
+        if len(_compiled) >= COMPILED_MAX:
+            _compiled.clear()
+        matcher = _compiled[key] = plan_matcher(plan)
+    return matcher
+
+
+SUBJECT_IDS = ("invoice_id", "subscription_id", "customer_id")
+
+
+def _subject_ids(subject: Subject) -> tuple:
+    if subject.invoice is not None:
+        return ("invoice_id", subject.invoice.pk)
+    if subject.subscription is not None:
+        return ("subscription_id", subject.subscription.pk)
+    return ("customer_id", subject.customer.pk if subject.customer is not None else None)
+
+
+def without_running_twice(matched: list[tuple]) -> list[tuple]:
+    """The (automation, subject) pairs to start: an automation runs at most once at a
+    time for one subject (an invoice, else a subscription, else a customer): each retry
+    of a failing invoice fails again, and must not start the dunning flow already under
+    way a second time. One query for the whole batch."""
+    if not matched:
+        return matched
+    keyed = [(automation, subject, _subject_ids(subject)) for automation, subject in matched]
     wanted = Q()
-    for column in ("invoice_id", "subscription_id", "customer_id"):
-        ids = {value for name, value in map(subject_of, runs) if name == column}
+    for column in SUBJECT_IDS:
+        ids = {value for _a, _s, (name, value) in keyed if name == column}
         if ids:
             wanted |= Q(**{f"{column}__in": ids})
-    busy = {(run.automation_id, subject_of(run)) for run in AutomationRun.objects.filter(
+    busy = set()
+    for automation_id, *ids in AutomationRun.objects.filter(
         wanted, status=AutomationRun.Status.WAITING,
-        automation_id__in={run.automation_id for run in runs},
-    ).only("automation_id", "invoice_id", "subscription_id", "customer_id")}
+        automation_id__in={automation.pk for automation, _s, _k in keyed},
+    ).values_list("automation_id", *SUBJECT_IDS):
+        busy.add((automation_id, _first_id(ids)))
     kept = []
-    for run in runs:
-        key = (run.automation_id, subject_of(run))
-        if key not in busy:
-            busy.add(key)
-            kept.append(run)
+    for automation, subject, key in keyed:
+        if (automation.pk, key) not in busy:
+            busy.add((automation.pk, key))
+            kept.append((automation, subject))
     return kept
 
 
-def subject_matches(plan: dict, subject: Subject) -> bool:
-    """Whether `subject` starts a run of `plan`. Matching runs inside the transaction of
-    the change that wrote the event: an automation that cannot be evaluated (a bug) is
-    logged and skipped, never allowed to undo the change."""
-    try:
-        return _matches(plan, subject)
-    except Exception:  # noqa: BLE001
-        logger.exception("automation matching failed for %s", plan.get("trigger"))
-        return False
+def _first_id(ids) -> tuple:
+    for name, value in zip(SUBJECT_IDS, ids, strict=True):
+        if value is not None:
+            return (name, value)
+    return ("customer_id", None)
 
 
-def _matches(plan: dict, subject: Subject) -> bool:
+def plan_matcher(plan: dict) -> Callable[[Subject], bool]:
+    """matches(subject) for `plan`. Matching runs inside the transaction of the change
+    that wrote the event: an automation that cannot be evaluated (a bug) is logged and
+    skipped, never allowed to undo the change."""
     trigger = TRIGGERS.get(plan["trigger"])
     if trigger is None:
-        return False
-    if subject.event is not None and subject.event.type not in trigger.event_types:
-        return False
-    if trigger.applies is not None and not trigger.applies(subject):
-        return False
-    return conditions_match(plan.get("conditions"), subject)
+        return _never
+    event_types_, applies = frozenset(trigger.event_types), trigger.applies
+    try:
+        conditions = conditions_compile(plan.get("conditions"))
+    except Exception:  # noqa: BLE001
+        logger.exception("automation conditions cannot compile for %s", plan.get("trigger"))
+        return _never
+
+    def matches(subject: Subject) -> bool:
+        try:
+            if subject.event is not None and subject.event.type not in event_types_:
+                return False
+            if applies is not None and not applies(subject):
+                return False
+            return conditions(subject)
+        except Exception:  # noqa: BLE001
+            logger.exception("automation matching failed for %s", plan.get("trigger"))
+            return False
+    return matches
+
+
+def _never(subject: Subject) -> bool:
+    return False
 
 
 def run_build(automation: Automation, subject: Subject, key: str, depth: int = 0,
               status=AutomationRun.Status.WAITING) -> AutomationRun:
+    """A new run, unsaved. Built as Model.__init__ would build it (every field set, the
+    ones not given to their defaults), without its walk over the fields: matching builds
+    one per run it starts."""
     subscription = subject.subscription
-    return AutomationRun(
+    run = AutomationRun.__new__(AutomationRun)
+    run.__dict__.update(_RUN_DEFAULTS)
+    run.__dict__.update(
         automation_id=automation.pk,
         version_id=automation.live_version_id,
         key=key,
@@ -118,9 +170,14 @@ def run_build(automation: Automation, subject: Subject, key: str, depth: int = 0
         customer_id=subject.customer.pk if subject.customer is not None else None,
         subscription_id=subscription.pk if subscription is not None else None,
         status=status,
-        step=0,
         resume_at=subject.now if status == AutomationRun.Status.WAITING else None,
         depth=depth,
         created_at=subject.now,
         updated_at=subject.now,
     )
+    run._state = ModelState()
+    return run
+
+
+_RUN_DEFAULTS = {field.attname: field.get_default()
+                 for field in AutomationRun._meta.concrete_fields}

@@ -1,7 +1,9 @@
 """The triggers counted in days (past due by N days, due in N days), found by an indexed
 scan of open invoices rather than an event: an invoice starts one run per automation
 (key "invoice:<id>"), once its moment comes, if that moment is after the automation was
-enabled (enabling one never replays the past). Days are UTC days.
+enabled (enabling one never replays the past). Days are UTC days. New customers are
+found the same way (the customers app writes no event), a test clock's at the clock's
+time when it advances.
 
 A candidate whose conditions do not match gets a run row too, ended at once as
 "skipped": it is never looked at again."""
@@ -17,7 +19,7 @@ from customers.models import Customer
 from invoices.bulkwrite import rows_insert
 from invoices.models import Invoice
 
-from .matching import run_build, subject_matches
+from .matching import plan_matcher, run_build
 from .models import Automation, AutomationRun
 from .subjects import Subject, subjects_load
 from .triggers import CUSTOMER_CREATED, DUE_IN, PAST_DUE, TRIGGERS
@@ -74,8 +76,7 @@ def scan_run(*, now: datetime, test_clock=None) -> dict:
     for automation in scan_automations():
         plan = automation.live_version.plan
         if plan["trigger"] == CUSTOMER_CREATED:
-            if test_clock is None:  # created at the system's time, not a clock's
-                _customers_scan(automation, now, counts)
+            _customers_scan(automation, now, counts, test_clock)
             continue
         kind, days = TRIGGERS[plan["trigger"]].days, plan["days"]
         candidates, ran = _candidates(automation, test_clock)
@@ -86,6 +87,7 @@ def scan_run(*, now: datetime, test_clock=None) -> dict:
         else:
             due = candidates.filter(due_date__lte=(now + timedelta(days=days)).date(),
                                     due_date__gt=now.date())
+        matches = plan_matcher(plan)
         while True:
             with transaction.atomic():
                 invoices = list(due.filter(~Exists(ran)).select_related("customer")
@@ -95,7 +97,7 @@ def scan_run(*, now: datetime, test_clock=None) -> dict:
                                           for invoice in invoices])
                 runs = []
                 for subject in subjects:
-                    matched = subject_matches(plan, subject)
+                    matched = matches(subject)
                     status = R.WAITING if matched else R.EXITED
                     run = run_build(automation, subject, f"invoice:{subject.invoice.pk}",
                                     status=status)
@@ -111,19 +113,30 @@ def scan_run(*, now: datetime, test_clock=None) -> dict:
     return counts
 
 
-def _customers_scan(automation: Automation, now: datetime, counts: dict) -> None:
-    plan = automation.live_version.plan
+def _new_customers(automation: Automation, test_clock):
+    """The customers created since the automation was enabled that it has not looked
+    at. A test clock's customers are its own: they start their runs at the clock's time
+    when it advances (its first stop), never at the system's."""
     ran = AutomationRun.objects.filter(
         automation=automation, key=Concat(Value("customer:"), Cast(OuterRef("pk"), CharField())))
-    new = Customer.objects.filter(created_at__gte=automation.enabled_at, created_at__lte=now,
-                                  test_clock__isnull=True).filter(~Exists(ran))
+    new = Customer.objects.filter(created_at__gte=automation.enabled_at).filter(~Exists(ran))
+    return (new.filter(test_clock__isnull=True) if test_clock is None
+            else new.filter(test_clock=test_clock))
+
+
+def _customers_scan(automation: Automation, now: datetime, counts: dict, test_clock) -> None:
+    plan = automation.live_version.plan
+    new = _new_customers(automation, test_clock)
+    if test_clock is None:
+        new = new.filter(created_at__lte=now)
+    matches = plan_matcher(plan)
     while True:
         with transaction.atomic():
             customers = list(new.order_by("pk")[:BATCH_SIZE])
             runs = []
             for customer in customers:
                 subject = Subject(now=now, customer=customer)
-                matched = subject_matches(plan, subject)
+                matched = matches(subject)
                 run = run_build(automation, subject, f"customer:{customer.pk}",
                                 status=R.WAITING if matched else R.EXITED)
                 if not matched:
@@ -140,6 +153,8 @@ def scan_next_due_at(test_clock) -> datetime | None:
     for automation in scan_automations():
         plan = automation.live_version.plan
         if plan["trigger"] == CUSTOMER_CREATED:
+            if _new_customers(automation, test_clock).exists():
+                moments.append(test_clock.frozen_time)  # due at the clock's time
             continue
         kind, days = TRIGGERS[plan["trigger"]].days, plan["days"]
         candidates, ran = _candidates(automation, test_clock)

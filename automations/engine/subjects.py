@@ -4,6 +4,8 @@ subscriptions plug in) subscription, loaded set-based for a batch of events."""
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models.base import ModelState
+
 from customers.models import Customer
 from invoices.models import Event, Invoice
 
@@ -35,15 +37,32 @@ CUSTOMER_COLUMNS = ("id", "name", "email", "segment", "preferred_locale", "count
                     "metadata", "test_clock_id")
 
 
+def instances_read(queryset, columns: tuple[str, ...]) -> dict:
+    """{pk: instance} of `queryset`'s rows, `columns` read (the primary key first) and the
+    other fields loaded when first read, like .only(*columns).in_bulk(), for a third of
+    its CPU: the rows come from values_list (the ORM's own conversions), and each becomes
+    an instance the way Model.from_db() makes one, without Model.__init__'s walk over
+    every field (the model has no pre_init/post_init receiver to skip)."""
+    model = queryset.model
+    found = {}
+    for row in queryset.values_list(*columns):
+        instance = model.__new__(model)
+        instance.__dict__.update(zip(columns, row, strict=True))
+        instance._state = state = ModelState()
+        state.adding, state.db = False, queryset.db
+        found[row[0]] = instance
+    return found
+
+
 def subjects_load(subjects: list[Subject]) -> list[Subject]:
     invoice_ids = {s.event.invoice_id for s in subjects if s.event and s.event.invoice_id}
-    invoices = (Invoice.objects.only(*INVOICE_COLUMNS).in_bulk(invoice_ids)
+    invoices = (instances_read(Invoice.objects.filter(pk__in=invoice_ids), INVOICE_COLUMNS)
                 if invoice_ids else {})
     for subject in subjects:
         if subject.event is not None and subject.invoice is None:
             subject.invoice = invoices.get(subject.event.invoice_id)
     customer_ids = {customer_id_of(s) for s in subjects} - {None}
-    customers = (Customer.objects.only(*CUSTOMER_COLUMNS).in_bulk(customer_ids)
+    customers = (instances_read(Customer.objects.filter(pk__in=customer_ids), CUSTOMER_COLUMNS)
                  if customer_ids else {})
     for subject in subjects:
         if subject.customer is None:

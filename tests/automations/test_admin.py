@@ -23,20 +23,26 @@ def staff(client, admin_user):
     return client
 
 
-def form_data(conditions="{}", steps=(("add_note", '{"text": "hello"}'),), **fields):
+def form_data(steps=(("add_note", {"note_text": "hello"}),), rows=(), group="all",
+              nested="", **fields):
+    """The automation form as the page posts it: conditions as rows (field, key,
+    operator, value, currency), each step as its kind's inputs."""
     data = {"name": "Note on finalize", "priority": "100", "trigger": "invoice_finalized",
-            "days": "", "conditions": conditions,
+            "days": "", "conditions": nested, "conditions_group": group,
             "steps-TOTAL_FORMS": str(len(steps)), "steps-INITIAL_FORMS": "0",
             "steps-MIN_NUM_FORMS": "0", "steps-MAX_NUM_FORMS": "1000", **fields}
-    for i, (kind, params) in enumerate(steps):
+    for n, part in enumerate(("field", "key", "op", "value", "currency")):
+        data[f"condition_rows_{part}"] = [row[n] for row in rows]
+    for i, (kind, inputs) in enumerate(steps):
         data.update({f"steps-{i}-position": str(i + 1), f"steps-{i}-kind": kind,
-                     f"steps-{i}-params": params})
+                     **{f"steps-{i}-{name}": value for name, value in inputs.items()}})
     return data
 
 
 def test_staff_create_an_automation_with_steps_and_read_its_sentence(staff):
     response = staff.post(reverse("admin:automations_automation_add"), form_data(
-        steps=(("add_note", '{"text": "hello"}'), ("wait", '{"days": 2}'))))
+        steps=(("add_note", {"note_text": "hello"}),
+               ("wait", {"wait_amount": "2", "wait_unit": "days"}))))
     assert response.status_code == 302
     automation = Automation.objects.get()
     assert automation.live_version.number == 1
@@ -47,7 +53,7 @@ def test_staff_create_an_automation_with_steps_and_read_its_sentence(staff):
 
 def test_bad_input_is_refused_with_the_reason_and_nothing_saved(staff):
     response = staff.post(reverse("admin:automations_automation_add"), form_data(
-        steps=(("cancel_subscription", '{"when": "now"}'),)))
+        steps=(("cancel_subscription", {"cancel_when": "now"}),)))
     assert response.status_code == 200
     assert ("Step 1: Cancel its subscription cannot apply: the trigger (an invoice is "
             "finalized) carries no subscription.") in response.content.decode()
