@@ -291,7 +291,7 @@ MODES, AFTER = RetryPolicy.Mode, RetryPolicy.AfterLastRetry
 def step_input_fields() -> dict[str, forms.Field]:
     text = {"required": False}
     return {
-        "wait_amount": forms.IntegerField(label=gettext_lazy("Wait"), **text),
+        "wait_amount": forms.IntegerField(label=pgettext_lazy("automation", "Wait"), **text),
         "wait_unit": forms.ChoiceField(label=gettext_lazy("Unit"), choices=UNITS,
                                        initial="days", **text),
         "wait_until_paid": forms.BooleanField(
