@@ -3,7 +3,7 @@ stops the clock at its own next moment: see automations.clocks.CLOCK_WORK)."""
 
 from datetime import datetime
 
-from django.db.models import Min
+from customers.clock_due import Due, due_first
 
 from .alerts import alerts_sweep
 from .delivery import outbox_drain
@@ -25,22 +25,32 @@ def _clock_schedules(clock):
     return NotificationSchedule.objects.filter(test_clock=clock)
 
 
-def reminders_next_due_at(clock) -> datetime | None:
-    rows = _clock_schedules(clock).filter(next_reminder_at__isnull=False)
-    return rows.aggregate(first=Min("next_reminder_at"))["first"]
+def reminders_next_due_parts(clock) -> list[Due]:
+    return [Due(_clock_schedules(clock), "next_reminder_at")]
 
 
-def alerts_next_due_at(clock) -> datetime | None:
-    rows = _clock_schedules(clock).filter(overdue_alert_at__isnull=False)
-    return rows.aggregate(first=Min("overdue_alert_at"))["first"]
+def alerts_next_due_parts(clock) -> list[Due]:
+    return [Due(_clock_schedules(clock), "overdue_alert_at")]
 
 
-def emails_next_due_at(clock) -> datetime | None:
+def emails_next_due_parts(clock) -> list[Due]:
     rows = OutboxMessage.objects.filter(
         status__in=[OutboxMessage.Status.PENDING, OutboxMessage.Status.SENDING],
         test_clock=clock,
     )
-    return rows.aggregate(first=Min("next_attempt_at"))["first"]
+    return [Due(rows, "next_attempt_at")]
+
+
+def reminders_next_due_at(clock) -> datetime | None:
+    return due_first(reminders_next_due_parts(clock))
+
+
+def alerts_next_due_at(clock) -> datetime | None:
+    return due_first(alerts_next_due_parts(clock))
+
+
+def emails_next_due_at(clock) -> datetime | None:
+    return due_first(emails_next_due_parts(clock))
 
 
 def reminders_run(*, now: datetime, test_clock) -> dict:
