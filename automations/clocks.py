@@ -38,8 +38,9 @@ class ClockWork:
 
 
 def _drafts_next_due(clock: TestClock) -> list[Due]:
-    return [Due(Invoice.objects.filter(status=Invoice.Status.DRAFT, auto_advance=True,
-                                       test_clock=clock), "automatically_finalizes_at")]
+    return [Due(lambda: Invoice.objects.filter(status=Invoice.Status.DRAFT, auto_advance=True,
+                                               test_clock=clock),
+                "automatically_finalizes_at", key=f"drafts:{clock.pk}")]
 
 
 CLOCK_WORK = [

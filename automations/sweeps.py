@@ -70,8 +70,9 @@ def uncollectible_next_due_parts(test_clock) -> list[Due]:
     days = BillingSettings.load().uncollectible_after_days
     if days is None:
         return []
-    return [Due(Invoice.objects.filter(status=S.OPEN, test_clock=test_clock), "past_due_at",
-                after=timedelta(days=days))]
+    return [Due(lambda: Invoice.objects.filter(status=S.OPEN, test_clock=test_clock),
+                "past_due_at", after=timedelta(days=days),
+                key=f"uncollectible:{test_clock.pk}")]
 
 
 def uncollectible_next_due_at(test_clock) -> datetime | None:

@@ -7,6 +7,7 @@ scalar subquery per candidate in a single SELECT: a simulation asks thousands of
 and one round trip costs less than a dozen.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,16 +18,24 @@ from django.db.models import QuerySet
 @dataclass(frozen=True)
 class Due:
     """A candidate moment: the earliest `field` of `rows` (rows without one left out),
-    plus `after`."""
-    rows: QuerySet
+    plus `after`.
+
+    `rows` may be a function returning the queryset, and `key` a name for its SQL: a
+    candidate with a key is compiled once (building and compiling a queryset costs more
+    than running it), so the key must name everything its SQL depends on (the clock)."""
+    rows: "QuerySet | Callable[[], QuerySet]"
     field: str
     after: timedelta = timedelta(0)
+    key: str | None = None
 
     def compiled(self):
         """(sql, params, convert): the subquery, and what turns its raw value into the
         field's (SQLite returns datetimes as text)."""
+        if self.key is not None and (self.key, self.field) in _COMPILED:
+            return _COMPILED[self.key, self.field]
+        rows = self.rows if isinstance(self.rows, QuerySet) else self.rows()
         # ORDER BY ... LIMIT 1 over the non-null values: MIN's answer, read off an index.
-        first = (self.rows.filter(**{f"{self.field}__isnull": False}).order_by(self.field)
+        first = (rows.filter(**{f"{self.field}__isnull": False}).order_by(self.field)
                  .values_list(self.field)[:1])
         compiler = first.query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
@@ -37,9 +46,15 @@ class Due:
                 return value
             return next(iter(compiler.apply_converters([[value]], converters)))[0]
 
+        if self.key is not None:
+            if len(_COMPILED) >= COMPILED_MAX:
+                _COMPILED.clear()
+            _COMPILED[self.key, self.field] = sql, params, convert
         return sql, params, convert
 
 
+COMPILED_MAX = 1000
+_COMPILED: dict = {}  # (key, field) -> Due.compiled()
 Candidate = Due | datetime | None
 
 

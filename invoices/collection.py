@@ -964,10 +964,10 @@ def next_due_parts(test_clock) -> list[Due]:
     """The earliest collection work of a test clock's customers (for clock advance): the
     first entry of the clock's own partial indexes (the rows carry the clock)."""
     return [
-        Due(Invoice.objects.filter(status=S.OPEN, test_clock=test_clock),
-            "next_payment_attempt"),
-        Due(PaymentAttempt.objects.filter(status__in=IN_FLIGHT, test_clock=test_clock),
-            "check_at"),
+        Due(lambda: Invoice.objects.filter(status=S.OPEN, test_clock=test_clock),
+            "next_payment_attempt", key=f"collection.invoices:{test_clock.pk}"),
+        Due(lambda: PaymentAttempt.objects.filter(status__in=IN_FLIGHT, test_clock=test_clock),
+            "check_at", key=f"collection.attempts:{test_clock.pk}"),
     ]
 
 

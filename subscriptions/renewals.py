@@ -411,12 +411,16 @@ def pauses_end(*, now: datetime, test_clock=None) -> dict:
 def next_due_parts(test_clock) -> list[Due]:
     """Where the first moment anything of this module falls due for the clock's customers
     is (customers.clock_due)."""
-    mine = Subscription.objects.filter(customer__test_clock=test_clock)
+    def mine(*statuses):
+        return lambda: Subscription.objects.filter(customer__test_clock=test_clock,
+                                                   status__in=statuses)
+
+    key = f"renewals:{test_clock.pk}"
     return [
-        Due(mine.filter(status__in=RENEWING), "current_period_end"),
-        Due(mine.filter(status__in=RENEWING), "notice_at"),
-        Due(mine.filter(status=S.PAUSED), "pause_resumes_at"),
-        Due(mine.filter(status=S.INCOMPLETE), "created_at", after=INCOMPLETE_EXPIRES_AFTER),
+        Due(mine(*RENEWING), "current_period_end", key=key),
+        Due(mine(*RENEWING), "notice_at", key=key),
+        Due(mine(S.PAUSED), "pause_resumes_at", key=key),
+        Due(mine(S.INCOMPLETE), "created_at", after=INCOMPLETE_EXPIRES_AFTER, key=key),
     ]
 
 

@@ -230,8 +230,9 @@ def run_cancel(run: AutomationRun, *, now: datetime, actor) -> bool:
 
 
 def runs_next_due_parts(test_clock) -> list[Due]:
-    return [Due(AutomationRun.objects.filter(status=R.WAITING, customer__test_clock=test_clock),
-                "resume_at")]
+    return [Due(lambda: AutomationRun.objects.filter(status=R.WAITING,
+                                                     customer__test_clock=test_clock),
+                "resume_at", key=f"automation_runs:{test_clock.pk}")]
 
 
 def runs_next_due_at(test_clock) -> datetime | None:

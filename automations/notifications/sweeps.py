@@ -22,23 +22,24 @@ def notifications_sweep(*, now: datetime) -> dict:
 
 
 def _clock_schedules(clock):
-    return NotificationSchedule.objects.filter(test_clock=clock)
+    return lambda: NotificationSchedule.objects.filter(test_clock=clock)
 
 
 def reminders_next_due_parts(clock) -> list[Due]:
-    return [Due(_clock_schedules(clock), "next_reminder_at")]
+    return [Due(_clock_schedules(clock), "next_reminder_at", key=f"schedules:{clock.pk}")]
 
 
 def alerts_next_due_parts(clock) -> list[Due]:
-    return [Due(_clock_schedules(clock), "overdue_alert_at")]
+    return [Due(_clock_schedules(clock), "overdue_alert_at", key=f"schedules:{clock.pk}")]
 
 
 def emails_next_due_parts(clock) -> list[Due]:
-    rows = OutboxMessage.objects.filter(
-        status__in=[OutboxMessage.Status.PENDING, OutboxMessage.Status.SENDING],
-        test_clock=clock,
-    )
-    return [Due(rows, "next_attempt_at")]
+    def rows():
+        return OutboxMessage.objects.filter(
+            status__in=[OutboxMessage.Status.PENDING, OutboxMessage.Status.SENDING],
+            test_clock=clock,
+        )
+    return [Due(rows, "next_attempt_at", key=f"outbox:{clock.pk}")]
 
 
 def reminders_next_due_at(clock) -> datetime | None:
