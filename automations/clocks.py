@@ -1,8 +1,9 @@
 """Advancing a test clock runs, in time order, all the work due to its customers.
 
 The clock does not jump to the end: it stops at each moment something falls due (the
-earliest of every kind of work in CLOCK_WORK), sets its time there, and runs every kind
-at that moment, as the beat sweeps would have. A retry planned during the run is picked
+earliest of every kind of work in CLOCK_WORK, all kinds asked in one query:
+customers.clock_due), sets its time there, and runs every kind at that moment, as the
+beat sweeps would have. A retry planned during the run is picked
 up when its own time comes, so a whole dunning cycle plays out in one advance.
 """
 
