@@ -4,9 +4,10 @@ so a tick with nothing due reads nothing, and works in bounded batches."""
 
 from datetime import datetime, timedelta
 
-from django.db.models import Min, Q
+from django.db.models import Q
 
 from customers.actors import Actor
+from customers.clock_due import Due, due_first
 from invoices import collection
 from invoices.models import Invoice
 from invoices.transitions import S, invoices_transition_bulk
@@ -65,11 +66,14 @@ def mark_past_due_uncollectible(*, now: datetime, test_clock=None, batch_size: i
         after = batch[-1]
 
 
-def uncollectible_next_due_at(test_clock) -> datetime | None:
+def uncollectible_next_due_parts(test_clock) -> list[Due]:
     days = BillingSettings.load().uncollectible_after_days
     if days is None:
-        return None
-    first = Invoice.objects.filter(
-        status=S.OPEN, past_due_at__isnull=False, test_clock=test_clock
-    ).aggregate(first=Min("past_due_at"))["first"]
-    return first + timedelta(days=days) if first else None
+        return []
+    return [Due(lambda: Invoice.objects.filter(status=S.OPEN, test_clock=test_clock),
+                "past_due_at", after=timedelta(days=days),
+                key=f"uncollectible:{test_clock.pk}")]
+
+
+def uncollectible_next_due_at(test_clock) -> datetime | None:
+    return due_first(uncollectible_next_due_parts(test_clock))

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
+from customers.clock_due import Due, due_first
 from customers.errors import DomainError
 from customers.ledger import balance_transaction_create
 from customers.models import BalanceTransaction, Customer, PaymentMethod
@@ -976,17 +977,17 @@ def _attempt_ask(gateway: Gateway, attempt: PaymentAttempt, at: datetime):
         return GatewayError(f"{type(error).__name__}: {error}")
 
 
-def next_due_at(test_clock) -> datetime | None:
+def next_due_parts(test_clock) -> list[Due]:
     """The earliest collection work of a test clock's customers (for clock advance): the
     first entry of the clock's own partial indexes (the rows carry the clock)."""
-    moments = [
-        Invoice.objects.filter(
-            status=S.OPEN, next_payment_attempt__isnull=False, test_clock=test_clock
-        ).aggregate(first=Min("next_payment_attempt"))["first"],
-        PaymentAttempt.objects.filter(
-            status__in=IN_FLIGHT, check_at__isnull=False, test_clock=test_clock
-        ).aggregate(first=Min("check_at"))["first"],
+    return [
+        Due(lambda: Invoice.objects.filter(status=S.OPEN, test_clock=test_clock),
+            "next_payment_attempt", key=f"collection.invoices:{test_clock.pk}"),
+        Due(lambda: PaymentAttempt.objects.filter(status__in=IN_FLIGHT, test_clock=test_clock),
+            "check_at", key=f"collection.attempts:{test_clock.pk}"),
     ]
-    moments = [moment for moment in moments if moment is not None]
-    return min(moments) if moments else None
+
+
+def next_due_at(test_clock) -> datetime | None:
+    return due_first(next_due_parts(test_clock))
 

@@ -88,7 +88,8 @@ def invoice_create(
             now + timedelta(hours=settings.auto_finalize_delay_hours) if auto_advance else None
         ),
     )
-    _full_clean(invoice, exclude=["customer", "default_payment_method"])
+    # The customer's own clock: nothing to check (it would cost a query per invoice).
+    _full_clean(invoice, exclude=["customer", "default_payment_method", "test_clock"])
     with transaction.atomic():
         invoice.save()
         event_record("invoice.created", now=now, actor=actor, invoice=invoice)
@@ -172,7 +173,8 @@ def invoice_line_add(
         )
         _full_clean(line, exclude=["invoice"])
         line.save()
-        line.tax_rates.set(tax_rates)
+        if tax_rates:  # a new line has none: nothing to replace (set() would read first)
+            line.tax_rates.add(*tax_rates)
         invoice_recalculate(locked)
     invoice.refresh_from_db()
     return line

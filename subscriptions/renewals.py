@@ -13,11 +13,12 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.base import ModelState
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
+from customers.clock_due import Due, due_first
 from customers.errors import DomainError
 from invoices import totals as totals_module
 from invoices.bulkwrite import rows_insert, rows_update
@@ -448,20 +449,25 @@ def pauses_end(*, now: datetime, test_clock=None) -> dict:
     return {"resumed": resumed}
 
 
+def next_due_parts(test_clock) -> list[Due]:
+    """Where the first moment anything of this module falls due for the clock's customers
+    is (customers.clock_due)."""
+    def mine(*statuses):
+        return lambda: Subscription.objects.filter(customer__test_clock=test_clock,
+                                                   status__in=statuses)
+
+    key = f"renewals:{test_clock.pk}"
+    return [
+        Due(mine(*RENEWING), "current_period_end", key=key),
+        Due(mine(*RENEWING), "notice_at", key=key),
+        Due(mine(S.PAUSED), "pause_resumes_at", key=key),
+        Due(mine(S.INCOMPLETE), "created_at", after=INCOMPLETE_EXPIRES_AFTER, key=key),
+    ]
+
+
 def next_due_at(test_clock) -> datetime | None:
     """The first moment anything of this module falls due for the clock's customers."""
-    mine = Subscription.objects.filter(customer__test_clock=test_clock)
-    moments = [
-        mine.filter(status__in=RENEWING).aggregate(at=Min("current_period_end"))["at"],
-        mine.filter(notice_at__isnull=False, status__in=RENEWING).aggregate(
-            at=Min("notice_at"))["at"],
-        mine.filter(status=S.PAUSED).aggregate(at=Min("pause_resumes_at"))["at"],
-    ]
-    first = mine.filter(status=S.INCOMPLETE).aggregate(at=Min("created_at"))["at"]
-    if first is not None:
-        moments.append(first + INCOMPLETE_EXPIRES_AFTER)
-    moments = [moment for moment in moments if moment is not None]
-    return min(moments) if moments else None
+    return due_first(next_due_parts(test_clock))
 
 
 

@@ -3,13 +3,19 @@
 
 from datetime import datetime
 
-from .runs import runs_next_due_at, runs_sweep
+from customers.clock_due import Candidate, due_first
+
+from .runs import runs_next_due_parts, runs_sweep
 from .scan import scan_next_due_at, scan_run
 
 
+def next_due_parts(test_clock) -> list[Candidate]:
+    # The day-counted triggers' moment is computed (one query per live automation).
+    return [*runs_next_due_parts(test_clock), scan_next_due_at(test_clock)]
+
+
 def next_due_at(test_clock) -> datetime | None:
-    moments = [m for m in (runs_next_due_at(test_clock), scan_next_due_at(test_clock)) if m]
-    return min(moments) if moments else None
+    return due_first(next_due_parts(test_clock))
 
 
 def run(*, now: datetime, test_clock) -> dict:

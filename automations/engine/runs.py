@@ -12,9 +12,9 @@ from collections import Counter
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Min
 from django.utils.translation import gettext as _
 
+from customers.clock_due import Due, due_first
 from customers.errors import DomainError
 from customers.models import Customer
 from invoices.bulkwrite import rows_update
@@ -229,7 +229,11 @@ def run_cancel(run: AutomationRun, *, now: datetime, actor) -> bool:
     return bool(changed)
 
 
+def runs_next_due_parts(test_clock) -> list[Due]:
+    return [Due(lambda: AutomationRun.objects.filter(status=R.WAITING,
+                                                     customer__test_clock=test_clock),
+                "resume_at", key=f"automation_runs:{test_clock.pk}")]
+
+
 def runs_next_due_at(test_clock) -> datetime | None:
-    return AutomationRun.objects.filter(
-        status=R.WAITING, customer__test_clock=test_clock
-    ).aggregate(first=Min("resume_at"))["first"]
+    return due_first(runs_next_due_parts(test_clock))

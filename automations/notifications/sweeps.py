@@ -3,7 +3,7 @@ stops the clock at its own next moment: see automations.clocks.CLOCK_WORK)."""
 
 from datetime import datetime
 
-from django.db.models import Min
+from customers.clock_due import Due, due_first
 
 from .alerts import alerts_sweep
 from .delivery import outbox_drain
@@ -22,25 +22,36 @@ def notifications_sweep(*, now: datetime) -> dict:
 
 
 def _clock_schedules(clock):
-    return NotificationSchedule.objects.filter(test_clock=clock)
+    return lambda: NotificationSchedule.objects.filter(test_clock=clock)
+
+
+def reminders_next_due_parts(clock) -> list[Due]:
+    return [Due(_clock_schedules(clock), "next_reminder_at", key=f"schedules:{clock.pk}")]
+
+
+def alerts_next_due_parts(clock) -> list[Due]:
+    return [Due(_clock_schedules(clock), "overdue_alert_at", key=f"schedules:{clock.pk}")]
+
+
+def emails_next_due_parts(clock) -> list[Due]:
+    def rows():
+        return OutboxMessage.objects.filter(
+            status__in=[OutboxMessage.Status.PENDING, OutboxMessage.Status.SENDING],
+            test_clock=clock,
+        )
+    return [Due(rows, "next_attempt_at", key=f"outbox:{clock.pk}")]
 
 
 def reminders_next_due_at(clock) -> datetime | None:
-    rows = _clock_schedules(clock).filter(next_reminder_at__isnull=False)
-    return rows.aggregate(first=Min("next_reminder_at"))["first"]
+    return due_first(reminders_next_due_parts(clock))
 
 
 def alerts_next_due_at(clock) -> datetime | None:
-    rows = _clock_schedules(clock).filter(overdue_alert_at__isnull=False)
-    return rows.aggregate(first=Min("overdue_alert_at"))["first"]
+    return due_first(alerts_next_due_parts(clock))
 
 
 def emails_next_due_at(clock) -> datetime | None:
-    rows = OutboxMessage.objects.filter(
-        status__in=[OutboxMessage.Status.PENDING, OutboxMessage.Status.SENDING],
-        test_clock=clock,
-    )
-    return rows.aggregate(first=Min("next_attempt_at"))["first"]
+    return due_first(emails_next_due_parts(clock))
 
 
 def reminders_run(*, now: datetime, test_clock) -> dict:

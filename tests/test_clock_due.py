@@ -1,0 +1,74 @@
+"""customers.clock_due: a test clock's next moments, every kind of work in one query."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from automations import clocks
+from automations.models import BillingSettings
+from customers.clock_due import Due, due_first, dues_first
+from customers.models import TestClock
+from invoices.models import Invoice
+
+from .factories import NOW, make_customer, make_draft
+
+pytestmark = pytest.mark.django_db
+
+
+def clock_with_drafts(*hours):
+    clock = TestClock.objects.create(name="Rehearsal", frozen_time=NOW)
+    customer = make_customer(test_clock=clock)
+    for hour in hours:
+        make_draft(customer, now=NOW + timedelta(hours=hour))
+    return clock
+
+
+def test_the_earliest_moment_of_each_kind_as_the_aggregates_find_it():
+    clock = clock_with_drafts(5, 2, 9)
+    drafts = Invoice.objects.filter(test_clock=clock)
+    Invoice.objects.filter(pk=drafts.order_by("pk")[1].pk).update(automatically_finalizes_at=None)
+    first = min(at for at in drafts.values_list("automatically_finalizes_at", flat=True) if at)
+
+    found = dues_first({
+        "drafts": [Due(drafts, "automatically_finalizes_at")],
+        "later": [Due(drafts, "automatically_finalizes_at", after=timedelta(days=3)),
+                  NOW + timedelta(days=1)],
+        "nothing": [Due(drafts.filter(status=Invoice.Status.OPEN), "automatically_finalizes_at"),
+                    None],
+        "known": [NOW],
+    })
+
+    assert found == {"drafts": first, "later": NOW + timedelta(days=1), "nothing": None,
+                     "known": NOW}
+    assert due_first([Due(drafts, "automatically_finalizes_at", after=timedelta(hours=2))]) \
+        == first + timedelta(hours=2)
+    assert due_first([]) is None
+
+
+def test_a_keyed_candidate_answers_from_the_rows_of_each_call():
+    # Compiled once per key, but the rows are read at every call.
+    clock = clock_with_drafts(4)
+    drafts = lambda: Invoice.objects.filter(test_clock=clock)  # noqa: E731
+    due = Due(drafts, "automatically_finalizes_at", key=f"test-drafts:{clock.pk}")
+    before = due_first([due])
+    make_draft(clock.customers.get(), now=NOW)
+
+    assert due_first([due]) < before
+
+
+def test_the_clock_asks_every_kind_of_work_in_one_query():
+    clock = clock_with_drafts(3)
+    BillingSettings.load()  # created on first read
+
+    with CaptureQueriesContext(connection) as queries:
+        due = clocks._due_by_work(clock)
+
+    # The billing settings (days until uncollectible), the live automations, then one
+    # query for the rows of every kind.
+    assert len(queries) == 3
+    assert set(due) == {work.name for work in clocks.CLOCK_WORK}
+    assert due["auto_finalization"] == Invoice.objects.get(test_clock=clock) \
+        .automatically_finalizes_at
+    assert due["collection"] is None and due["emails"] is None
