@@ -26,6 +26,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
+from django.utils.functional import Promise
 from unfold import widgets as theme
 from unfold.admin import ModelAdmin as ThemeModelAdmin
 from unfold.admin import StackedInline as ThemeStackedInline
@@ -42,6 +43,10 @@ def result_headers_once(changelist):
     headers = getattr(changelist, "_result_headers", None)
     if headers is None:
         headers = list(_theme_result_headers(changelist))
+        for header in headers:
+            # Translated once: each row's cells repeat their column's text (data-label).
+            if isinstance(header.get("text"), Promise):
+                header["text"] = str(header["text"])
         changelist._result_headers = headers
     return iter(headers)
 
