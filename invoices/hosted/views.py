@@ -407,10 +407,19 @@ def document_response(request, visit: Visit, kind: str, obj):
 @require_GET
 def branding_icon(request):
     """The seller's icon, public and cacheable (its URL changes with the file)."""
-    branding = Branding.load()
-    if not branding.icon:
+    return branding_file(request, Branding.load().icon)
+
+
+@require_GET
+def branding_logo(request):
+    """The seller's logo, public and cacheable (its URL changes with the file)."""
+    return branding_file(request, Branding.load().logo)
+
+
+def branding_file(request, file):
+    if not file:
         return no_invoice(request)
-    response = FileResponse(branding.icon.open("rb"))
+    response = FileResponse(file.open("rb"))
     response["Cache-Control"] = "public, max-age=604800, immutable"
     return response
 
