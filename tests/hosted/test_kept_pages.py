@@ -165,7 +165,9 @@ def test_a_visit_counted_already_asks_the_cache_nothing(client, invoice, monkeyp
 
     client.get(page_url(invoice))
     asked = []
-    monkeypatch.setattr(caches["default"], "add", lambda *args, **kwargs: asked.append(args) or True)
+    monkeypatch.setattr(
+        caches["default"], "add", lambda *args, **kwargs: asked.append(args) or True
+    )
     client.get(page_url(invoice))
     assert asked == []
     client.get(page_url(invoice), HTTP_USER_AGENT="another browser")
