@@ -48,7 +48,8 @@ else
 endif
 	@echo "  Web, Celery worker and Celery beat follow (Procfile.dev); Ctrl-C stops them."
 	@echo
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile.dev
+	@# Ctrl-C: honcho stops the three and exits with 130, which is how a quick start ends.
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile.dev || [ $$? -eq 130 ]
 
 # Benchmarks need PostgreSQL: DATABASE_URL when set, else a local database billing_bench
 # (bench/run.py creates it when missing and keeps the data set between runs).

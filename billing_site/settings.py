@@ -142,13 +142,14 @@ COMPANY_EMAIL_DOMAIN = env.str("COMPANY_EMAIL_DOMAIN", default="")
 
 # Celery: Redis in production; a filesystem broker (no server) on the embedded default.
 REDIS_URL = env.str("REDIS_URL", default="")
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+# ("localhost" names no server: kombu only warns at every start when the URL has no host.)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://localhost/")
 # Publishing (the wake-ups sent after a commit) gives up at once when the broker does not
 # answer, rather than retrying its connection for seconds inside a staff's request: the
 # work is in the database and the beat sweeps do it anyway. (Workers reconnect their
 # consumers with their own retry settings.)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
-if CELERY_BROKER_URL == "filesystem://":
+if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "celery-broker"
     CELERY_BROKER_TRANSPORT_OPTIONS |= {
         "data_folder_in": str(_broker_dir),
@@ -163,6 +164,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# What a task prints (the console email backend's emails) is logged at INFO, not WARNING.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 CELERY_TIMEZONE = "UTC"
 
 # Cache (rate limits of the hosted invoice page): CACHE_URL when set, else Redis when

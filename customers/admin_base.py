@@ -13,15 +13,20 @@ styles with `style_form(form)` and renders its fields with "admin/includes/form_
 
 Lists stay fast (bench --only changelist): the theme recomputes every column header (the
 select-all checkbox rendered through the widget templates among them) for each row it lists,
-to label the row's cells; here they are computed once per list. (The theme's
-admin/change_list_results.html is overridden for the same reason: templates/admin/.)
+to label the row's cells; here they are computed once per list, and so are the filters
+each row's link carries. (The theme's admin/change_list_results.html is overridden for
+the same reason: templates/admin/.)
 """
+
+from functools import lru_cache
+from urllib.parse import parse_qsl, urlencode
 
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
+from django.utils.functional import Promise
 from unfold import widgets as theme
 from unfold.admin import ModelAdmin as ThemeModelAdmin
 from unfold.admin import StackedInline as ThemeStackedInline
@@ -38,11 +43,40 @@ def result_headers_once(changelist):
     headers = getattr(changelist, "_result_headers", None)
     if headers is None:
         headers = list(_theme_result_headers(changelist))
+        for header in headers:
+            # Translated once: each row's cells repeat their column's text (data-label).
+            if isinstance(header.get("text"), Promise):
+                header["text"] = str(header["text"])
         changelist._result_headers = headers
     return iter(headers)
 
 
 unfold_list.result_headers = result_headers_once
+
+_theme_add_preserved_filters = unfold_list.add_preserved_filters
+
+
+def row_link_with_filters(context, url, popup=False, to_field=None):
+    """add_preserved_filters() as the theme calls it for each row's link (the list's
+    filters and the row's change URL): the same URL, without resolving every row's URL
+    again (a tenth of a 100-row list's CPU). A row's change URL never leads back to the
+    list, so its query is the list's preserved filters, made once per list. Any other
+    call goes to Django's function."""
+    if (
+        popup or to_field or set(context) != {"preserved_filters", "opts"}
+        or not context["opts"] or not url.endswith("/change/") or "?" in url or "#" in url
+    ):
+        return _theme_add_preserved_filters(context, url, popup, to_field)
+    query = _preserved_query(context["preserved_filters"] or "")
+    return f"{url}?{query}" if query else url
+
+
+@lru_cache(maxsize=256)
+def _preserved_query(preserved_filters: str) -> str:
+    return urlencode(dict(parse_qsl(preserved_filters)))
+
+
+unfold_list.add_preserved_filters = row_link_with_filters
 
 
 class ModelAdmin(ThemeModelAdmin):

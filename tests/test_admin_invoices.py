@@ -905,3 +905,26 @@ def test_pages_render(staff_client):
     ):
         response = staff_client.get(url)
         assert response.status_code == 200, url
+
+
+def test_row_links_carry_the_list_filters_as_django_makes_them(staff_client):
+    from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
+
+    from customers.admin_base import row_link_with_filters
+
+    opts = Invoice._meta
+    change = reverse("admin:invoices_invoice_change", args=[42])
+    for filters in ["", "_changelist_filters=status__exact%3Dopen%26q%3Da%2Bb%C3%A9",
+                    "_changelist_filters=p%3D3"]:
+        context = {"preserved_filters": filters, "opts": opts}
+        assert row_link_with_filters(context, change) == add_preserved_filters(context, change)
+    changelist = reverse("admin:invoices_invoice_changelist")  # not a row's link: Django's
+    context = {"preserved_filters": "_changelist_filters=p%3D3", "opts": opts}
+    assert row_link_with_filters(context, changelist) == f"{changelist}?p=3"
+
+    make_open(make_customer(), lines=((1, 1000),))
+    body = staff_client.get(changelist, {"status__exact": "open"}).content.decode()
+    assert Invoice.objects.filter(status="open").exists()
+    for pk in Invoice.objects.filter(status="open").values_list("pk", flat=True):
+        link = reverse("admin:invoices_invoice_change", args=[pk])
+        assert f'{link}?_changelist_filters=status__exact%3Dopen"' in body

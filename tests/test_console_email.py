@@ -24,3 +24,18 @@ def test_console_emails_show_headers_and_attachment_sizes_not_base64():
     assert "your invoice is attached." in shown
     assert "[attachment: ACME-0001.pdf, 45,000 bytes]" in shown
     assert "base64" not in shown.lower() and "JVBER" not in shown
+
+
+def test_console_emails_show_headers_in_plain_words_not_mime_encoded():
+    stream = io.StringIO()
+    message = EmailMultiAlternatives(
+        "Reçu pour votre paiement de 1 428,93 €", "Bonjour,", "Facturation <billing@demo.example>",
+        ["Société Générale <compta@acme.example>"],
+    )
+
+    EmailBackend(stream=stream).send_messages([message])
+
+    shown = stream.getvalue()
+    assert "Subject: Reçu pour votre paiement de 1 428,93 €" in shown
+    assert "To: Société Générale <compta@acme.example>" in shown
+    assert "=?utf-8?" not in shown

@@ -64,3 +64,12 @@ def test_demo_admin_is_created_once_with_the_given_password():
     # Then one superuser 'admin' exists and the first password still works
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_superuser and admin.check_password("billing-demo")
+
+
+def test_demo_customers_date_from_their_first_invoice():
+    # When the demo data is loaded (subscriptions bill some customers months back)
+    seed()
+    # Then no customer is younger than its first invoice, and each dates from it
+    for customer in Customer.objects.all():
+        first = customer.invoices.order_by("created_at").values_list("created_at", flat=True)[0]
+        assert customer.created_at == first, customer.name

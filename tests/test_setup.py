@@ -121,7 +121,7 @@ def test_nothing_set_means_the_embedded_default(tmp_path):
     seen = settings_as_seen({"VAR_DIR": str(tmp_path)})
     # Then SQLite, the filesystem broker and plain HTTP are used
     assert seen["db"]["ENGINE"] == "django.db.backends.sqlite3"
-    assert seen["broker"] == "filesystem://"
+    assert seen["broker"] == "filesystem://localhost/"
     assert seen["ssl_redirect"] is False and seen["debug"] is False
 
 

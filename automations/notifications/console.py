@@ -2,6 +2,8 @@
 person reads it, its headers, its text body and the names and sizes of its attachments,
 instead of Django's raw MIME message with every PDF in base64."""
 
+from email.header import decode_header, make_header
+
 from django.core.mail.backends.console import EmailBackend as DjangoConsoleBackend
 
 SHOWN_HEADERS = ("Subject", "From", "To", "Cc", "Reply-To", "Message-ID")
@@ -10,7 +12,7 @@ SHOWN_HEADERS = ("Subject", "From", "To", "Cc", "Reply-To", "Message-ID")
 class EmailBackend(DjangoConsoleBackend):
     def write_message(self, message):
         mime = message.message()
-        lines = [f"{name}: {mime[name]}" for name in SHOWN_HEADERS if mime[name]]
+        lines = [f"{name}: {readable(mime[name])}" for name in SHOWN_HEADERS if mime[name]]
         lines.append("")
         lines.append(message.body.rstrip())
         for attachment in message.attachments:
@@ -28,3 +30,9 @@ def attachment_summary(attachment) -> tuple[str, int]:
         name = attachment.get_filename() or attachment.get_content_type()
         content = attachment.get_payload(decode=True) or b""
     return name or "-", len(content)
+
+
+def readable(value) -> str:
+    """A header as people read it: "Reçu pour votre paiement", not its MIME encoding
+    ("=?utf-8?q?Re=C3=A7u_pour...?=")."""
+    return str(make_header(decode_header(str(value))))

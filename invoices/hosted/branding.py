@@ -1,4 +1,4 @@
-"""The seller's branding on the invoice page: name, icon, accent colour, address and
+"""The seller's branding on the invoice page: name, logo or icon, accent colour, address and
 support address (invoices.Branding, edited in the admin).
 
 The accent colour is the brand's; the page keeps its text readable whatever it is:
@@ -21,6 +21,7 @@ TEXT_CONTRAST = 4.5
 class PageBranding:
     name: str
     icon_url: str
+    logo_url: str  # shown in place of the icon and name when set
     accent: str
     accent_ink: str  # text on the accent
     link: str  # links on white
@@ -36,6 +37,7 @@ def page_branding(branding: Branding) -> PageBranding:
     return PageBranding(
         name=branding.company_name,
         icon_url=icon_url(branding),
+        logo_url=file_url(branding, "logo"),
         accent=accent,
         accent_ink=ink,
         link=accent if contrast_ratio(accent, WHITE) >= TEXT_CONTRAST else READABLE_BLUE,
@@ -45,10 +47,16 @@ def page_branding(branding: Branding) -> PageBranding:
 
 
 def icon_url(branding: Branding) -> str:
-    """The icon's URL, changing with the file so that browsers may cache it for long."""
-    if not branding.icon:
+    return file_url(branding, "icon")
+
+
+def file_url(branding: Branding, kind: str) -> str:
+    """The URL of the icon or logo, changing with the file so that browsers may cache it
+    for long; "" when none is set."""
+    file = getattr(branding, kind)
+    if not file:
         return ""
-    return f"{reverse('hosted:branding_icon')}?v={branding.icon.name.rsplit('/', 1)[-1]}"
+    return f"{reverse(f'hosted:branding_{kind}')}?v={file.name.rsplit('/', 1)[-1]}"
 
 
 def relative_luminance(colour: str) -> float:

@@ -9,6 +9,7 @@ app_name = "hosted"
 urlpatterns = [
     path("i/link-sent/", views.link_sent, name="link_sent"),
     path("i/branding/icon", views.branding_icon, name="branding_icon"),
+    path("i/branding/logo", views.branding_logo, name="branding_logo"),
     path("i/<str:token>/", views.page, name="page"),
     path("i/<str:token>/pay", views.pay, name="pay"),
     path("i/<str:token>/payment-method", views.payment_method, name="payment_method"),

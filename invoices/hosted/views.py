@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import FileResponse, HttpResponse
-from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -30,7 +29,7 @@ from ..gateways.simulated import CARDS_BY_TOKEN
 from ..models import Branding, Invoice, InvoicingSettings, Payment
 from ..services import local_date
 from .branding import PageBranding, page_branding
-from .csrf import invoice_page_csrf
+from .csrf import invoice_page_csrf, page_csrf_token
 from .forms import (
     CARD_FIELDS,
     CardPaymentForm,
@@ -78,6 +77,8 @@ class Visit:
     branding: Branding
     now: datetime
     language: str
+    shown: Shown | None = None  # the payments and attempts read with the link (GET)
+    values: tuple = ()  # the link's row as read (links.LinkRead.values)
 
     @property
     def today(self):
@@ -89,12 +90,13 @@ class Visit:
         return f"{reverse(name, args=[self.token, *args])}?{urlencode(query)}"
 
 
-def hosted_view(*, methods: list[str], when_expired: bool = False):
+def hosted_view(*, methods: list[str], when_expired: bool = False, with_shown: bool = False):
     """Resolve the token into a Visit for the view, in the page's language.
 
     Unknown tokens get the 404 page. Expired links get the expired page, except for
     views that serve expired links only (`when_expired`), which redirect live ones
-    back to the page.
+    back to the page. `with_shown`: the view shows the payments and attempts, read
+    with the link (Visit.shown).
     """
 
     def decorator(view):
@@ -102,7 +104,7 @@ def hosted_view(*, methods: list[str], when_expired: bool = False):
         @require_http_methods(methods)
         @wraps(view)
         def wrapped(request, token, *args, **kwargs):
-            read = link_read(token)
+            read = link_read(token, with_shown=with_shown)
             if read is None:
                 return not_found(request)
             invoice = read.invoice
@@ -113,6 +115,8 @@ def hosted_view(*, methods: list[str], when_expired: bool = False):
                 branding=read.branding,
                 now=now_for(invoice.customer),
                 language=language_chosen(request.GET.get("lang"), invoice.customer),
+                shown=read.shown,
+                values=read.values,
             )
             with translation.override(visit.language):
                 live = link_is_live(invoice, visit.settings, visit.now)
@@ -183,7 +187,7 @@ def rate_limited(request, visit: Visit):
 # --- the page -------------------------------------------------------------------------
 
 
-@hosted_view(methods=["GET", "HEAD"])
+@hosted_view(methods=["GET", "HEAD"], with_shown=True)
 def page(request, visit: Visit):
     # A HEAD (a link checker) is no visit; a visitor coming back within the window (or a
     # mail filter opening every link) is the same visit.
@@ -197,7 +201,7 @@ def page_render(request, visit: Visit, status: int = 200, **given):
     if not given:
         return HttpResponse(kept_page(request, visit).fill({
             "csp": lambda: request.csp_nonce,
-            "csrf": lambda: get_token(request),
+            "csrf": lambda: page_csrf_token(request),
             "saved": nonce_new,
             "card": nonce_new,
         }), status=status)
@@ -210,13 +214,17 @@ def kept_page(request, visit: Visit) -> SlottedPage:
     """The page of the invoice's state, rendered once with slots for the values that are
     new on every response, and kept (rendered.py). Its key is everything it is rendered
     from but the lines, frozen since finalization."""
-    invoice, shown = visit.invoice, page_shown(visit.invoice)
+    invoice, shown = visit.invoice, visit.shown or page_shown(visit.invoice)
+    # The rows as read hold every value of the invoice, its customer, the payment method,
+    # the settings and the branding (cheaper than reading them back from the instances).
+    rows = visit.values or (
+        row(invoice), row(invoice.customer), row(invoice.customer.default_payment_method),
+        row(visit.settings), row(visit.branding),
+    )
     key = page_key(
         visit.token, visit.language, page_status(invoice, visit.now),
         request.GET.get("attempt", ""), request.GET.get("saved") == "card",
-        card_entry_available(), row(invoice), row(invoice.customer),
-        row(invoice.customer.default_payment_method), row(visit.settings), row(visit.branding),
-        shown.rows(),
+        card_entry_available(), rows, shown.rows(),
     )
     page = rendered_pages.get(key)
     if page is None:
@@ -399,10 +407,19 @@ def document_response(request, visit: Visit, kind: str, obj):
 @require_GET
 def branding_icon(request):
     """The seller's icon, public and cacheable (its URL changes with the file)."""
-    branding = Branding.load()
-    if not branding.icon:
+    return branding_file(request, Branding.load().icon)
+
+
+@require_GET
+def branding_logo(request):
+    """The seller's logo, public and cacheable (its URL changes with the file)."""
+    return branding_file(request, Branding.load().logo)
+
+
+def branding_file(request, file):
+    if not file:
         return no_invoice(request)
-    response = FileResponse(branding.icon.open("rb"))
+    response = FileResponse(file.open("rb"))
     response["Cache-Control"] = "public, max-age=604800, immutable"
     return response
 

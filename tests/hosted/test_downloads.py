@@ -142,3 +142,26 @@ def test_text_on_any_accent_colour_stays_readable(accent):
     branding = page_branding(Branding(accent_colour=accent))
     assert contrast_ratio(branding.accent, branding.accent_ink) >= 4.5
     assert contrast_ratio(branding.link, "#ffffff") >= 4.5
+
+
+def test_the_page_shows_the_sellers_logo_when_one_is_set(client):
+    branding = Branding.load()
+    branding.company_name = "Globex Billing"
+    branding.icon = png_upload()
+    branding.logo = png_upload(colour=(10, 120, 40))
+    branding.save()
+    invoice = make_open()
+
+    body = client.get(page_url(invoice)).content.decode()
+
+    brand = body.split('<div class="brand">')[1].split("</div>")[0]
+    assert '<img class="logo" src="/i/branding/logo?v=' in brand and 'alt="Globex Billing"' in brand
+    response = client.get(brand.split('src="')[1].split('"')[0].replace("&amp;", "&"))
+    assert response.status_code == 200
+    logo = b"".join(response.streaming_content)
+    assert logo == Branding.load().logo.open("rb").read()
+    assert "max-age" in response["Cache-Control"]
+
+
+def test_no_logo_is_the_not_found_page(client):
+    assert client.get("/i/branding/logo").status_code == 404

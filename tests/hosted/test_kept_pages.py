@@ -145,3 +145,51 @@ def test_slots_are_filled_where_the_page_has_them():
     filled = page.fill({"csp": lambda: "N", "csrf": token, "saved": pytest.fail,
                         "card": pytest.fail})
     assert filled == "<p>N</p><i>T</i><b>T</b>" and asked == [1]
+
+
+def test_the_page_token_is_a_masked_form_of_the_cookie_secret(invoice):
+    from django.middleware.csrf import _unmask_cipher_token
+
+    browser = Client()
+    first = browser.get(page_url(invoice))
+    secret = first.cookies["csrftoken"].value
+    tokens = [CSRF_INPUT.search(first.content.decode())[1]]
+    tokens.append(CSRF_INPUT.search(body(browser, invoice))[1])  # with the cookie now
+
+    assert len(secret) == 32 and tokens[0] != tokens[1]  # masked anew on every response
+    assert [_unmask_cipher_token(token) for token in tokens] == [secret, secret]
+
+
+def test_a_visit_counted_already_asks_the_cache_nothing(client, invoice, monkeypatch):
+    from django.core.cache import caches
+
+    client.get(page_url(invoice))
+    asked = []
+    monkeypatch.setattr(
+        caches["default"], "add", lambda *args, **kwargs: asked.append(args) or True
+    )
+    client.get(page_url(invoice))
+    assert asked == []
+    client.get(page_url(invoice), HTTP_USER_AGENT="another browser")
+    assert len(asked) == 1  # a new visitor is asked about
+
+
+def test_the_page_reads_in_one_query_on_postgresql_on_any_connection(
+    client, invoice, django_assert_max_num_queries
+):
+    from django.db import connection
+
+    client.get(page_url(invoice))
+    reads = 1 if connection.vendor == "postgresql" else 3  # link, payments, attempts
+    with django_assert_max_num_queries(reads):
+        assert client.get(page_url(invoice)).status_code == 200
+    # A new database connection (CONN_MAX_AGE, a failed health check) has none of the
+    # statements prepared on the former one: they are prepared again.
+    if connection.vendor == "postgresql":
+        from invoices.hosted.links import _prepared_on
+
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+        _prepared_on.discard(connection.connection)
+    with django_assert_max_num_queries(reads + 1):
+        assert 'class="badge open">Open<' in client.get(page_url(invoice)).content.decode()
