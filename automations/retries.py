@@ -207,8 +207,8 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
         when, chosen_features, times, feats = slots[chosen[0]], planned[0], planned_times, planned
     else:
         when, chosen_features, times, feats = fixed[0], fixed_features[0], fixed, fixed_features
-    p = model.predictive(chosen_features)
-    expected = plan_value([model.predictive(f) for f in feats], times, earliest)
+    p = model.chance(chosen_features)
+    expected = plan_value([model.chance(f) for f in feats], times, earliest)
     reason = _reason(model, situation, chosen_features, when.astimezone(tz), p,
                      expected, used, budget, when - max(earliest, failure.at + pace),
                      not better)

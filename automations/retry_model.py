@@ -237,14 +237,6 @@ class Model:
     def chance(self, features: list[str]) -> float:
         return _sigmoid(self.offset + sum(self.weight(f) for f in features))
 
-    def predictive(self, features: list[str]) -> float:
-        """The chance averaged over the posterior (the probit approximation): what is
-        stated on the invoice and calibrated. Nearer the middle than `chance` where the
-        weights are uncertain, so a time chosen for its high estimate is not overstated."""
-        mean = self.offset + sum(self.weight(f) for f in features)
-        variance = sum(self.sd(f) ** 2 for f in features)
-        return _sigmoid(mean / math.sqrt(1 + math.pi * variance / 8))
-
     def supported(self, feature: str) -> bool:
         """Whether the data, not the prior, says this factor matters."""
         if feature not in self.variances:
