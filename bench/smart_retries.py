@@ -11,9 +11,9 @@ attempts. Each (world, seed) builds its population once and runs both modes from
 transactions rolled back afterwards.
 
 The engine was developed on seeds 1-3 (and before that 101-103); the bench reports seeds
-11-13 (`--sim-first-seed` chooses). The simulation runs in a process of its own on a database of its own (the
-bench database's name plus "_simulate", created and migrated when missing). Emails go
-to a dummy backend, without PDFs. Slow: the longest part of the bench.
+11-13 (`--sim-first-seed` chooses). The simulation runs in a process of its own on a
+database of its own (the bench database's name plus "_simulate", created and migrated
+when missing). Emails go to a dummy backend, without PDFs. Slow: the longest part of the bench.
 
     python -m bench.smart_retries DATABASE_URL CUSTOMERS DAYS FIRST_SEED SEEDS WORLD,...
 """

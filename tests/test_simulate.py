@@ -155,7 +155,8 @@ def test_advance_clock_refuses_bad_input(args, message):
 RECORDED = {
     # Smart Retries as of 2026-12-07 (they keep the fixed schedule unless the model
     # clearly beats it): on this small seed they recover what the fixed schedule does,
-    # with one attempt more (a retry caught up with the fixed grid before the run ends).
+    # with one attempt more (not yet explained; likely a retry caught up with the fixed
+    # grid after a late-reported failure, ahead of the fixed schedule at the run's end).
     "smart": dict(
         invoices_by_status={"open": 7, "paid": 37},
         attempts=94, attempts_by_status={"failed": 57, "requires_action": 1, "succeeded": 36},
