@@ -41,6 +41,9 @@ PLAN_GAP = timedelta(hours=20)  # between the retries a plan counts on (not the 
 MAX_SLOTS = 400  # candidate times per plan (hourly up to ~16 days, coarser beyond)
 SOONER = 0.995  # per day: of two equal plans, the one that collects sooner
 MAX_AGE_BUCKET = 30
+MIN_GAIN = 0.08  # Smart Retries leave the fixed schedule only for this much more...
+CONFIDENCE = 0.9  # ...expected recovery, in this share of the posterior's draws
+DRAWS = 40
 
 
 class SmartCollectionPolicy(CollectionPolicy):
@@ -164,29 +167,102 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
     customer = failure.customer
     tz = zoneinfo.ZoneInfo(customer.timezone)
     first = failure.invoice.past_due_at or failure.at
-    days, weekdays = retry_model.paid_before(context.histories.get(customer.pk, []),
-                                             failure.at, tz)
+    days, weekdays, hours = retry_model.paid_before(context.histories.get(customer.pk, []),
+                                                    failure.at, tz)
     situation = Situation(
         code=code, funding=failure.attempt.card_funding or "unknown",
         amount=failure.invoice.amount_remaining, tries=used, first_failed_at=first,
         timezone=customer.timezone, segment=customer.segment or "",
         active=context.active(failure), paid_days=days, paid_weekdays=weekdays,
+        paid_hours=hours,
     )
-    slots = _slots(earliest, window_end)
+    history = context.histories.get(customer.pk, [])
+    if (failure.at, False) not in history:  # the failure being planned for
+        history = [*history, (failure.at, False)]
+    situation.failed_weekdays, situation.failed_days = retry_model.failed_before(
+        history, failure.at + MIN_GAP, first, tz)
+    model = context.model
     base = retry_model.base_features(situation)
-    sampled = context.model.sampled(context.rng)
-    features = [base + retry_model.slot_features(situation, slot.astimezone(tz), slot)
-                for slot in slots]
-    drawn = [sampled.chance(f) for f in features]
-    # Never ahead of the fixed schedule's count: retry n no sooner than (n - 1) paces
-    # after the first failure, so Smart never makes more attempts than it would.
-    marks = {k: first + pace * (used + left - k) for k in range(1, left + 1)}
-    choice, expected = _plan(slots, drawn, left, earliest, marks)
-    when = slots[choice]
-    p = context.model.chance(features[choice])
-    reason = _reason(context.model, situation, features[choice], when.astimezone(tz), p,
-                     expected, used, budget, when - earliest)
+
+    def features_at(moment):
+        return base + retry_model.slot_features(situation, moment.astimezone(tz), moment)
+
+    # What the fixed schedule would do from here: the fallback, and the yardstick.
+    fixed = fixed_times(failure.at, earliest, window_end, left, pace, first, used)
+    fixed_features = [features_at(t) for t in fixed]
+    # Never ahead of the fixed schedule's count: retry n no sooner than n paces after
+    # the first failure (when the fixed schedule makes it), so that at every moment
+    # Smart has made no more attempts on an invoice than the fixed schedule would have.
+    marks = {k: first + pace * (budget - k + 1) for k in range(1, left + 1)}
+    slots = _slots(earliest, window_end)
+    features = [features_at(slot) for slot in slots]
+    drawn_model = model.sampled(context.rng)
+    drawn = [drawn_model.chance(f) for f in features]
+    chosen = _plan_slots(slots, drawn, left, earliest, marks)
+    planned = [features[i] for i in chosen]
+    planned_times = [slots[i] for i in chosen]
+    better = chosen and _clearly_better(
+        model, context.rng, planned, planned_times, fixed_features, fixed, earliest)
+    if better:
+        when, chosen_features, times, feats = slots[chosen[0]], planned[0], planned_times, planned
+    else:
+        when, chosen_features, times, feats = fixed[0], fixed_features[0], fixed, fixed_features
+    p = model.chance(chosen_features)
+    expected = plan_value([model.chance(f) for f in feats], times, earliest)
+    reason = _reason(model, situation, chosen_features, when.astimezone(tz), p,
+                     expected, used, budget, when - max(earliest, failure.at + pace),
+                     not better)
     return RetryPlan(when, reason, chance=p)
+
+
+def fixed_times(at, earliest, window_end, left, pace, first=None, used=0) -> list[datetime]:
+    """The retries the fixed schedule would make from a failure at `at`: every `pace`,
+    the last one at the window's end at the latest. After Smart Retries waited for a
+    better time, the schedule catches up with the fixed grid (retry n at n paces after
+    the first failure, `first`) rather than sliding the rest of it later, at most two
+    retries a pace."""
+    times = []
+    when = min(max(at + pace, earliest), window_end)
+    n = used + 1
+    if first is not None:
+        when = min(max(first + pace * n, at + pace / 2, earliest), window_end)
+    while len(times) < left:
+        times.append(when)
+        if when + MIN_GAP > window_end:
+            break
+        n += 1
+        following = when + pace
+        if first is not None:
+            following = max(first + pace * n, when + pace / 2)
+        when = min(following, window_end)
+    return times
+
+
+def plan_value(chances: list[float], times: list[datetime], earliest: datetime) -> float:
+    """The expected recovery of retrying at `times` (each only if those before failed),
+    a success worth SOONER per day of waiting."""
+    value, missed = 0.0, 1.0
+    for c, moment in zip(chances, times, strict=True):
+        value += missed * c * SOONER ** ((moment - earliest).total_seconds() / 86400)
+        missed *= 1 - c
+    return value
+
+
+def _clearly_better(model, rng, planned, planned_times, fixed, fixed_times_, earliest) -> bool:
+    """Whether the planned retries beat the fixed schedule's under the model, clearly:
+    by MIN_GAIN of expected recovery under the posterior mean, and in CONFIDENCE of
+    draws from the posterior. Without a timing signal (or with too little history) the
+    model cannot tell them apart and Smart Retries keep the fixed schedule."""
+    smart = plan_value([model.chance(f) for f in planned], planned_times, earliest)
+    base = plan_value([model.chance(f) for f in fixed], fixed_times_, earliest)
+    if smart < base * (1 + MIN_GAIN):
+        return False
+    wins = 0
+    for _draw in range(DRAWS):
+        sampled = model.sampled(rng, spread=1.0)
+        wins += plan_value([sampled.chance(f) for f in planned], planned_times, earliest) > \
+            plan_value([sampled.chance(f) for f in fixed], fixed_times_, earliest)
+    return wins >= CONFIDENCE * DRAWS
 
 
 def _slots(earliest: datetime, window_end: datetime) -> list[datetime]:
@@ -202,11 +278,21 @@ def _slots(earliest: datetime, window_end: datetime) -> list[datetime]:
 
 def _plan(slots: list[datetime], chances: list[float], left: int, earliest: datetime,
           marks: dict | None = None):
+    """The first retry of the best plan (see _plan_slots) and its expected recovery."""
+    chosen = _plan_slots(slots, chances, left, earliest, marks)
+    if not chosen:
+        return len(slots) - 1, 0.0
+    return chosen[0], plan_value([chances[i] for i in chosen], [slots[i] for i in chosen],
+                                 earliest)
+
+
+def _plan_slots(slots: list[datetime], chances: list[float], left: int, earliest: datetime,
+                marks: dict | None = None) -> list[int]:
     """Dynamic programming over the candidate times: the set of at most `left` retries,
     PLAN_GAP apart, that maximises the expected recovery (a success at slot i is worth
     SOONER^days), each retry counting only if those before it failed; the retry placed
-    with k retries left comes no sooner than marks[k]. Returns the first retry of the
-    best set and its expected recovery."""
+    with k retries left comes no sooner than marks[k]. Returns the chosen slots' indexes
+    in time order."""
     marks = marks or {}
     n = len(slots)
     following = []  # the first slot at least PLAN_GAP after each
@@ -227,17 +313,28 @@ def _plan(slots: list[datetime], chances: list[float], left: int, earliest: date
                 continue
             take = worth[i] + (1 - chances[i]) * below[following[i]]
             row[i] = take if take > row[i + 1] else row[i + 1]
-    # The first retry of the best plan: the first slot at which taking it is best.
-    row, below, mark = value[left], value[left - 1], marks.get(left)
-    for i in range(n):
-        if mark is not None and slots[i] < mark:
-            continue
-        if worth[i] + (1 - chances[i]) * below[following[i]] >= row[0] - 1e-12:
-            return i, row[0]
-    return n - 1, row[0]
+    chosen, i = [], 0
+    for k in range(left, 0, -1):
+        below, mark = value[k - 1], marks.get(k)
+        target = value[k][i]
+        if target <= 0:
+            break
+        while i < n:
+            if (mark is None or slots[i] >= mark) and \
+                    worth[i] + (1 - chances[i]) * below[following[i]] >= target - 1e-12:
+                break
+            i += 1
+        if i >= n:
+            break
+        chosen.append(i)
+        i = following[i]
+        if i >= n:
+            break
+    return chosen
 
 
-def _reason(model, situation, features, local, p, expected, used, budget, wait) -> str:
+def _reason(model, situation, features, local, p, expected, used, budget, wait,
+            as_fixed=False) -> str:
     factors = []
     for feature in features:
         if feature in ("b",) or feature.startswith(("c:", "fund:")):
@@ -260,7 +357,9 @@ def _reason(model, situation, features, local, p, expected, used, budget, wait) 
         "all": round(expected * 100),
         "left": budget - used,
     }
-    if named:
+    if as_fixed:
+        text += _(": no time clearly better than the fixed schedule's")
+    elif named:
         text += ": " + ", ".join(named)
     if wait >= timedelta(days=2):
         text += _(" (waits %(d)s days for a better time)") % {"d": wait.days}
@@ -277,6 +376,18 @@ def _label(feature: str, situation, local) -> str:
         return _("%(f)s card, %(h)s local on a %(d)s") % {
             "f": situation.funding, "h": hours,
             "d": _("weekend") if local.weekday() >= 5 else _("weekday")}
+    if kind == "fhh":
+        return _("%(f)s card, %(h)02d:00 local on a %(d)s") % {
+            "f": situation.funding, "h": local.hour,
+            "d": _("weekend") if local.weekday() >= 5 else _("weekday")}
+    if kind == "wh":
+        block = local.hour // 3
+        return _("%(d)s %(h)s local") % {
+            "d": local.strftime("%A"), "h": f"{block * 3:02d}:00-{block * 3 + 2:02d}:59"}
+    if kind == "dd":
+        return _("day %(n)s of the month") % {"n": local.day}
+    if kind == "ch":
+        return _("near an hour at which this customer paid before")
     if kind == "fw":
         return _("%(f)s card on %(d)s") % {"f": situation.funding, "d": local.strftime("%A")}
     if kind == "h":
@@ -289,9 +400,15 @@ def _label(feature: str, situation, local) -> str:
         return _("%(n)s days after the failure") % {
             "n": round((local - situation.first_failed_at).total_seconds() / 86400, 1)}
     if kind == "cd":
-        return _("near a day on which this customer paid before")
+        return _("near a day of the month on which this customer paid before")
     if kind == "cw":
-        return _("a weekday on which this customer paid before")
+        return _("near a weekday on which this customer paid before")
+    if kind == "fwd":
+        return _("a weekday on which this invoice failed before") if rest == "1" else \
+            _("a weekday on which this invoice did not fail yet")
+    if kind == "fdm":
+        return _("a day of the month on which this customer's payment failed lately") \
+            if rest == "1" else _("a day of the month without a recent failure")
     if kind == "act":
         return _("customer active since the failure")
     if kind == "seg":

@@ -153,14 +153,16 @@ def test_advance_clock_refuses_bad_input(args, message):
 # population (Smart Retries' model, CARD_MIX) changes them: record them again then, and
 # say why in the commit.
 RECORDED = {
-    # Smart Retries' learned model (automations/retry_model.py) as merged on 2026-12-04:
-    # on this small seed it recovers less than the fixed schedule, with more attempts.
+    # Smart Retries as of 2026-12-07 (they keep the fixed schedule unless the model
+    # clearly beats it): on this small seed they recover what the fixed schedule does,
+    # with one attempt more (not yet explained; likely a retry caught up with the fixed
+    # grid after a late-reported failure, ahead of the fixed schedule at the run's end).
     "smart": dict(
-        invoices_by_status={"open": 8, "paid": 36},
-        attempts=97, attempts_by_status={"failed": 61, "requires_action": 1, "succeeded": 35},
-        billed=1284300, at_risk=328200, recovered=83000,
-        emails_by_status={"payment_action_required": 1, "payment_failed": 60,
-                          "payment_failed_hard": 1, "receipt": 36},
+        invoices_by_status={"open": 7, "paid": 37},
+        attempts=94, attempts_by_status={"failed": 57, "requires_action": 1, "succeeded": 36},
+        billed=1284300, at_risk=328200, recovered=93700,
+        emails_by_status={"payment_action_required": 1, "payment_failed": 56,
+                          "payment_failed_hard": 1, "receipt": 37},
     ),
     "fixed": dict(
         invoices_by_status={"open": 7, "paid": 37},

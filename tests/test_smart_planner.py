@@ -1,0 +1,165 @@
+"""Smart Retries' planner: the fixed schedule's budget as a cap, the fallback to the
+fixed schedule when the model has no signal, the customer's own payday estimate, and
+the shrinkage that keeps stated chances calibrated when the history is noise."""
+
+import random
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from automations import retry_model
+from automations.retries import _smart, fixed_times, plan_value
+
+FIRST = datetime(2026, 3, 2, 9, tzinfo=UTC)  # a Monday
+PACE = timedelta(days=14) / 8
+WINDOW_END = FIRST + timedelta(days=14)
+
+
+def hours(n):
+    return timedelta(hours=n)
+
+
+def situation(**fields):
+    values = dict(code="insufficient_funds", funding="debit", amount=5000, tries=0,
+                  first_failed_at=FIRST, timezone="UTC", segment="", active=False,
+                  paid_days=frozenset(), paid_weekdays=frozenset())
+    return retry_model.Situation(**{**values, **fields})
+
+
+def features(s, at):
+    return retry_model.base_features(s) + retry_model.slot_features(s, at, at)
+
+
+def plan(model, *, at=FIRST, used=0, budget=8, history=(), seed=1):
+    """Smart Retries' next retry of an invoice that first failed at FIRST and last failed
+    at `at`, after `used` retries; the customer's earlier attempts are `history`."""
+    failure = SimpleNamespace(
+        invoice=SimpleNamespace(past_due_at=FIRST, last_decline_code="insufficient_funds",
+                                amount_remaining=5000),
+        attempt=SimpleNamespace(decline_code="insufficient_funds", card_funding="debit"),
+        customer=SimpleNamespace(pk=1, timezone="UTC", segment=""), at=at,
+    )
+    context = SimpleNamespace(model=model, histories={1: list(history)},
+                              rng=random.Random(seed), active=lambda _failure: False)
+    return _smart(failure, context, at + hours(1), WINDOW_END, budget - used, used, budget,
+                  PACE)
+
+
+def payday_model(day: int) -> retry_model.Model:
+    """A model sure that retrying on the day of month `day` works and nothing else does
+    (every other family's spread estimated small, as after much history)."""
+    weights = {"c:insufficient_funds": -3.5, f"dd:funds:{day}": 4.0}
+    families = ("amt", "tries", "fund", "hb", "fh", "fhh", "fw", "wh", "h", "dom", "dd",
+                "age", "cd", "cw", "ch", "fwd", "fdm", "seg", "act")
+    return retry_model.Model(weights, {f: 0.01 for f in weights}, 5000,
+                             precisions={family: 400.0 for family in families})
+
+
+def test_a_model_without_signal_keeps_the_fixed_schedule():
+    # Every weight zero, surely: no time is better than another.
+    flat = retry_model.Model({"c:insufficient_funds": -2.0}, {"c:insufficient_funds": 0.01},
+                             5000)
+    for used in range(3):
+        at = FIRST + PACE * used
+        retry = plan(flat, at=at, used=used)
+        assert retry.at == at + PACE
+        assert "no time clearly better than the fixed schedule" in retry.reason
+
+
+def test_a_thin_history_keeps_the_fixed_schedule():
+    # Before any history the model is its priors: mild, uncertain, not a reason to move.
+    retry = plan(retry_model.Model({}, {}, 0))
+    assert retry.at == FIRST + PACE
+
+
+def test_a_clear_payday_moves_the_retry_but_never_ahead_of_the_fixed_count():
+    payday = FIRST + timedelta(days=8)  # the 10th, a day the fixed schedule skips
+    retry = plan(payday_model(payday.day))
+    assert retry.at != FIRST + PACE and retry.at >= FIRST + PACE
+    assert "no time clearly better" not in retry.reason
+    assert "(8" in retry.reason  # over 80% expected over the plan, which holds the payday
+    # A payday the next morning is worth waiting for, but the first retry comes no sooner
+    # than the fixed schedule's first (one pace after the failure).
+    soon = payday_model((FIRST + timedelta(days=1)).day)
+    for used in range(4):
+        at = FIRST + PACE * used
+        assert plan(soon, at=at, used=used, seed=used).at >= FIRST + PACE * (used + 1)
+
+
+def test_the_planner_never_plans_beyond_the_budget():
+    retry = plan(payday_model(11), at=FIRST + PACE * 7, used=7)
+    assert retry.at is not None and retry.at <= WINDOW_END
+    assert "retry 8 of 8" in retry.reason
+    assert fixed_times(FIRST, FIRST + hours(1), WINDOW_END, 3, PACE) == [
+        FIRST + PACE, FIRST + PACE * 2, FIRST + PACE * 3]
+    # Whatever the chances, the fixed schedule's retries end at the window's end.
+    assert fixed_times(FIRST + PACE * 7, FIRST + PACE * 7 + hours(1), WINDOW_END, 5, PACE) == [
+        WINDOW_END]
+
+
+def test_plan_value_counts_each_retry_only_if_those_before_failed():
+    times = [FIRST, FIRST]
+    assert plan_value([0.5, 0.5], times, FIRST) == pytest.approx(0.75)
+    assert plan_value([1.0, 0.9], times, FIRST) == pytest.approx(1.0)
+
+
+def test_the_customers_own_payday_comes_from_their_successful_payments():
+    tz = retry_model.zoneinfo.ZoneInfo("America/New_York")
+    history = [
+        (datetime(2026, 1, 9, 14, tzinfo=UTC), True),  # Friday 9 January, 09:00 local
+        (datetime(2026, 2, 6, 3, tzinfo=UTC), False),
+        (datetime(2026, 2, 7, 3, tzinfo=UTC), True),  # Friday 6 February, 22:00 local
+        (datetime(2026, 3, 9, 14, tzinfo=UTC), True),  # after the moment asked about
+    ]
+    days, weekdays, paid_hours = retry_model.paid_before(
+        history, datetime(2026, 3, 1, tzinfo=UTC), tz)
+    assert (days, weekdays, paid_hours) == ({9, 6}, {4}, {9, 22})
+    s = situation(paid_days=frozenset({9, 6}), paid_weekdays=frozenset({4}),
+                  paid_hours=frozenset({9}))
+
+    def customer_features(local):
+        return {f for f in retry_model.slot_features(s, local, local)
+                if f.startswith(("cd:", "cw:", "ch:"))}
+
+    assert customer_features(datetime(2026, 3, 6, 10, tzinfo=UTC)) == {
+        "cd:0", "cw:0", "ch:near"}
+    assert customer_features(datetime(2026, 3, 10, 18, tzinfo=UTC)) == {
+        "cd:1", "cw:far", "ch:far"}
+    assert customer_features(datetime(2026, 3, 5, 9, tzinfo=UTC)) == {
+        "cd:-1", "cw:-1", "ch:near"}
+    assert customer_features(datetime(2026, 3, 21, 9, tzinfo=UTC)) == {
+        "cd:far", "cw:1", "ch:near"}
+
+
+def test_the_model_learns_the_customers_own_payday():
+    rng = random.Random(3)
+    rows = []
+    for _n in range(4000):
+        at = FIRST + hours(rng.randrange(24 * 28))
+        paid = frozenset({rng.randrange(1, 29)})
+        s = situation(paid_days=paid, first_failed_at=at - hours(40))
+        near = min(abs(at.day - d) for d in paid) == 0
+        rows.append((features(s, at), int(rng.random() < (0.6 if near else 0.05))))
+    weights, variances, _precisions = retry_model.fit_shrunk(rows)
+    model = retry_model.Model(weights, variances, len(rows))
+    assert model.weight("cd:0") > 2.0 and model.supported("cd:0")
+
+
+def test_noise_is_shrunk_away_and_chances_stay_calibrated_on_the_best_slots():
+    # A history with no timing signal at all: 12% whenever retried.
+    rng = random.Random(8)
+    rows = []
+    for _n in range(3000):
+        at = FIRST + hours(rng.randrange(24 * 28))
+        rows.append((features(situation(first_failed_at=at - hours(30)), at),
+                     int(rng.random() < 0.12)))
+    weights, variances, precisions = retry_model.fit_shrunk(rows)
+    model = retry_model.Model(weights, variances, len(rows), precisions=precisions)
+    hourly = [w for f, w in weights.items() if f.startswith("fhh:")]
+    assert max(map(abs, hourly)) < 0.15  # an unshrunk fit gives some hours x1.5
+    # The chance stated for the slot that looks best is still about 12%.
+    slots = [FIRST + hours(h) for h in range(24 * 14)]
+    best = max(model.chance(features(situation(), t)) for t in slots)
+    assert best < 0.17
+    assert not any(model.supported(f) for f in weights if not f.startswith("c:"))
