@@ -24,6 +24,7 @@ from customers.actors import Actor
 from customers.clock import now_for
 from customers.errors import DomainError
 
+from ..collection import method_for
 from ..documents.services import document_ensure
 from ..gateways.simulated import CARDS_BY_TOKEN
 from ..models import Branding, Invoice, InvoicingSettings, Payment
@@ -265,7 +266,7 @@ def payment_forms(visit: Visit, context: dict, given: dict, nonces: dict) -> dic
     invoice, cards = visit.invoice, card_entry_available()
     can_pay = context["payable"] and not context["in_flight"]
     initial = {"amount": invoice.amount_remaining}
-    method = invoice.customer.default_payment_method
+    method = method_for(invoice)  # the invoice's own (a subscription's), else the customer's
     saved = method if method is not None and method.usable else None
     forms = {
         "saved_method": saved,
