@@ -37,15 +37,20 @@ S = Invoice.Status
 LATER = NOW + timedelta(hours=2)
 
 
-def run_together(*jobs):
+def run_together(*jobs, lock_timeout: str | None = None):
     """Run each job in its own thread and connection, all released at once by a barrier.
-    Returns, per job, ("ok", result) or ("error", exception)."""
+    Returns, per job, ("ok", result) or ("error", exception). With `lock_timeout` (e.g.
+    "20s"), a job waiting that long for a lock fails instead of hanging the test."""
     barrier = threading.Barrier(len(jobs))
     outcomes = [None] * len(jobs)
 
     def worker(index, job):
         try:
             connection.ensure_connection()  # connect before the start line, not after
+            if lock_timeout:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('lock_timeout', %s, false)",
+                                   [lock_timeout])
             barrier.wait(timeout=30)
             outcomes[index] = ("ok", job())
         except Exception as error:  # noqa: BLE001 - the test inspects what happened

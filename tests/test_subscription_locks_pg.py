@@ -22,6 +22,7 @@ from subscriptions.transitions import subscription_transition
 
 from .factories import NOW, STAFF
 from .subscription_factories import make_price, make_subscription
+from .test_concurrency_pg import run_together
 
 pytestmark = [
     pytest.mark.postgres,
@@ -40,30 +41,6 @@ def _due():
                                      collection_method="send_invoice", days_until_due=7)
     subscription_transition(subscription, S.ACTIVE, now=NOW, actor=STAFF)
     return subscription
-
-
-def _in_threads(*jobs):
-    """Each job in its own thread and connection; returns ("ok", result) or ("error", e)."""
-    outcomes = [None] * len(jobs)
-
-    def worker(index, job):
-        try:
-            connection.ensure_connection()
-            with connection.cursor() as cursor:  # a hang fails the test instead of waiting
-                cursor.execute("SET lock_timeout = '20s'")
-            outcomes[index] = ("ok", job())
-        except Exception as error:  # noqa: BLE001 - the test inspects what happened
-            outcomes[index] = ("error", error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a worker hung"
-    return outcomes
 
 
 def _cycle_invoices(subscription):
@@ -93,7 +70,7 @@ def test_a_payment_holding_the_customer_and_the_sweep_do_not_deadlock():
         time.sleep(0.2)
         return renewals.renewals_run(now=end)
 
-    outcomes = _in_threads(payment, sweep)
+    outcomes = run_together(payment, sweep, lock_timeout="20s")
 
     assert [kind for kind, _value in outcomes] == ["ok", "ok"], outcomes
     assert outcomes[1][1].get("renewed", 0) == 0  # held elsewhere: left for the next tick
@@ -122,7 +99,7 @@ def test_a_staff_cancel_waits_for_the_sweep_batch_and_neither_deadlocks():
                             prorate=True)
         return "canceled"
 
-    outcomes = _in_threads(sweep, cancel)
+    outcomes = run_together(sweep, cancel, lock_timeout="20s")
 
     assert [kind for kind, _value in outcomes] == ["ok", "ok"], outcomes
     assert outcomes[0][1]["renewed"] == 1
@@ -152,7 +129,7 @@ def test_the_sweep_skips_a_subscription_a_staff_cancel_holds():
         finally:
             swept.set()
 
-    outcomes = _in_threads(cancel, sweep)
+    outcomes = run_together(cancel, sweep, lock_timeout="20s")
 
     assert [kind for kind, _value in outcomes] == ["ok", "ok"], outcomes
     assert outcomes[1][1].get("renewed", 0) == 0
