@@ -23,7 +23,8 @@ from invoices.sweeps import finalize_due_drafts
 
 from .factories import NOW, STAFF, make_customer, make_draft, make_open
 
-pytestmark = [
+# The marks of every test that needs real row locks and several connections.
+POSTGRES_CONNECTIONS = [
     pytest.mark.postgres,
     pytest.mark.skipif(
         connection.vendor != "postgresql",
@@ -32,6 +33,7 @@ pytestmark = [
     ),
     pytest.mark.django_db(transaction=True),
 ]
+pytestmark = POSTGRES_CONNECTIONS
 
 S = Invoice.Status
 LATER = NOW + timedelta(hours=2)

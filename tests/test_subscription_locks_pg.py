@@ -10,8 +10,7 @@ the ones held elsewhere for the next tick."""
 import threading
 import time
 
-import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from customers.models import Customer
 from invoices.models import Invoice
@@ -22,17 +21,9 @@ from subscriptions.transitions import subscription_transition
 
 from .factories import NOW, STAFF
 from .subscription_factories import make_price, make_subscription
-from .test_concurrency_pg import run_together
+from .test_concurrency_pg import POSTGRES_CONNECTIONS, run_together
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="needs PostgreSQL (row locks, two real connections): "
-        "run with DATABASE_URL=postgres://...",
-    ),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = POSTGRES_CONNECTIONS
 S = Subscription.Status
 
 

@@ -2,7 +2,7 @@
 invoice per subscription and period."""
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from invoices.models import Invoice
 from subscriptions import renewals
@@ -11,17 +11,9 @@ from subscriptions.transitions import subscription_transition
 
 from .factories import NOW, STAFF, make_customer
 from .subscription_factories import make_price, make_subscription
-from .test_concurrency_pg import run_together, unexpected_errors
+from .test_concurrency_pg import POSTGRES_CONNECTIONS, run_together, unexpected_errors
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="needs PostgreSQL (row locks, two real connections): "
-        "run with DATABASE_URL=postgres://...",
-    ),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = POSTGRES_CONNECTIONS
 
 
 def _due_subscriptions(count):
