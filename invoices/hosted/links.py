@@ -151,7 +151,8 @@ def _statements_prepare(cursor) -> None:
     paid = shown_sql(f"p.invoice_id = {invoice_id}")
     tried = shown_sql(f"a.invoice_id = {invoice_id}", attempts=True)
     cursor.execute("; ".join(
-        f"PREPARE {name} AS {sql}" for name, sql in zip(_STATEMENTS, (link, paid, tried))
+        f"PREPARE {name} AS {sql}"
+        for name, sql in zip(_STATEMENTS, (link, paid, tried), strict=True)
     ))
     _prepared_on.add(raw)
 
