@@ -100,6 +100,10 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # checks drop a connection that died (database restart) before a request uses it.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, with a health check that asks the socket before it asks the
+    # server (billing_site/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "billing_site.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent web, worker and beat processes share one file on the embedded default.
     DATABASES["default"].setdefault("OPTIONS", {})

@@ -106,7 +106,7 @@ def test_settings_come_from_the_environment(tmp_path):
         EMAIL_URL="smtp+tls://mailer:pw@smtp.example.com:587",
     ))
     # Then the settings use them: Redis is the Celery broker unless one is given
-    assert seen["db"]["ENGINE"] == "django.db.backends.postgresql"
+    assert seen["db"]["ENGINE"] == "billing_site.postgresql"  # Django's, health check aside
     assert (seen["db"]["HOST"], seen["db"]["PORT"], seen["db"]["NAME"]) == (
         "db.example.com", 5433, "billing"
     )
