@@ -5,6 +5,8 @@ from django.urls import path
 from . import views
 
 app_name = "hosted"
+# Every invoice page is under it, and only they are (billing_site.middleware relies on it).
+PATH_PREFIX = "/i/"
 
 urlpatterns = [
     path("i/link-sent/", views.link_sent, name="link_sent"),

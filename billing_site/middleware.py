@@ -1,0 +1,44 @@
+"""Staff middleware that the customers' invoice pages skip.
+
+The invoice pages (invoices/hosted, under /i/) have no sessions, no logged-in users and
+no flash messages: the link's token is the customer's only credential, the page picks
+its language itself, and its forms carry their own CSRF protection. Sessions,
+authentication and messages still ran on every request there, each setting up what
+nothing read (measured together at about 0.06 ms of a page's 0.9 ms of CPU). These
+subclasses run Django's middleware everywhere else, unchanged; being subclasses, the
+admin's checks that require them still find them.
+"""
+
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
+
+from invoices.hosted.urls import PATH_PREFIX
+
+
+def is_invoice_page(request) -> bool:
+    return request.path_info.startswith(PATH_PREFIX)
+
+
+class _NotOnInvoicePages:
+    def __call__(self, request):
+        if is_invoice_page(request):
+            return self.get_response(request)
+        return super().__call__(request)
+
+    async def __acall__(self, request):
+        if is_invoice_page(request):
+            return await self.get_response(request)
+        return await super().__acall__(request)
+
+
+class StaffSessionMiddleware(_NotOnInvoicePages, SessionMiddleware):
+    pass
+
+
+class StaffAuthenticationMiddleware(_NotOnInvoicePages, AuthenticationMiddleware):
+    pass
+
+
+class StaffMessageMiddleware(_NotOnInvoicePages, MessageMiddleware):
+    pass
