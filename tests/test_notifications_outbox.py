@@ -152,6 +152,23 @@ def test_the_invoice_email_in_french_with_pdf_link_and_a_stable_message_id(setti
     assert Event.objects.filter(type="email.sent", invoice=invoice).count() == 1
 
 
+def test_an_invoice_paid_before_its_email_went_out_is_sent_as_paid_not_due_for_zero():
+    # Given an invoice whose email is queued, then paid in full before the outbox runs
+    customer = make_customer(preferred_locale="fr", email="compta@dupont.fr")
+    invoice = make_open(customer, due_date=DUE, lines=((2, 12345),))
+    invoice_record_payment(invoice, amount=24690, method="bank_transfer", now=NOW, actor=STAFF)
+
+    drain()
+
+    # Then the invoice email states its total and that it is paid, never "due" for zero
+    [email] = [m for m in mail.outbox if m.subject.startswith("Facture")]
+    assert "d'un montant de 246,90\u00a0€ est jointe. Elle est réglée : merci." in email.body
+    assert "0,00" not in email.body.split("\n\n")[1]
+    assert "à régler" not in email.body
+    html, _mimetype = email.alternatives[0]
+    assert "Voir la facture" in html and "régler la facture" not in html
+
+
 def test_a_sent_email_is_never_sent_again_by_later_drains():
     make_open(due_date=DUE)
     drain()

@@ -67,6 +67,9 @@ def invoice_context(invoice: Invoice | None, locale: str, wanted) -> dict:
         "amount_due": lambda: money(due(), invoice.currency, locale),
         "total": lambda: money(invoice.total, invoice.currency, locale),
         "due_date": lambda: long_date(invoice.due_date, locale),
+        # Paid before the email went out (charged at once, or paid from the page): the
+        # email says so instead of "due" with an amount due of zero.
+        "paid": lambda: invoice.status == Invoice.Status.PAID,
         "totals": lambda: totals_rows(
             invoice_summary(invoice, received=payments_received(invoice)), invoice.currency, locale
         ),

@@ -29,7 +29,7 @@ KINDS = {
     kind.name: kind
     for kind in [
         Kind("invoice_finalized", _("Invoice sent"), CUSTOMER,
-             (*INVOICE, "amount_due", "total", "totals")),
+             (*INVOICE, "amount_due", "total", "totals", "paid")),
         Kind(
             "payment_failed", _("Payment failed"), CUSTOMER,
             (*INVOICE, "amount", "failure_reason", "next_attempt_date"),
@@ -108,6 +108,7 @@ SAMPLE_VALUES = {
     "amount_due": "€1,250.00",
     "total": "€1,250.00",
     "due_date": "March 30, 2026",
+    "paid": False,  # the invoice was paid before its email went out
     "amount": "€1,250.00",
     "failure_reason": "The card has insufficient funds.",
     "next_attempt_date": "March 5, 2026",
