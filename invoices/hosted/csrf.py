@@ -50,6 +50,7 @@ def invoice_page_csrf(view):
 # --- the token in the page's forms -------------------------------------------------------
 
 _CHARS = CSRF_ALLOWED_CHARS
+_INDEX = {char: index for index, char in enumerate(_CHARS)}
 # Random bytes at or above this would favour some characters: they are drawn again.
 _FAIR_BELOW = 256 - 256 % len(_CHARS)
 
@@ -75,7 +76,7 @@ def page_csrf_token(request) -> str:
     request.META["CSRF_COOKIE_NEEDS_UPDATE"] = True
     mask = _random_indices(CSRF_SECRET_LENGTH)
     cipher = "".join(
-        _CHARS[(_CHARS.index(char) + shift) % len(_CHARS)]
+        _CHARS[(_INDEX[char] + shift) % len(_CHARS)]
         for char, shift in zip(secret, mask, strict=True)
     )
     return "".join(_CHARS[i] for i in mask) + cipher
