@@ -11,7 +11,7 @@ whatever runs twice or at the same time.
 
 import queue
 import threading
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, namedtuple
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
@@ -212,6 +212,7 @@ class _Batch:
         self.links, self.pending, self.changed, self.fields = [], [], [], set()
         self.after_pause: list[tuple[Invoice, str]] = []
         self.descriptions: dict = {}
+        self.priced: dict = {}  # what _priced computed, per currency, period and items
         self.counts = Counter()
 
 
@@ -292,12 +293,17 @@ def _customers_claim(subscriptions: list) -> list:
     return [s for s in subscriptions if s.customer_id in claimed]
 
 
+# What a renewal reads of an item (a model instance with deferred fields cost about
+# 10 us an item).
+_Item = namedtuple("_Item", ["subscription_id", "price_id", "quantity"])
+
+
 def _batch_load(ids: list[int]):
     items = defaultdict(list)
     price_ids = set()
-    for item in SubscriptionItem.objects.filter(among("subscription_id", ids)).order_by(
-        "subscription_id", "id"
-    ).only("subscription_id", "price_id", "quantity"):  # what a renewal reads of an item
+    for item in map(_Item._make, SubscriptionItem.objects.filter(
+        among("subscription_id", ids)
+    ).order_by("subscription_id", "id").values_list(*_Item._fields)):
         items[item.subscription_id].append(item)
         price_ids.add(item.price_id)
     prices = {
@@ -379,7 +385,37 @@ def _invoice_build(subscription, items, prices, pending, start, end, now, settin
         test_clock_id=batch.test_clock_id,
         default_payment_method_id=subscription.default_payment_method_id,
     )
-    lines, inputs, rates = [], [], []
+    if pending:
+        priced = _priced(subscription.currency, items, prices, pending, start, end, batch)
+    else:
+        # Without pending items, an invoice is priced from (currency, period, items) only:
+        # the renewals of a batch that share them share the computation.
+        key = (subscription.currency, start, end,
+               tuple((item.price_id, item.quantity) for item in items))
+        priced = batch.priced.get(key)
+        if priced is None:
+            priced = batch.priced[key] = _priced(subscription.currency, items, prices, (),
+                                                 start, end, batch)
+    totals, line_values, rates = priced
+    invoice.__dict__.update(totals)
+    invoice.tax_breakdown = [dict(entry) for entry in totals["tax_breakdown"]]
+    lines = [_like(batch.line, _invoice=invoice, **values) for values in line_values]
+    for item in pending:
+        item.invoice = invoice
+        batch.pending.append(item)
+    batch.invoices.append(invoice)
+    batch.lines.extend(lines)
+    batch.rates.extend(zip(lines, rates, strict=True))
+    if paused and subscription.pause_collection != Subscription.PauseBehavior.KEEP_AS_DRAFT:
+        batch.after_pause.append((invoice, subscription.pause_collection))
+    subscription.renewal_invoice = invoice
+    return invoice
+
+
+def _priced(currency, items, prices, pending, start, end, batch):
+    """An invoice's totals fields, its lines' values (what varies from batch.line) and
+    their tax rates: the items for the period, then the pending items (prorations)."""
+    line_values, inputs, rates = [], [], []
     start_day, end_day = start.date(), end.date()
     for item in items:
         price = prices[item.price_id]
@@ -388,51 +424,40 @@ def _invoice_build(subscription, items, prices, pending, start, end, now, settin
         if description is None:  # many renewals of a batch read the same
             description = batch.descriptions[key] = line_description(
                 price, item.quantity, start, end, batch.line_text)
-        lines.append(_like(
-            batch.line, position=len(lines), description=description,
-            quantity=item.quantity, unit_amount=price.amount_in(subscription.currency),
-            period_start=start_day, period_end=end_day,
-        ))
+        unit_amount = price.amount_in(currency)
+        line_values.append({
+            "position": len(line_values), "description": description,
+            "quantity": item.quantity, "unit_amount": unit_amount,
+            "period_start": start_day, "period_end": end_day,
+        })
         rates.append(price.batch_rates)
         inputs.append(totals_module.LineInput(
-            quantity=item.quantity, unit_amount=lines[-1].unit_amount,
-            rates=price.batch_totals_rates,
+            quantity=item.quantity, unit_amount=unit_amount, rates=price.batch_totals_rates,
         ))
     for item in pending:
         price = prices[item.price_id]
-        lines.append(_like(
-            batch.line, position=len(lines), description=item.description, quantity=1,
-            unit_amount=item.amount, period_start=item.period_start.date(),
-            period_end=item.period_end.date(), proration=True,
-        ))
+        line_values.append({
+            "position": len(line_values), "description": item.description, "quantity": 1,
+            "unit_amount": item.amount, "period_start": item.period_start.date(),
+            "period_end": item.period_end.date(), "proration": True,
+        })
         rates.append(price.batch_rates)
         inputs.append(totals_module.LineInput(
             quantity=1, unit_amount=item.amount, rates=price.batch_totals_rates,
         ))
-        item.invoice = invoice
-        batch.pending.append(item)
     result = totals_module.compute(inputs)
-    for name, value in totals_fields(result).items():
-        setattr(invoice, name, value)
-    for line, computed in zip(lines, result.lines, strict=True):
-        line.amount, line.discount_total = computed.amount, computed.discount_total
-        line.amount_excluding_tax, line.tax_amount = (
-            computed.amount_excluding_tax, computed.tax_amount
+    for values, computed in zip(line_values, result.lines, strict=True):
+        values.update(
+            amount=computed.amount, discount_total=computed.discount_total,
+            amount_excluding_tax=computed.amount_excluding_tax, tax_amount=computed.tax_amount,
         )
-        line._invoice = invoice
-    batch.invoices.append(invoice)
-    batch.lines.extend(lines)
-    batch.rates.extend(zip(lines, rates, strict=True))
-    if paused and subscription.pause_collection != Subscription.PauseBehavior.KEEP_AS_DRAFT:
-        batch.after_pause.append((invoice, subscription.pause_collection))
-    subscription.latest_invoice = invoice
-    return invoice
+    return totals_fields(result), line_values, rates
 
 
 def _write(batch: _Batch) -> None:
     rows_insert(Invoice, batch.invoices)
-    for line in batch.lines:
-        line.invoice_id = line._invoice.pk
+    for line in batch.lines:  # (set in __dict__: no related instance is cached on them)
+        line.__dict__["invoice_id"] = line._invoice.pk
     rows_insert(InvoiceLine, batch.lines)
     through = InvoiceLine.tax_rates.through
     rows_insert(through, [
@@ -440,14 +465,15 @@ def _write(batch: _Batch) -> None:
         for line, rates in batch.rates for rate in rates
     ])
     for link in batch.links:
-        link.invoice_id = link._invoice.pk
+        link.__dict__["invoice_id"] = link._invoice.pk
     rows_insert(SubscriptionInvoice, batch.links)
     for item in batch.pending:
         item.invoice_id = item.invoice.pk
     rows_update(PendingItem, batch.pending, ["invoice"])
     for subscription in batch.changed:
-        if subscription.latest_invoice is not None:
-            subscription.latest_invoice_id = subscription.latest_invoice.pk
+        invoice = getattr(subscription, "renewal_invoice", None)
+        if invoice is not None:
+            subscription.__dict__["latest_invoice_id"] = invoice.pk
     rows_update(Subscription, batch.changed, sorted(batch.fields))
     created = []
     for invoice in batch.invoices:
