@@ -278,18 +278,32 @@ def _due_locked(ids: list[int], now: datetime, test_clock) -> list[Subscription]
 # makes the sweep leave that customer's subscriptions to the next tick). Without it, a
 # renewal invoice's foreign key waited for a customer whose payment waited for the
 # subscription: a deadlock (tests/test_subscription_locks_pg.py).
+# A paused subscription whose renewal is written off (mark_uncollectible, void) is
+# finalized in the batch, which locks its customer FOR UPDATE: that customer is claimed
+# FOR UPDATE SKIP LOCKED at once. Shared, two sweeps (or the sweep's threads) holding
+# one customer each waited for the other to upgrade: a deadlock.
 CUSTOMERS_CLAIM_SQL = (
-    "SELECT id FROM customers_customer WHERE id = ANY(%s) ORDER BY id FOR SHARE SKIP LOCKED"
+    "SELECT id FROM customers_customer WHERE id = ANY(%s) ORDER BY id FOR {mode} SKIP LOCKED"
 )
+
+
+def _written_off(subscription) -> bool:
+    return (subscription.status == S.PAUSED
+            and subscription.pause_collection != Subscription.PauseBehavior.KEEP_AS_DRAFT)
 
 
 def _customers_claim(subscriptions: list) -> list:
     """The subscriptions whose customer this transaction could claim (see above)."""
     if not subscriptions or connection.vendor != "postgresql":  # SQLite locks the database
         return subscriptions
+    exclusive = sorted({s.customer_id for s in subscriptions if _written_off(s)})
+    shared = sorted({s.customer_id for s in subscriptions} - set(exclusive))
+    claimed = set()
     with connection.cursor() as cursor:
-        cursor.execute(CUSTOMERS_CLAIM_SQL, [sorted({s.customer_id for s in subscriptions})])
-        claimed = {row[0] for row in cursor.fetchall()}
+        for mode, ids in (("UPDATE", exclusive), ("SHARE", shared)):
+            if ids:
+                cursor.execute(CUSTOMERS_CLAIM_SQL.format(mode=mode), [ids])
+                claimed |= {row[0] for row in cursor.fetchall()}
     return [s for s in subscriptions if s.customer_id in claimed]
 
 
