@@ -10,10 +10,10 @@ part, run last).
 
 PostgreSQL only (the goals are about the production database). The data set goes into
 a dedicated database: the one named in DATABASE_URL when its name ends in "bench" or
-starts with "bench_", otherwise that name plus "_bench". It is created when missing, built once and reused;
-`--rebuild` drops and rebuilds it (`--only hosted` needs no data set and builds none).
-Figures are printed with PASS/FAIL per goal; the exit status is 0 even when a goal fails
-(it is a measurement, not a test).
+starts with "bench_", otherwise that name plus "_bench". It is created when missing,
+built once and reused; `--rebuild` drops and rebuilds it (`--only hosted` needs no data
+set and builds none). Figures are printed with PASS/FAIL per goal; the exit status is 0
+even when a goal fails (it is a measurement, not a test).
 """
 
 import argparse
