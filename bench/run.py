@@ -9,11 +9,11 @@ part, run last).
     DATABASE_URL=postgres://user@host:5432/billing_bench .venv/bin/python bench/run.py
 
 PostgreSQL only (the goals are about the production database). The data set goes into
-a dedicated database: the one named in DATABASE_URL when its name ends in "bench",
-otherwise that name plus "_bench". It is created when missing, built once and reused;
-`--rebuild` drops and rebuilds it (`--only hosted` needs no data set and builds none).
-Figures are printed with PASS/FAIL per goal; the exit status is 0 even when a goal fails
-(it is a measurement, not a test).
+a dedicated database: the one named in DATABASE_URL when its name ends in "bench" or
+starts with "bench_", otherwise that name plus "_bench". It is created when missing,
+built once and reused; `--rebuild` drops and rebuilds it (`--only hosted` needs no data
+set and builds none). Figures are printed with PASS/FAIL per goal; the exit status is 0
+even when a goal fails (it is a measurement, not a test).
 """
 
 import argparse
@@ -75,7 +75,7 @@ def bench_database_url() -> str:
             ".venv/bin/python bench/run.py"
         )
     name = config["NAME"]
-    if name.endswith("bench"):
+    if name.endswith("bench") or name.startswith("bench_"):  # billing_bench, bench_<who>
         return url
     head, _slash, tail = url.partition(f"/{name}")
     return f"{head}/{name}_bench{tail}"

@@ -26,6 +26,7 @@ ACTOR = Actor.system("demo data")
 MONTHLY = {"EUR": 49_00, "USD": 59_00, "GBP": 45_00, "JPY": 7_500, "BRL": 249_00,
            "KWD": 15_500}
 YEARLY = {"EUR": 490_00, "USD": 590_00, "GBP": 450_00, "KWD": 155_000}
+SEAT_OPTIONS = {"USD": 10_00, "GBP": 8_00}  # the seat price's other currencies
 
 
 def demo_subscriptions_load(*, now, customers: dict) -> str:
@@ -40,8 +41,11 @@ def demo_subscriptions_load(*, now, customers: dict) -> str:
                                      interval="year", nickname=f"Cloud yearly {currency}",
                                      now=now, actor=ACTOR)
               for currency, amount in YEARLY.items()}
+    # One price in several currencies (Stripe's currency_options): a customer billed in
+    # dollars or pounds subscribes to the same seat price at its amount in that currency.
     seat = price_create(product=seats, currency="EUR", unit_amount=9_00, interval="month",
-                        nickname="Seat monthly EUR", now=now, actor=ACTOR)
+                        nickname="Seat monthly", now=now, actor=ACTOR,
+                        currency_options=SEAT_OPTIONS)
     legacy = price_create(product=platform, currency="EUR", unit_amount=39_00,
                           interval="month", nickname="Cloud monthly EUR (2024)", now=now,
                           actor=ACTOR)
@@ -58,10 +62,12 @@ def demo_subscriptions_load(*, now, customers: dict) -> str:
     subscription_create(customer=customers["globex"], items=[(monthly["USD"], 3)],
                         now=ago(days=4), actor=ACTOR, trial_period_days=14,
                         collection_method="send_invoice", days_until_due=14)
-    # Past due: its renewal's card payment failed 5 days ago.
-    initech = _renewal_declined(customers["initech"], monthly["GBP"], at=ago(days=36))
+    # Past due: its renewal's card payment failed 5 days ago. Its seats are billed in
+    # pounds: the seat price's currency option.
+    initech = _renewal_declined(customers["initech"], [(monthly["GBP"], 1), (seat, 2)],
+                                at=ago(days=36))
     # Unpaid: the same, after the last retry (invoices keep coming as drafts).
-    padaria = _renewal_declined(customers["padaria"], monthly["BRL"], at=ago(days=40))
+    padaria = _renewal_declined(customers["padaria"], [(monthly["BRL"], 1)], at=ago(days=40))
     subscription_mark_unpaid(padaria, now=ago(days=2), actor=ACTOR)
     # Paused (collection paused, invoices kept as drafts), resumes in a month.
     tanaka = _paid(customers["tanaka"], [(monthly["JPY"], 2)], at=ago(days=50))
@@ -94,12 +100,11 @@ def _paid(customer, items, *, at) -> Subscription:
     return subscription
 
 
-def _renewal_declined(customer, price, *, at) -> Subscription:
+def _renewal_declined(customer, items, *, at) -> Subscription:
     """Active for a month, then its renewal charged to a card short of funds."""
     payment_method_add(customer, type="card", gateway_reference="sim_9995", brand="visa",
                        last4="9995", exp_month=12, exp_year=at.year + 2, now=at, actor=ACTOR)
-    subscription = subscription_create(customer=customer, items=[(price, 1)], now=at,
-                                       actor=ACTOR)
+    subscription = subscription_create(customer=customer, items=items, now=at, actor=ACTOR)
     first = subscription.latest_invoice
     invoice_record_payment(first, amount=first.amount_remaining,
                            method=Payment.Method.BANK_TRANSFER, now=at, actor=ACTOR)

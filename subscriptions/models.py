@@ -202,9 +202,12 @@ class Subscription(models.Model):
         TOO_EXPENSIVE = "too_expensive", _("Too expensive")
         UNUSED = "unused", _("Unused")
 
+    # Not indexed alone: subscription_customer_idx (customer, -created_at) serves every
+    # lookup by customer. A renewal moves the row to new index entries in each index (its
+    # period end is indexed): one index fewer to write per renewal.
     customer = models.ForeignKey(
         Customer, verbose_name=_("customer"), on_delete=models.PROTECT,
-        related_name="subscriptions",
+        related_name="subscriptions", db_index=False,
     )
     status = models.CharField(
         _("status"), max_length=20, choices=Status.choices, default=Status.INCOMPLETE,
@@ -219,9 +222,10 @@ class Subscription(models.Model):
         _("days until due"), null=True, blank=True, validators=[MaxValueValidator(365)],
         help_text=_("Send-invoice subscriptions: payment terms of each invoice."),
     )
+    # Indexed where set only (subscription_method_idx): most are empty.
     default_payment_method = models.ForeignKey(
         PaymentMethod, verbose_name=_("default payment method"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="+",
+        on_delete=models.SET_NULL, related_name="+", db_index=False,
         help_text=_("Empty: the customer's default payment method."),
     )
     # All moments are UTC instants; periods are computed from the anchor (periods.py).
@@ -290,6 +294,11 @@ class Subscription(models.Model):
             models.Index(
                 fields=["pause_resumes_at"], name="subscription_resume_idx",
                 condition=Q(status="paused", pause_resumes_at__isnull=False),
+            ),
+            # Detaching a payment method sets it to NULL where it is the default.
+            models.Index(
+                fields=["default_payment_method"], name="subscription_method_idx",
+                condition=Q(default_payment_method__isnull=False),
             ),
         ]
 

@@ -226,3 +226,60 @@ def test_a_yen_invoice_has_no_decimals(schematron):
 
     assert b"<ram:GrandTotalAmount>4950</ram:GrandTotalAmount>" in xml
     assert schematron(xml) == []
+
+
+def negative_invoice():
+    """A proration credit larger than the charge: the total is negative (the credit goes
+    to the customer's balance), as a subscription downgrade makes it."""
+    customer = make_customer(name="Acme SARL", country="FR", address_line1="1 rue Lepic",
+                             postal_code="75018", city="Paris")
+    standard = make_tax_rate("20")
+    invoice = invoice_create(customer=customer, now=NOW, actor=STAFF)
+    invoice_line_add(invoice, description="Basic plan", unit_amount=1000,
+                     tax_rates=[standard], period_start=NOW.date(),
+                     period_end=(NOW + timedelta(days=30)).date())
+    invoice_line_add(invoice, description="Unused time on Pro plan", unit_amount=-3000,
+                     proration=True,
+                     tax_rates=[standard], period_start=NOW.date(),
+                     period_end=(NOW + timedelta(days=30)).date())
+    return invoice_finalize(invoice, now=NOW, actor=STAFF)
+
+
+def test_a_negative_invoice_is_valid_en16931(schematron):
+    invoice = negative_invoice()
+    assert invoice.total == -2400
+
+    xml = writer.invoice_xml(invoice, Branding.load())
+
+    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert schematron(xml) == []
+
+
+def test_a_negative_invoice_says_its_credit_with_a_negative_quantity():
+    invoice = negative_invoice()
+
+    root = etree.fromstring(writer.invoice_xml(invoice, Branding.load()))
+    text = lambda path: root.xpath(f"string({path})", namespaces=root.nsmap)  # noqa: E731
+    credit = "//ram:IncludedSupplyChainTradeLineItem[2]"
+
+    assert text("//rsm:ExchangedDocument/ram:TypeCode") == "380"
+    assert text(f"{credit}//ram:ChargeAmount") == "30.00"  # BR-27: a price is never negative
+    assert text(f"{credit}//ram:BilledQuantity") == "-1"
+    assert text(f"{credit}//ram:LineTotalAmount") == "-30.00"
+    assert text("//ram:LineTotalAmount[parent::ram:SpecifiedTradeSettlementHeader"
+                "MonetarySummation]") == "-20.00"
+    assert text("//ram:GrandTotalAmount") == "-24.00"
+    # The credit went to the customer's balance at finalization: nothing is due.
+    assert text("//ram:TotalPrepaidAmount") == "-24.00"
+    assert text("//ram:DuePayableAmount") == "0.00"
+
+
+def test_a_negative_invoice_renders_a_pdf_carrying_the_xml(schematron):
+    invoice = negative_invoice()
+    render_pending()
+
+    document = document_get("invoice", invoice)
+    _name, xml = embedded(invoice)
+
+    assert document.facturx and schematron(xml) == []
+    assert b"<ram:GrandTotalAmount>-24.00</ram:GrandTotalAmount>" in xml

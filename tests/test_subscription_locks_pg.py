@@ -16,7 +16,11 @@ from customers.models import Customer
 from invoices.models import Invoice
 from subscriptions import renewals
 from subscriptions.models import Subscription
-from subscriptions.services import subscription_cancel, subscription_lock
+from subscriptions.services import (
+    subscription_cancel,
+    subscription_lock,
+    subscription_pause_collection,
+)
 from subscriptions.transitions import subscription_transition
 
 from .factories import NOW, STAFF
@@ -128,3 +132,46 @@ def test_the_sweep_skips_a_subscription_a_staff_cancel_holds():
     assert subscription.status == S.CANCELED
     assert renewals.renewals_run(now=end).get("renewed", 0) == 0
     assert _cycle_invoices(subscription) == 0
+
+
+def test_two_sweeps_writing_off_paused_renewals_of_one_customer_do_not_deadlock():
+    """Collection paused with mark_uncollectible: the renewal is finalized and written
+    off inside the batch, which locks the customer FOR UPDATE. Two sweeps (two workers, or
+    the sweep's two threads) each holding one of the customer's paused subscriptions used
+    to both hold the customer FOR SHARE, then both wait to lock it for update: a
+    deadlock, one batch aborted. The sweep now claims such a customer for update at
+    once, SKIP LOCKED: the other sweep leaves it to the next tick."""
+    first = _due()
+    second = make_subscription(make_price(2000), customer=first.customer, token=None,
+                               collection_method="send_invoice", days_until_due=7)
+    subscription_transition(second, S.ACTIVE, now=NOW, actor=STAFF)
+    for subscription in (first, second):
+        subscription_pause_collection(subscription, now=NOW, actor=STAFF,
+                                      behavior="mark_uncollectible")
+    end = first.current_period_end
+    both_claimed = threading.Barrier(2, timeout=3)
+    write_off = renewals._paused_invoice
+
+    def waiting_write_off(*args):
+        try:  # each sweep has claimed its batch: now both write off
+            both_claimed.wait()
+        except threading.BrokenBarrierError:
+            pass  # the other sweep had nothing to write off
+        return write_off(*args)
+
+    def sweep(subscription):
+        return lambda: renewals.renewals_bulk([subscription.pk], now=end)
+
+    renewals._paused_invoice = waiting_write_off
+    try:
+        outcomes = run_together(sweep(first), sweep(second), lock_timeout="20s")
+    finally:
+        renewals._paused_invoice = write_off
+
+    assert [kind for kind, _value in outcomes] == ["ok", "ok"], outcomes
+    assert sum(value.get("renewed", 0) for _kind, value in outcomes) >= 1
+    renewals.renewals_run(now=end)  # the next tick: what a sweep left
+    for subscription in (first, second):
+        (invoice,) = Invoice.objects.filter(subscription_id=subscription.pk,
+                                            billing_reason="subscription_cycle")
+        assert invoice.status == "uncollectible"

@@ -195,9 +195,12 @@ class Writer:
         _add(_add(item, "SpecifiedTradeProduct"), "Name", line.description)
         price = _add(_add(item, "SpecifiedLineTradeAgreement"), "NetPriceProductTradePrice")
         inclusive = any(rate.inclusive for rate in line.tax_rates.all())
-        _add(price, "ChargeAmount", self.net_price(line, inclusive))
+        # A credit line (a proration for unused time): the price may not be negative
+        # (BR-27), so the quantity is (BT-129), and the line's net amount with it.
+        sign = -1 if line.unit_amount < 0 else 1
+        _add(price, "ChargeAmount", self.net_price(line, inclusive, sign))
         delivery = _add(item, "SpecifiedLineTradeDelivery")
-        _add(delivery, "BilledQuantity", line.quantity, unitCode=UNIT_CODE)
+        _add(delivery, "BilledQuantity", sign * line.quantity, unitCode=UNIT_CODE)
         settlement = _add(item, "SpecifiedLineTradeSettlement")
         tax = _add(settlement, "ApplicableTradeTax")
         _add(tax, "TypeCode", "VAT")
@@ -212,12 +215,13 @@ class Writer:
         summation = _add(settlement, "SpecifiedTradeSettlementLineMonetarySummation")
         _add(summation, "LineTotalAmount", self.amount(line.amount_excluding_tax))
 
-    def net_price(self, line, inclusive: bool) -> str:
+    def net_price(self, line, inclusive: bool, sign: int = 1) -> str:
         """Exclusive lines: the unit price, their discounts as a line allowance.
-        Inclusive lines: the net price after discounts and without the tax in it."""
+        Inclusive lines: the net price after discounts and without the tax in it.
+        `sign` -1: a credit line's price, positive (its quantity carries the sign)."""
         if not inclusive:
-            return self.amount(line.unit_amount)
-        net = to_decimal(line.amount_excluding_tax, self.invoice.currency) / line.quantity
+            return self.amount(sign * line.unit_amount)
+        net = to_decimal(sign * line.amount_excluding_tax, self.invoice.currency) / line.quantity
         return format(net.quantize(Decimal("0.0001")).normalize(), "f")
 
     def line_allowance(self, settlement, amount: int) -> None:
