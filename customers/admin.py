@@ -17,12 +17,12 @@ from django.utils.translation import gettext_lazy as _
 
 from .actors import Actor
 from .admin_base import AUTH_ADMINS, ModelAdmin, TabularInline, style_form
+from .admin_money import format_amount
 from .clock import now_for
 from .errors import DomainError
 from .forms import BalanceAdjustForm, CustomerForm
 from .ledger import balance_transaction_create
 from .models import BalanceTransaction, Customer, InvoicePrefix
-from .money import format_money
 from .services import customer_create, prefix_reserve
 
 LATEST_BALANCE_TRANSACTIONS = 20
@@ -34,7 +34,7 @@ def reader_locale() -> str:
 
 
 def money(amount: int | None, currency: str) -> str:
-    return "" if amount is None else format_money(amount, currency, reader_locale())
+    return "" if amount is None else format_amount(amount, currency, reader_locale())
 
 
 class SingletonAdmin(ModelAdmin):
@@ -130,6 +130,7 @@ class CustomerAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
     list_filter = ("currency", "preferred_locale", "segment", "test_clock")
     search_fields = ("name", "email", "invoice_prefix")
     show_full_result_count = False
+    list_rows_fast = True
     inlines = [BalanceTransactionInline]
     readonly_fields = ("balance_display", "previous_prefixes", "created_at")
     fieldsets = (
