@@ -14,6 +14,7 @@ from django.utils import translation
 from django.utils.html import format_html
 from django.utils.translation import gettext as _gettext
 from django.utils.translation import gettext_lazy as _
+from unfold import widgets as theme_widgets
 
 from .actors import Actor
 from .admin_base import AUTH_ADMINS, ModelAdmin, TabularInline, style_form
@@ -97,15 +98,21 @@ class BalanceTransactionInline(MoneyColumnsMixin, TabularInline):
         return False
 
 
+# The theme's checkbox look (its select-all box has it), then Django's class the list's
+# script selects rows by.
+ROW_CHECKBOX_CLASSES = " ".join([*theme_widgets.CHECKBOX_CLASSES, "action-select"])
+
+
 class QuickCheckboxMixin:
-    """The changelist's row checkbox written directly: Django renders each one through the
-    form widget templates, a fifth of a 100-row invoice list's CPU (10-15 ms, measured)."""
+    """The changelist's row checkbox written directly, styled as the theme's own: Django
+    renders each one through the form widget templates, a fifth of a 100-row invoice
+    list's CPU (10-15 ms, measured). Its label names the row, as Django's does."""
 
     def action_checkbox(self, obj):
         label = format_html(translation.gettext("Select this object for an action - {}"), obj)
         return format_html(
-            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
-            ACTION_CHECKBOX_NAME, obj.pk, label,
+            '<input type="checkbox" name="{}" value="{}" class="{}" aria-label="{}">',
+            ACTION_CHECKBOX_NAME, obj.pk, ROW_CHECKBOX_CLASSES, label,
         )
 
 
