@@ -4,10 +4,14 @@ amounts as the theme and Babel give, for representative rows."""
 
 import re
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
+import unfold
 from django.contrib import admin
+from django.template import Context, Engine
+from django.template.loader import get_template
 from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import translation
@@ -112,8 +116,11 @@ def test_the_rows_show_the_badges_amounts_and_links(books, admin_user):
     assert any("€370.35" in row and "badge-draft" in row for row in cells.values())
 
 
-def without_tokens(body: bytes) -> bytes:
-    return re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"", body)
+def page_markup(body: bytes) -> bytes:
+    """The page without its CSRF token (one per request) and the whitespace between tags
+    (the fast rows are written without the template's indentation)."""
+    body = re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"", body)
+    return re.sub(rb">\s+<", b"><", body)
 
 
 @pytest.mark.parametrize("url", [INVOICES, CUSTOMERS])
@@ -130,7 +137,34 @@ def test_the_page_is_the_same_as_the_themes(books, staff_client, monkeypatch, ur
 
     assert fast.status_code == theme.status_code == 200
     assert len(fast.context["cl"].result_list) > 1
-    assert without_tokens(fast.content) == without_tokens(theme.content)
+    assert page_markup(fast.content) == page_markup(theme.content)
+    if "_popup" not in params:
+        assert fast.content.count(b"<tbody") == theme.content.count(b"<tbody") > 2
+
+
+def visible_markup(html: str) -> str:
+    """Markup with its whitespace collapsed and none next to tags, as the theme's
+    indentation adds it and a browser does not show it."""
+    return re.sub(r"\s*(<[^>]+>)\s*", r"\1", re.sub(r"\s+", " ", html)).strip()
+
+
+THEMES_APP_LIST = Path(unfold.__file__).parent / "templates" / "admin" / "app_list.html"
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+@pytest.mark.parametrize("path", [INVOICES, CUSTOMERS, "/admin/", "/admin/invoices/"])
+def test_the_sidebar_is_the_themes(admin_user, path, language):
+    request = RequestFactory().get(path)
+    request.user = admin_user
+    with translation.override(language):
+        context = {"app_list": admin.site.get_app_list(request), "request": request}
+        ours = get_template("admin/app_list.html").render(context)
+        themes = Engine.get_default().from_string(THEMES_APP_LIST.read_text()).render(
+            Context(context)
+        )
+
+    assert "current-model" in ours or path in ("/admin/", "/admin/invoices/")
+    assert visible_markup(ours.split("{% endcomment %}")[-1]) == visible_markup(themes)
 
 
 def test_a_list_that_does_not_opt_in_is_the_themes(books, admin_user):
