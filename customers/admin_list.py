@@ -182,8 +182,19 @@ class ListRows:
 
                 return chosen, False
 
+            shown = {}  # by value: a list repeats dates and amounts (one request, one locale)
+
             def plain(result, dated):
-                return conditional_escape(display_for_field(getattr(result, name), field, empty))
+                value = getattr(result, name)
+                try:
+                    return shown[value]
+                except KeyError:
+                    html = shown[value] = conditional_escape(
+                        display_for_field(value, field, empty)
+                    )
+                    return html
+                except TypeError:  # not hashable
+                    return conditional_escape(display_for_field(value, field, empty))
 
             return plain, False
         if callable(name) or name == "__str__" or not hasattr(admin, name):
