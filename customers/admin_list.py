@@ -35,7 +35,6 @@ from unfold.templatetags import unfold_list
 from unfold.utils import display_for_field, display_for_value
 
 PK_MARKER = "0PK0"
-UNSET = object()
 
 
 class NotCovered(Exception):
