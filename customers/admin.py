@@ -11,18 +11,20 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import translation
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _gettext
 from django.utils.translation import gettext_lazy as _
+from unfold import widgets as theme_widgets
 
 from .actors import Actor
 from .admin_base import AUTH_ADMINS, ModelAdmin, TabularInline, style_form
+from .admin_money import format_amount
 from .clock import now_for
 from .errors import DomainError
 from .forms import BalanceAdjustForm, CustomerForm
 from .ledger import balance_transaction_create
 from .models import BalanceTransaction, Customer, InvoicePrefix
-from .money import format_money
 from .services import customer_create, prefix_reserve
 
 LATEST_BALANCE_TRANSACTIONS = 20
@@ -34,7 +36,7 @@ def reader_locale() -> str:
 
 
 def money(amount: int | None, currency: str) -> str:
-    return "" if amount is None else format_money(amount, currency, reader_locale())
+    return "" if amount is None else format_amount(amount, currency, reader_locale())
 
 
 class SingletonAdmin(ModelAdmin):
@@ -97,16 +99,23 @@ class BalanceTransactionInline(MoneyColumnsMixin, TabularInline):
         return False
 
 
+# The theme's checkbox look (its select-all box has it), then Django's class the list's
+# script selects rows by; escaped once (a kilobyte, for each row).
+ROW_CHECKBOX_CLASSES = " ".join([*theme_widgets.CHECKBOX_CLASSES, "action-select"])
+ROW_CHECKBOX = (
+    f'<input type="checkbox" name="{ACTION_CHECKBOX_NAME}" value="{{}}" '
+    f'class="{escape(ROW_CHECKBOX_CLASSES)}" aria-label="{{}}">'
+)
+
+
 class QuickCheckboxMixin:
-    """The changelist's row checkbox written directly: Django renders each one through the
-    form widget templates, a fifth of a 100-row invoice list's CPU (10-15 ms, measured)."""
+    """The changelist's row checkbox written directly, styled as the theme's own: Django
+    renders each one through the form widget templates, a fifth of a 100-row invoice
+    list's CPU (10-15 ms, measured). Its label names the row, as Django's does."""
 
     def action_checkbox(self, obj):
         label = format_html(translation.gettext("Select this object for an action - {}"), obj)
-        return format_html(
-            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
-            ACTION_CHECKBOX_NAME, obj.pk, label,
-        )
+        return mark_safe(ROW_CHECKBOX.format(escape(obj.pk), label))
 
 
 class DomainRefusalAdmin(ModelAdmin):
@@ -130,6 +139,7 @@ class CustomerAdmin(QuickCheckboxMixin, DomainRefusalAdmin):
     list_filter = ("currency", "preferred_locale", "segment", "test_clock")
     search_fields = ("name", "email", "invoice_prefix")
     show_full_result_count = False
+    list_rows_fast = True
     inlines = [BalanceTransactionInline]
     readonly_fields = ("balance_display", "previous_prefixes", "created_at")
     fieldsets = (

@@ -121,6 +121,24 @@ def test_the_invoice_list_fits_with_its_filters_open(admin_page, books, width):
     assert page.get_by_text("Past due (9 days)").is_visible()
 
 
+CHECKBOX_LOOK = """e => { const s = getComputedStyle(e);
+    return [s.appearance, s.width, s.height, s.borderRadius, s.borderTopColor,
+            s.backgroundColor]; }"""
+
+
+@pytest.mark.parametrize("path", ["invoices/invoice", "customers/customer"])
+def test_the_row_checkboxes_look_like_the_select_all_box(admin_page, books, path):
+    opener, url = admin_page
+    page = opener(1280)
+    page.goto(f"{url}/admin/{path}/")
+    toggle = page.evaluate(CHECKBOX_LOOK, page.locator("#action-toggle").element_handle())
+    row = page.locator("input.action-select").first
+
+    assert page.evaluate(CHECKBOX_LOOK, row.element_handle()) == toggle
+    row.check()
+    assert page.evaluate(CHECKBOX_LOOK, row.element_handle())[-1] != toggle[-1]  # filled
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_the_invoice_page_title_and_buttons_never_overlap(admin_page, books, width):
     opener, url = admin_page

@@ -1,5 +1,6 @@
 """The invoices admin through the test client: what finance staff see and can do."""
 
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from customers.admin import ROW_CHECKBOX_CLASSES
 from customers.models import Customer
 from invoices.models import CreditNote, Event, Invoice, InvoiceLine, InvoicingSettings, Payment
 from invoices.services import invoice_record_payment
@@ -239,8 +241,21 @@ def test_each_row_has_its_checkbox_for_bulk_actions(staff_client):
 
     assert (
         f'<input type="checkbox" name="_selected_action" value="{invoice.pk}" '
-        'class="action-select" aria-label="Select this object for an action - ACME-0001">'
-    ) in body
+        f'class="{ROW_CHECKBOX_CLASSES}" '
+        'aria-label="Select this object for an action - ACME-0001">'
+    ).replace("'", "&#x27;") in body
+
+
+def test_row_checkboxes_look_like_the_themes_select_all_box(staff_client):
+    make_open(make_customer())
+
+    body = staff_client.get(CHANGELIST).content.decode()
+
+    toggle = re.search(r'<input type="checkbox"[^>]*id="action-toggle"[^>]*>', body).group()
+    row = re.search(r'<input type="checkbox" name="_selected_action"[^>]*>', body).group()
+    classes = re.compile(r'class="([^"]*)"')
+    theme_look = set(classes.search(toggle).group(1).split()) - {"action-toggle"}
+    assert theme_look <= set(classes.search(row).group(1).split())
 
 
 # --- creating and editing drafts -------------------------------------------------------

@@ -14,13 +14,13 @@ from customers.admin import (  # noqa: F401  (shared)
     SingletonAdmin,
 )
 from customers.admin_base import ModelAdmin, TabularInline  # noqa: F401  (shared)
-from customers.money import format_money
+from customers.admin_money import format_amount
 
 
 def money(amount: int | None, currency: str) -> str:
     if amount is None:
         return "—"
-    return format_money(amount, currency, to_locale(get_language() or "en"))
+    return format_amount(amount, currency, to_locale(get_language() or "en"))
 
 
 def staff(request) -> Actor:
