@@ -8,8 +8,9 @@ set of retry times with the largest expected recovery (a payday nine days away b
 three retries before it), and the first of them is the next retry. The chances used to
 choose are drawn from the model's posterior (Thompson sampling), so the engine keeps
 exploring instead of locking in on its first lucky hour; the chance stored on the
-invoice (and on the retry, for calibration) is the posterior mean, and the reason names
-only the factors whose effect the data supports.
+invoice (and on the retry, for calibration) is the posterior mean's, recalibrated on the
+model's own out-of-sample predictions (the best-looking of many times is overstated),
+and the reason names only the factors whose effect the data supports.
 
 The retry budget, the window, the card networks' cap (15 retries of one card in 30
 days) and the reaction to a new payment method (retry at once) are the same in every
@@ -229,8 +230,11 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
         when, chosen_features, times, feats = slots[chosen[0]], planned[0], planned_times, planned
     else:
         when, chosen_features, times, feats = fixed[0], fixed_features[0], fixed, fixed_features
-    p = model.chance(chosen_features)
-    expected = plan_value([model.chance(f) for f in feats], times, earliest)
+    # The chance stated is the posterior mean's, recalibrated on the model's own
+    # out-of-sample predictions (retry_model.recalibrate: the best-looking of many times
+    # is overstated, the winner's curse).
+    p = model.stated(chosen_features)
+    expected = plan_value([model.stated(f) for f in feats], times, earliest)
     reason = _reason(model, situation, chosen_features, when.astimezone(tz), p,
                      expected, used, budget, when - max(earliest, failure.at + pace),
                      not better)

@@ -216,3 +216,27 @@ def test_smart_retries_never_make_an_attempt_before_the_fixed_schedule_would(del
     if delay == hours(48):
         assert len(fixed) < 9  # the delays cost the fixed schedule retries in the window
 
+
+def test_stated_chances_are_recalibrated_against_the_winners_curse():
+    # Every candidate time truly succeeds 20% of the time; the model's estimates are
+    # noisy, and the retry goes to the best-looking of 50 times: its estimate is biased
+    # upward. Recalibrated on the model's own out-of-sample predictions of the retries
+    # made, the chance stated for the next such retries is what they succeed at.
+    rng = random.Random(5)
+    truth = retry_model._logit(0.2)
+
+    def best_estimate():
+        return max(truth + rng.gauss(0, 0.6) for _slot in range(50))
+
+    pairs = [(best_estimate(), int(rng.random() < 0.2)) for _n in range(4000)]
+    assert sum(retry_model._sigmoid(z) for z, _y in pairs) / len(pairs) > 0.4
+    shift, slope = retry_model.recalibrate(pairs)
+    model = retry_model.Model({}, {}, 0, calibration=(shift, slope))
+    stated = []
+    for _n in range(2000):
+        z = best_estimate()
+        model.offset = z  # the model's log-odds for that slot
+        stated.append(model.stated([]))
+    assert sum(stated) / len(stated) == pytest.approx(0.2, abs=0.03)
+    # No history of predictions: no change.
+    assert retry_model.recalibrate([]) == (0.0, 1.0)
