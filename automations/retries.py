@@ -8,12 +8,15 @@ set of retry times with the largest expected recovery (a payday nine days away b
 three retries before it), and the first of them is the next retry. The chances used to
 choose are drawn from the model's posterior (Thompson sampling), so the engine keeps
 exploring instead of locking in on its first lucky hour; the chance stored on the
-invoice (and on the retry, for calibration) is the posterior mean, and the reason names
-only the factors whose effect the data supports.
+invoice (and on the retry, for calibration) is the posterior mean's, recalibrated on the
+model's own out-of-sample predictions (the best-looking of many times is overstated),
+and the reason names only the factors whose effect the data supports.
 
 The retry budget, the window, the card networks' cap (15 retries of one card in 30
 days) and the reaction to a new payment method (retry at once) are the same in every
-mode, so the fixed schedule is a fair comparison.
+mode, so the fixed schedule is a fair comparison; and Smart Retries never retry an
+invoice before the fixed schedule would have (fixed_marks: its shadow on the invoice's
+own attempts), so they never make more attempts on an invoice than it would.
 """
 
 import math
@@ -109,6 +112,15 @@ class _Context:
         ).values_list("customer_id", "created_at"):
             self.visits[customer_id].append(at)
         self.histories = retry_model._histories(customers)
+        # Each invoice's automatic attempts (the fixed schedule's shadow, fixed_marks).
+        self.attempts = defaultdict(list)
+        for invoice_id, pk, created, completed, chance in PaymentAttempt.objects.filter(
+            invoice_id__in={f.invoice.pk for f in failures},
+            source=PaymentAttempt.Source.AUTOMATIC,
+        ).order_by("created_at", "pk").values_list(
+            "invoice_id", "pk", "created_at", "completed_at", "predicted_chance",
+        ):
+            self.attempts[invoice_id].append((pk, created, completed, chance is not None))
         self.rng = random.Random(int(now.timestamp()) ^ len(failures))
 
     def active(self, failure: Failure) -> bool:
@@ -159,10 +171,15 @@ def plan_retry(failure: Failure, policy: RetryPolicy, context: _Context) -> Retr
             "n": used + 1, "b": budget, "h": round(step.total_seconds() / 3600)}
         return RetryPlan(when, reason)
     pace = timedelta(days=policy.window_days) / budget
-    return _smart(failure, context, earliest, window_end, budget - used, used, budget, pace)
+    planned = _smart(failure, context, earliest, window_end, budget - used, used, budget, pace)
+    if planned is None:
+        return RetryPlan(None, _("No retry left within the %(w)s-day window (%(policy)s).")
+                         % {"w": policy.window_days, "policy": policy.name},
+                         uncollectible=exhausted)
+    return planned
 
 
-def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> RetryPlan:
+def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> RetryPlan | None:
     code = failure.attempt.decline_code or failure.invoice.last_decline_code
     customer = failure.customer
     tz = zoneinfo.ZoneInfo(customer.timezone)
@@ -187,18 +204,24 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
     def features_at(moment):
         return base + retry_model.slot_features(situation, moment.astimezone(tz), moment)
 
-    # What the fixed schedule would do from here: the fallback, and the yardstick.
-    fixed = fixed_times(failure.at, earliest, window_end, left, pace, first, used)
+    # What the fixed schedule would have done on this invoice (its shadow: the same
+    # first attempt, the same reaction to a new payment method, the gateway's delays as
+    # observed): retry n of Smart Retries comes no sooner than the fixed schedule's
+    # retry n, and there are no more of them, so that at every moment Smart Retries have
+    # made no more attempts on an invoice than the fixed schedule would have.
+    attempts = getattr(context, "attempts", {}).get(failure.invoice.pk, [])
+    marks = fixed_marks(_chain(attempts, failure), earliest, window_end, left, pace)
+    if not marks:
+        return None  # the fixed schedule would have no retry left either
+    left = len(marks)
+    fixed = fixed_times(marks, earliest, pace, failure.at, window_end)
     fixed_features = [features_at(t) for t in fixed]
-    # Never ahead of the fixed schedule's count: retry n no sooner than n paces after
-    # the first failure (when the fixed schedule makes it), so that at every moment
-    # Smart has made no more attempts on an invoice than the fixed schedule would have.
-    marks = {k: first + pace * (budget - k + 1) for k in range(1, left + 1)}
+    by_left = {left - j: mark for j, mark in enumerate(marks)}
     slots = _slots(earliest, window_end)
     features = [features_at(slot) for slot in slots]
     drawn_model = model.sampled(context.rng)
     drawn = [drawn_model.chance(f) for f in features]
-    chosen = _plan_slots(slots, drawn, left, earliest, marks)
+    chosen = _plan_slots(slots, drawn, left, earliest, by_left)
     planned = [features[i] for i in chosen]
     planned_times = [slots[i] for i in chosen]
     better = chosen and _clearly_better(
@@ -207,34 +230,83 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
         when, chosen_features, times, feats = slots[chosen[0]], planned[0], planned_times, planned
     else:
         when, chosen_features, times, feats = fixed[0], fixed_features[0], fixed, fixed_features
-    p = model.chance(chosen_features)
-    expected = plan_value([model.chance(f) for f in feats], times, earliest)
+    # The chance stated is the posterior mean's, recalibrated on the model's own
+    # out-of-sample predictions (retry_model.recalibrate: the best-looking of many times
+    # is overstated, the winner's curse).
+    p = model.stated(chosen_features)
+    expected = plan_value([model.stated(f) for f in feats], times, earliest)
     reason = _reason(model, situation, chosen_features, when.astimezone(tz), p,
                      expected, used, budget, when - max(earliest, failure.at + pace),
                      not better)
     return RetryPlan(when, reason, chance=p)
 
 
-def fixed_times(at, earliest, window_end, left, pace, first=None, used=0) -> list[datetime]:
-    """The retries the fixed schedule would make from a failure at `at`: every `pace`,
-    the last one at the window's end at the latest. After Smart Retries waited for a
-    better time, the schedule catches up with the fixed grid (retry n at n paces after
-    the first failure, `first`) rather than sliding the rest of it later, at most two
-    retries a pace."""
-    times = []
-    when = min(max(at + pace, earliest), window_end)
-    n = used + 1
-    if first is not None:
-        when = min(max(first + pace * n, at + pace / 2, earliest), window_end)
-    while len(times) < left:
-        times.append(when)
-        if when + MIN_GAP > window_end:
+def _chain(attempts, failure) -> list[tuple[datetime, datetime, bool]]:
+    """The invoice's automatic attempts up to the failure being planned for, as
+    (created, completed, planned by a retry schedule): the failure's own attempt last,
+    completed at the failure (it may not be written yet)."""
+    chain = []
+    current = failure.attempt
+    for pk, created, completed, planned in attempts:
+        if pk == getattr(current, "pk", None):
             break
-        n += 1
-        following = when + pace
-        if first is not None:
-            following = max(first + pace * n, when + pace / 2)
-        when = min(following, window_end)
+        chain.append((created, completed or created, planned))
+    created = getattr(current, "created_at", None) or failure.at
+    planned = getattr(current, "predicted_chance", None) is not None
+    if not chain:
+        planned = False  # the first attempt: the same moment in every mode
+    chain.append((created, failure.at, planned))
+    return chain
+
+
+def fixed_marks(chain, earliest, window_end, left, pace) -> list[datetime]:
+    """The fixed schedule's next `left` retries at most (fewer when its window ends) on an
+    invoice whose automatic attempts were `chain` (see _chain): its shadow. An attempt
+    not planned by a schedule (the first, a retry at once on a new payment method) is at
+    the same moment in every mode; after each, the fixed schedule retries one pace after
+    the attempt failed (the gateway taking as long as it did), at the window's end at the
+    latest, and stops once the window has ended."""
+    shadow = following = None
+    delay = timedelta(0)
+    for created, completed, planned in chain:
+        if shadow is None or not planned:
+            shadow = created
+        else:
+            shadow = following
+            if shadow is None:
+                return []
+        delay = max(completed - created, timedelta(0))
+        following = _fixed_next(shadow + delay, window_end, pace)
+    marks = []
+    when = following
+    while when is not None and len(marks) < left:
+        marks.append(when)
+        when = _fixed_next(when + delay, window_end, pace)
+    return marks
+
+
+def _fixed_next(failed_at, window_end, pace):
+    """The fixed schedule's retry after a failure at `failed_at` (plan_retry's FIXED)."""
+    if failed_at + MIN_GAP > window_end:
+        return None
+    return min(failed_at + pace, window_end)
+
+
+def fixed_times(marks, earliest, pace, at=None, window_end=None) -> list[datetime]:
+    """The fallback: the fixed schedule's retries (`marks`, fixed_marks) after a failure
+    at `at`. After Smart Retries waited for a better time, the marks may have passed: the
+    retries catch up with them, half a pace apart at least (never ahead of a mark)."""
+    times = []
+    previous = at
+    for mark in marks:
+        when = max(mark, earliest) if previous is None else max(mark, earliest,
+                                                                 previous + pace / 2)
+        if window_end is not None and when > window_end:
+            when = window_end
+            if times and times[-1] + MIN_GAP > window_end:
+                break
+        times.append(when)
+        previous = when
     return times
 
 

@@ -63,6 +63,9 @@ SUPPORTED_Z = 2.0  # a factor is named only when its weight is this sure
 FAILED_MEMORY = timedelta(days=40)
 PAID_MEMORY = 3  # the customer's latest successes that make their payday estimate
 EXPLORATION = 0.3  # Thompson draws use this share of the posterior's spread
+CALIBRATION_PAIRS = 20_000  # the latest out-of-sample predictions recalibrated on
+CALIBRATION_PRIOR = (1.0, 4.0)  # precision of the recalibration's shift (toward 0)...
+# ...and of its slope (toward 1): a few hundred retries move them
 
 
 def _logit(p: float) -> float:
@@ -215,12 +218,22 @@ def slot_features(s: Situation, local: datetime, at: datetime) -> list[str]:
 
 class Model:
     def __init__(self, weights: dict, variances: dict, rows: int, offset: float = 0.0,
-                 precisions: dict | None = None):
+                 precisions: dict | None = None, calibration: tuple = (0.0, 1.0)):
         self.weights = weights
         self.variances = variances
         self.rows = rows
         self.offset = offset  # added to every log-odds (0: none)
         self.precisions = precisions or {}  # each family's prior precision (estimated)
+        self.calibration = calibration  # (shift, slope) of the stated chance's log-odds
+        self.trained = 0  # training rows fitted on
+        self.pairs: list = []  # (log-odds predicted before the outcome was known, outcome)
+
+    def stated(self, features: list[str]) -> float:
+        """The chance stated for a retry (on the invoice, and recorded for calibration):
+        the posterior mean's, recalibrated on this system's own history (recalibrate)."""
+        shift, slope = self.calibration
+        z = self.offset + sum(self.weight(f) for f in features)
+        return _sigmoid(shift + slope * z)
 
     def weight(self, feature: str) -> float:
         w = self.weights.get(feature)
@@ -389,6 +402,38 @@ def training_rows() -> list[tuple[list[str], int]]:
     return rows
 
 
+def recalibrate(pairs: list) -> tuple[float, float]:
+    """Platt scaling of the model's own out-of-sample predictions: the shift and slope of
+    the log-odds that make the chances predicted for the retries actually made (before
+    their outcome was learned) match what happened. The retries made are the ones whose
+    chance looked best among many candidate times: their estimates are biased upward
+    (the winner's curse), which this corrects. Ridge priors toward no change."""
+    shift, slope = 0.0, 1.0
+    (p_shift, p_slope) = CALIBRATION_PRIOR
+    for _step in range(20):
+        g0 = -p_shift * shift
+        g1 = -p_slope * (slope - 1.0)
+        h00, h01, h11 = p_shift, 0.0, p_slope
+        for z, y in pairs:
+            p = _sigmoid(shift + slope * z)
+            w = p * (1 - p)
+            g0 += y - p
+            g1 += (y - p) * z
+            h00 += w
+            h01 += w * z
+            h11 += w * z * z
+        det = h00 * h11 - h01 * h01
+        if det <= 0:
+            break
+        d0 = (h11 * g0 - h01 * g1) / det
+        d1 = (h00 * g1 - h01 * g0) / det
+        shift += max(-1.0, min(1.0, d0))
+        slope += max(-1.0, min(1.0, d1))
+        if abs(d0) < 1e-6 and abs(d1) < 1e-6:
+            break
+    return shift, max(slope, 0.1)
+
+
 _cache: dict = {}
 
 
@@ -407,13 +452,25 @@ def model_load() -> Model:
         return cached
     rows = training_rows() if count else []
     warm = cached is not None and cached.rows <= count
+    pairs = []
+    if warm:
+        # The rows learned since the last fit, as the model then predicted them: the
+        # out-of-sample predictions the stated chances are recalibrated on.
+        new = len(rows) - cached.trained if len(rows) < TRAIN_LIMIT else count - cached.rows
+        pairs = cached.pairs + [
+            (cached.offset + sum(cached.weight(f) for f in features), y)
+            for features, y in rows[len(rows) - max(new, 0):]
+        ] if new > 0 else list(cached.pairs)
+        pairs = pairs[-CALIBRATION_PAIRS:]
     if rows:
         weights, variances, precisions = fit_shrunk(
             rows, cached.weights if warm else None, cached.precisions if warm else None,
             sweeps=4 if warm else 15)
     else:
         weights, variances, precisions = {}, {}, {}
-    model = Model(weights, variances, count, precisions=precisions)
+    model = Model(weights, variances, count, precisions=precisions,
+                  calibration=recalibrate(pairs) if pairs else (0.0, 1.0))
+    model.trained, model.pairs = len(rows), pairs
     _cache[key] = model
     return model
 

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from automations import retry_model
-from automations.retries import _smart, fixed_times, plan_value
+from automations.models import RetryPolicy
+from automations.retries import _smart, fixed_marks, fixed_times, plan_retry, plan_value
 
 FIRST = datetime(2026, 3, 2, 9, tzinfo=UTC)  # a Monday
 PACE = timedelta(days=14) / 8
@@ -35,7 +36,7 @@ def plan(model, *, at=FIRST, used=0, budget=8, history=(), seed=1):
     """Smart Retries' next retry of an invoice that first failed at FIRST and last failed
     at `at`, after `used` retries; the customer's earlier attempts are `history`."""
     failure = SimpleNamespace(
-        invoice=SimpleNamespace(past_due_at=FIRST, last_decline_code="insufficient_funds",
+        invoice=SimpleNamespace(pk=7, past_due_at=FIRST, last_decline_code="insufficient_funds",
                                 amount_remaining=5000),
         attempt=SimpleNamespace(decline_code="insufficient_funds", card_funding="debit"),
         customer=SimpleNamespace(pk=1, timezone="UTC", segment=""), at=at,
@@ -91,10 +92,15 @@ def test_the_planner_never_plans_beyond_the_budget():
     retry = plan(payday_model(11), at=FIRST + PACE * 7, used=7)
     assert retry.at is not None and retry.at <= WINDOW_END
     assert "retry 8 of 8" in retry.reason
-    assert fixed_times(FIRST, FIRST + hours(1), WINDOW_END, 3, PACE) == [
-        FIRST + PACE, FIRST + PACE * 2, FIRST + PACE * 3]
+    first = [(FIRST, FIRST, False)]
+    marks = fixed_marks(first, FIRST + hours(1), WINDOW_END, 3, PACE)
+    assert marks == [FIRST + PACE, FIRST + PACE * 2, FIRST + PACE * 3]
+    assert fixed_times(marks, FIRST + hours(1), PACE, FIRST, WINDOW_END) == marks
     # Whatever the chances, the fixed schedule's retries end at the window's end.
-    assert fixed_times(FIRST + PACE * 7, FIRST + PACE * 7 + hours(1), WINDOW_END, 5, PACE) == [
+    late = [(FIRST, FIRST, False)] + [(FIRST + PACE * k, FIRST + PACE * k, True)
+                                      for k in range(1, 7)]
+    late.append((FIRST + PACE * 7, FIRST + PACE * 7 + hours(30), True))
+    assert fixed_marks(late, FIRST + PACE * 7 + hours(31), WINDOW_END, 5, PACE) == [
         WINDOW_END]
 
 
@@ -163,3 +169,74 @@ def test_noise_is_shrunk_away_and_chances_stay_calibrated_on_the_best_slots():
     best = max(model.chance(features(situation(), t)) for t in slots)
     assert best < 0.17
     assert not any(model.supported(f) for f in weights if not f.startswith("c:"))
+
+
+def collect(mode, model, *, delay, budget=8, seed=1):
+    """The automatic attempts of one invoice whose every charge fails, the gateway taking
+    `delay` to say so, retried by plan_retry in `mode` (smart or fixed): their times."""
+    policy = SimpleNamespace(retry_budget=budget, window_days=14, name="test", mode=mode,
+                             after_last_retry=RetryPolicy.AfterLastRetry.LEAVE_PAST_DUE)
+    invoice = SimpleNamespace(pk=7, past_due_at=None, attempt_count=0,
+                              last_decline_code="insufficient_funds", amount_remaining=5000)
+    customer = SimpleNamespace(pk=1, timezone="UTC", segment="")
+    rows = []
+    context = SimpleNamespace(model=model, histories={1: []}, rng=random.Random(seed),
+                              active=lambda _failure: False, attempts={7: rows},
+                              card_free_from=lambda _failure: None)
+    when, chance = FIRST - delay, None
+    while when is not None:
+        attempt = SimpleNamespace(pk=len(rows) + 1, created_at=when, predicted_chance=chance,
+                                  decline_code="insufficient_funds", card_funding="debit")
+        rows.append((attempt.pk, when, None, chance is not None))
+        invoice.attempt_count += 1
+        failed = when + delay
+        invoice.past_due_at = invoice.past_due_at or failed
+        rows[-1] = (attempt.pk, when, failed, chance is not None)
+        retry = plan_retry(SimpleNamespace(invoice=invoice, attempt=attempt, customer=customer,
+                                           at=failed), policy, context)
+        when, chance = retry.at, 1 if mode == "smart" else None
+    return [created for _pk, created, _completed, _planned in rows]
+
+
+@pytest.mark.parametrize("delay", [hours(0), hours(48), hours(5)])
+@pytest.mark.parametrize("model", ["flat", "payday", "priors"])
+def test_smart_retries_never_make_an_attempt_before_the_fixed_schedule_would(delay, model):
+    # A gateway that takes two days to decline (a charge that stays processing): the
+    # fixed schedule retries a whole pace after each failure; Smart Retries used to
+    # catch up with the fixed grid half a pace after it, one attempt more on the invoice.
+    model = {"flat": retry_model.Model({"c:insufficient_funds": -2.0},
+                                       {"c:insufficient_funds": 0.01}, 5000),
+             "payday": payday_model((FIRST + timedelta(days=8)).day),
+             "priors": retry_model.Model({}, {}, 0)}[model]
+    fixed = collect(RetryPolicy.Mode.FIXED, model, delay=delay)
+    for seed in range(3):
+        smart = collect(RetryPolicy.Mode.SMART, model, delay=delay, seed=seed)
+        assert len(smart) <= len(fixed)
+        assert all(s >= f for s, f in zip(smart, fixed, strict=False)), (smart, fixed)
+    if delay == hours(48):
+        assert len(fixed) < 9  # the delays cost the fixed schedule retries in the window
+
+
+def test_stated_chances_are_recalibrated_against_the_winners_curse():
+    # Every candidate time truly succeeds 20% of the time; the model's estimates are
+    # noisy, and the retry goes to the best-looking of 50 times: its estimate is biased
+    # upward. Recalibrated on the model's own out-of-sample predictions of the retries
+    # made, the chance stated for the next such retries is what they succeed at.
+    rng = random.Random(5)
+    truth = retry_model._logit(0.2)
+
+    def best_estimate():
+        return max(truth + rng.gauss(0, 0.6) for _slot in range(50))
+
+    pairs = [(best_estimate(), int(rng.random() < 0.2)) for _n in range(4000)]
+    assert sum(retry_model._sigmoid(z) for z, _y in pairs) / len(pairs) > 0.4
+    shift, slope = retry_model.recalibrate(pairs)
+    model = retry_model.Model({}, {}, 0, calibration=(shift, slope))
+    stated = []
+    for _n in range(2000):
+        z = best_estimate()
+        model.offset = z  # the model's log-odds for that slot
+        stated.append(model.stated([]))
+    assert sum(stated) / len(stated) == pytest.approx(0.2, abs=0.03)
+    # No history of predictions: no change.
+    assert retry_model.recalibrate([]) == (0.0, 1.0)
