@@ -18,6 +18,7 @@ from customers.clock_due import Candidate, Due, dues_first
 from customers.errors import DomainError
 from customers.models import TestClock
 from customers.services import test_clock_advance
+from customers.singletons import singletons_held
 from invoices import collection
 from invoices.models import Invoice
 from invoices.sweeps import finalize_due_drafts
@@ -74,7 +75,14 @@ CLOCK_WORK = [
 
 def clock_advance(clock: TestClock, *, to: datetime) -> dict:
     """Move the clock to `to`, doing everything that falls due on the way, in order.
-    Returns the counts of each kind of work and how many moments it stopped at."""
+    Returns the counts of each kind of work and how many moments it stopped at.
+
+    The settings rows are read once for the whole advance (customers.singletons)."""
+    with singletons_held():
+        return _advance(clock, to)
+
+
+def _advance(clock: TestClock, to: datetime) -> dict:
     if to <= clock.frozen_time:
         raise DomainError(
             _("A test clock only moves forward: choose a time after %(time)s.")
@@ -106,17 +114,18 @@ def _stop(clock: TestClock, moment: datetime, due: dict, totals: dict) -> None:
     a later kind due at this same moment (a failed payment queues an email), so once
     something ran the later kinds are asked again; afterwards `due` is brought up to
     date for the next stop."""
-    ran = False
+    last = None  # the last kind that ran
     for n, work in enumerate(CLOCK_WORK):
         at = due[work.name]
         if at is None or at > moment:
             continue
         totals[work.name].update(work.run(now=moment, test_clock=clock))
-        ran = True
+        last = n
         # The kinds after it, asked again (in one query) now that this one ran.
         due.update(_due_by_work(clock, CLOCK_WORK[n + 1:]))
-    if ran:
-        due.update(_due_by_work(clock))
+    if last is not None:
+        # The kinds up to the last that ran: those after it were asked once it had run.
+        due.update(_due_by_work(clock, CLOCK_WORK[:last + 1]))
 
 
 def _due_by_work(clock: TestClock, works=None) -> dict[str, datetime | None]:

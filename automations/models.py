@@ -149,7 +149,7 @@ class BillingSettings(Singleton, models.Model):
         return str(_("Billing settings"))
 
     @classmethod
-    def load(cls) -> "BillingSettings":
+    def load_row(cls) -> "BillingSettings":
         settings = cls.objects.select_related("default_retry_policy").filter(pk=1).first()
         if settings is not None:
             return settings

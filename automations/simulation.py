@@ -26,6 +26,7 @@ from customers.actors import Actor
 from customers.models import Customer, TestClock
 from customers.money import currency_exponent
 from customers.services import customer_create
+from customers.singletons import singletons_held
 from invoices.collection import invoice_charge, payment_method_add
 from invoices.gateways.simulated import CARDS_BY_TOKEN
 from invoices.models import Event, Invoice, PaymentAttempt
@@ -219,7 +220,17 @@ def _run_in(world: World, *, days, seed, mode, currency, on_step) -> Report:
     )
     actions: dict[int, datetime] = {}  # customer index -> when it acts (one action each)
     acted: set[int] = set()
-    hour = start
+    # The settings rows are read once for the run, not at each invoice and clock stop
+    # (customers.singletons: a save of one makes it read again).
+    with singletons_held():
+        _hours_run(world, population, index, invoices_due, actions, acted, end, on_step)
+    report = _report(mode, len(population), days, seed, currency, clock)
+    report.world = world.name
+    return report
+
+
+def _hours_run(world, population, index, invoices_due, actions, acted, end, on_step) -> None:
+    clock, hour = world.clock, world.start
     next_invoice = 0
     while hour < end:
         while next_invoice < len(invoices_due) and invoices_due[next_invoice][0] <= hour:
@@ -236,9 +247,6 @@ def _run_in(world: World, *, days, seed, mode, currency, on_step) -> Report:
             _statistics_refresh()
         if on_step:
             on_step(hour)
-    report = _report(mode, len(population), days, seed, currency, clock)
-    report.world = world.name
-    return report
 
 
 def _statistics_refresh() -> None:

@@ -79,14 +79,14 @@ def customer_create(*, name: str, invoice_prefix: str = "", **fields) -> Custome
 
 def test_clock_advance(clock: TestClock, *, to: datetime) -> TestClock:
     """Move the clock forward. The work this makes due is run by the caller's sweeps."""
-    with transaction.atomic():
-        locked = TestClock.objects.select_for_update().get(pk=clock.pk)
-        if to <= locked.frozen_time:
-            raise DomainError(
-                _("A test clock only moves forward: choose a time after %(time)s.")
-                % {"time": locked.frozen_time.isoformat()}
-            )
-        TestClock.objects.filter(pk=clock.pk).update(frozen_time=to)
+    # One conditional UPDATE (it locks the row): a clock stops thousands of times in a
+    # simulation, and a transaction with a locked read costs three more round trips.
+    if not TestClock.objects.filter(pk=clock.pk, frozen_time__lt=to).update(frozen_time=to):
+        current = TestClock.objects.get(pk=clock.pk).frozen_time
+        raise DomainError(
+            _("A test clock only moves forward: choose a time after %(time)s.")
+            % {"time": current.isoformat()}
+        )
     clock.frozen_time = to
     return clock
 

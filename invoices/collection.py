@@ -436,7 +436,8 @@ def attempts_open_due(
 ) -> tuple[list[PaymentAttempt], int]:
     """Claim the due invoices among `ids` (SKIP LOCKED: another worker's are its own) and
     commit their pending attempts. Returns the attempts and how many were put on hold."""
-    with transaction.atomic():
+    # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
+    with transaction.atomic(savepoint=False):
         invoices = list(
             due_for_collection(now, test_clock)
             .filter(pk__in=ids)
@@ -590,7 +591,8 @@ def attempts_complete(
     """Record gateway outcomes for pending or processing attempts, in one transaction.
     An attempt someone else has meanwhile recorded is left as it is."""
     batch = _Batch(actor=actor)
-    with transaction.atomic():
+    # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
+    with transaction.atomic(savepoint=False):
         invoice_ids = sorted({attempt.invoice_id for attempt, *_rest in items})
         batch.invoices = Invoice.objects.select_for_update(of=("self",)).select_related(
             "customer"
@@ -942,7 +944,8 @@ def attempts_check_due(
     # Most ticks find nothing: one indexed read then, no transaction (two round trips
     # fewer, a third of the collection tick).
     while attempts_due_check(now, test_clock).exists():
-        with transaction.atomic():
+        # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
+        with transaction.atomic(savepoint=False):
             attempts = list(
                 attempts_due_check(now, test_clock)
                 .select_related("customer")

@@ -90,7 +90,8 @@ def invoice_create(
     )
     # The customer's own clock: nothing to check (it would cost a query per invoice).
     _full_clean(invoice, exclude=["customer", "default_payment_method", "test_clock"])
-    with transaction.atomic():
+    # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
+    with transaction.atomic(savepoint=False):
         invoice.save()
         event_record("invoice.created", now=now, actor=actor, invoice=invoice)
     return invoice

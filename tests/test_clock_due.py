@@ -72,3 +72,20 @@ def test_the_clock_asks_every_kind_of_work_in_one_query():
     assert due["auto_finalization"] == Invoice.objects.get(test_clock=clock) \
         .automatically_finalizes_at
     assert due["collection"] is None and due["emails"] is None
+
+
+def test_moving_the_clock_is_one_statement_and_never_backwards():
+    from customers.errors import DomainError
+    from customers.services import test_clock_advance
+
+    clock = TestClock.objects.create(name="Rehearsal", frozen_time=NOW)
+    with CaptureQueriesContext(connection) as captured:
+        test_clock_advance(clock, to=NOW + timedelta(hours=1))
+    assert len(captured) == 1
+    assert TestClock.objects.get(pk=clock.pk).frozen_time == NOW + timedelta(hours=1)
+
+    stale = TestClock.objects.get(pk=clock.pk)
+    stale.frozen_time = NOW  # a copy read before the move
+    with pytest.raises(DomainError, match="only moves forward"):
+        test_clock_advance(stale, to=NOW + timedelta(minutes=30))
+    assert TestClock.objects.get(pk=clock.pk).frozen_time == NOW + timedelta(hours=1)

@@ -20,12 +20,13 @@ from collections.abc import Callable
 from django.db.models import Q
 from django.db.models.base import ModelState
 
+from customers.singletons import held_read
 from invoices.bulkwrite import rows_insert
 from invoices.models import Event
 
 from .chain import MAX_CHAIN_DEPTH, acting
 from .conditions import conditions_compile
-from .models import Automation, AutomationRun
+from .models import Automation, AutomationRun, AutomationVersion
 from .subjects import Subject, subjects_load
 from .triggers import TRIGGERS, event_types, triggers_of_type
 
@@ -42,9 +43,14 @@ def on_events(events: list[Event]) -> None:
     if depth > MAX_CHAIN_DEPTH:
         return
     keys = {t.key for type_ in {e.type for e in relevant} for t in triggers_of_type(type_)}
-    automations = list(
-        Automation.objects.filter(enabled=True, trigger__in=keys, live_version__isnull=False)
-        .select_related("live_version").order_by("priority", "pk")
+    # Read once per set of triggers in a clock's advance (customers.singletons.held_read).
+    automations = held_read(
+        ("engine.on_events", frozenset(keys)),
+        lambda: list(
+            Automation.objects.filter(enabled=True, trigger__in=keys, live_version__isnull=False)
+            .select_related("live_version").order_by("priority", "pk")
+        ),
+        watch={Automation, AutomationVersion},
     )
     if current is not None:  # an action never re-triggers the automation that caused it
         automations = [a for a in automations if a.pk != current.automation_id]

@@ -16,11 +16,12 @@ from django.db.models.functions import Cast, Concat
 from django.utils.translation import gettext as _
 
 from customers.models import Customer
+from customers.singletons import held_read
 from invoices.bulkwrite import rows_insert
 from invoices.models import Invoice
 
 from .matching import plan_matcher, run_build
-from .models import Automation, AutomationRun
+from .models import Automation, AutomationRun, AutomationVersion
 from .subjects import Subject, subjects_load
 from .triggers import CUSTOMER_CREATED, DUE_IN, PAST_DUE, TRIGGERS
 
@@ -150,7 +151,11 @@ def _customers_scan(automation: Automation, now: datetime, counts: dict, test_cl
 
 def scan_next_due_at(test_clock) -> datetime | None:
     moments = []
-    for automation in scan_automations():
+    # A clock's advance asks this at every stop: the live automations are read once
+    # for it (customers.singletons.held_read), again after one is saved.
+    live = held_read("engine.scan_automations", scan_automations,
+                     watch={Automation, AutomationVersion})
+    for automation in live:
         plan = automation.live_version.plan
         if plan["trigger"] == CUSTOMER_CREATED:
             if _new_customers(automation, test_clock).exists():

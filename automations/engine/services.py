@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from customers.errors import DomainError
+from customers.singletons import held_forget
 
 from .conditions import conditions_describe, conditions_validate
 from .models import Automation, AutomationVersion
@@ -101,6 +102,7 @@ def automation_publish(automation: Automation, *, now: datetime) -> AutomationVe
                                                    plan=plan, created_at=now)
         automation.live_version = version
         Automation.objects.filter(pk=automation.pk).update(live_version=version)
+        held_forget()  # no signal from update(): a clock's held reads see it
     return version
 
 
@@ -109,5 +111,6 @@ def automation_set_enabled(automation: Automation, *, enabled: bool, now: dateti
     if enabled and not automation.enabled:
         fields["enabled_at"] = now
     Automation.objects.filter(pk=automation.pk).update(**fields)
+    held_forget()  # no signal from update(): a clock's held reads see it
     for name, value in fields.items():
         setattr(automation, name, value)

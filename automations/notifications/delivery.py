@@ -32,6 +32,7 @@ from django.db.models import F
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
+from customers.singletons import held_read
 from invoices.bulkwrite import rows_update
 from invoices.events import event_build, events_save
 from invoices.models import Invoice
@@ -87,7 +88,8 @@ def due_rows(now: datetime, test_clock=None):
 
 def outbox_claim(*, now: datetime, size: int, test_clock=None) -> list[Row]:
     """Take up to `size` due rows for this worker (leased until now + LEASE)."""
-    with transaction.atomic():
+    # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
+    with transaction.atomic(savepoint=False):
         ids = list(
             due_rows(now, test_clock)
             .order_by("next_attempt_at", "pk")
@@ -134,7 +136,8 @@ def marks_flush(sent: list[tuple[Row, list[str], str]], *, now: datetime) -> Non
         row.status, row.sent_at, row.message_id, row.to = ST.SENT, now, mid, recipients
         row.send_count, row.last_error, row.next_attempt_at = row.send_count + 1, "", now
         rows.append(row)
-    with transaction.atomic():
+    # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
+    with transaction.atomic(savepoint=False):
         commit_without_waiting_for_disk()
         rows_update(Row, rows, SENT_FIELDS)
         events_save([
@@ -279,7 +282,8 @@ def cancel_reasons(rows: list[Row]) -> dict[int, str]:
 
 def batch_deliver(rows: list[Row], *, now: datetime, counts: dict) -> None:
     notification_settings = NotificationSettings.load()
-    overrides = {(t.kind, t.locale): t for t in EmailTemplate.objects.all()}
+    overrides = held_read("notifications.email_templates", lambda: {
+        (t.kind, t.locale): t for t in EmailTemplate.objects.all()}, watch={EmailTemplate})
     brand = branding()
     cancelled = cancel_reasons(rows)
     ready = []
