@@ -162,7 +162,7 @@ def test_an_invoice_paid_before_its_email_went_out_is_sent_as_paid_not_due_for_z
 
     # Then the invoice email states its total and that it is paid, never "due" for zero
     [email] = [m for m in mail.outbox if m.subject.startswith("Facture")]
-    assert "d'un montant de 246,90\u00a0€ est jointe. Elle est réglée : merci." in email.body
+    assert "d'un montant de 246,90\u00a0€ est jointe. Elle est réglée. Merci." in email.body
     assert "0,00" not in email.body.split("\n\n")[1]
     assert "à régler" not in email.body
     html, _mimetype = email.alternatives[0]
