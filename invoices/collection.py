@@ -982,12 +982,19 @@ def _attempt_ask(gateway: Gateway, attempt: PaymentAttempt, at: datetime):
 
 def next_due_parts(test_clock) -> list[Due]:
     """The earliest collection work of a test clock's customers (for clock advance): the
-    first entry of the clock's own partial indexes (the rows carry the clock)."""
+    first entry of the clock's own partial indexes (the rows carry the clock). With
+    automatic collection off, invoices' planned attempts are not work (collect_due makes
+    none): only the payments already in flight are checked."""
+    in_flight = Due(
+        lambda: PaymentAttempt.objects.filter(status__in=IN_FLIGHT, test_clock=test_clock),
+        "check_at", key=f"collection.attempts:{test_clock.pk}",
+    )
+    if not policy().enabled:
+        return [in_flight]
     return [
         Due(lambda: Invoice.objects.filter(status=S.OPEN, test_clock=test_clock),
             "next_payment_attempt", key=f"collection.invoices:{test_clock.pk}"),
-        Due(lambda: PaymentAttempt.objects.filter(status__in=IN_FLIGHT, test_clock=test_clock),
-            "check_at", key=f"collection.attempts:{test_clock.pk}"),
+        in_flight,
     ]
 
 

@@ -10,6 +10,7 @@ from automations import clocks
 from automations.models import BillingSettings
 from customers.clock_due import Due, due_first, dues_first
 from customers.models import TestClock
+from customers.singletons import singletons_held
 from invoices.models import Invoice
 
 from .factories import NOW, make_customer, make_draft
@@ -62,11 +63,12 @@ def test_the_clock_asks_every_kind_of_work_in_one_query():
     clock = clock_with_drafts(3)
     BillingSettings.load()  # created on first read
 
-    with CaptureQueriesContext(connection) as queries:
+    # As clock_advance asks: with the settings rows read once for the whole advance.
+    with singletons_held(), CaptureQueriesContext(connection) as queries:
         due = clocks._due_by_work(clock)
 
-    # The billing settings (days until uncollectible), the live automations, then one
-    # query for the rows of every kind.
+    # The billing settings (automatic collection on, days until uncollectible), the live
+    # automations, then one query for the rows of every kind.
     assert len(queries) == 3
     assert set(due) == {work.name for work in clocks.CLOCK_WORK}
     assert due["auto_finalization"] == Invoice.objects.get(test_clock=clock) \

@@ -1,13 +1,13 @@
 """manage.py simulate and advance_clock: the demo of the collection engine."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from automations.models import NotificationSchedule, OutboxMessage
+from automations.models import BillingSettings, NotificationSchedule, OutboxMessage
 from automations.simulation import simulate, simulate_modes
 from customers.models import Customer, TestClock
 from invoices.models import Invoice, PaymentAttempt
@@ -198,3 +198,19 @@ def test_every_row_of_a_clock_customer_carries_the_clock():
         rows = model.objects.filter(**{f"{path}__test_clock": clock})
         assert rows.exists(), model
         assert not rows.exclude(test_clock=clock).exists(), model
+
+
+def test_advance_clock_with_automatic_collection_off_moves_on_without_charging():
+    # Given automatic collection turned off, and a due charge-automatically invoice on a clock
+    settings = BillingSettings.load()
+    settings.automatic_collection = False
+    settings.save()
+    clock = TestClock.objects.create(name="Rehearsal", frozen_time=NOW)
+    invoice = make_charged("sim_4242", customer=make_customer(test_clock=clock))
+    # When the clock is advanced past the invoice's attempt
+    output = run("advance_clock", "Rehearsal", "--days", "3")
+    # Then the clock reaches its time (no "work stays due") and nothing was charged
+    clock.refresh_from_db()
+    invoice.refresh_from_db()
+    assert clock.frozen_time == NOW + timedelta(days=3), output
+    assert invoice.status == "open" and not invoice.payment_attempts.exists()
