@@ -303,7 +303,10 @@ def wake(broker_url):
     """What beat does every minute: enqueue the collection sweep."""
     app = Celery("reliability-probe", broker=broker_url, set_as_current=False)
     try:
-        app.send_task("automations.collect_payments", retry=False)
+        # A connection to this broker: Celery prefers a CELERY_BROKER_URL of the
+        # environment to the app's `broker`, and the worker listens on this one only.
+        with app.connection_for_write(broker_url) as connection:
+            app.send_task("automations.collect_payments", retry=False, connection=connection)
     finally:
         app.close()
 
