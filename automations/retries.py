@@ -25,6 +25,7 @@ import zoneinfo
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+import numpy as np
 from django.db import connection
 from django.db.models import Count
 from django.utils.translation import gettext as _
@@ -122,6 +123,7 @@ class _Context:
         ):
             self.attempts[invoice_id].append((pk, created, completed, chance is not None))
         self.rng = random.Random(int(now.timestamp()) ^ len(failures))
+        self.generator = np.random.default_rng(int(now.timestamp()) ^ len(failures))
 
     def active(self, failure: Failure) -> bool:
         since = failure.invoice.past_due_at or failure.at
@@ -218,14 +220,17 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
     fixed_features = [features_at(t) for t in fixed]
     by_left = {left - j: mark for j, mark in enumerate(marks)}
     slots = _slots(earliest, window_end)
-    features = [features_at(slot) for slot in slots]
-    drawn_model = model.sampled(context.rng)
-    drawn = [drawn_model.chance(f) for f in features]
+    generator = _generator(context)
+    # Every candidate time's chance under one draw from the posterior (Thompson
+    # sampling), all at once: the slots' log-odds are sums of tables by local weekday and
+    # hour, day of month and age (SlotTables).
+    tables = SlotTables(model, situation, tz, slots)
+    drawn = tables.chances(model.draws(generator, 1))[0]
     chosen = _plan_slots(slots, drawn, left, earliest, by_left)
-    planned = [features[i] for i in chosen]
+    planned = [features_at(slots[i]) for i in chosen]
     planned_times = [slots[i] for i in chosen]
     better = chosen and _clearly_better(
-        model, context.rng, planned, planned_times, fixed_features, fixed, earliest)
+        model, generator, planned, planned_times, fixed_features, fixed, earliest)
     if better:
         when, chosen_features, times, feats = slots[chosen[0]], planned[0], planned_times, planned
     else:
@@ -239,6 +244,98 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
                      expected, used, budget, when - max(earliest, failure.at + pace),
                      not better)
     return RetryPlan(when, reason, chance=p)
+
+
+def _generator(context) -> np.random.Generator:
+    """The context's generator of posterior draws (seeded from its random.Random)."""
+    generator = getattr(context, "generator", None)
+    if generator is None:
+        generator = context.generator = np.random.default_rng(context.rng.getrandbits(64))
+    return generator
+
+
+class SlotTables:
+    """The candidate times' features as tables: a slot's log-odds is the situation's
+    base features plus table entries by its local weekday and hour, its day of month and
+    its age, so the chances of every slot under any draw of the weights are a few array
+    look-ups (the same features as retry_model.slot_features, built once per table)."""
+
+    def __init__(self, model, situation: Situation, tz, slots: list[datetime]):
+        group = "funds" if situation.code in retry_model.FUNDS_CODES else "other"
+        self.model = model
+        self.base = model.columns(retry_model.base_features(situation))
+        self.clock = _model_table(model, ("clock", situation.funding), 168, lambda i: (
+            retry_model.clock_features(situation.funding, i // 24, i % 24)))
+        self.day = _model_table(model, ("day", group), 31, lambda i: (
+            retry_model.day_features(group, i + 1)))
+        self.age = _model_table(model, ("age", group), len(retry_model.AGE_EDGES) + 1,
+                                lambda i: [f"age:{group}:{i}"])
+        self.weekday = _table(model, 7, lambda i: (
+            retry_model.customer_weekday_features(situation, i)))
+        self.hour = _table(model, 24, lambda i: retry_model.customer_hour_features(situation, i))
+        self.payday = _table(model, 31, lambda i: (
+            retry_model.customer_day_features(situation, i + 1)))
+        self.clock_of, self.day_of = _local_parts(tz, slots)
+        ages = np.array([(s - situation.first_failed_at).total_seconds() / 3600 for s in slots])
+        self.age_of = np.searchsorted(retry_model.AGE_EDGES, ages, side="right")
+
+    def chances(self, weights: np.ndarray) -> np.ndarray:
+        """Each slot's chance under each row of `weights` (draws x columns): draws x slots."""
+        def summed(table):
+            return weights[:, table].sum(axis=-1) if table.shape[-1] else \
+                np.zeros((len(weights), len(table)))
+
+        z = self.model.offset + weights[:, self.base].sum(axis=1)[:, None]
+        z = z + summed(self.clock)[:, self.clock_of]
+        z = z + summed(self.weekday)[:, self.clock_of // 24]
+        z = z + summed(self.hour)[:, self.clock_of % 24]
+        z = z + (summed(self.day) + summed(self.payday))[:, self.day_of - 1]
+        z = z + summed(self.age)[:, self.age_of]
+        return retry_model._sigmoids(z)
+
+
+def _table(model, n: int, features_of) -> np.ndarray:
+    """n rows of the model's columns (-1: none), row i holding features_of(i)."""
+    rows = [features_of(i) for i in range(n)]
+    width = max(map(len, rows))
+    return np.array([model.columns(row, width) for row in rows], dtype=np.intp).reshape(n, width)
+
+
+def _model_table(model, key, n: int, features_of) -> np.ndarray:
+    """_table, kept on the model (the tables that depend on no customer)."""
+    tables = model.__dict__.setdefault("_slot_tables", {})
+    found = tables.get(key)
+    if found is None:
+        found = tables[key] = _table(model, n, features_of)
+    return found
+
+
+_local_hours: dict = {}
+
+
+def _local_parts(tz, slots: list[datetime]) -> tuple[np.ndarray, np.ndarray]:
+    """The slots' local weekday x 24 + hour, and day of month, in time zone `tz`: read
+    from a table by UTC hour kept per time zone (slots on the hour), else computed."""
+    stamps = [s.timestamp() for s in slots]
+    if any(stamp % 3600 for stamp in stamps):
+        local = [s.astimezone(tz) for s in slots]
+        return (np.array([m.weekday() * 24 + m.hour for m in local], dtype=np.intp),
+                np.array([m.day for m in local], dtype=np.intp))
+    hours = np.array(stamps, dtype=np.int64) // 3600
+    low, high = int(hours.min()), int(hours.max()) + 1
+    known = _local_hours.get(tz.key)
+    if known is None or known[0] > low or known[0] + len(known[1]) < high:
+        if known is not None:
+            low, high = min(low, known[0]), max(high, known[0] + len(known[1]))
+        clock, day = [], []
+        for hour in range(low, high):
+            moment = datetime.fromtimestamp(hour * 3600, tz)
+            clock.append(moment.weekday() * 24 + moment.hour)
+            day.append(moment.day)
+        known = _local_hours[tz.key] = (low, np.array(clock, dtype=np.intp),
+                                        np.array(day, dtype=np.intp))
+    offset = hours - known[0]
+    return known[1][offset], known[2][offset]
 
 
 def _chain(attempts, failure) -> list[tuple[datetime, datetime, bool]]:
@@ -320,21 +417,34 @@ def plan_value(chances: list[float], times: list[datetime], earliest: datetime) 
     return value
 
 
-def _clearly_better(model, rng, planned, planned_times, fixed, fixed_times_, earliest) -> bool:
+def _plan_values(chances: np.ndarray, times: list[datetime], earliest: datetime) -> np.ndarray:
+    """plan_value for each row of `chances` (draws x retries)."""
+    worth = SOONER ** (np.array([(t - earliest).total_seconds() for t in times]) / 86400)
+    missed = np.cumprod(1 - chances, axis=1)
+    missed = np.hstack([np.ones((len(chances), 1)), missed[:, :-1]])
+    return (missed * chances * worth).sum(axis=1)
+
+
+def _clearly_better(model, generator, planned, planned_times, fixed, fixed_times_,
+                    earliest) -> bool:
     """Whether the planned retries beat the fixed schedule's under the model, clearly:
     by MIN_GAIN of expected recovery under the posterior mean, and in CONFIDENCE of
     draws from the posterior. Without a timing signal (or with too little history) the
     model cannot tell them apart and Smart Retries keep the fixed schedule."""
-    smart = plan_value([model.chance(f) for f in planned], planned_times, earliest)
-    base = plan_value([model.chance(f) for f in fixed], fixed_times_, earliest)
-    if smart < base * (1 + MIN_GAIN):
+    width = max(map(len, planned + fixed))
+    columns = np.array([model.columns(f, width) for f in planned + fixed], dtype=np.intp)
+    split = len(planned)
+
+    def values(weights):
+        chances = retry_model._sigmoids(model.offset + weights[:, columns].sum(axis=-1))
+        return (_plan_values(chances[:, :split], planned_times, earliest),
+                _plan_values(chances[:, split:], fixed_times_, earliest))
+
+    smart, base = values(model.means()[None, :])
+    if smart[0] < base[0] * (1 + MIN_GAIN):
         return False
-    wins = 0
-    for _draw in range(DRAWS):
-        sampled = model.sampled(rng, spread=1.0)
-        wins += plan_value([sampled.chance(f) for f in planned], planned_times, earliest) > \
-            plan_value([sampled.chance(f) for f in fixed], fixed_times_, earliest)
-    return wins >= CONFIDENCE * DRAWS
+    smart, base = values(model.draws(generator, DRAWS, spread=1.0))
+    return int((smart > base).sum()) >= CONFIDENCE * DRAWS
 
 
 def _slots(earliest: datetime, window_end: datetime) -> list[datetime]:
@@ -358,48 +468,44 @@ def _plan(slots: list[datetime], chances: list[float], left: int, earliest: date
                                  earliest)
 
 
-def _plan_slots(slots: list[datetime], chances: list[float], left: int, earliest: datetime,
+def _plan_slots(slots: list[datetime], chances, left: int, earliest: datetime,
                 marks: dict | None = None) -> list[int]:
     """Dynamic programming over the candidate times: the set of at most `left` retries,
     PLAN_GAP apart, that maximises the expected recovery (a success at slot i is worth
     SOONER^days), each retry counting only if those before it failed; the retry placed
     with k retries left comes no sooner than marks[k]. Returns the chosen slots' indexes
-    in time order."""
+    in time order. Each number of retries left is one pass over the slots in arrays:
+    the best plan from slot i on is the best of taking slot i and of the best from i+1."""
     marks = marks or {}
     n = len(slots)
-    following = []  # the first slot at least PLAN_GAP after each
-    j = 0
-    for i in range(n):
-        while j < n and slots[j] - slots[i] < PLAN_GAP:
-            j += 1
-        following.append(j)
-    worth = [c * SOONER ** ((slot - earliest).total_seconds() / 86400)
-             for slot, c in zip(slots, chances, strict=True)]
-    # value[k][i]: the best expected recovery with k retries among slots i..n-1.
-    value = [[0.0] * (n + 1) for _k in range(left + 1)]
+    seconds = np.array([(slot - earliest).total_seconds() for slot in slots])
+    following = np.searchsorted(seconds, seconds + PLAN_GAP.total_seconds(), side="left")
+    chances = np.asarray(chances, dtype=float)
+    worth = chances * SOONER ** (seconds / 86400)
+    # value[k][i]: the best expected recovery with k retries among slots i..n-1; take[k][i]
+    # that of a plan that takes slot i (-inf where slot i is before the mark).
+    value = [np.zeros(n + 1)]
+    takes = [None]
     for k in range(1, left + 1):
-        row, below, mark = value[k], value[k - 1], marks.get(k)
-        for i in range(n - 1, -1, -1):
-            if mark is not None and slots[i] < mark:
-                row[i] = row[i + 1]
-                continue
-            take = worth[i] + (1 - chances[i]) * below[following[i]]
-            row[i] = take if take > row[i + 1] else row[i + 1]
+        take = worth + (1 - chances) * value[k - 1][following]
+        mark = marks.get(k)
+        if mark is not None:
+            take[seconds < (mark - earliest).total_seconds()] = -np.inf
+        row = np.zeros(n + 1)
+        row[:n] = np.maximum(np.maximum.accumulate(take[::-1])[::-1], 0.0)
+        value.append(row)
+        takes.append(take)
     chosen, i = [], 0
     for k in range(left, 0, -1):
-        below, mark = value[k - 1], marks.get(k)
         target = value[k][i]
         if target <= 0:
             break
-        while i < n:
-            if (mark is None or slots[i] >= mark) and \
-                    worth[i] + (1 - chances[i]) * below[following[i]] >= target - 1e-12:
-                break
-            i += 1
-        if i >= n:
+        found = np.flatnonzero(takes[k][i:] >= target - 1e-12)
+        if not len(found):
             break
+        i += int(found[0])
         chosen.append(i)
-        i = following[i]
+        i = int(following[i])
         if i >= n:
             break
     return chosen

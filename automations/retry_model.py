@@ -1,9 +1,14 @@
 """What Smart Retries know: the chance that a retry at a given moment succeeds, learned
 from this system's own finished retries.
 
-The model is a logistic regression over one-hot features, fitted here in plain Python
-(no numerical library: a few hundred weights and tens of thousands of rows do not need
-one, and every weight can be read as an odds ratio). The features:
+The model is a logistic regression over one-hot features (every weight can be read as
+an odds ratio), fitted here with numpy arrays: each retry holds one feature of each
+family at most, so the design is a retries x families table of columns, and a family's
+weights, which never share a row, take their Newton steps at once (coordinate descent
+by family; a refit over the whole history at every new retry in plain Python made
+planning grow faster than the population). The history is learned incrementally: a
+refit reads and encodes only the retries finished since the last one, and starts from
+its weights. The features:
 
 - the decline code, and the customer's segment (segment -> everyone);
 - the local hour (3-hour blocks, and each hour within them) x weekend, and the weekday,
@@ -39,6 +44,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 from django.db import connection
 
 from invoices.gateways.base import HARD_DECLINE_CODES
@@ -57,8 +63,8 @@ INTERCEPT_PRECISION = 0.3
 BASE_PRIOR = {"insufficient_funds": 0.12, "try_again_later": 0.3, "processing_error": 0.3,
               "partial_payment": 0.15}
 DEFAULT_BASE_PRIOR = 0.1
-REFIT_GROWTH = 0.1  # refit once the history grew by this share (always under REFIT_ALWAYS)
-REFIT_ALWAYS = 400
+REFIT_GROWTH = 0.1  # refit once the retries finished since the last fit are this share...
+REFIT_MIN = 10  # ...of those learned, and at least this many
 SUPPORTED_Z = 2.0  # a factor is named only when its weight is this sure
 FAILED_MEMORY = timedelta(days=40)
 PAID_MEMORY = 3  # the customer's latest successes that make their payday estimate
@@ -193,27 +199,51 @@ def base_features(s: Situation) -> list[str]:
 
 def slot_features(s: Situation, local: datetime, at: datetime) -> list[str]:
     group = "funds" if s.code in FUNDS_CODES else "other"
-    weekday = local.weekday()
-    block = local.hour // 3
+    weekday, hour, day = local.weekday(), local.hour, local.day
     age = (at - s.first_failed_at).total_seconds() / 3600
-    features = [
-        f"hb:{block}", f"fh:{s.funding}:{int(weekday >= 5)}:{block}",
-        f"fw:{s.funding}:{weekday}", f"h:{local.hour}",
-        f"fhh:{s.funding}:{int(weekday >= 5)}:{local.hour}", f"wh:{weekday}:{block}",
-        f"dom:{group}:{min((local.day - 1) // 3, 9)}", f"dd:{group}:{local.day}",
-        f"age:{group}:{_age_bucket(age)}",
-        f"cd:{_day_offset(local.day, s.paid_days)}",
-    ]
+    return [*clock_features(s.funding, weekday, hour), *day_features(group, day),
+            f"age:{group}:{_age_bucket(age)}",
+            *customer_clock_features(s, weekday, hour), *customer_day_features(s, day)]
+
+
+def clock_features(funding: str, weekday: int, hour: int) -> list[str]:
+    """The slot's features that depend on its local weekday and hour alone."""
+    block = hour // 3
+    weekend = int(weekday >= 5)
+    return [f"hb:{block}", f"fh:{funding}:{weekend}:{block}", f"fw:{funding}:{weekday}",
+            f"h:{hour}", f"fhh:{funding}:{weekend}:{hour}", f"wh:{weekday}:{block}"]
+
+
+def day_features(group: str, day: int) -> list[str]:
+    """The slot's features that depend on its local day of month alone."""
+    return [f"dom:{group}:{min((day - 1) // 3, 9)}", f"dd:{group}:{day}"]
+
+
+def customer_clock_features(s: Situation, weekday: int, hour: int) -> list[str]:
+    """The customer's own history against the slot's weekday and hour."""
+    return customer_weekday_features(s, weekday) + customer_hour_features(s, hour)
+
+
+def customer_weekday_features(s: Situation, weekday: int) -> list[str]:
+    features = []
     if s.paid_weekdays:
         features.append(f"cw:{_weekday_offset(weekday, s.paid_weekdays)}")
-    # Where this customer's money was not: a weekday this invoice already failed on, a
-    # day of month on which the customer's payments failed lately.
+    # Where this customer's money was not: a weekday this invoice already failed on.
     features.append(f"fwd:{int(weekday in s.failed_weekdays)}")
-    features.append(f"fdm:{int(local.day in s.failed_days)}")
-    if s.paid_hours:
-        near = min(min(abs(local.hour - h), 24 - abs(local.hour - h)) for h in s.paid_hours)
-        features.append("ch:near" if near <= 2 else "ch:far")
     return features
+
+
+def customer_hour_features(s: Situation, hour: int) -> list[str]:
+    if not s.paid_hours:
+        return []
+    near = min(min(abs(hour - h), 24 - abs(hour - h)) for h in s.paid_hours)
+    return ["ch:near" if near <= 2 else "ch:far"]
+
+
+def customer_day_features(s: Situation, day: int) -> list[str]:
+    """The customer's own history against the slot's day of month: the payday estimate,
+    and a day of month on which the customer's payments failed lately."""
+    return [f"cd:{_day_offset(day, s.paid_days)}", f"fdm:{int(day in s.failed_days)}"]
 
 
 class Model:
@@ -227,6 +257,12 @@ class Model:
         self.calibration = calibration  # (shift, slope) of the stated chance's log-odds
         self.trained = 0  # training rows fitted on
         self.pairs: list = []  # (log-odds predicted before the outcome was known, outcome)
+        # The weights as arrays (the planner's fast path): feature -> column, and each
+        # column's posterior mean and sd, the last entry a zero for "no feature".
+        self._columns: dict[str, int] = {}
+        self._means: list[float] = []
+        self._sds: list[float] = []
+        self._arrays = None
 
     def stated(self, features: list[str]) -> float:
         """The chance stated for a retry (on the invoice, and recorded for calibration):
@@ -259,6 +295,38 @@ class Model:
         return abs(weight) >= SUPPORTED_Z * sd and \
             abs(weight - prior_mean(feature)) >= SUPPORTED_Z * sd
 
+    # --- the arrays (the planner's fast path) ---
+
+    def column(self, feature: str) -> int:
+        """The feature's column in means() and draws() (added with its prior if new)."""
+        found = self._columns.get(feature)
+        if found is None:
+            found = self._columns[feature] = len(self._means)
+            self._means.append(self.weight(feature))
+            self._sds.append(self.sd(feature))
+            self._arrays = None
+        return found
+
+    def columns(self, features: list[str], width: int | None = None) -> list[int]:
+        """The features' columns, padded with -1 (no feature: weight 0) to `width`."""
+        found = [self.column(f) for f in features]
+        return found + [-1] * ((width or len(found)) - len(found))
+
+    def _vectors(self):
+        if self._arrays is None:
+            self._arrays = (np.array([*self._means, 0.0]), np.array([*self._sds, 0.0]))
+        return self._arrays
+
+    def means(self) -> np.ndarray:
+        """The posterior means by column (and a last 0 that the column -1 picks)."""
+        return self._vectors()[0]
+
+    def draws(self, generator: np.random.Generator, n: int,
+              spread: float = EXPLORATION) -> np.ndarray:
+        """n draws from the posterior (n x columns), with `spread` of its sd."""
+        mean, sd = self._vectors()
+        return mean + spread * sd * generator.standard_normal((n, len(mean)))
+
 
 class SampledWeights:
     """One draw from the posterior (Thompson sampling), weights drawn as needed."""
@@ -277,58 +345,158 @@ class SampledWeights:
         return _sigmoid(self.model.offset + sum(self.weight(f) for f in features))
 
 
+# --- fitting --------------------------------------------------------------------------
+
+
+class Design:
+    """Training rows as arrays: each row holds at most one feature of each family (the
+    one-hot encoding's groups), so the design is a rows x families matrix of columns (-1:
+    none of that family). Rows are appended as they are learned (model_load keeps one
+    per database and adds only the retries finished since the last fit)."""
+
+    def __init__(self):
+        self.columns: dict[str, int] = {}
+        self.names: list[str] = []
+        self.families: dict[str, int] = {}
+        self.family_of: list[int] = []  # column -> family
+        self.prior: list[float] = []  # column -> prior mean
+        self.x = np.zeros((0, 0), dtype=np.int32)
+        self.y = np.zeros(0)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def column(self, feature: str) -> int:
+        found = self.columns.get(feature)
+        if found is None:
+            found = self.columns[feature] = len(self.names)
+            self.names.append(feature)
+            family = group(feature)
+            self.family_of.append(self.families.setdefault(family, len(self.families)))
+            self.prior.append(prior_mean(feature))
+        return found
+
+    def add(self, rows: list[tuple[list[str], int]]) -> None:
+        block = []
+        for features, _y in rows:
+            row = {}
+            for feature in features:
+                column = self.column(feature)
+                family = self.family_of[column]
+                if family in row:
+                    raise ValueError(f"Two features of one family in a row: {features}")
+                row[family] = column
+            block.append(row)
+        width = len(self.families)
+        x = np.full((len(rows), width), -1, dtype=np.int32)
+        for r, row in enumerate(block):
+            for family, column in row.items():
+                x[r, family] = column
+        if self.x.shape[1] < width:
+            self.x = np.pad(self.x, ((0, 0), (0, width - self.x.shape[1])),
+                            constant_values=-1)
+        self.x = np.vstack([self.x, x]) if len(self.y) else x
+        self.y = np.concatenate([self.y, [float(y) for _f, y in rows]])
+
+    def keep_last(self, n: int) -> None:
+        if len(self.y) > n:
+            self.x, self.y = self.x[-n:], self.y[-n:]
+
+    def margins(self, weights: np.ndarray) -> np.ndarray:
+        """Each row's log-odds under `weights` (by column)."""
+        return np.append(weights, 0.0)[self.x].sum(axis=1)
+
+    def precisions(self, precisions: dict | None) -> np.ndarray:
+        return np.array([_precision(f, precisions) for f in self.names])
+
+
+def _sigmoids(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
+
+
+def fit_design(design: Design, start: dict | None = None, sweeps: int = 12,
+               precisions: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge logistic regression by cyclic coordinate descent, one family at a time: a
+    family's weights never share a row, so the Newton steps of all its weights are taken
+    at once, exactly as one at a time (glmnet's method, robust to the features'
+    overlaps), the rows' margins kept up to date. Warm-started from `start`. Returns the
+    weights and their posterior variances (diagonal Laplace approximation), by column."""
+    n_columns = len(design.names)
+    prior = np.array(design.prior)
+    start = start or {}
+    weights = np.array([start.get(f, p) for f, p in zip(design.names, design.prior,
+                                                         strict=True)])
+    if not len(design) or not n_columns:
+        return weights, 1 / design.precisions(precisions)
+    precision = design.precisions(precisions)
+    family_of = np.array(design.family_of)
+    x, y = design.x, design.y
+    margins = design.margins(weights)
+    blocks = []
+    for family in sorted(design.families, key=lambda name: name):
+        f = design.families[family]
+        rows = np.flatnonzero(x[:, f] >= 0)
+        if not len(rows):
+            continue
+        columns = np.flatnonzero(family_of == f)
+        local = np.searchsorted(columns, x[rows, f])  # the row's column, within the family
+        blocks.append((rows, columns, local))
+    for _sweep in range(sweeps):
+        biggest = 0.0
+        for rows, columns, local in blocks:
+            p = _sigmoids(margins[rows])
+            g = np.bincount(local, y[rows] - p, minlength=len(columns))
+            h = np.bincount(local, p * (1 - p), minlength=len(columns))
+            lam = precision[columns]
+            step = (g - lam * (weights[columns] - prior[columns])) / (h + lam)
+            step = np.clip(step, -2.0, 2.0)
+            weights[columns] += step
+            margins[rows] += step[local]
+            biggest = max(biggest, float(np.abs(step).max()))
+        if biggest < 1e-3:
+            break
+    p = _sigmoids(margins)
+    h = np.zeros(n_columns)
+    for rows, columns, local in blocks:
+        h[columns] += np.bincount(local, (p * (1 - p))[rows], minlength=len(columns))
+    return weights, 1 / (h + precision)
+
+
+def fit_design_shrunk(design: Design, start: dict | None = None,
+                      precisions: dict | None = None,
+                      sweeps: int = 12) -> tuple[np.ndarray, np.ndarray, dict]:
+    """fit_design, then each family's prior spread estimated from the data and the
+    weights refitted under it (SHRINK_ROUNDS times)."""
+    weights, variances = fit_design(design, start, sweeps, precisions)
+    precisions = dict(precisions or {})
+    for _round in range(SHRINK_ROUNDS):
+        found = dict(zip(design.names, weights.tolist(), strict=True))
+        precisions = group_precisions(
+            found, dict(zip(design.names, variances.tolist(), strict=True)), precisions)
+        weights, variances = fit_design(design, found, 4, precisions)
+    return weights, variances, precisions
+
+
 def fit_shrunk(rows: list[tuple[list[str], int]], start: dict | None = None,
                precisions: dict | None = None, sweeps: int = 12) -> tuple[dict, dict, dict]:
     """`fit`, then each family's prior spread estimated from the data and the weights
     refitted under it (SHRINK_ROUNDS times). Returns weights, variances, precisions."""
-    weights, variances = fit(rows, start, sweeps, precisions)
-    precisions = dict(precisions or {})
-    for _round in range(SHRINK_ROUNDS):
-        precisions = group_precisions(weights, variances, precisions)
-        weights, variances = fit(rows, weights, 4, precisions)
-    return weights, variances, precisions
+    design = Design()
+    design.add(rows)
+    weights, variances, precisions = fit_design_shrunk(design, start, precisions, sweeps)
+    return (dict(zip(design.names, weights.tolist(), strict=True)),
+            dict(zip(design.names, variances.tolist(), strict=True)), precisions)
 
 
 def fit(rows: list[tuple[list[str], int]], start: dict | None = None,
         sweeps: int = 12, precisions: dict | None = None) -> tuple[dict, dict]:
-    """Ridge logistic regression by cyclic coordinate descent: one Newton step per weight
-    in turn, the rows' margins kept up to date (robust to the features' overlaps, like
-    glmnet's). Warm-started from `start`. Returns the weights and their posterior
-    variances (diagonal Laplace approximation)."""
-    index = defaultdict(list)  # feature -> the rows it is in
-    for r, (fs, _y) in enumerate(rows):
-        for f in fs:
-            index[f].append(r)
-    weights = {f: (start or {}).get(f, prior_mean(f)) for f in index}
-    ys = [y for _fs, y in rows]
-    margins = [sum(weights[f] for f in fs) for fs, _y in rows]
-    order = sorted(index)
-    for _sweep in range(sweeps):
-        biggest = 0.0
-        for f in order:
-            g = h = 0.0
-            for r in index[f]:
-                p = _sigmoid(margins[r])
-                g += ys[r] - p
-                h += p * (1 - p)
-            precision = _precision(f, precisions)
-            step = (g - precision * (weights[f] - prior_mean(f))) / (h + precision)
-            step = max(-2.0, min(2.0, step))
-            if step:
-                weights[f] += step
-                for r in index[f]:
-                    margins[r] += step
-                biggest = max(biggest, abs(step))
-        if biggest < 1e-3:
-            break
-    variances = {}
-    for f, members in index.items():
-        h = 0.0
-        for r in members:
-            p = _sigmoid(margins[r])
-            h += p * (1 - p)
-        variances[f] = 1 / (h + _precision(f, precisions))
-    return weights, variances
+    """Ridge logistic regression (fit_design) of rows of features. Returns the weights
+    and their posterior variances by feature."""
+    design = Design()
+    design.add(rows)
+    weights, variances = fit_design(design, start, sweeps, precisions)
+    return (dict(zip(design.names, weights.tolist(), strict=True)),
+            dict(zip(design.names, variances.tolist(), strict=True)))
 
 
 # --- the history ---------------------------------------------------------------------
@@ -363,25 +531,65 @@ def failed_before(history, before: datetime, first: datetime, tz) -> tuple[froze
             frozenset(m.day for _at, m in recent))
 
 
-def training_rows() -> list[tuple[list[str], int]]:
-    attempts = list(
-        PaymentAttempt.objects.filter(
-            source=PaymentAttempt.Source.AUTOMATIC,
-            status__in=[PaymentAttempt.Status.SUCCEEDED, PaymentAttempt.Status.FAILED],
-        ).exclude(retry_of_decline_code="").exclude(
-            # Retries of a hard decline are charges of the new card the customer added.
-            retry_of_decline_code__in=HARD_DECLINE_CODES,
-        ).order_by("-pk").values(
-            "customer_id", "created_at", "status", "retry_of_decline_code", "card_funding",
-            "amount", "invoice_id", "invoice__past_due_at", "customer__timezone",
-            "customer__segment",
-        )[:TRAIN_LIMIT]
-    )
+def _finished_retries():
+    return PaymentAttempt.objects.filter(
+        source=PaymentAttempt.Source.AUTOMATIC,
+        status__in=[PaymentAttempt.Status.SUCCEEDED, PaymentAttempt.Status.FAILED],
+    ).exclude(retry_of_decline_code="")
+
+
+class History:
+    """What a database's finished retries taught so far (one per database and process):
+    the design, the retries learned since `frontier` (every retry written before it was
+    learned or will never be), each invoice's retries learned, and the last model."""
+
+    def __init__(self):
+        self.design = Design()
+        self.frontier = 0  # the lowest pk that may still be learned
+        self.seen: set[int] = set()  # pks >= frontier already learned (or skipped)
+        self.tries: dict[int, int] = defaultdict(int)
+        self.model: Model | None = None
+        self.pairs = np.zeros((0, 2))  # (log-odds predicted before the outcome, outcome)
+
+    def waiting(self) -> int:
+        """Finished retries not learned yet (one indexed count)."""
+        return _finished_retries().filter(pk__gte=self.frontier).count() - len(self.seen)
+
+    def learn(self) -> int:
+        """Adds the retries finished since the last look to the design; their number."""
+        attempts = [
+            a for a in _finished_retries().filter(pk__gte=self.frontier).order_by().values(
+                "pk", "customer_id", "created_at", "status", "retry_of_decline_code",
+                "card_funding", "amount", "invoice_id", "invoice__past_due_at",
+                "customer__timezone", "customer__segment",
+            ) if a["pk"] not in self.seen
+        ]
+        self.seen.update(a["pk"] for a in attempts)
+        # Retries of a hard decline are charges of the new card the customer added.
+        learned = [a for a in attempts if a["retry_of_decline_code"] not in HARD_DECLINE_CODES]
+        rows = _rows(learned, self.tries)
+        if rows:
+            self.design.add(rows)
+            self.design.keep_last(TRAIN_LIMIT)
+        # Every retry before the first one still unfinished is learned: forget their pks.
+        unfinished = PaymentAttempt.objects.filter(
+            source=PaymentAttempt.Source.AUTOMATIC, pk__gte=self.frontier,
+            status__in=[PaymentAttempt.Status.PENDING, PaymentAttempt.Status.PROCESSING],
+        ).exclude(retry_of_decline_code="").order_by("pk").values_list("pk", flat=True).first()
+        if unfinished is None:
+            unfinished = max(self.seen, default=self.frontier - 1) + 1
+        self.frontier = max(self.frontier, unfinished)
+        self.seen = {pk for pk in self.seen if pk >= self.frontier}
+        return len(rows)
+
+
+def _rows(attempts: list[dict], tries: dict) -> list[tuple[list[str], int]]:
+    """The attempts as training rows (features, succeeded), in time order; `tries` counts
+    each invoice's retries learned before (updated)."""
     histories = _histories({a["customer_id"] for a in attempts})
-    tries = defaultdict(int)
     rows = []
     zones = {}
-    for a in sorted(attempts, key=lambda a: a["created_at"]):
+    for a in sorted(attempts, key=lambda a: (a["created_at"], a["pk"])):
         tz = zones.setdefault(a["customer__timezone"], zoneinfo.ZoneInfo(a["customer__timezone"]))
         at = a["created_at"]
         days, weekdays, paid_hours = paid_before(histories[a["customer_id"]], at, tz)
@@ -402,26 +610,34 @@ def training_rows() -> list[tuple[list[str], int]]:
     return rows
 
 
-def recalibrate(pairs: list) -> tuple[float, float]:
+def training_rows() -> list[tuple[list[str], int]]:
+    """Every finished retry (the latest TRAIN_LIMIT) as a training row."""
+    history = History()
+    history.learn()
+    design = history.design
+    return [([design.names[c] for c in row if c >= 0], int(y))
+            for row, y in zip(design.x.tolist(), design.y.tolist(), strict=True)]
+
+
+def recalibrate(pairs) -> tuple[float, float]:
     """Platt scaling of the model's own out-of-sample predictions: the shift and slope of
     the log-odds that make the chances predicted for the retries actually made (before
     their outcome was learned) match what happened. The retries made are the ones whose
     chance looked best among many candidate times: their estimates are biased upward
-    (the winner's curse), which this corrects. Ridge priors toward no change."""
+    (the winner's curse), which this corrects. Ridge priors toward no change. `pairs`:
+    (log-odds, outcome) pairs."""
     shift, slope = 0.0, 1.0
+    pairs = np.asarray(pairs, dtype=float).reshape(-1, 2)
+    z, y = pairs[:, 0], pairs[:, 1]
     (p_shift, p_slope) = CALIBRATION_PRIOR
     for _step in range(20):
-        g0 = -p_shift * shift
-        g1 = -p_slope * (slope - 1.0)
-        h00, h01, h11 = p_shift, 0.0, p_slope
-        for z, y in pairs:
-            p = _sigmoid(shift + slope * z)
-            w = p * (1 - p)
-            g0 += y - p
-            g1 += (y - p) * z
-            h00 += w
-            h01 += w * z
-            h11 += w * z * z
+        p = _sigmoids(shift + slope * z)
+        w = p * (1 - p)
+        g0 = -p_shift * shift + float((y - p).sum())
+        g1 = -p_slope * (slope - 1.0) + float(((y - p) * z).sum())
+        h00 = p_shift + float(w.sum())
+        h01 = float((w * z).sum())
+        h11 = p_slope + float((w * z * z).sum())
         det = h00 * h11 - h01 * h01
         if det <= 0:
             break
@@ -438,40 +654,44 @@ _cache: dict = {}
 
 
 def model_load() -> Model:
-    """The model fitted on the history, refitted when the history has grown enough
-    (per process; a database rolled back to less history starts afresh)."""
-    count = PaymentAttempt.objects.filter(
-        source=PaymentAttempt.Source.AUTOMATIC,
-        status__in=[PaymentAttempt.Status.SUCCEEDED, PaymentAttempt.Status.FAILED],
-    ).exclude(retry_of_decline_code="").count()
+    """The model fitted on the history, refitted once the retries finished since the last
+    fit reach REFIT_GROWTH of those learned (REFIT_MIN at least): each refit learns only
+    the new retries and starts from the last fit's weights (per process; a database
+    rolled back to less history starts afresh)."""
     key = connection.settings_dict.get("NAME")
-    cached = _cache.get(key)
-    if cached is not None and cached.rows <= count and (
-        count < cached.rows * (1 + REFIT_GROWTH) and count >= REFIT_ALWAYS
-    ):
-        return cached
-    rows = training_rows() if count else []
-    warm = cached is not None and cached.rows <= count
-    pairs = []
-    if warm:
+    history = _cache.get(key)
+    if history is not None:
+        waiting = history.waiting()
+        if waiting < 0:  # rolled back: the history learned is gone
+            history = None
+        elif history.model is not None and \
+                waiting < max(REFIT_MIN, REFIT_GROWTH * len(history.design)):
+            return history.model
+    if history is None:
+        history = _cache[key] = History()
+    previous = history.model
+    new = history.learn()
+    design = history.design
+    if previous is not None and new:
         # The rows learned since the last fit, as the model then predicted them: the
         # out-of-sample predictions the stated chances are recalibrated on.
-        new = len(rows) - cached.trained if len(rows) < TRAIN_LIMIT else count - cached.rows
-        pairs = cached.pairs + [
-            (cached.offset + sum(cached.weight(f) for f in features), y)
-            for features, y in rows[len(rows) - max(new, 0):]
-        ] if new > 0 else list(cached.pairs)
-        pairs = pairs[-CALIBRATION_PAIRS:]
-    if rows:
-        weights, variances, precisions = fit_shrunk(
-            rows, cached.weights if warm else None, cached.precisions if warm else None,
-            sweeps=4 if warm else 15)
+        before = np.array([previous.weight(f) for f in design.names])
+        z = design.margins(before)[-new:] + previous.offset
+        history.pairs = np.vstack([history.pairs, np.column_stack([z, design.y[-new:]])])
+        history.pairs = history.pairs[-CALIBRATION_PAIRS:]
+    if len(design):
+        weights, variances, precisions = fit_design_shrunk(
+            design, previous.weights if previous else None,
+            previous.precisions if previous else None, sweeps=4 if previous else 15)
+        weights = dict(zip(design.names, weights.tolist(), strict=True))
+        variances = dict(zip(design.names, variances.tolist(), strict=True))
     else:
         weights, variances, precisions = {}, {}, {}
-    model = Model(weights, variances, count, precisions=precisions,
-                  calibration=recalibrate(pairs) if pairs else (0.0, 1.0))
-    model.trained, model.pairs = len(rows), pairs
-    _cache[key] = model
+    pairs = history.pairs
+    model = Model(weights, variances, len(design), precisions=precisions,
+                  calibration=recalibrate(pairs) if len(pairs) else (0.0, 1.0))
+    model.trained = len(design)
+    history.model = model
     return model
 
 

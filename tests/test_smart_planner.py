@@ -240,3 +240,52 @@ def test_stated_chances_are_recalibrated_against_the_winners_curse():
     assert sum(stated) / len(stated) == pytest.approx(0.2, abs=0.03)
     # No history of predictions: no change.
     assert retry_model.recalibrate([]) == (0.0, 1.0)
+
+
+def one_weight_at_a_time(rows, sweeps):
+    """Ridge logistic regression by cyclic coordinate descent, one Newton step per weight
+    in turn in the features' order (the model's fit before it took a family at once)."""
+    index = {}
+    for r, (fs, _y) in enumerate(rows):
+        for f in fs:
+            index.setdefault(f, []).append(r)
+    weights = {f: retry_model.prior_mean(f) for f in index}
+    margins = [sum(weights[f] for f in fs) for fs, _y in rows]
+    for _sweep in range(sweeps):
+        biggest = 0.0
+        for f in sorted(index):
+            ps = [retry_model._sigmoid(margins[r]) for r in index[f]]
+            g = sum(rows[r][1] - p for r, p in zip(index[f], ps, strict=True))
+            h = sum(p * (1 - p) for p in ps)
+            precision = retry_model._precision(f)
+            step = (g - precision * (weights[f] - retry_model.prior_mean(f))) / (h + precision)
+            step = max(-2.0, min(2.0, step))
+            weights[f] += step
+            for r in index[f]:
+                margins[r] += step
+            biggest = max(biggest, abs(step))
+        if biggest < 1e-3:
+            break
+    return weights
+
+
+def test_the_fit_takes_a_family_at_once_exactly_as_one_weight_at_a_time():
+    # A family's weights never share a row (one hour, one weekday... per retry), so the
+    # Newton steps of all of them at once, in arrays, are the steps taken one at a time.
+    rng = random.Random(3)
+    rows = []
+    for _n in range(600):
+        at = FIRST + hours(rng.randrange(24 * 20))
+        s = situation(funding=rng.choice(["debit", "credit"]), tries=rng.randrange(4),
+                      amount=rng.choice([900, 5000, 40000]),
+                      paid_days=frozenset({rng.randrange(1, 29)}) if rng.random() < 0.5
+                      else frozenset())
+        rows.append((features(s, at), int(rng.random() < (0.4 if at.hour < 12 else 0.1))))
+    weights, variances = retry_model.fit(rows, sweeps=6)
+    reference = one_weight_at_a_time(rows, sweeps=6)
+    assert weights.keys() == reference.keys()
+    for f, w in weights.items():
+        assert w == pytest.approx(reference[f], abs=1e-9), f
+    assert all(0 < v <= 1 / retry_model._precision(f) for f, v in variances.items())
+    with pytest.raises(ValueError, match="Two features of one family"):
+        retry_model.fit([(["h:1", "h:2"], 1)])

@@ -217,3 +217,40 @@ def test_staff_re_enable_a_hard_declined_method_from_the_admin(admin_client):
     method.refresh_from_db()
     invoice.refresh_from_db()
     assert method.unusable_code == "" and invoice.payment_hold == ""
+
+
+def _retries_finish(invoices, now):
+    """Each invoice's next retry, made at `now` (after its planned time)."""
+    for invoice in invoices:
+        invoice.refresh_from_db()
+        assert invoice.next_payment_attempt is not None
+        now = max(now, invoice.next_payment_attempt)
+    collection.collect_due(now=now)
+    return now
+
+
+def test_the_model_learns_only_the_retries_finished_since_its_last_fit(monkeypatch):
+    # A refit over the whole history at every new retry made planning grow faster than
+    # the population: the model is kept until enough retries finished, and a refit reads
+    # and encodes only those.
+    monkeypatch.setattr(retry_model, "REFIT_MIN", 5)
+    invoices = [make_charged("sim_9995") for _n in range(6)]
+    collection.collect_due(now=NOW)  # the first attempts fail: no retry finished yet
+    empty = retry_model.model_load()
+    assert empty.trained == 0
+    now = _retries_finish(invoices, NOW)  # one retry each: 6 finished
+    model = retry_model.model_load()
+    assert model is not empty and model.trained == 6
+    assert retry_model.model_load() is model  # nothing new: no refit
+    monkeypatch.setattr(retry_model, "REFIT_MIN", 7)
+    _retries_finish(invoices, now)  # 6 more: fewer than REFIT_MIN
+    assert retry_model.model_load() is model
+    monkeypatch.setattr(retry_model, "REFIT_MIN", 6)
+    refitted = retry_model.model_load()
+    assert refitted is not model and refitted.trained == 12
+    history = retry_model._cache[next(iter(retry_model._cache))]
+    assert len(history.design) == refitted.trained and not history.seen
+    # Its rows are the ones a fit over the whole history reads (training_rows).
+    assert sorted(map(sorted, (f for f, _y in retry_model.training_rows()))) == sorted(
+        sorted(history.design.names[c] for c in row if c >= 0)
+        for row in history.design.x.tolist())
