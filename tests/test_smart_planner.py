@@ -289,3 +289,27 @@ def test_the_fit_takes_a_family_at_once_exactly_as_one_weight_at_a_time():
     assert all(0 < v <= 1 / retry_model._precision(f) for f, v in variances.items())
     with pytest.raises(ValueError, match="Two features of one family"):
         retry_model.fit([(["h:1", "h:2"], 1)])
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_every_candidate_time_gets_the_chance_of_its_own_features(zone):
+    # The planner scores the candidate times by table look-ups (by local weekday and
+    # hour, day of month, age): the same chances as the features of each time, across a
+    # change of daylight saving time and in a zone half an hour off UTC.
+    from automations.retries import SlotTables, _slots
+
+    rng = random.Random(2)
+    tz = retry_model.zoneinfo.ZoneInfo(zone)
+    start = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)  # 8 March: New York's clocks move
+    s = situation(timezone=zone, paid_days=frozenset({10, 25}), paid_weekdays=frozenset({4}),
+                  paid_hours=frozenset({7}), failed_weekdays=frozenset({1}),
+                  failed_days=frozenset({3}), first_failed_at=start - hours(20))
+    slots = _slots(start, start + timedelta(days=14))
+    weights = {f: rng.gauss(0, 1) for fs in (features(s, t.astimezone(tz)) for t in slots)
+               for f in fs}
+    model = retry_model.Model(weights, {f: 0.01 for f in weights}, 100)
+    tables = SlotTables(model, s, tz, slots)
+    found = tables.chances(model.means()[None, :])[0]
+    expected = [model.chance(retry_model.base_features(s) + retry_model.slot_features(
+        s, t.astimezone(tz), t)) for t in slots]
+    assert found == pytest.approx(expected, abs=1e-9)
