@@ -80,6 +80,7 @@ class Visit:
     language: str
     shown: Shown | None = None  # the payments and attempts read with the link (GET)
     values: tuple = ()  # the link's row as read (links.LinkRead.values)
+    state: str = ""  # the versions of the rows read (links.LinkRead.state), when known
 
     @property
     def today(self):
@@ -118,6 +119,7 @@ def hosted_view(*, methods: list[str], when_expired: bool = False, with_shown: b
                 language=language_chosen(request.GET.get("lang"), invoice.customer),
                 shown=read.shown,
                 values=read.values,
+                state=read.state,
             )
             with translation.override(visit.language):
                 live = link_is_live(invoice, visit.settings, visit.now)
@@ -216,16 +218,21 @@ def kept_page(request, visit: Visit) -> SlottedPage:
     new on every response, and kept (rendered.py). Its key is everything it is rendered
     from but the lines, frozen since finalization."""
     invoice, shown = visit.invoice, visit.shown or page_shown(visit.invoice)
-    # The rows as read hold every value of the invoice, its customer, the payment method,
-    # the settings and the branding (cheaper than reading them back from the instances).
-    rows = visit.values or (
-        row(invoice), row(invoice.customer), row(invoice.customer.default_payment_method),
-        row(visit.settings), row(visit.branding),
+    # The versions of the rows read name every value of the invoice (its own payment
+    # method included), its customer and theirs, the settings, the branding, the payments
+    # and attempts; without them, the rows as read hold those values (cheaper than reading
+    # them back from the instances).
+    rows = visit.state or (
+        visit.values or (
+            row(invoice), row(invoice.customer), row(invoice.customer.default_payment_method),
+            row(invoice.default_payment_method), row(visit.settings), row(visit.branding),
+        ),
+        shown.rows(),
     )
     key = page_key(
         visit.token, visit.language, page_status(invoice, visit.now),
         request.GET.get("attempt", ""), request.GET.get("saved") == "card",
-        card_entry_available(), rows, shown.rows(),
+        card_entry_available(), rows,
     )
     page = rendered_pages.get(key)
     if page is None:

@@ -6,8 +6,10 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from django.db import transaction
 from django.test import Client
 
+from customers.models import PaymentMethod
 from invoices.documents.models import Branding
 from invoices.hosted.rendered import PageStore, SlottedPage, slot
 from invoices.models import Invoice, PaymentAttempt
@@ -193,3 +195,24 @@ def test_the_page_reads_in_one_query_on_postgresql_on_any_connection(
         _prepared_on.discard(connection.connection)
     with django_assert_max_num_queries(reads + 1):
         assert 'class="badge open">Open<' in client.get(page_url(invoice)).content.decode()
+
+
+def test_a_change_of_the_invoices_own_payment_method_shows_at_once(client, invoice):
+    """The invoice's own payment method (a subscription's) is charged instead of the
+    customer's default while it is usable: a change of its row alone shows too."""
+    add_card(invoice.customer, token="sim_4242")  # the customer's default
+    own = add_card(invoice.customer, token="sim_9995", make_default=False)
+    Invoice.objects.filter(pk=invoice.pk).update(default_payment_method=own)
+    assert "•••• 9995" in body(client, invoice)
+    PaymentMethod.objects.filter(pk=own.pk).update(status=PaymentMethod.Status.DETACHED)
+    page = body(client, invoice)
+    assert "•••• 9995" not in page and "•••• 4242" in page
+
+
+def test_a_row_changed_twice_in_one_transaction_shows_each_time(client, invoice):
+    """The page's rows are known by their versions: a row written twice by the same
+    transaction (as a test does) still gets a new version each time."""
+    with transaction.atomic():
+        for footer in ("First footer", "Second footer"):
+            Invoice.objects.filter(pk=invoice.pk).update(footer=footer)
+            assert footer in body(client, invoice)
