@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
+from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
@@ -158,15 +159,22 @@ def page_frame(visit: Visit, brand: PageBranding) -> dict:
 
 def not_found(request):
     """The one page for every link that does not lead to an invoice (no branding either:
-    it must not differ from one deployment's invoice to another's). A client trying many
-    such links (guessing tokens) is throttled: 429, then the same page again later."""
-    if rate_limit_hit(UNKNOWN_LINK_LIMITS, invoice_id=0, client=client_address(request)):
-        response = render(request, "hosted/too_many.html", {"csp_nonce": request.csp_nonce},
-                          status=429)
-        response["Retry-After"] = str(UNKNOWN_LINK_LIMITS[0].seconds)
-        return response
-    return render(request, "hosted/not_found.html", {"csp_nonce": request.csp_nonce},
-                  status=404)
+    it must not differ from one deployment's invoice to another's), in the browser's
+    language (the locale middleware skips invoice pages: billing_site.middleware). A
+    client trying many such links (guessing tokens) is throttled: 429, then the same
+    page again later."""
+    language = translation.get_language_from_request(request)
+    with translation.override(language):
+        if rate_limit_hit(UNKNOWN_LINK_LIMITS, invoice_id=0, client=client_address(request)):
+            response = render(request, "hosted/too_many.html",
+                              {"csp_nonce": request.csp_nonce}, status=429)
+            response["Retry-After"] = str(UNKNOWN_LINK_LIMITS[0].seconds)
+        else:
+            response = render(request, "hosted/not_found.html",
+                              {"csp_nonce": request.csp_nonce}, status=404)
+    patch_vary_headers(response, ["Accept-Language"])
+    response.headers.setdefault("Content-Language", language)
+    return response
 
 
 @hosted_headers

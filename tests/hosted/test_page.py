@@ -194,6 +194,23 @@ def test_the_page_speaks_the_customers_language(client):
     assert response["Content-Language"] == "fr"
 
 
+def test_the_page_does_not_vary_with_the_browsers_language(client, invoice):
+    """Its language is the customer's or the one picked on the page: the locale
+    middleware, which negotiates Accept-Language, skips invoice pages."""
+    response = client.get(page_url(invoice), HTTP_ACCEPT_LANGUAGE="fr")
+    assert "Amount due" in response.content.decode() and response["Content-Language"] == "en"
+    assert "Accept-Language" not in response.get("Vary", "")
+
+
+def test_the_not_found_page_speaks_the_browsers_language(client):
+    response = client.get("/i/" + "A" * 43 + "/", HTTP_ACCEPT_LANGUAGE="fr")
+    assert response.status_code == 404
+    assert "Facture introuvable" in response.content.decode()
+    assert response["Content-Language"] == "fr" and "Accept-Language" in response["Vary"]
+    english = client.get("/i/unknown/path", HTTP_ACCEPT_LANGUAGE="en")
+    assert "Invoice not found" in english.content.decode()
+
+
 def test_the_reader_can_switch_language(client):
     invoice = make_open(make_customer(preferred_locale="fr"))
     body = client.get(page_url(invoice, lang="pt-br")).content.decode()
