@@ -12,7 +12,7 @@ import threading
 import weakref
 import zoneinfo
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from functools import cache
 
@@ -39,7 +39,10 @@ LINK_FIELDS = ("hosted_token_salt", "hosted_token_hash", "hosted_token_issued_at
 
 @dataclass(frozen=True)
 class LinkRead:
-    """What every request on a link reads first, in one query."""
+    """What every request on a link reads first, in one query.
+
+    The visits of one state of the page get the same LinkRead, kept in the process
+    (`link_states`): whatever reads it leaves it, and its instances, unchanged."""
 
     invoice: Invoice  # with its customer, the customer's default payment method and its own
     settings: InvoicingSettings  # how long links live
@@ -59,43 +62,64 @@ def link_read(token: str, *, with_shown: bool = False) -> LinkRead | None:
     customer's test clock only when it has one (rare).
 
     `with_shown` (a visit of the page) also reads the invoice's payments and latest
-    attempts. On PostgreSQL a visit first reads only the versions of all those rows
-    (`_state_sql`), in one small query, and builds the instances from the rows kept
-    for those versions in this process (`link_states`); only versions not seen yet
-    read the rows themselves (three statements sent at once). Elsewhere: the link's
-    row, then two more queries."""
+    attempts. On PostgreSQL a visit reads only the versions of all those rows
+    (`_state_sql`), in one small query, and gets what was read for those versions in
+    this process (`link_states`); only versions not seen yet read the rows themselves
+    (three statements sent at once). Elsewhere: the link's row, then two more queries."""
     if not TOKEN_RE.match(token):
         return None
     hashed = token_hash(token)
+    if with_shown and _statements_batched():
+        return _page_read(hashed)
     with connection.cursor() as cursor:
-        if with_shown and _statements_batched():
-            _statements_prepare(cursor)
-            cursor.execute(_EXECUTE_STATE, [hashed, S.DRAFT])
-            found = cursor.fetchone()
-            kept = link_states.get(found[0]) if found is not None else None
-            if found is not None and kept is None:
-                kept = _rows_read(cursor, hashed)
-                if kept is not None:
-                    link_states.put(kept.state, kept)
-            if kept is None:
-                return None
-            row, shown, state = kept.row, shown_from_rows(kept.paid, kept.tried), kept.state
-        else:
-            cursor.execute(_link_sql(), [hashed, S.DRAFT])
-            row, shown, state = cursor.fetchone(), None, ""
+        cursor.execute(_link_sql(), [hashed, S.DRAFT])
+        row = cursor.fetchone()
     if row is None:
         return None
-    invoice, customer, method, own_method, settings, branding = _instances(row)
-    if settings is None or branding is None:  # never saved yet (a new deployment)
+    read = _link_of(row)
+    if read is None:  # no settings or branding row yet (a new deployment)
         InvoicingSettings.load(), Branding.load()  # create the rows with their defaults
         return link_read(token, with_shown=with_shown)  # read again: found this time
+    return replace(read, shown=page_shown(read.invoice)) if with_shown else read
+
+
+def _page_read(hashed: str) -> LinkRead | None:
+    """A visit's read on PostgreSQL: the versions, then what this process knows of them.
+
+    Each state is read and its instances built once per process. A customer on a test
+    clock gets instances of its own on every visit: reading its clock keeps the clock on
+    the customer's instance, and the clock moves without a new version of those rows."""
+    with connection.cursor() as cursor:
+        _statements_prepare(cursor)
+        cursor.execute(_EXECUTE_STATE, [hashed, S.DRAFT])
+        found = cursor.fetchone()
+        if found is None:
+            return None
+        kept = link_states.get(found[0])
+        if isinstance(kept, LinkRead):
+            return kept
+        if kept is None:
+            kept = _rows_read(cursor, hashed)
+            if kept is None:  # gone since its versions were read
+                return None
+    read = _link_of(kept.row, shown=shown_from_rows(kept.paid, kept.tried), state=kept.state)
+    if read is None:  # no settings or branding row yet (a new deployment)
+        InvoicingSettings.load(), Branding.load()
+        return _page_read(hashed)
+    link_states.put(kept.state, read if read.invoice.customer.test_clock_id is None else kept)
+    return read
+
+
+def _link_of(row: tuple, shown: Shown | None = None, state: str = "") -> LinkRead | None:
+    """The link's row as instances; None while the settings or branding row is missing."""
+    invoice, customer, method, own_method, settings, branding = _instances(row)
+    if settings is None or branding is None:
+        return None
     invoice.customer = customer
     if method is not None:
         customer.default_payment_method = method
     if own_method is not None:
         invoice.default_payment_method = own_method
-    if with_shown and shown is None:
-        shown = page_shown(invoice)
     return LinkRead(
         invoice=invoice, settings=settings, branding=branding, shown=shown, values=row,
         state=state,
@@ -225,21 +249,23 @@ def _rows_read(cursor, hashed: str) -> KeptRows | None:
 
 
 class LinkStates:
-    """The rows of the page states last read, by state, at most `count` (thread-safe)."""
+    """What was read of the page states last visited, by state, at most `count`: the
+    LinkRead of the state, or its rows when its instances are not to be shared
+    (thread-safe)."""
 
     def __init__(self, count: int = 512):
         self.count = count
-        self._rows: OrderedDict[str, KeptRows] = OrderedDict()
+        self._rows: OrderedDict[str, LinkRead | KeptRows] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, state: str) -> KeptRows | None:
+    def get(self, state: str) -> LinkRead | KeptRows | None:
         with self._lock:
             kept = self._rows.get(state)
             if kept is not None:
                 self._rows.move_to_end(state)
             return kept
 
-    def put(self, state: str, kept: KeptRows) -> None:
+    def put(self, state: str, kept: LinkRead | KeptRows) -> None:
         with self._lock:
             self._rows[state] = kept
             self._rows.move_to_end(state)

@@ -216,3 +216,39 @@ def test_a_row_changed_twice_in_one_transaction_shows_each_time(client, invoice)
         for footer in ("First footer", "Second footer"):
             Invoice.objects.filter(pk=invoice.pk).update(footer=footer)
             assert footer in body(client, invoice)
+
+
+def test_a_test_clock_moving_alone_makes_the_page_past_due():
+    """The visits of one state share what was read, except a customer on a test clock:
+    its clock moves without any row of the page changing."""
+    from customers.models import TestClock
+    from customers.services import test_clock_advance
+
+    clock = TestClock.objects.create(name="rehearsal", frozen_time=NOW)
+    invoice = make_open(make_customer(test_clock=clock))  # due 2026-04-01
+    client = Client()
+    for _ in range(2):
+        assert 'class="badge open">Open<' in body(client, invoice)
+    test_clock_advance(clock, to=datetime(2026, 4, 10, 12, 0, tzinfo=UTC))
+    assert 'class="badge past_due">Past due<' in body(client, invoice)
+
+
+def test_visits_leave_what_the_visits_of_their_state_share_unchanged(client, invoice):
+    from django.db import connection
+
+    from invoices.hosted import token_for
+    from invoices.hosted.links import link_read
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the versions of rows are PostgreSQL's")
+    add_card(invoice.customer)
+    body(client, invoice)
+    shared = link_read(token_for(invoice), with_shown=True)
+    instances = [shared.invoice, shared.invoice.customer, shared.settings, shared.branding,
+                 shared.invoice.customer.default_payment_method]
+    before = [(dict(vars(i)), set(i._state.fields_cache)) for i in instances]
+    # A new visitor (a view recorded), another language (the page rendered), a reload.
+    body(Client(HTTP_USER_AGENT="another browser"), invoice, lang="fr")
+    body(client, invoice)
+    assert link_read(token_for(invoice), with_shown=True) is shared
+    assert [(dict(vars(i)), set(i._state.fields_cache)) for i in instances] == before
