@@ -14,7 +14,7 @@ import zoneinfo
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
-from functools import cache
+from functools import cache, cached_property
 
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
@@ -52,6 +52,11 @@ class LinkRead:
     # The versions of every row read (PostgreSQL, a visit of the page): equal versions,
     # equal rows (`link_read`). Empty when unknown.
     state: str = ""
+
+    @cached_property
+    def expires_at(self) -> datetime | None:
+        """When the link stops working (`link_expires_at`), worked out once per read."""
+        return link_expires_at(self.invoice, self.settings)
 
 
 def link_read(token: str, *, with_shown: bool = False) -> LinkRead | None:
@@ -349,7 +354,11 @@ def due_date_end(invoice: Invoice) -> datetime:
 
 
 def link_is_live(invoice: Invoice, settings: InvoicingSettings, now: datetime) -> bool:
-    expires_at = link_expires_at(invoice, settings)
+    return link_live_until(link_expires_at(invoice, settings), now)
+
+
+def link_live_until(expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a link that expires at `expires_at` (None: it has none) is live at `now`."""
     return expires_at is not None and now < expires_at
 
 

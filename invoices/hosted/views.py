@@ -42,7 +42,7 @@ from .forms import (
 )
 from .fresh_link import hosted_link_request
 from .headers import hosted_headers
-from .links import link_expires_at, link_is_live, link_read
+from .links import link_live_until, link_read
 from .locale import language_chosen, page_languages
 from .page import (
     Shown,
@@ -82,6 +82,7 @@ class Visit:
     shown: Shown | None = None  # the payments and attempts read with the link (GET)
     values: tuple = ()  # the link's row as read (links.LinkRead.values)
     state: str = ""  # the versions of the rows read (links.LinkRead.state), when known
+    expires_at: datetime | None = None  # when the link stops working (None: it has none)
 
     @property
     def today(self):
@@ -121,9 +122,10 @@ def hosted_view(*, methods: list[str], when_expired: bool = False, with_shown: b
                 shown=read.shown,
                 values=read.values,
                 state=read.state,
+                expires_at=read.expires_at,
             )
             with translation.override(visit.language):
-                live = link_is_live(invoice, visit.settings, visit.now)
+                live = link_live_until(visit.expires_at, visit.now)
                 if live == when_expired:
                     response = expired(request, visit) if not live else redirect(visit.url())
                 else:
@@ -237,11 +239,14 @@ def kept_page(request, visit: Visit) -> SlottedPage:
         ),
         shown.rows(),
     )
-    key = page_key(
+    key = (
         visit.token, visit.language, page_status(invoice, visit.now),
         request.GET.get("attempt", ""), request.GET.get("saved") == "card",
         card_entry_available(), rows,
     )
+    # The versions are one short text: the key as it is. The rows hold JSON (dicts):
+    # their digest.
+    key = key if visit.state else page_key(*key)
     page = rendered_pages.get(key)
     if page is None:
         nonces = {"saved": slot("saved"), "card": slot("card")}
@@ -260,7 +265,7 @@ def kept_page(request, visit: Visit) -> SlottedPage:
 def page_content(request, visit: Visit, shown: Shown, nonces: dict, given: dict) -> dict:
     invoice = visit.invoice
     context = page_context(invoice, shown, now=visit.now, language=visit.language)
-    context["expires_at"] = link_expires_at(invoice, visit.settings)
+    context["expires_at"] = visit.expires_at
     context["pdf_url"] = visit.url("hosted:invoice_pdf")
     for payment in context["payments"]:
         payment["receipt_url"] = visit.url("hosted:receipt_pdf", payment["id"])

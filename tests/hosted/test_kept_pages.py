@@ -118,6 +118,12 @@ def test_the_clock_alone_makes_a_kept_page_past_due(client, invoice, frozen):
     assert 'class="badge past_due">Past due<' in body(client, invoice)
 
 
+def test_the_clock_alone_expires_a_link_seen_before(client, invoice, frozen):
+    assert client.get(page_url(invoice)).status_code == 200
+    frozen.move_to(datetime(2026, 9, 1, 12, 0, tzinfo=UTC))  # months after the due date
+    assert client.get(page_url(invoice)).status_code == 410
+
+
 def test_each_language_is_its_own_page(client, invoice):
     assert "Amount due" in body(client, invoice)
     assert "Montant dû" in body(client, invoice, lang="fr")
