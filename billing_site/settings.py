@@ -48,7 +48,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "billing_site.middleware.StaffSessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
+    "billing_site.middleware.SiteLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "billing_site.middleware.StaffAuthenticationMiddleware",

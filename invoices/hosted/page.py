@@ -199,17 +199,19 @@ def page_shown(invoice: Invoice) -> Shown:
     return shown_from_rows(paid, tried)
 
 
-def shown_sql(where: str, *, attempts: bool = False) -> str:
-    """The query of the invoice's payments (or latest attempts) that `where` selects."""
+def shown_sql(where: str, *, attempts: bool = False, select: str = "") -> str:
+    """The query of the invoice's payments (or latest attempts) that `where` selects;
+    `select` replaces the list of columns (by default every column of the model, under
+    the alias "p" for payments, "a" for attempts)."""
     if attempts:
         columns = model_columns(PaymentAttempt, "a")
         return (
-            f"SELECT {columns.select} FROM {columns.table} WHERE {where} "
+            f"SELECT {select or columns.select} FROM {columns.table} WHERE {where} "
             f"ORDER BY a.created_at DESC, a.id DESC LIMIT {ATTEMPTS_SHOWN}"
         )
     columns = model_columns(Payment, "p")
     return (
-        f"SELECT {columns.select} FROM {columns.table} WHERE {where} "
+        f"SELECT {select or columns.select} FROM {columns.table} WHERE {where} "
         "ORDER BY p.received_at, p.id"
     )
 

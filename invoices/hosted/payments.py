@@ -6,6 +6,7 @@ a reload or a resubmitted form returns the first attempt and never charges twice
 """
 
 from datetime import datetime
+from functools import cache
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -39,7 +40,12 @@ DECLINE_MESSAGES = (
 def card_entry_available() -> bool:
     """Cards are typed on this page only for the simulated gateway: a real gateway takes
     card numbers in its own fields, so that they never reach this server."""
-    return issubclass(import_string(settings.PAYMENT_GATEWAY), SimulatedGateway)
+    return _is_simulated(settings.PAYMENT_GATEWAY)
+
+
+@cache
+def _is_simulated(gateway: str) -> bool:
+    return issubclass(import_string(gateway), SimulatedGateway)
 
 
 def payment_key(invoice: Invoice, nonce: str) -> str:

@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
+from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
@@ -41,7 +42,7 @@ from .forms import (
 )
 from .fresh_link import hosted_link_request
 from .headers import hosted_headers
-from .links import link_expires_at, link_is_live, link_read
+from .links import link_live_until, link_read
 from .locale import language_chosen, page_languages
 from .page import (
     Shown,
@@ -80,6 +81,8 @@ class Visit:
     language: str
     shown: Shown | None = None  # the payments and attempts read with the link (GET)
     values: tuple = ()  # the link's row as read (links.LinkRead.values)
+    state: str = ""  # the versions of the rows read (links.LinkRead.state), when known
+    expires_at: datetime | None = None  # when the link stops working (None: it has none)
 
     @property
     def today(self):
@@ -118,9 +121,11 @@ def hosted_view(*, methods: list[str], when_expired: bool = False, with_shown: b
                 language=language_chosen(request.GET.get("lang"), invoice.customer),
                 shown=read.shown,
                 values=read.values,
+                state=read.state,
+                expires_at=read.expires_at,
             )
             with translation.override(visit.language):
-                live = link_is_live(invoice, visit.settings, visit.now)
+                live = link_live_until(visit.expires_at, visit.now)
                 if live == when_expired:
                     response = expired(request, visit) if not live else redirect(visit.url())
                 else:
@@ -156,15 +161,22 @@ def page_frame(visit: Visit, brand: PageBranding) -> dict:
 
 def not_found(request):
     """The one page for every link that does not lead to an invoice (no branding either:
-    it must not differ from one deployment's invoice to another's). A client trying many
-    such links (guessing tokens) is throttled: 429, then the same page again later."""
-    if rate_limit_hit(UNKNOWN_LINK_LIMITS, invoice_id=0, client=client_address(request)):
-        response = render(request, "hosted/too_many.html", {"csp_nonce": request.csp_nonce},
-                          status=429)
-        response["Retry-After"] = str(UNKNOWN_LINK_LIMITS[0].seconds)
-        return response
-    return render(request, "hosted/not_found.html", {"csp_nonce": request.csp_nonce},
-                  status=404)
+    it must not differ from one deployment's invoice to another's), in the browser's
+    language (the locale middleware skips invoice pages: billing_site.middleware). A
+    client trying many such links (guessing tokens) is throttled: 429, then the same
+    page again later."""
+    language = translation.get_language_from_request(request)
+    with translation.override(language):
+        if rate_limit_hit(UNKNOWN_LINK_LIMITS, invoice_id=0, client=client_address(request)):
+            response = render(request, "hosted/too_many.html",
+                              {"csp_nonce": request.csp_nonce}, status=429)
+            response["Retry-After"] = str(UNKNOWN_LINK_LIMITS[0].seconds)
+        else:
+            response = render(request, "hosted/not_found.html",
+                              {"csp_nonce": request.csp_nonce}, status=404)
+    patch_vary_headers(response, ["Accept-Language"])
+    response.headers.setdefault("Content-Language", language)
+    return response
 
 
 @hosted_headers
@@ -216,17 +228,25 @@ def kept_page(request, visit: Visit) -> SlottedPage:
     new on every response, and kept (rendered.py). Its key is everything it is rendered
     from but the lines, frozen since finalization."""
     invoice, shown = visit.invoice, visit.shown or page_shown(visit.invoice)
-    # The rows as read hold every value of the invoice, its customer, the payment method,
-    # the settings and the branding (cheaper than reading them back from the instances).
-    rows = visit.values or (
-        row(invoice), row(invoice.customer), row(invoice.customer.default_payment_method),
-        row(visit.settings), row(visit.branding),
+    # The versions of the rows read name every value of the invoice (its own payment
+    # method included), its customer and theirs, the settings, the branding, the payments
+    # and attempts; without them, the rows as read hold those values (cheaper than reading
+    # them back from the instances).
+    rows = visit.state or (
+        visit.values or (
+            row(invoice), row(invoice.customer), row(invoice.customer.default_payment_method),
+            row(invoice.default_payment_method), row(visit.settings), row(visit.branding),
+        ),
+        shown.rows(),
     )
-    key = page_key(
+    key = (
         visit.token, visit.language, page_status(invoice, visit.now),
         request.GET.get("attempt", ""), request.GET.get("saved") == "card",
-        card_entry_available(), rows, shown.rows(),
+        card_entry_available(), rows,
     )
+    # The versions are one short text: the key as it is. The rows hold JSON (dicts):
+    # their digest.
+    key = key if visit.state else page_key(*key)
     page = rendered_pages.get(key)
     if page is None:
         nonces = {"saved": slot("saved"), "card": slot("card")}
@@ -245,7 +265,7 @@ def kept_page(request, visit: Visit) -> SlottedPage:
 def page_content(request, visit: Visit, shown: Shown, nonces: dict, given: dict) -> dict:
     invoice = visit.invoice
     context = page_context(invoice, shown, now=visit.now, language=visit.language)
-    context["expires_at"] = link_expires_at(invoice, visit.settings)
+    context["expires_at"] = visit.expires_at
     context["pdf_url"] = visit.url("hosted:invoice_pdf")
     for payment in context["payments"]:
         payment["receipt_url"] = visit.url("hosted:receipt_pdf", payment["id"])

@@ -6,8 +6,10 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from django.db import transaction
 from django.test import Client
 
+from customers.models import PaymentMethod
 from invoices.documents.models import Branding
 from invoices.hosted.rendered import PageStore, SlottedPage, slot
 from invoices.models import Invoice, PaymentAttempt
@@ -116,6 +118,12 @@ def test_the_clock_alone_makes_a_kept_page_past_due(client, invoice, frozen):
     assert 'class="badge past_due">Past due<' in body(client, invoice)
 
 
+def test_the_clock_alone_expires_a_link_seen_before(client, invoice, frozen):
+    assert client.get(page_url(invoice)).status_code == 200
+    frozen.move_to(datetime(2026, 9, 1, 12, 0, tzinfo=UTC))  # months after the due date
+    assert client.get(page_url(invoice)).status_code == 410
+
+
 def test_each_language_is_its_own_page(client, invoice):
     assert "Amount due" in body(client, invoice)
     assert "Montant dû" in body(client, invoice, lang="fr")
@@ -193,3 +201,60 @@ def test_the_page_reads_in_one_query_on_postgresql_on_any_connection(
         _prepared_on.discard(connection.connection)
     with django_assert_max_num_queries(reads + 1):
         assert 'class="badge open">Open<' in client.get(page_url(invoice)).content.decode()
+
+
+def test_a_change_of_the_invoices_own_payment_method_shows_at_once(client, invoice):
+    """The invoice's own payment method (a subscription's) is charged instead of the
+    customer's default while it is usable: a change of its row alone shows too."""
+    add_card(invoice.customer, token="sim_4242")  # the customer's default
+    own = add_card(invoice.customer, token="sim_9995", make_default=False)
+    Invoice.objects.filter(pk=invoice.pk).update(default_payment_method=own)
+    assert "•••• 9995" in body(client, invoice)
+    PaymentMethod.objects.filter(pk=own.pk).update(status=PaymentMethod.Status.DETACHED)
+    page = body(client, invoice)
+    assert "•••• 9995" not in page and "•••• 4242" in page
+
+
+def test_a_row_changed_twice_in_one_transaction_shows_each_time(client, invoice):
+    """The page's rows are known by their versions: a row written twice by the same
+    transaction (as a test does) still gets a new version each time."""
+    with transaction.atomic():
+        for footer in ("First footer", "Second footer"):
+            Invoice.objects.filter(pk=invoice.pk).update(footer=footer)
+            assert footer in body(client, invoice)
+
+
+def test_a_test_clock_moving_alone_makes_the_page_past_due():
+    """The visits of one state share what was read, except a customer on a test clock:
+    its clock moves without any row of the page changing."""
+    from customers.models import TestClock
+    from customers.services import test_clock_advance
+
+    clock = TestClock.objects.create(name="rehearsal", frozen_time=NOW)
+    invoice = make_open(make_customer(test_clock=clock))  # due 2026-04-01
+    client = Client()
+    for _ in range(2):
+        assert 'class="badge open">Open<' in body(client, invoice)
+    test_clock_advance(clock, to=datetime(2026, 4, 10, 12, 0, tzinfo=UTC))
+    assert 'class="badge past_due">Past due<' in body(client, invoice)
+
+
+def test_visits_leave_what_the_visits_of_their_state_share_unchanged(client, invoice):
+    from django.db import connection
+
+    from invoices.hosted import token_for
+    from invoices.hosted.links import link_read
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the versions of rows are PostgreSQL's")
+    add_card(invoice.customer)
+    body(client, invoice)
+    shared = link_read(token_for(invoice), with_shown=True)
+    instances = [shared.invoice, shared.invoice.customer, shared.settings, shared.branding,
+                 shared.invoice.customer.default_payment_method]
+    before = [(dict(vars(i)), set(i._state.fields_cache)) for i in instances]
+    # A new visitor (a view recorded), another language (the page rendered), a reload.
+    body(Client(HTTP_USER_AGENT="another browser"), invoice, lang="fr")
+    body(client, invoice)
+    assert link_read(token_for(invoice), with_shown=True) is shared
+    assert [(dict(vars(i)), set(i._state.fields_cache)) for i in instances] == before

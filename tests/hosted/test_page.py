@@ -9,7 +9,7 @@ from django.db import connection
 from django.test import Client
 
 from invoices.hosted import hosted_url, token_for
-from invoices.hosted.links import hosted_link_revoke
+from invoices.hosted.links import hosted_link_revoke, link_states
 from invoices.hosted.page import VIEW_WINDOW_SECONDS
 from invoices.hosted.rendered import rendered_pages
 from invoices.models import Event, Invoice
@@ -194,6 +194,23 @@ def test_the_page_speaks_the_customers_language(client):
     assert response["Content-Language"] == "fr"
 
 
+def test_the_page_does_not_vary_with_the_browsers_language(client, invoice):
+    """Its language is the customer's or the one picked on the page: the locale
+    middleware, which negotiates Accept-Language, skips invoice pages."""
+    response = client.get(page_url(invoice), HTTP_ACCEPT_LANGUAGE="fr")
+    assert "Amount due" in response.content.decode() and response["Content-Language"] == "en"
+    assert "Accept-Language" not in response.get("Vary", "")
+
+
+def test_the_not_found_page_speaks_the_browsers_language(client):
+    response = client.get("/i/" + "A" * 43 + "/", HTTP_ACCEPT_LANGUAGE="fr")
+    assert response.status_code == 404
+    assert "Facture introuvable" in response.content.decode()
+    assert response["Content-Language"] == "fr" and "Accept-Language" in response["Vary"]
+    english = client.get("/i/unknown/path", HTTP_ACCEPT_LANGUAGE="en")
+    assert "Invoice not found" in english.content.decode()
+
+
 def test_the_reader_can_switch_language(client):
     invoice = make_open(make_customer(preferred_locale="fr"))
     body = client.get(page_url(invoice, lang="pt-br")).content.decode()
@@ -273,8 +290,10 @@ def test_the_page_costs_a_few_queries_whatever_the_number_of_lines(
         invoice_record_payment(invoice, amount=50, method="cheque", now=NOW, actor=STAFF)
     client.get(page_url(small))  # the settings and branding rows exist from here on
     rendered_pages.clear()
-    # Invoice with customer, settings and branding, the visit (savepoint, SET LOCAL on
-    # PostgreSQL, INSERT, release), payments, attempts, and to render the page: lines.
+    link_states.clear()
+    # Invoice with customer, settings and branding (on PostgreSQL: their versions, then
+    # the rows), the visit (savepoint, SET LOCAL on PostgreSQL, INSERT, release),
+    # payments, attempts, and to render the page: lines.
     # (A new visitor each time: a visitor's first visit is the one recorded.)
     budget = 8 if connection.vendor == "postgresql" else 7
     with django_assert_max_num_queries(budget) as small_queries:

@@ -1,5 +1,5 @@
-"""The invoice pages skip the staff middleware (sessions, users, messages); every other
-page keeps it."""
+"""The invoice pages skip the staff middleware (sessions, users, messages) and the locale
+middleware; every other page keeps them."""
 
 import pytest
 from django.conf import settings
@@ -7,11 +7,13 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpResponse
+from django.middleware.locale import LocaleMiddleware
 from django.test import RequestFactory
 from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from billing_site.middleware import (
+    SiteLocaleMiddleware,
     StaffAuthenticationMiddleware,
     StaffMessageMiddleware,
     StaffSessionMiddleware,
@@ -52,6 +54,16 @@ def test_every_other_request_gets_them_as_before(path):
     assert hasattr(request, "_messages")
 
 
+def test_an_invoice_page_request_gets_no_negotiated_language():
+    assert not hasattr(through(SiteLocaleMiddleware, path="/i/" + "a" * 43 + "/"), "LANGUAGE_CODE")
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/healthz"])
+def test_every_other_request_gets_the_browsers_language(path):
+    request = through(SiteLocaleMiddleware, path=path)
+    assert request.LANGUAGE_CODE == settings.LANGUAGE_CODE
+
+
 def test_the_settings_use_the_staff_middleware_which_are_djangos():
     # The admin's checks look for Django's classes (or subclasses) in MIDDLEWARE.
     loaded = [import_string(path) for path in settings.MIDDLEWARE]
@@ -59,6 +71,7 @@ def test_the_settings_use_the_staff_middleware_which_are_djangos():
         STAFF, (SessionMiddleware, AuthenticationMiddleware, MessageMiddleware), strict=True
     ):
         assert cls in loaded and issubclass(cls, django_cls)
+    assert SiteLocaleMiddleware in loaded and issubclass(SiteLocaleMiddleware, LocaleMiddleware)
 
 
 def test_every_invoice_page_url_is_under_the_prefix_and_nothing_else_is():
