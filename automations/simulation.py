@@ -33,7 +33,7 @@ from invoices.models import Event, Invoice, PaymentAttempt
 from invoices.services import invoice_create, invoice_line_add
 
 from . import retry_model, worlds
-from .clocks import clock_advance
+from .clocks import caught_up_check, clock_advance
 from .models import BillingSettings, RetryPolicy, RetryStat
 from .notifications.documents import attachments_omitted
 from .notifications.models import NotificationSchedule, OutboxMessage
@@ -237,8 +237,12 @@ def _hours_run(world, population, index, invoices_due, actions, acted, end, on_s
             _invoice_make(population[invoices_due[next_invoice][1]], hour)
             next_invoice += 1
         _customers_act(population, actions, acted, hour)
+        if hour.hour == 0:
+            # What the run wrote since the last advance falls due at the clock's time or
+            # later (so each advance reads from there: caught_up): checked once a day.
+            caught_up_check(clock)
         hour += timedelta(hours=1)
-        done = clock_advance(clock, to=hour)
+        done = clock_advance(clock, to=hour, caught_up=True)
         collected = done["collection"]
         if collected.get("failed") or collected.get("requires_action"):
             # Holds come only from declines and authentication requests.

@@ -28,7 +28,7 @@ from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
-from customers.clock_due import Due, due_first
+from customers.clock_due import Due, due_first, floored
 from customers.errors import DomainError
 from customers.ledger import balance_transaction_create
 from customers.models import BalanceTransaction, Customer, PaymentMethod
@@ -366,7 +366,7 @@ def due_for_collection(now: datetime, test_clock=None) -> QuerySet:
     due = Invoice.objects.filter(status=S.OPEN, next_payment_attempt__lte=now)
     if test_clock is None:
         return due.filter(customer__test_clock__isnull=True)
-    return due.filter(test_clock=test_clock)
+    return floored(due.filter(test_clock=test_clock), "next_payment_attempt", test_clock)
 
 
 @dataclass
@@ -929,7 +929,7 @@ def attempts_due_check(now: datetime, test_clock=None) -> QuerySet:
     due = PaymentAttempt.objects.filter(status__in=IN_FLIGHT, check_at__lte=now)
     if test_clock is None:
         return due.filter(customer__test_clock__isnull=True)
-    return due.filter(test_clock=test_clock)
+    return floored(due.filter(test_clock=test_clock), "check_at", test_clock)
 
 
 def attempts_check_due(
