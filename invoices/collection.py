@@ -956,10 +956,17 @@ def attempts_check_due(
             PaymentAttempt.objects.filter(pk__in=[a.pk for a in attempts]).update(
                 check_at=now + RECHECK_AFTER
             )
+        moments = [attempt.check_at if at_scheduled_time else now for attempt in attempts]
+        # The processing ones in one call (a simulation checks them every hour).
+        settling = [(attempt.gateway_reference, at)
+                    for attempt, at in zip(attempts, moments, strict=True)
+                    if attempt.status == A.PROCESSING]
+        refreshed = iter(gateway.refresh_many(settling) if settling else [])
         items = []
-        for attempt in attempts:
-            at = attempt.check_at if at_scheduled_time else now
-            items.append((attempt, _attempt_ask(gateway, attempt, at), at, None))
+        for attempt, at in zip(attempts, moments, strict=True):
+            outcome = (next(refreshed) if attempt.status == A.PROCESSING
+                       else _attempt_ask(gateway, attempt, at))
+            items.append((attempt, outcome, at, None))
         counts.add(attempts_complete(items, actor=AUTOMATIC))
         if len(attempts) < batch_size:
             break
@@ -967,9 +974,8 @@ def attempts_check_due(
 
 
 def _attempt_ask(gateway: Gateway, attempt: PaymentAttempt, at: datetime):
+    """A pending attempt's outcome (the processing ones: gateway.refresh_many)."""
     try:
-        if attempt.status == A.PROCESSING:
-            return gateway.refresh(attempt.gateway_reference, now=at)
         known = gateway.retrieve(attempt.idempotency_key)
         if known is not None:
             return known
