@@ -7,10 +7,10 @@ beat sweeps would have. A retry planned during the run is picked
 up when its own time comes, so a whole dunning cycle plays out in one advance.
 
 Once the first question is answered, nothing of the clock's falls due before the
-earliest moment found (or the clock's time, if earlier), and what the work writes falls
-due at or after the moment it runs at: that is the advance's floor (customers.clock_due),
-raised as the clock moves, from which the next-moment and due queries read their
-indexes.
+earliest moment found (or the clock's time, if earlier), and the work of the floored
+kinds (drafts, collection, outbox: Due.floored) writes moments at or after the one it
+runs at: that is the advance's floor (customers.clock_due), raised as the clock moves,
+from which those kinds' next-moment and due queries read their indexes.
 """
 
 from collections import Counter
@@ -55,7 +55,7 @@ class ClockWork:
 def _drafts_next_due(clock: TestClock) -> list[Due]:
     return [Due(lambda: Invoice.objects.filter(status=Invoice.Status.DRAFT, auto_advance=True,
                                                test_clock=clock),
-                "automatically_finalizes_at", key=f"drafts:{clock.pk}")]
+                "automatically_finalizes_at", key=f"drafts:{clock.pk}", floored=True)]
 
 
 CLOCK_WORK = [

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 
 from customers.actors import Actor
-from customers.clock_due import Due, due_first, floored
+from customers.clock_due import Due, due_first
 from invoices import collection
 from invoices.models import Invoice
 from invoices.transitions import S, invoices_transition_bulk
@@ -38,8 +38,7 @@ def past_due_for_too_long(now: datetime, days: int, test_clock=None):
     due = Invoice.objects.filter(status=S.OPEN, past_due_at__lte=now - timedelta(days=days))
     if test_clock is None:
         return due.filter(customer__test_clock__isnull=True)
-    return floored(due.filter(test_clock=test_clock), "past_due_at", test_clock,
-                   after=timedelta(days=days))
+    return due.filter(test_clock=test_clock)
 
 
 def mark_past_due_uncollectible(*, now: datetime, test_clock=None, batch_size: int = 5000) -> dict:

@@ -10,9 +10,10 @@ A floor (`clock_floor`): a simulation runs in one uncommitted transaction, so ev
 version it replaces stays in the indexes these queries read, and a row's older due
 moments are in the past: an index walked from its lowest entry passes every one of them
 before the first live row (12 ms at day 30 of 500 customers). With a floor known to be
-at or before every live row's moment, the queries start the walk there (`floor` of
-dues_first, `floored` for the sweeps' own due queries): the same answers, the dead
-entries before the floor never read.
+at or before every live row's moment, the queries of the kinds whose work never writes
+a moment earlier than its own (Due.floored: drafts, collection, outbox) start the walk
+there (`floor` of dues_first, `floored` for the sweeps' own due queries): the same
+answers, the dead entries before the floor never read.
 """
 
 from collections.abc import Callable
@@ -40,6 +41,11 @@ class Due:
     field: str
     after: timedelta = timedelta(0)
     key: str | None = None
+    # Read from the floor (dues_first's `floor`) only when the work that writes `field`
+    # never sets it before the moment it runs at. Not so for a moment derived from a
+    # date the invoice carries (an overdue alert, the past-due policy, a renewal notice):
+    # those are read whole.
+    floored: bool = False
 
     def compiled(self, floored: bool = False):
         """(sql, params, convert, at): the subquery, what turns its raw value into the
@@ -83,8 +89,9 @@ def dues_first(kinds: dict[str, list[Candidate]], *, floor: datetime | None = No
                ) -> dict[str, datetime | None]:
     """The earliest moment of each kind's candidates (None: nothing due), in one query.
 
-    With `floor`, only moments at or after it are looked for: the answers are the same
-    when no candidate has an earlier one (the caller knows it: see clock_floor)."""
+    With `floor`, only moments at or after it are looked for in the `floored` candidates:
+    the answers are the same when none has an earlier one (the caller knows it: see
+    clock_floor)."""
     queries = [due for candidates in kinds.values() for due in candidates
                if isinstance(due, Due)]
     values = iter(_fetch(queries, floor))
@@ -111,7 +118,8 @@ def _fetch(queries: list[Due], floor: datetime | None) -> list:
         return []
     parts, params, converts = [], [], []
     for due in queries:
-        sql, query_params, convert, at = due.compiled(floored=floor is not None)
+        sql, query_params, convert, at = due.compiled(
+            floored=floor is not None and due.floored)
         if at is not None:
             # The moment is the field plus `after`: the field's floor is that much earlier.
             query_params = list(query_params)
@@ -157,12 +165,11 @@ def floor_of(test_clock) -> datetime | None:
     return floors.get(test_clock.pk)
 
 
-def floored(rows: QuerySet, field: str, test_clock, after: timedelta = timedelta(0)
-            ) -> QuerySet:
-    """`rows` (a sweep's due rows for `test_clock`) without those whose `field` plus
-    `after` is before the clock's floor: there are none, and their index entries (row
-    versions replaced in the run's transaction) need not be read."""
+def floored(rows: QuerySet, field: str, test_clock) -> QuerySet:
+    """`rows` (a sweep's due rows for `test_clock`, of a `floored` kind) without those
+    whose `field` is before the clock's floor: there are none, and their index entries
+    (row versions replaced in the run's transaction) need not be read."""
     floor = floor_of(test_clock)
     if floor is None:
         return rows
-    return rows.filter(**{f"{field}__gte": floor - after})
+    return rows.filter(**{f"{field}__gte": floor})

@@ -993,13 +993,13 @@ def next_due_parts(test_clock) -> list[Due]:
     none): only the payments already in flight are checked."""
     in_flight = Due(
         lambda: PaymentAttempt.objects.filter(status__in=IN_FLIGHT, test_clock=test_clock),
-        "check_at", key=f"collection.attempts:{test_clock.pk}",
+        "check_at", key=f"collection.attempts:{test_clock.pk}", floored=True,
     )
     if not policy().enabled:
         return [in_flight]
     return [
         Due(lambda: Invoice.objects.filter(status=S.OPEN, test_clock=test_clock),
-            "next_payment_attempt", key=f"collection.invoices:{test_clock.pk}"),
+            "next_payment_attempt", key=f"collection.invoices:{test_clock.pk}", floored=True),
         in_flight,
     ]
 

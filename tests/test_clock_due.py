@@ -102,15 +102,18 @@ def test_a_floor_leaves_out_the_moments_before_it():
     field = "automatically_finalizes_at"
     key = f"test-floor:{clock.pk}"
 
-    found = dues_first({"drafts": [Due(lambda: drafts, field, key=key)],
+    found = dues_first({"drafts": [Due(lambda: drafts, field, key=key, floored=True)],
                         # The floor is the moment's (the field plus `after`).
-                        "later": [Due(lambda: drafts, field, after=timedelta(hours=4), key=key)]},
+                        "later": [Due(lambda: drafts, field, after=timedelta(hours=4),
+                                      key=key, floored=True)],
+                        # A kind whose moments may be written in the past: read whole.
+                        "whole": [Due(drafts, field)]},
                        floor=at[1])
 
-    assert found == {"drafts": at[1], "later": at[0] + timedelta(hours=4)}
-    assert due_first([Due(lambda: drafts, field, key=key)]) == at[0]  # no floor: all
-    assert dues_first({"d": [Due(drafts, field)]}, floor=at[2] + timedelta(hours=1)) \
-        == {"d": None}
+    assert found == {"drafts": at[1], "later": at[0] + timedelta(hours=4), "whole": at[0]}
+    assert due_first([Due(lambda: drafts, field, key=key, floored=True)]) == at[0]  # no floor
+    assert dues_first({"d": [Due(drafts, field, floored=True)]},
+                      floor=at[2] + timedelta(hours=1)) == {"d": None}
 
 
 def test_the_sweeps_due_rows_read_from_the_floor_of_their_clock_only():
@@ -139,3 +142,4 @@ def test_a_clock_is_caught_up_only_when_nothing_falls_due_before_its_time():
 
     with pytest.raises(DomainError, match="not caught up"):
         clocks.caught_up_check(clock)
+
