@@ -5,6 +5,12 @@ earliest of every kind of work in CLOCK_WORK, all kinds asked in one query:
 customers.clock_due), sets its time there, and runs every kind at that moment, as the
 beat sweeps would have. A retry planned during the run is picked
 up when its own time comes, so a whole dunning cycle plays out in one advance.
+
+Once the first question is answered, nothing of the clock's falls due before the
+earliest moment found (or the clock's time, if earlier), and the work of the floored
+kinds (drafts, collection, outbox: Due.floored) writes moments at or after the one it
+runs at: that is the advance's floor (customers.clock_due), raised as the clock moves,
+from which those kinds' next-moment and due queries read their indexes.
 """
 
 from collections import Counter
@@ -14,7 +20,14 @@ from datetime import datetime
 
 from django.utils.translation import gettext as _
 
-from customers.clock_due import Candidate, Due, dues_first
+from customers.clock_due import (
+    Candidate,
+    Due,
+    clock_floor,
+    dues_first,
+    floor_of,
+    floor_raise,
+)
 from customers.errors import DomainError
 from customers.models import TestClock
 from customers.services import test_clock_advance
@@ -42,7 +55,7 @@ class ClockWork:
 def _drafts_next_due(clock: TestClock) -> list[Due]:
     return [Due(lambda: Invoice.objects.filter(status=Invoice.Status.DRAFT, auto_advance=True,
                                                test_clock=clock),
-                "automatically_finalizes_at", key=f"drafts:{clock.pk}")]
+                "automatically_finalizes_at", key=f"drafts:{clock.pk}", floored=True)]
 
 
 CLOCK_WORK = [
@@ -73,16 +86,19 @@ CLOCK_WORK = [
 ]
 
 
-def clock_advance(clock: TestClock, *, to: datetime) -> dict:
+def clock_advance(clock: TestClock, *, to: datetime, caught_up: bool = False) -> dict:
     """Move the clock to `to`, doing everything that falls due on the way, in order.
     Returns the counts of each kind of work and how many moments it stopped at.
 
-    The settings rows are read once for the whole advance (customers.singletons)."""
+    `caught_up`: the caller knows that nothing of the clock's falls due before its
+    current time (it advanced the clock there, and what it wrote since falls due at or
+    after that time: automations.simulation), so even the first question reads from
+    there. The settings rows are read once for the whole advance (customers.singletons)."""
     with singletons_held():
-        return _advance(clock, to)
+        return _advance(clock, to, caught_up)
 
 
-def _advance(clock: TestClock, to: datetime) -> dict:
+def _advance(clock: TestClock, to: datetime, caught_up: bool = False) -> dict:
     if to <= clock.frozen_time:
         raise DomainError(
             _("A test clock only moves forward: choose a time after %(time)s.")
@@ -90,22 +106,40 @@ def _advance(clock: TestClock, to: datetime) -> dict:
         )
     totals = {work.name: Counter() for work in CLOCK_WORK}
     stops = 0
-    due = _due_by_work(clock)
+    floor = clock.frozen_time if caught_up else None
+    due = _due_by_work(clock, floor=floor)
     moment = _earliest(due)
-    while moment is not None and moment <= to:
-        moment = max(moment, clock.frozen_time)
-        if moment > clock.frozen_time:
-            test_clock_advance(clock, to=moment)
-        _stop(clock, moment, due, totals)
-        stops += 1
-        following = _earliest(due)
-        if following is not None and following <= moment or stops >= MAX_STOPS:
-            # Every kind of work takes all that is due by `moment`: what stays due is a bug.
-            raise DomainError(f"Test clock {clock} stopped advancing at {moment}: work stays due.")
-        moment = following
+    floor = min(filter(None, [floor, moment, clock.frozen_time]))
+    with clock_floor(clock, floor):
+        while moment is not None and moment <= to:
+            moment = max(moment, clock.frozen_time)
+            if moment > clock.frozen_time:
+                test_clock_advance(clock, to=moment)
+            _stop(clock, moment, due, totals)
+            stops += 1
+            following = _earliest(due)
+            if following is not None and following <= moment or stops >= MAX_STOPS:
+                # Every kind of work takes all that is due by `moment`: what stays due is
+                # a bug.
+                raise DomainError(
+                    f"Test clock {clock} stopped advancing at {moment}: work stays due.")
+            # Nothing is due before `following` now, and the next stop writes from there.
+            floor_raise(clock, min(filter(None, [following, moment])))
+            moment = following
     if to > clock.frozen_time:
         test_clock_advance(clock, to=to)
     return {"stops": stops, **{name: dict(counts) for name, counts in totals.items()}}
+
+
+def caught_up_check(clock: TestClock) -> None:
+    """Raise unless nothing of the clock's falls due before its current time (what
+    `caught_up` promises), asked without a floor."""
+    first = _earliest(_due_by_work(clock))
+    if first is not None and first < clock.frozen_time:
+        raise DomainError(
+            f"Test clock {clock}: work falls due at {first}, before the clock's time "
+            f"{clock.frozen_time}: the clock is not caught up."
+        )
 
 
 def _stop(clock: TestClock, moment: datetime, due: dict, totals: dict) -> None:
@@ -122,15 +156,16 @@ def _stop(clock: TestClock, moment: datetime, due: dict, totals: dict) -> None:
         totals[work.name].update(work.run(now=moment, test_clock=clock))
         last = n
         # The kinds after it, asked again (in one query) now that this one ran.
-        due.update(_due_by_work(clock, CLOCK_WORK[n + 1:]))
+        due.update(_due_by_work(clock, CLOCK_WORK[n + 1:], floor=floor_of(clock)))
     if last is not None:
         # The kinds up to the last that ran: those after it were asked once it had run.
-        due.update(_due_by_work(clock, CLOCK_WORK[:last + 1]))
+        due.update(_due_by_work(clock, CLOCK_WORK[:last + 1], floor=floor_of(clock)))
 
 
-def _due_by_work(clock: TestClock, works=None) -> dict[str, datetime | None]:
+def _due_by_work(clock: TestClock, works=None, *, floor: datetime | None = None
+                 ) -> dict[str, datetime | None]:
     works = CLOCK_WORK if works is None else works
-    return dues_first({work.name: work.next_due(clock) for work in works})
+    return dues_first({work.name: work.next_due(clock) for work in works}, floor=floor)
 
 
 def _earliest(due: dict) -> datetime | None:

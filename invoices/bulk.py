@@ -1,5 +1,6 @@
 """Finalizing many drafts at once: the auto-finalization sweep's path (DESIGN.md section 5,
-"the same door": a set-based UPDATE that also bulk-writes the same events).
+"the same door": a set-based UPDATE that also bulk-writes the same events). And making
+many drafts at once (drafts_create_bulk: a simulation's invoices of one hour).
 
 The rules are those of the one-row door (services.finalization_prepare decides, for each
 draft, what to write); only the writing is set-based: one transaction per batch, a
@@ -19,20 +20,80 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import QuerySet, prefetch_related_objects
+from django.utils.translation import gettext as _
 
 from customers.actors import Actor
 from customers.errors import DomainError
 from customers.models import Customer
+from customers.money import MAX_AMOUNT
 
-from .bulkwrite import rows_update
+from . import totals as totals_module
+from .bulkwrite import rows_insert, rows_update
 from .events import event_build, events_save
-from .models import Invoice, InvoiceLine, InvoicingSettings
+from .models import MAX_LINES, Invoice, InvoiceLine, InvoicingSettings
 from .numbering import numbers_take, sequence_key
-from .services import LINE_TOTALS, Finalization, finalization_prepare, invoice_finalize
+from .services import (
+    LINE_TOTALS,
+    Finalization,
+    draft_build,
+    draft_line_build,
+    finalization_prepare,
+    invoice_finalize,
+    line_totals_apply,
+    totals_fields,
+)
 from .transitions import S, transition_in_memory
 
 FAILED = "invoice.finalization_failed"
 PREFETCH_CHUNK = 5000  # lines per tax-rate query: stays under every backend's parameter cap
+
+
+@dataclass(frozen=True)
+class DraftLine:
+    description: str
+    unit_amount: int
+    quantity: int = 1
+
+
+def drafts_create_bulk(
+    drafts: list[tuple[Customer, list[DraftLine]]], *, now: datetime, actor: Actor,
+    collection_method: str = Invoice.CollectionMethod.SEND_INVOICE, auto_advance: bool = True,
+) -> list[Invoice]:
+    """Drafts with their lines (no tax rates, no discounts), the same rows and
+    "invoice.created" events as invoice_create then invoice_line_add for each line would
+    write, in the order given (ascending ids), and the same checks: in a constant number
+    of queries rather than about ten a draft. Nothing is written if one is refused."""
+    settings = InvoicingSettings.load()
+    invoices, lines = [], []
+    for customer, draft_lines in drafts:
+        if len(draft_lines) > MAX_LINES:
+            raise DomainError(_("An invoice has at most %(max)d lines.") % {"max": MAX_LINES})
+        invoice = draft_build(customer=customer, now=now, collection_method=collection_method,
+                              auto_advance=auto_advance, settings=settings)
+        built = [draft_line_build(invoice, position=position, description=spec.description,
+                                  unit_amount=spec.unit_amount, quantity=spec.quantity)
+                 for position, spec in enumerate(draft_lines)]
+        result = totals_module.compute(
+            [totals_module.LineInput(quantity=line.quantity, unit_amount=line.unit_amount,
+                                     rates=()) for line in built],
+            invoice.discount_percent, invoice.discount_amount,
+        )
+        if abs(result.total) > MAX_AMOUNT:
+            raise DomainError(_("This invoice's total is too large."))
+        line_totals_apply(built, result)
+        for name, value in totals_fields(result).items():
+            setattr(invoice, name, value)
+        invoices.append(invoice)
+        lines.extend(built)
+    # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
+    with transaction.atomic(savepoint=False):
+        rows_insert(Invoice, invoices)
+        for line in lines:
+            line.invoice_id = line.invoice.pk  # it has one now
+        rows_insert(InvoiceLine, lines)
+        events_save([event_build("invoice.created", now=now, actor=actor, invoice=invoice)
+                     for invoice in invoices])
+    return invoices
 
 
 @dataclass

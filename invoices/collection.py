@@ -28,7 +28,7 @@ from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
-from customers.clock_due import Due, due_first
+from customers.clock_due import Due, due_first, floored
 from customers.errors import DomainError
 from customers.ledger import balance_transaction_create
 from customers.models import BalanceTransaction, Customer, PaymentMethod
@@ -366,7 +366,7 @@ def due_for_collection(now: datetime, test_clock=None) -> QuerySet:
     due = Invoice.objects.filter(status=S.OPEN, next_payment_attempt__lte=now)
     if test_clock is None:
         return due.filter(customer__test_clock__isnull=True)
-    return due.filter(test_clock=test_clock)
+    return floored(due.filter(test_clock=test_clock), "next_payment_attempt", test_clock)
 
 
 @dataclass
@@ -929,7 +929,7 @@ def attempts_due_check(now: datetime, test_clock=None) -> QuerySet:
     due = PaymentAttempt.objects.filter(status__in=IN_FLIGHT, check_at__lte=now)
     if test_clock is None:
         return due.filter(customer__test_clock__isnull=True)
-    return due.filter(test_clock=test_clock)
+    return floored(due.filter(test_clock=test_clock), "check_at", test_clock)
 
 
 def attempts_check_due(
@@ -956,10 +956,17 @@ def attempts_check_due(
             PaymentAttempt.objects.filter(pk__in=[a.pk for a in attempts]).update(
                 check_at=now + RECHECK_AFTER
             )
+        moments = [attempt.check_at if at_scheduled_time else now for attempt in attempts]
+        # The processing ones in one call (a simulation checks them every hour).
+        settling = [(attempt.gateway_reference, at)
+                    for attempt, at in zip(attempts, moments, strict=True)
+                    if attempt.status == A.PROCESSING]
+        refreshed = iter(gateway.refresh_many(settling) if settling else [])
         items = []
-        for attempt in attempts:
-            at = attempt.check_at if at_scheduled_time else now
-            items.append((attempt, _attempt_ask(gateway, attempt, at), at, None))
+        for attempt, at in zip(attempts, moments, strict=True):
+            outcome = (next(refreshed) if attempt.status == A.PROCESSING
+                       else _attempt_ask(gateway, attempt, at))
+            items.append((attempt, outcome, at, None))
         counts.add(attempts_complete(items, actor=AUTOMATIC))
         if len(attempts) < batch_size:
             break
@@ -967,9 +974,8 @@ def attempts_check_due(
 
 
 def _attempt_ask(gateway: Gateway, attempt: PaymentAttempt, at: datetime):
+    """A pending attempt's outcome (the processing ones: gateway.refresh_many)."""
     try:
-        if attempt.status == A.PROCESSING:
-            return gateway.refresh(attempt.gateway_reference, now=at)
         known = gateway.retrieve(attempt.idempotency_key)
         if known is not None:
             return known
@@ -987,13 +993,13 @@ def next_due_parts(test_clock) -> list[Due]:
     none): only the payments already in flight are checked."""
     in_flight = Due(
         lambda: PaymentAttempt.objects.filter(status__in=IN_FLIGHT, test_clock=test_clock),
-        "check_at", key=f"collection.attempts:{test_clock.pk}",
+        "check_at", key=f"collection.attempts:{test_clock.pk}", floored=True,
     )
     if not policy().enabled:
         return [in_flight]
     return [
         Due(lambda: Invoice.objects.filter(status=S.OPEN, test_clock=test_clock),
-            "next_payment_attempt", key=f"collection.invoices:{test_clock.pk}"),
+            "next_payment_attempt", key=f"collection.invoices:{test_clock.pk}", floored=True),
         in_flight,
     ]
 

@@ -63,11 +63,32 @@ def invoice_create(
 ) -> Invoice:
     """`default_payment_method`: charged instead of the customer's default (one of the
     customer's own)."""
+    invoice = draft_build(
+        customer=customer, now=now, collection_method=collection_method, due_date=due_date,
+        days_until_due=days_until_due, auto_advance=auto_advance, description=description,
+        metadata=metadata, discount_percent=discount_percent, discount_amount=discount_amount,
+        subscription_id=subscription_id, billing_reason=billing_reason,
+        default_payment_method=default_payment_method,
+    )
+    # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
+    with transaction.atomic(savepoint=False):
+        invoice.save()
+        event_record("invoice.created", now=now, actor=actor, invoice=invoice)
+    return invoice
+
+
+def draft_build(
+    *, customer: Customer, now: datetime, collection_method: str, due_date=None,
+    days_until_due=None, auto_advance=True, description="", metadata=None,
+    discount_percent=Decimal(0), discount_amount=0, subscription_id=None,
+    billing_reason=Invoice.BillingReason.MANUAL, default_payment_method=None, settings=None,
+) -> Invoice:
+    """The unsaved draft invoice_create writes, checked (and invoices.bulk's)."""
     if collection_method not in Invoice.CollectionMethod.values:
         raise DomainError(_("Unknown collection method %(m)s.") % {"m": collection_method})
     if default_payment_method is not None and default_payment_method.customer_id != customer.pk:
         raise DomainError(_("This payment method belongs to another customer."))
-    settings = InvoicingSettings.load()
+    settings = settings or InvoicingSettings.load()
     invoice = Invoice(
         customer=customer,
         test_clock_id=customer.test_clock_id,
@@ -90,10 +111,6 @@ def invoice_create(
     )
     # The customer's own clock: nothing to check (it would cost a query per invoice).
     _full_clean(invoice, exclude=["customer", "default_payment_method", "test_clock"])
-    # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
-    with transaction.atomic(savepoint=False):
-        invoice.save()
-        event_record("invoice.created", now=now, actor=actor, invoice=invoice)
     return invoice
 
 
@@ -178,6 +195,17 @@ def invoice_line_add(
             line.tax_rates.add(*tax_rates)
         invoice_recalculate(locked)
     invoice.refresh_from_db()
+    return line
+
+
+def draft_line_build(invoice: Invoice, *, position: int, description: str, unit_amount: int,
+                     quantity: int = 1) -> InvoiceLine:
+    """An unsaved line without tax rates or discounts, checked as invoice_line_add checks
+    one (invoices.bulk's drafts)."""
+    line_validate(quantity=quantity, unit_amount=unit_amount)
+    line = InvoiceLine(invoice=invoice, position=position, description=description,
+                       quantity=quantity, unit_amount=unit_amount)
+    _full_clean(line, exclude=["invoice"])
     return line
 
 

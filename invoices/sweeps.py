@@ -7,6 +7,7 @@ from datetime import datetime
 from django.db.models import Q
 
 from customers.actors import Actor
+from customers.clock_due import floored
 
 from .bulk import invoices_finalize_bulk
 from .models import Invoice, InvoicingSettings
@@ -22,7 +23,7 @@ def due_drafts(now: datetime, test_clock=None):
     )
     if test_clock is None:
         return drafts.filter(customer__test_clock__isnull=True)
-    return drafts.filter(test_clock=test_clock)
+    return floored(drafts.filter(test_clock=test_clock), "automatically_finalizes_at", test_clock)
 
 
 def finalize_due_drafts(

@@ -307,3 +307,48 @@ def test_two_sweeps_and_staff_at_once_finalize_each_draft_once_without_deadlock(
             count = Invoice.objects.filter(customer=customer).exclude(number=None).count()
             mine = {number for number in numbers if number.startswith(f"RACE{n}-")}
             assert mine == {f"RACE{n}-{k:04d}" for k in range(1, count + 1)}
+
+
+def test_drafts_made_in_bulk_are_those_made_one_by_one():
+    from invoices.bulk import DraftLine, drafts_create_bulk
+
+    customers = [make_customer(), make_customer(currency="USD")]
+    specs = [[DraftLine("Subscription", 4200)],
+             [DraftLine("Seats", 1999, quantity=3), DraftLine("Support", 5000)]]
+    method = Invoice.CollectionMethod.CHARGE_AUTOMATICALLY
+    by_one = []
+    for customer, lines in zip(customers, specs, strict=True):
+        invoice = invoice_create(customer=customer, now=NOW, actor=STAFF,
+                                 collection_method=method)
+        for line in lines:
+            invoice_line_add(invoice, description=line.description, quantity=line.quantity,
+                             unit_amount=line.unit_amount)
+        by_one.append(invoice)
+
+    with CaptureQueriesContext(connection) as queries:
+        in_bulk = drafts_create_bulk(list(zip(customers, specs, strict=True)), now=NOW,
+                                     actor=STAFF, collection_method=method)
+
+    def row(invoice):
+        fields = Invoice.objects.filter(pk=invoice.pk).values().get()
+        lines = list(InvoiceLine.objects.filter(invoice=invoice).order_by("position")
+                     .values("position", "description", "quantity", "unit_amount", "amount",
+                             "discount_total", "amount_excluding_tax", "tax_amount"))
+        events = list(Event.objects.filter(invoice=invoice).values_list("type", "created_at"))
+        ignored = {"id", "hosted_token_salt", "hosted_token_hash"}
+        return {k: v for k, v in fields.items() if k not in ignored}, lines, events
+
+    assert [row(i) for i in in_bulk] == [row(i) for i in by_one]
+    assert in_bulk[0].pk < in_bulk[1].pk
+    assert len(queries) <= 6  # whatever the number of drafts
+
+
+def test_drafts_in_bulk_refuse_a_bad_line_and_write_nothing():
+    from invoices.bulk import DraftLine, drafts_create_bulk
+
+    customer = make_customer()
+    with pytest.raises(DomainError):
+        drafts_create_bulk([(customer, [DraftLine("Fine", 100)]),
+                            (customer, [DraftLine("Negative", -100)])],
+                           now=NOW, actor=STAFF)
+    assert not Invoice.objects.exists()

@@ -91,3 +91,55 @@ def test_moving_the_clock_is_one_statement_and_never_backwards():
     with pytest.raises(DomainError, match="only moves forward"):
         test_clock_advance(stale, to=NOW + timedelta(minutes=30))
     assert TestClock.objects.get(pk=clock.pk).frozen_time == NOW + timedelta(hours=1)
+
+
+def test_a_floor_leaves_out_the_moments_before_it():
+    # A run's replaced row versions sit in the indexes at their old, earlier moments: with
+    # a floor the queries read from there (and the caller knows nothing live is earlier).
+    clock = clock_with_drafts(2, 5, 9)
+    drafts = Invoice.objects.filter(test_clock=clock)
+    at = sorted(drafts.values_list("automatically_finalizes_at", flat=True))
+    field = "automatically_finalizes_at"
+    key = f"test-floor:{clock.pk}"
+
+    found = dues_first({"drafts": [Due(lambda: drafts, field, key=key, floored=True)],
+                        # The floor is the moment's (the field plus `after`).
+                        "later": [Due(lambda: drafts, field, after=timedelta(hours=4),
+                                      key=key, floored=True)],
+                        # A kind whose moments may be written in the past: read whole.
+                        "whole": [Due(drafts, field)]},
+                       floor=at[1])
+
+    assert found == {"drafts": at[1], "later": at[0] + timedelta(hours=4), "whole": at[0]}
+    assert due_first([Due(lambda: drafts, field, key=key, floored=True)]) == at[0]  # no floor
+    assert dues_first({"d": [Due(drafts, field, floored=True)]},
+                      floor=at[2] + timedelta(hours=1)) == {"d": None}
+
+
+def test_the_sweeps_due_rows_read_from_the_floor_of_their_clock_only():
+    from customers.clock_due import clock_floor
+    from invoices.sweeps import due_drafts
+
+    clock = clock_with_drafts(1, 3)
+    other = clock_with_drafts(1)
+    later = NOW + timedelta(days=10)
+    first, second = Invoice.objects.filter(test_clock=clock).order_by(
+        "automatically_finalizes_at")
+
+    with clock_floor(clock, second.automatically_finalizes_at):
+        assert list(due_drafts(later, clock)) == [second]
+        assert due_drafts(later, other).count() == 1
+    assert due_drafts(later, clock).count() == 2
+
+
+def test_a_clock_is_caught_up_only_when_nothing_falls_due_before_its_time():
+    from customers.errors import DomainError
+
+    clock = clock_with_drafts(3)
+    clocks.caught_up_check(clock)  # due in three hours
+    TestClock.objects.filter(pk=clock.pk).update(frozen_time=NOW + timedelta(days=1))
+    clock.refresh_from_db()
+
+    with pytest.raises(DomainError, match="not caught up"):
+        clocks.caught_up_check(clock)
+

@@ -11,6 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from invoices.gateways import ChargeRequest, ChargeResult, GatewayError, gateway_load
 from invoices.gateways.simulated import (
@@ -406,3 +407,25 @@ def test_workers_charging_the_same_key_at_once_make_one_charge():
     assert SimulatedCharge.objects.count() == 1
     assert len({result.gateway_reference for result in results}) == 1
     assert len(results) == 8
+
+
+def test_refreshing_many_answers_as_one_by_one_with_one_read():
+    gateway = SimulatedGateway()
+    settles = charge("4000000000002222", amount=5000)
+    fails = charge("4000000000002230")
+    later = NOW + timedelta(days=2)
+    items = [(settles.gateway_reference, later), ("simch_999999", later),
+             (fails.gateway_reference, NOW + timedelta(hours=1)), ("bogus", later)]
+
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = gateway.refresh_many(items)
+
+    assert [o.status for o in outcomes if isinstance(o, ChargeResult)] == [
+        "succeeded", "processing"]
+    assert [type(o) for o in outcomes] == [ChargeResult, GatewayError, ChargeResult,
+                                           GatewayError]
+    assert "simch_999999" in str(outcomes[1])
+    assert outcomes[0] == gateway.refresh(settles.gateway_reference, now=later)
+    assert outcomes[2] == gateway.refresh(fails.gateway_reference, now=NOW + timedelta(hours=1))
+    # One read for all, then the one that settles is written and read again.
+    assert len(queries) == 3

@@ -32,6 +32,7 @@ from django.db.models import F
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
+from customers.clock_due import floored
 from customers.singletons import held_read
 from invoices.bulkwrite import rows_update
 from invoices.events import event_build, events_save
@@ -82,7 +83,7 @@ def message_id(row: Row, domain: str) -> str:
 def due_rows(now: datetime, test_clock=None):
     rows = Row.objects.filter(status__in=[ST.PENDING, ST.SENDING], next_attempt_at__lte=now)
     if test_clock is not None:
-        rows = rows.filter(test_clock=test_clock)
+        rows = floored(rows.filter(test_clock=test_clock), "next_attempt_at", test_clock)
     return rows
 
 

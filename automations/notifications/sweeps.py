@@ -39,7 +39,7 @@ def emails_next_due_parts(clock) -> list[Due]:
             status__in=[OutboxMessage.Status.PENDING, OutboxMessage.Status.SENDING],
             test_clock=clock,
         )
-    return [Due(rows, "next_attempt_at", key=f"outbox:{clock.pk}")]
+    return [Due(rows, "next_attempt_at", key=f"outbox:{clock.pk}", floored=True)]
 
 
 def reminders_next_due_at(clock) -> datetime | None:

@@ -266,6 +266,14 @@ class Gateway(abc.ABC):
     def refresh(self, gateway_reference: str, *, now: datetime) -> ChargeResult:
         """The current state of a charge, to settle one left `processing`."""
 
+    def refresh_many(
+        self, items: list[tuple[str, datetime]]
+    ) -> list["ChargeResult | GatewayError"]:
+        """refresh() for several charges, each at its own time: one outcome per item, in
+        order, either its ChargeResult or the GatewayError that left it unknown. Gateways
+        with a batch API override this; the default refreshes one by one."""
+        return [refresh_safely(self, reference, now) for reference, now in items]
+
 
 def charge_safely(gateway: Gateway, request: ChargeRequest, now: datetime):
     """gateway.charge, with any failure to answer turned into a GatewayError: a gateway
@@ -273,6 +281,16 @@ def charge_safely(gateway: Gateway, request: ChargeRequest, now: datetime):
     unknown, and the attempt is reconciled like a timeout."""
     try:
         return gateway.charge(request, now=now)
+    except GatewayError as error:
+        return error
+    except Exception as error:  # noqa: BLE001 - any gateway failure is an unknown outcome
+        return GatewayError(f"{type(error).__name__}: {error}")
+
+
+def refresh_safely(gateway: Gateway, reference: str, now: datetime):
+    """gateway.refresh, any failure to answer turned into a GatewayError (as charge_safely)."""
+    try:
+        return gateway.refresh(reference, now=now)
     except GatewayError as error:
         return error
     except Exception as error:  # noqa: BLE001 - any gateway failure is an unknown outcome

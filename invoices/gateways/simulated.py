@@ -194,15 +194,36 @@ class SimulatedGateway(Gateway):
 
     def refresh(self, gateway_reference: str, *, now: datetime) -> ChargeResult:
         _check_aware(now)
-        charge = _charge_for_reference(gateway_reference)
-        if charge.status == SimulatedCharge.Status.PROCESSING and now >= charge.settles_at:
-            status, decline_code = settled_outcome(_card_for_token(charge.card_token))
-            # Conditional update: two refreshes racing settle it once, the same way.
-            SimulatedCharge.objects.filter(
-                pk=charge.pk, status=SimulatedCharge.Status.PROCESSING
-            ).update(status=status, decline_code=decline_code)
-            charge.refresh_from_db()
-        return charge_result(charge)
+        return _refreshed(_charge_for_reference(gateway_reference), now)
+
+    def refresh_many(self, items):
+        """The charges read in one query (a simulation checks its processing payments
+        every hour); each settles as refresh() settles it."""
+        ids = [_charge_id(reference) for reference, _now in items]
+        charges = SimulatedCharge.objects.in_bulk([pk for pk in ids if pk is not None])
+        outcomes = []
+        for (reference, now), pk in zip(items, ids, strict=True):
+            try:
+                _check_aware(now)
+                if pk not in charges:
+                    raise GatewayError(f"No simulated charge {reference!r}.")
+                outcomes.append(_refreshed(charges[pk], now))
+            except GatewayError as error:
+                outcomes.append(error)
+            except Exception as error:  # noqa: BLE001 - as refresh_safely
+                outcomes.append(GatewayError(f"{type(error).__name__}: {error}"))
+        return outcomes
+
+
+def _refreshed(charge: SimulatedCharge, now: datetime) -> ChargeResult:
+    if charge.status == SimulatedCharge.Status.PROCESSING and now >= charge.settles_at:
+        status, decline_code = settled_outcome(_card_for_token(charge.card_token))
+        # Conditional update: two refreshes racing settle it once, the same way.
+        SimulatedCharge.objects.filter(
+            pk=charge.pk, status=SimulatedCharge.Status.PROCESSING
+        ).update(status=status, decline_code=decline_code)
+        charge.refresh_from_db()
+    return charge_result(charge)
 
 
 def charge_result(charge: SimulatedCharge) -> ChargeResult:
@@ -306,13 +327,16 @@ def _card_for_token(token: str) -> SimulatedCard:
 
 
 def _charge_for_reference(reference: str) -> SimulatedCharge:
-    prefix, _sep, pk = str(reference).partition("_")
-    charge = None
-    if prefix == "simch" and pk.isdigit():
-        charge = SimulatedCharge.objects.filter(pk=int(pk)).first()
+    pk = _charge_id(reference)
+    charge = SimulatedCharge.objects.filter(pk=pk).first() if pk is not None else None
     if charge is None:
         raise GatewayError(f"No simulated charge {reference!r}.")
     return charge
+
+
+def _charge_id(reference: str) -> int | None:
+    prefix, _sep, pk = str(reference).partition("_")
+    return int(pk) if prefix == "simch" and pk.isdigit() else None
 
 
 def _timezone_of(request: ChargeRequest) -> str:
