@@ -53,6 +53,8 @@ def parse_args():
                              "seeds 1-3 and 101-103; the bench reports 11-13)")
     parser.add_argument("--sim-worlds", default="cards,paycycles,hours,nosignal",
                         help="smart_retries: worlds, comma-separated")
+    parser.add_argument("--rehearsal-customers", type=int, default=5000,
+                        help="rehearsal: customers simulated (the goal's size: 5,000)")
     parser.add_argument("--sim-mode", choices=["smart", "fixed"], default="smart",
                         help="rehearsal: the retry mode timed (seed 1)")
     parser.add_argument(
@@ -159,7 +161,7 @@ def main() -> int:
         return 0
 
     if args.only == "rehearsal":  # its own database, like smart_retries: no data set
-        rehearsal.run(summary, customers=args.sim_customers, days=args.sim_days,
+        rehearsal.run(summary, customers=args.rehearsal_customers, days=args.sim_days,
                       mode=args.sim_mode)
         summary.print()
         return 0
@@ -203,7 +205,7 @@ def main() -> int:
         hosted.run(summary, seconds=args.seconds)
         documents.run(summary, runs=args.runs)
     if args.only in (None, "rehearsal"):
-        rehearsal.run(summary, customers=args.sim_customers, days=args.sim_days,
+        rehearsal.run(summary, customers=args.rehearsal_customers, days=args.sim_days,
                       mode=args.sim_mode)
     if args.only is None:  # last: the longest
         smart_retries.run(
