@@ -7,7 +7,10 @@ budget over the whole window: dynamic programming over the candidate hours choos
 set of retry times with the largest expected recovery (a payday nine days away beats
 three retries before it), and the first of them is the next retry. The chances used to
 choose are drawn from the model's posterior (Thompson sampling), so the engine keeps
-exploring instead of locking in on its first lucky hour; the chance stored on the
+exploring instead of locking in on its first lucky hour. The differences between
+candidate times count only as far as the model's timing held up out of sample (its
+predictions of the retries made, before their outcomes were learned: timing_slope), so
+where timing carries no signal the planner keeps the fixed schedule. The chance stored on the
 invoice (and on the retry, for calibration) is the posterior mean's, recalibrated on the
 model's own out-of-sample predictions (the best-looking of many times is overstated),
 and the reason names only the factors whose effect the data supports.
@@ -281,6 +284,8 @@ class SlotTables:
 
     def chances(self, weights: np.ndarray) -> np.ndarray:
         """Each slot's chance under each row of `weights` (draws x columns): draws x slots."""
+        weights = self.model.compressed(weights)
+
         def summed(table):
             return weights[:, table].sum(axis=-1) if table.shape[-1] else \
                 np.zeros((len(weights), len(table)))
@@ -429,13 +434,16 @@ def _clearly_better(model, generator, planned, planned_times, fixed, fixed_times
                     earliest) -> bool:
     """Whether the planned retries beat the fixed schedule's under the model, clearly:
     by MIN_GAIN of expected recovery under the posterior mean, and in CONFIDENCE of
-    draws from the posterior. Without a timing signal (or with too little history) the
-    model cannot tell them apart and Smart Retries keep the fixed schedule."""
+    draws from the posterior, the timing features' weights compressed by how much they
+    held up out of sample (Model.timing, retry_model.timing_slope). Without a timing
+    signal (or with too little history) the model cannot tell them apart and Smart
+    Retries keep the fixed schedule."""
     width = max(map(len, planned + fixed))
     columns = np.array([model.columns(f, width) for f in planned + fixed], dtype=np.intp)
     split = len(planned)
 
     def values(weights):
+        weights = model.compressed(weights)
         chances = retry_model._sigmoids(model.offset + weights[:, columns].sum(axis=-1))
         return (_plan_values(chances[:, :split], planned_times, earliest),
                 _plan_values(chances[:, split:], fixed_times_, earliest))

@@ -35,6 +35,11 @@ a world with no timing signal, its prior tightens until its factors vanish.
 The posterior is approximated per weight (Laplace, diagonal), which gives Thompson
 sampling (exploration) and tells which factors the data supports (the reason names only
 those whose weight is at least two standard deviations from zero).
+
+Whether the timing differences hold up at all is measured on the model's own record:
+the retries made, as it predicted them before learning their outcomes (timing_slope).
+The planner compresses the differences between candidate times by that slope, so that
+where timing carries no signal it keeps the fixed schedule instead of choosing on noise.
 """
 
 import math
@@ -72,6 +77,11 @@ EXPLORATION = 0.3  # Thompson draws use this share of the posterior's spread
 CALIBRATION_PAIRS = 20_000  # the latest out-of-sample predictions recalibrated on
 CALIBRATION_PRIOR = (1.0, 4.0)  # precision of the recalibration's shift (toward 0)...
 # ...and of its slope (toward 1): a few hundred retries move them
+# The families whose features do not depend on when a retry is made (base_features):
+# every other family is the model's timing, whose out-of-sample slope (timing_slope)
+# tells how much its differences between candidate times hold up.
+UNTIMED = frozenset({"c", "amt", "tries", "fund", "seg", "act"})
+TIMING_PRIOR = 4.0  # precision of the timing slope's prior, toward 0: no evidence, no move
 
 
 def _logit(p: float) -> float:
@@ -105,6 +115,11 @@ def prior_mean(feature: str) -> float:
 def group(feature: str) -> str:
     """The family a feature belongs to (its weights share one prior spread)."""
     return feature.partition(":")[0]
+
+
+def timed(feature: str) -> bool:
+    """Whether the feature depends on the moment of the retry (slot_features)."""
+    return group(feature) not in UNTIMED
 
 
 def _precision(feature: str, precisions: dict | None = None) -> float:
@@ -248,13 +263,17 @@ def customer_day_features(s: Situation, day: int) -> list[str]:
 
 class Model:
     def __init__(self, weights: dict, variances: dict, rows: int, offset: float = 0.0,
-                 precisions: dict | None = None, calibration: tuple = (0.0, 1.0)):
+                 precisions: dict | None = None, calibration: tuple = (0.0, 1.0),
+                 timing: float = 1.0):
         self.weights = weights
         self.variances = variances
         self.rows = rows
         self.offset = offset  # added to every log-odds (0: none)
         self.precisions = precisions or {}  # each family's prior precision (estimated)
         self.calibration = calibration  # (shift, slope) of the stated chance's log-odds
+        # How much of the timing features' log-odds holds up out of sample (0..1,
+        # timing_slope): the planner compresses the differences between times by it.
+        self.timing = timing
         self.trained = 0  # training rows fitted on
         self.pairs: list = []  # (log-odds predicted before the outcome was known, outcome)
         # The weights as arrays (the planner's fast path): feature -> column, and each
@@ -316,6 +335,19 @@ class Model:
         if self._arrays is None:
             self._arrays = (np.array([*self._means, 0.0]), np.array([*self._sds, 0.0]))
         return self._arrays
+
+    def compressed(self, weights: np.ndarray) -> np.ndarray:
+        """Rows of weights by column (means() or draws()) with the timing features'
+        weights multiplied by `timing`: the log-odds differences between candidate times
+        that the model's own out-of-sample record supports."""
+        if self.timing >= 1.0:
+            return weights
+        factor = self.__dict__.get("_factor")
+        if factor is None or len(factor) != weights.shape[-1]:
+            names = sorted(self._columns, key=self._columns.get)
+            factor = self._factor = np.array(
+                [self.timing if timed(f) else 1.0 for f in names] + [0.0])
+        return weights * factor
 
     def means(self) -> np.ndarray:
         """The posterior means by column (and a last 0 that the column -1 picks)."""
@@ -549,7 +581,8 @@ class History:
         self.seen: set[int] = set()  # pks >= frontier already learned (or skipped)
         self.tries: dict[int, int] = defaultdict(int)
         self.model: Model | None = None
-        self.pairs = np.zeros((0, 2))  # (log-odds predicted before the outcome, outcome)
+        # (log-odds predicted before the outcome: untimed part, timed part; outcome)
+        self.pairs = np.zeros((0, 3))
 
     def waiting(self) -> int:
         """Finished retries not learned yet (one indexed count)."""
@@ -650,6 +683,36 @@ def recalibrate(pairs) -> tuple[float, float]:
     return shift, max(slope, 0.1)
 
 
+def timing_slope(pairs) -> float:
+    """How much the model's timing holds up out of sample: the slope of the timing
+    features' log-odds in a logistic regression of the outcomes of retries made on the
+    log-odds the model predicted for them before learning them (untimed part and timed
+    part, each with its own slope: y ~ shift + a * untimed + b * timed), clipped to 0..1.
+    Where timing matters the timed part predicts as stated (b near 1); where it does not,
+    its differences are the noise the planner chose on (the winner's curse) and b falls
+    toward 0. Ridge priors: the shift toward 0 and the untimed slope toward 1
+    (CALIBRATION_PRIOR), the timed slope toward 0 (TIMING_PRIOR: until the record shows
+    that the model's timing holds up, the planner keeps the fixed schedule; no record at
+    all: 0). `pairs`: (untimed log-odds, timed log-odds, outcome) triples."""
+    pairs = np.asarray(pairs, dtype=float).reshape(-1, 3)
+    if not len(pairs):
+        return 0.0
+    x = np.column_stack([np.ones(len(pairs)), pairs[:, 0], pairs[:, 1]])
+    y = pairs[:, 2]
+    prior = np.array([0.0, 1.0, 0.0])
+    precision = np.diag([CALIBRATION_PRIOR[0], CALIBRATION_PRIOR[1], TIMING_PRIOR])
+    beta = prior.copy()
+    for _step in range(25):
+        p = _sigmoids(x @ beta)
+        gradient = x.T @ (y - p) - precision @ (beta - prior)
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + precision
+        step = np.clip(np.linalg.solve(hessian, gradient), -1.0, 1.0)
+        beta += step
+        if np.abs(step).max() < 1e-6:
+            break
+    return float(min(max(beta[2], 0.0), 1.0))
+
+
 _cache: dict = {}
 
 
@@ -676,8 +739,11 @@ def model_load() -> Model:
         # The rows learned since the last fit, as the model then predicted them: the
         # out-of-sample predictions the stated chances are recalibrated on.
         before = np.array([previous.weight(f) for f in design.names])
+        untimed = np.array([0.0 if timed(f) else 1.0 for f in design.names])
         z = design.margins(before)[-new:] + previous.offset
-        history.pairs = np.vstack([history.pairs, np.column_stack([z, design.y[-new:]])])
+        z_untimed = design.margins(before * untimed)[-new:] + previous.offset
+        history.pairs = np.vstack([history.pairs, np.column_stack(
+            [z_untimed, z - z_untimed, design.y[-new:]])])
         history.pairs = history.pairs[-CALIBRATION_PAIRS:]
     if len(design):
         weights, variances, precisions = fit_design_shrunk(
@@ -689,7 +755,10 @@ def model_load() -> Model:
         weights, variances, precisions = {}, {}, {}
     pairs = history.pairs
     model = Model(weights, variances, len(design), precisions=precisions,
-                  calibration=recalibrate(pairs) if len(pairs) else (0.0, 1.0))
+                  calibration=recalibrate(np.column_stack([pairs[:, 0] + pairs[:, 1],
+                                                           pairs[:, 2]]))
+                  if len(pairs) else (0.0, 1.0),
+                  timing=timing_slope(pairs))
     model.trained = len(design)
     history.model = model
     return model

@@ -313,3 +313,33 @@ def test_every_candidate_time_gets_the_chance_of_its_own_features(zone):
     expected = [model.chance(retry_model.base_features(s) + retry_model.slot_features(
         s, t.astimezone(tz), t)) for t in slots]
     assert found == pytest.approx(expected, abs=1e-9)
+
+
+def test_timing_that_does_not_hold_up_out_of_sample_keeps_the_fixed_schedule():
+    # The retries made, as the model predicted them before learning them: an untimed part
+    # (the decline code's, true) and a timed part. Where timing is real, the timed part
+    # predicts the outcomes as stated; where it is noise (the best-looking of 50 times,
+    # the winner's curse) it predicts nothing, and its slope falls toward 0.
+    rng = random.Random(7)
+
+    def record(real: bool):
+        pairs = []
+        for _n in range(3000):
+            untimed = rng.choice([-2.5, -1.0])
+            timed = max(rng.gauss(0, 0.5) for _slot in range(50)) if not real else \
+                rng.gauss(0, 1.0)
+            truth = untimed + (timed if real else 0.0)
+            pairs.append((untimed, timed, int(rng.random() < retry_model._sigmoid(truth))))
+        return pairs
+
+    assert retry_model.timing_slope(record(real=True)) > 0.85
+    assert retry_model.timing_slope(record(real=False)) < 0.15
+    assert retry_model.timing_slope([]) == 0.0  # no record, no evidence
+    # A model sure of a payday moves the retry when its timing holds up (as in
+    # test_a_clear_payday_moves_the_retry...), and keeps the fixed schedule when not.
+    payday = FIRST + timedelta(days=8)
+    model = payday_model(payday.day)
+    model.timing = 0.0
+    retry = plan(model)
+    assert retry.at == FIRST + PACE
+    assert "no time clearly better than the fixed schedule" in retry.reason
