@@ -8,10 +8,8 @@ or rotated later (staff, or a customer asking for a fresh link).
 """
 
 import re
-import threading
 import weakref
 import zoneinfo
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from functools import cache, cached_property
@@ -28,6 +26,7 @@ from ..models import Branding, Invoice, InvoicingSettings, Payment, PaymentAttem
 from ..services import invoice_lock
 from ..transitions import S
 from . import token_fields, token_hash
+from .kept import Kept
 from .page import Shown, page_shown, shown_from_rows, shown_sql
 from .rows import model_columns
 
@@ -253,36 +252,9 @@ def _rows_read(cursor, hashed: str) -> KeptRows | None:
     )
 
 
-class LinkStates:
-    """What was read of the page states last visited, by state, at most `count`: the
-    LinkRead of the state, or its rows when its instances are not to be shared
-    (thread-safe)."""
-
-    def __init__(self, count: int = 512):
-        self.count = count
-        self._rows: OrderedDict[str, LinkRead | KeptRows] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, state: str) -> LinkRead | KeptRows | None:
-        with self._lock:
-            kept = self._rows.get(state)
-            if kept is not None:
-                self._rows.move_to_end(state)
-            return kept
-
-    def put(self, state: str, kept: LinkRead | KeptRows) -> None:
-        with self._lock:
-            self._rows[state] = kept
-            self._rows.move_to_end(state)
-            while len(self._rows) > self.count:
-                self._rows.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rows.clear()
-
-
-link_states = LinkStates()
+# What was read of the page states last visited, by state: the LinkRead of the state, or
+# its rows when its instances are not to be shared.
+link_states = Kept(512)
 
 
 # The page's reads as prepared statements, created once per database connection: the

@@ -5,8 +5,6 @@ customer may see: the billing details snapshotted at finalization, never metadat
 notes or staff names."""
 
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,6 +25,7 @@ from ..events import event_record
 from ..models import Event, Invoice, InvoiceLine, Payment, PaymentAttempt
 from ..totals import ShownRow, invoice_summary, summary_shown
 from ..transitions import S
+from .kept import Kept
 from .payments import decline_text
 from .ratelimit import client_address
 from .rows import model_columns
@@ -102,33 +101,11 @@ def visitor_of(request) -> str:
     return hashlib.sha256(f"{client_address(request)}|{agent}".encode()).hexdigest()[:24]
 
 
-class SeenViews:
-    """The visits this process already knows to be counted (key of visitor, link and
-    window), at most `count`: a visitor coming back to the same process in the window
-    costs no cache round trip. Only ever a shortcut to the cache's own "already
-    there" answer, so every process still counts together through the cache."""
-
-    def __init__(self, count: int = 10_000):
-        self.count = count
-        self._keys: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __contains__(self, key: str) -> bool:
-        with self._lock:
-            return key in self._keys
-
-    def add(self, key: str) -> None:
-        with self._lock:
-            self._keys[key] = None
-            while len(self._keys) > self.count:
-                self._keys.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._keys.clear()
-
-
-seen_views = SeenViews()
+# The visits this process already knows to be counted (key of visitor, link and window):
+# a visitor coming back to the same process in the window costs no cache round trip.
+# Only ever a shortcut to the cache's own "already there" answer, so every process still
+# counts together through the cache.
+seen_views = Kept(10_000)
 
 
 @receiver(setting_changed)
@@ -150,7 +127,7 @@ def page_view_is_new(token: str, visitor: str, now: datetime) -> bool:
         new = bool(cache.add(key, 1, timeout=VIEW_WINDOW_SECONDS))
     except Exception:  # noqa: BLE001 - any cache failure: record the visit
         return True
-    seen_views.add(key)
+    seen_views.put(key, True)
     return new
 
 

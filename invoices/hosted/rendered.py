@@ -20,13 +20,13 @@ pages are not kept either (a template being edited shows at once).
 import hashlib
 import re
 import secrets
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+
+from .kept import Kept
 
 PAGES_KEPT = 256  # about 15 KB each, more for long invoices: at most
 KEPT_SIZE = 8_000_000  # characters in all, whatever the pages' sizes
@@ -77,37 +77,12 @@ def page_key(*parts) -> bytes:
     return hashlib.blake2b(repr(parts).encode(), digest_size=16).digest()
 
 
-class PageStore:
+class PageStore(Kept):
     """The pages last used, by key, at most `count` of them and `size` characters in
     all (thread-safe, for threaded servers)."""
 
     def __init__(self, count: int = PAGES_KEPT, size: int = KEPT_SIZE):
-        self.count, self.size = count, size
-        self._pages: OrderedDict[bytes, SlottedPage] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: bytes) -> SlottedPage | None:
-        with self._lock:
-            page = self._pages.get(key)
-            if page is not None:
-                self._pages.move_to_end(key)
-            return page
-
-    def put(self, key: bytes, page: SlottedPage) -> None:
-        with self._lock:
-            replaced = self._pages.pop(key, None)
-            self._size -= replaced.size if replaced is not None else 0
-            self._pages[key] = page
-            self._size += page.size
-            while len(self._pages) > self.count or self._size > self.size:
-                _key, oldest = self._pages.popitem(last=False)
-                self._size -= oldest.size
-
-    def clear(self) -> None:
-        with self._lock:
-            self._pages.clear()
-            self._size = 0
+        super().__init__(count, size, size_of=lambda page: page.size)
 
 
 rendered_pages = PageStore()
