@@ -44,6 +44,7 @@ from .gateways.base import (
     GatewayError,
     answer_mismatch,
     gateway_load,
+    refresh_many_safely,
 )
 from .models import Invoice, Payment, PaymentAttempt
 from .transitions import S, transition_in_memory
@@ -961,7 +962,7 @@ def attempts_check_due(
         settling = [(attempt.gateway_reference, at)
                     for attempt, at in zip(attempts, moments, strict=True)
                     if attempt.status == A.PROCESSING]
-        refreshed = iter(gateway.refresh_many(settling) if settling else [])
+        refreshed = iter(refresh_many_safely(gateway, settling) if settling else [])
         items = []
         for attempt, at in zip(attempts, moments, strict=True):
             outcome = (next(refreshed) if attempt.status == A.PROCESSING

@@ -14,6 +14,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from invoices.gateways import ChargeRequest, ChargeResult, GatewayError, gateway_load
+from invoices.gateways.base import refresh_many_safely
 from invoices.gateways.simulated import (
     SIMULATED_CARDS,
     SimulatedGateway,
@@ -429,3 +430,30 @@ def test_refreshing_many_answers_as_one_by_one_with_one_read():
     assert outcomes[2] == gateway.refresh(fails.gateway_reference, now=NOW + timedelta(hours=1))
     # One read for all, then the one that settles is written and read again.
     assert len(queries) == 3
+
+
+class _BatchBroken(SimulatedGateway):
+    def __init__(self, answer):
+        super().__init__()
+        self.answer = answer
+
+    def refresh_many(self, items):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.mark.parametrize("answer", [
+    RuntimeError("batch endpoint down"),  # the whole call fails
+    [],  # fewer outcomes than charges
+    ["succeeded", "succeeded"],  # something else than outcomes
+])
+def test_a_batch_refresh_that_breaks_its_contract_leaves_every_charge_unknown(answer):
+    gateway = _BatchBroken(answer)
+    items = [(charge("4000000000002222").gateway_reference, NOW + timedelta(days=2)),
+             (charge("4000000000002230").gateway_reference, NOW + timedelta(days=2))]
+
+    outcomes = refresh_many_safely(gateway, items)
+
+    assert len(outcomes) == 2
+    assert all(isinstance(outcome, GatewayError) for outcome in outcomes)

@@ -297,6 +297,23 @@ def refresh_safely(gateway: Gateway, reference: str, now: datetime):
         return GatewayError(f"{type(error).__name__}: {error}")
 
 
+def refresh_many_safely(gateway: Gateway, items: list[tuple[str, datetime]]) -> list:
+    """gateway.refresh_many, held to its contract: one outcome per item, a ChargeResult or
+    a GatewayError. A batch call that fails, or answers for another number of charges,
+    leaves every one of them unknown (checked again later), never half-read."""
+    try:
+        outcomes = list(gateway.refresh_many(items))
+    except Exception as error:  # noqa: BLE001 - any gateway failure is an unknown outcome
+        return [GatewayError(f"{type(error).__name__}: {error}")] * len(items)
+    if len(outcomes) != len(items) or not all(
+        isinstance(outcome, ChargeResult | GatewayError) for outcome in outcomes
+    ):
+        error = GatewayError(f"refresh_many answered {len(outcomes)} outcomes for "
+                             f"{len(items)} charges, or something else than outcomes.")
+        return [error] * len(items)
+    return outcomes
+
+
 def gateway_load(path: str | None = None) -> Gateway:
     """The gateway named by PAYMENT_GATEWAY (a dotted path to a Gateway subclass)."""
     path = path or settings.PAYMENT_GATEWAY
