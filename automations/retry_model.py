@@ -282,6 +282,7 @@ class Model:
         self._means: list[float] = []
         self._sds: list[float] = []
         self._arrays = None
+        self._factor = None  # compressed(): each column's factor
 
     def stated(self, features: list[str]) -> float:
         """The chance stated for a retry (on the invoice, and recorded for calibration):
@@ -342,7 +343,7 @@ class Model:
         that the model's own out-of-sample record supports."""
         if self.timing >= 1.0:
             return weights
-        factor = self.__dict__.get("_factor")
+        factor = self._factor
         if factor is None or len(factor) != weights.shape[-1]:
             names = sorted(self._columns, key=self._columns.get)
             factor = self._factor = np.array(
