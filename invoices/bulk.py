@@ -31,7 +31,7 @@ from . import totals as totals_module
 from .bulkwrite import rows_insert, rows_update
 from .events import event_build, events_save
 from .models import MAX_LINES, Invoice, InvoiceLine, InvoicingSettings
-from .numbering import numbers_take, sequence_key
+from .numbering import numbers_take_many, sequence_key
 from .services import (
     LINE_TOTALS,
     Finalization,
@@ -212,15 +212,16 @@ def _finalize_one(draft: Invoice, *, now, actor, settings, result: BulkFinalizat
 
 
 def _numbers_assign(ready: list[tuple[Invoice, Finalization]], settings) -> None:
-    """One block of numbers per sequence, sequences locked in key order."""
-    by_key = defaultdict(list)
+    """One block of numbers per sequence, sequences locked in key order, all of them in
+    a constant number of statements (numbers_take_many)."""
+    by_key, prefixes = defaultdict(list), {}
     for draft, prepared in ready:
-        key, _prefix = sequence_key(draft.customer, settings)
+        key, prefixes[key] = sequence_key(draft.customer, settings)
         by_key[key].append((draft, prepared))
-    for key in sorted(by_key):
-        block = by_key[key]
-        numbers = numbers_take(block[0][0].customer, settings, count=len(block))
-        for (_draft, prepared), number in zip(block, numbers, strict=True):
+    numbers = numbers_take_many(
+        {key: (prefixes[key], len(block)) for key, block in by_key.items()})
+    for key, block in by_key.items():
+        for (_draft, prepared), number in zip(block, numbers[key], strict=True):
             prepared.fields["number"] = number
 
 

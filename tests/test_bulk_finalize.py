@@ -176,6 +176,28 @@ def test_a_batch_costs_the_same_queries_whatever_its_size():
     assert queries(small) == queries(large)
 
 
+def test_a_batch_costs_the_same_queries_whatever_its_number_of_sequences():
+    # given customers numbered each on its own sequence, some of which exist already
+    numbering("customer")
+    small = [make_draft(make_customer(invoice_prefix=f"SMALL{n}")) for n in range(2)]
+    large = [make_draft(make_customer(invoice_prefix=f"LARGE{n}")) for n in range(20)]
+    for drafts in (small, large):
+        invoice_finalize(make_draft(drafts[0].customer), now=NOW, actor=STAFF)
+
+    def queries(drafts):
+        with CaptureQueriesContext(connection) as captured:
+            result = invoices_finalize_bulk([d.pk for d in drafts], now=LATER, actor=AUTO)
+        assert len(result.finalized) == len(drafts)
+        return len(captured)
+
+    # then a batch of 20 sequences costs what a batch of 2 does, and the numbers follow
+    assert queries(small) == queries(large)
+    numbers = dict(Invoice.objects.filter(pk__in=[d.pk for d in large])
+                   .values_list("customer__invoice_prefix", "number"))
+    assert numbers == {"LARGE0": "LARGE0-0002",
+                       **{f"LARGE{n}": f"LARGE{n}-0001" for n in range(1, 20)}}
+
+
 @pytest.mark.parametrize("kind", ["customer", "account"])
 def test_sweep_numbers_are_gapless_and_follow_due_time(kind):
     # given drafts of three customers due over an hour, some of which will be refused
