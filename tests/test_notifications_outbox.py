@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core import mail
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from automations.models import NotificationSettings, OutboxMessage
 from automations.notifications import delivery
@@ -300,3 +301,36 @@ def test_a_resent_sent_email_gets_a_new_message_id():
     assert first.extra_headers["Message-ID"] != second.extra_headers["Message-ID"]
     assert OutboxMessage.objects.get().send_count == 2
 
+
+
+def test_a_drain_reads_its_receipts_payments_in_a_constant_number_of_queries():
+    # given invoices paid in parts: each payment queues a receipt showing the totals
+    def paid_in_parts(count):
+        for _n in range(count):
+            invoice = make_open(due_date=DUE, lines=((1, 10000),))
+            for amount in (2500, 4000):
+                invoice_record_payment(invoice, amount=amount, method="bank_transfer",
+                                       now=NOW, actor=STAFF)
+
+    def queries_of_drain():
+        with CaptureQueriesContext(connection) as captured:
+            counts = drain()
+        return len(captured), counts
+
+    paid_in_parts(1)
+    drain()  # what a drain reads once (settings, templates)
+    paid_in_parts(1)
+    few = queries_of_drain()
+    paid_in_parts(6)
+    many = queries_of_drain()
+
+    # then 12 receipts cost what 2 do, and no claim finds nothing after the last batch
+    assert few == (few[0], {"sent": 3, "retrying": 0, "failed": 0, "cancelled": 0})
+    assert many == (few[0], {"sent": 18, "retrying": 0, "failed": 0, "cancelled": 0})
+    # and each says what the row alone renders (the amounts read one by one)
+    settings = NotificationSettings.load()
+    for message in mail.outbox:
+        queued = OutboxMessage.objects.get(message_id=message.extra_headers["Message-ID"])
+        alone = delivery.row_render(queued, notification_settings=settings)
+        assert (message.subject, message.body) == (alone.subject, alone.text)
+    assert len(mail.outbox) == 3 + 3 + 18

@@ -38,7 +38,7 @@ from invoices.bulkwrite import rows_update
 from invoices.events import event_build, events_save
 from invoices.models import Invoice
 
-from .context import branding, context_build
+from .context import branding, context_build, context_prefetch
 from .documents import AttachmentError, attachment_load, attachments_attached
 from .kinds import REMINDER_KINDS
 from .models import CustomerNotificationPreference, EmailTemplate, NotificationSettings
@@ -281,12 +281,14 @@ def cancel_reasons(rows: list[Row]) -> dict[int, str]:
 # --- delivering ---------------------------------------------------------------------
 
 
-def batch_deliver(rows: list[Row], *, now: datetime, counts: dict) -> None:
+def batch_deliver(rows: list[Row], *, now: datetime, counts: dict) -> int:
+    """Deliver claimed rows; returns how many were given back unsent (send_all)."""
     notification_settings = NotificationSettings.load()
     overrides = held_read("notifications.email_templates", lambda: {
         (t.kind, t.locale): t for t in EmailTemplate.objects.all()}, watch={EmailTemplate})
     brand = branding()
     cancelled = cancel_reasons(rows)
+    context_prefetch([row for row in rows if row.pk not in cancelled])
     ready = []
     for row in rows:
         if row.pk in cancelled:
@@ -305,16 +307,17 @@ def batch_deliver(rows: list[Row], *, now: datetime, counts: dict) -> None:
             counts[mark_retry(row, now=now, error=str(error))] += 1
         else:
             ready.append((row, message))
-    if ready:
-        send_all(ready, now=now, counts=counts)
+    return send_all(ready, now=now, counts=counts) if ready else 0
 
 
-def send_all(ready: list, *, now: datetime, counts: dict) -> None:
-    """Send through one connection; a connection lost midway is reopened once."""
+def send_all(ready: list, *, now: datetime, counts: dict) -> int:
+    """Send through one connection; a connection lost midway is reopened once. Returns
+    how many rows were given back unsent, due again at once (the lease ran short)."""
     deadline = time.monotonic() + LEASE.total_seconds() - LEASE_MARGIN_SECONDS
     connection = get_connection(fail_silently=False)
     opened = _open(connection)
     sent = []  # accepted by the server, not yet marked
+    released = 0
     try:
         for row, message in ready:
             if opened is not True or time.monotonic() > deadline:
@@ -323,6 +326,7 @@ def send_all(ready: list, *, now: datetime, counts: dict) -> None:
                     counts[mark_retry(row, now=now, error=error)] += 1
                 else:
                     release(row, now=now)
+                    released += 1
                 continue
             message.connection = connection
             outcome = send_one(row, message, now=now)
@@ -337,6 +341,7 @@ def send_all(ready: list, *, now: datetime, counts: dict) -> None:
     finally:
         marks_flush(sent, now=now)
         connection.close()
+    return released
 
 
 def _open(connection) -> bool | str:
@@ -374,8 +379,10 @@ def outbox_drain(
         rows = outbox_claim(now=now, size=size, test_clock=test_clock)
         if not rows:
             break
-        batch_deliver(rows, now=now, counts=counts)
+        released = batch_deliver(rows, now=now, counts=counts)
         handled += len(rows)
+        if len(rows) < size and not released:
+            break  # nothing else is due (what others hold is theirs): no empty claim
     return counts
 
 
