@@ -33,6 +33,7 @@ from django.db import connection
 from django.db.models import Count
 from django.utils.translation import gettext as _
 
+from customers.singletons import held_read
 from invoices.collection import CollectionPolicy, Failure, Outcome, RetryPlan
 from invoices.models import Event, PaymentAttempt
 
@@ -70,7 +71,7 @@ class SmartCollectionPolicy(CollectionPolicy):
 
     def plan(self, failures: list[Failure]) -> dict[int, RetryPlan]:
         settings = BillingSettings.load()
-        policies = list(RetryPolicy.objects.all())
+        policies = retry_policies()
         context = _Context(failures, retry_model.model_load())
         # A policy an automation started for an invoice replaces the default one.
         started = invoice_policies([f.invoice.pk for f in failures])
@@ -84,6 +85,13 @@ class SmartCollectionPolicy(CollectionPolicy):
 
     def observe(self, outcomes: list[Outcome]) -> None:
         stats_record(outcomes)
+
+
+def retry_policies() -> list[RetryPolicy]:
+    """Every retry policy: read once in a singletons_held() block (a clock's advance
+    plans retries at many of its stops), read again after a save or delete of one."""
+    return held_read("automations.retry_policies", lambda: list(RetryPolicy.objects.all()),
+                     watch={RetryPolicy})
 
 
 def policy_for(customer, settings: BillingSettings, policies: list[RetryPolicy]) -> RetryPolicy:

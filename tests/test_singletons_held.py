@@ -105,3 +105,16 @@ def test_a_held_read_is_read_again_after_a_watched_save_or_held_forget():
         NotificationSettings.load().save()  # not watched by "k"
         assert held_read("k", load, watch={RetryPolicy}) == 3
     assert held_read("k", load, watch={RetryPolicy}) == 4  # outside a block: every call
+
+
+def test_the_retry_policies_are_read_once_in_a_held_block_and_again_after_a_save():
+    from automations.retries import retry_policies
+
+    BillingSettings.load()  # the default policy exists
+    with singletons_held():
+        first, count = queries(retry_policies)
+        again, count_again = queries(retry_policies)
+        segmented = RetryPolicy.objects.create(name="VIP", customer_segments=["vip"])
+        after_save, count_after_save = queries(retry_policies)
+    assert (count, count_again, count_after_save) == (1, 0, 1)
+    assert again is first and segmented in after_save and segmented not in first
