@@ -6,6 +6,8 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from automations.models import BillingSettings, NotificationSchedule, OutboxMessage
 from automations.simulation import simulate, simulate_modes
@@ -214,3 +216,23 @@ def test_advance_clock_with_automatic_collection_off_moves_on_without_charging()
     invoice.refresh_from_db()
     assert clock.frozen_time == NOW + timedelta(days=3), output
     assert invoice.status == "open" and not invoice.payment_attempts.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's statistics")
+def test_the_daily_statistics_refresh_analyzes_only_the_tables_that_grew():
+    from automations.simulation import STATISTICS_GROWTH, _statistics_refresh
+
+    def analyzed_tables(analyzed):
+        with CaptureQueriesContext(connection) as captured:
+            _statistics_refresh(analyzed)
+        return [query["sql"] for query in captured if query["sql"].startswith("ANALYZE")]
+
+    # given a run's first refresh: every table is analyzed, its size kept
+    analyzed = {}
+    assert len(analyzed_tables(analyzed)) == 1 and "invoices_invoice" in analyzed
+    # when nothing grew by STATISTICS_GROWTH, nothing is analyzed again
+    assert analyzed_tables(analyzed) == []
+    # when one table grew past it (its size as kept made smaller), only that one is
+    analyzed["invoices_invoice"] = int(analyzed["invoices_invoice"] / STATISTICS_GROWTH) - 1
+    [again] = analyzed_tables(analyzed)
+    assert again == "ANALYZE invoices_invoice"
