@@ -215,12 +215,12 @@ def collect(mode, model, *, delay, budget=8, seed=1):
 
 @pytest.mark.parametrize("delay", [hours(0), hours(48), hours(5)])
 @pytest.mark.parametrize("model", ["flat", "payday", "priors"])
-def test_smart_retries_never_make_an_attempt_before_the_fixed_schedule_would(delay, model):
+def test_smart_retries_are_never_more_than_one_attempt_ahead_of_the_fixed_schedule(delay, model):
     # A gateway that takes two days to decline (a charge that stays processing): the
     # fixed schedule retries a whole pace after each failure; Smart Retries used to
     # catch up with the fixed grid half a pace after it, one attempt more on the invoice
-    # at the end. Retry n comes no sooner than the fixed schedule's retry n - 1 (LEAD),
-    # and there are no more of them.
+    # at the end. Retry n comes no sooner than the fixed schedule's retry n - 1, and
+    # there are no more of them.
     model = {"flat": retry_model.Model({"c:insufficient_funds": -2.0},
                                        {"c:insufficient_funds": 0.01}, 5000),
              "payday": payday_model((FIRST + timedelta(days=8)).day),
