@@ -17,9 +17,10 @@ and the reason names only the factors whose effect the data supports.
 
 The retry budget, the window, the card networks' cap (15 retries of one card in 30
 days) and the reaction to a new payment method (retry at once) are the same in every
-mode, so the fixed schedule is a fair comparison; and Smart Retries never retry an
-invoice before the fixed schedule would have (fixed_marks: its shadow on the invoice's
-own attempts), so they never make more attempts on an invoice than it would.
+mode, so the fixed schedule is a fair comparison; and Smart Retries make retry n of an
+invoice no sooner than the fixed schedule's retry n - 1, and no more retries than it
+(fixed_marks: its shadow on the invoice's own attempts): at every moment they are at
+most one attempt ahead of it on an invoice, and never make more attempts on it in all.
 """
 
 import math
@@ -220,16 +221,20 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
     # What the fixed schedule would have done on this invoice (its shadow: the same
     # first attempt, the same reaction to a new payment method, the gateway's delays as
     # observed): retry n of Smart Retries comes no sooner than the fixed schedule's
-    # retry n, and there are no more of them, so that at every moment Smart Retries have
-    # made no more attempts on an invoice than the fixed schedule would have.
+    # retry n - 1, and there are no more of them, so that at every moment Smart Retries
+    # are at most one attempt ahead of the fixed schedule's count on an invoice (a payday
+    # the morning after a failure is not missed because the fixed schedule waits 42 hours)
+    # and make no more attempts on it in all.
     attempts = getattr(context, "attempts", {}).get(failure.invoice.pk, [])
-    marks = fixed_marks(_chain(attempts, failure), earliest, window_end, left, pace)
+    chain = _chain(attempts, failure)
+    marks = fixed_marks(chain, earliest, window_end, left, pace)
     if not marks:
         return None  # the fixed schedule would have no retry left either
     left = len(marks)
     fixed = fixed_times(marks, earliest, pace, failure.at, window_end)
     fixed_features = [features_at(t) for t in fixed]
-    by_left = {left - j: mark for j, mark in enumerate(marks)}
+    ahead = [fixed_shadow(chain, window_end, pace), *marks[:-1]]
+    by_left = {left - j: mark for j, mark in enumerate(ahead)}
     slots = _slots(earliest, window_end)
     generator = _generator(context)
     # Every candidate time's chance under one draw from the posterior (Thompson
@@ -376,6 +381,26 @@ def fixed_marks(chain, earliest, window_end, left, pace) -> list[datetime]:
     the same moment in every mode; after each, the fixed schedule retries one pace after
     the attempt failed (the gateway taking as long as it did), at the window's end at the
     latest, and stops once the window has ended."""
+    shadow, following, delay = _shadow_walk(chain, window_end, pace)
+    if shadow is None:
+        return []
+    marks = []
+    when = following
+    while when is not None and len(marks) < left:
+        marks.append(when)
+        when = _fixed_next(when + delay, window_end, pace)
+    return marks
+
+
+def fixed_shadow(chain, window_end, pace) -> datetime | None:
+    """When the fixed schedule would have made the attempt that just failed (the last of
+    `chain`, see fixed_marks); None if it would have made none."""
+    return _shadow_walk(chain, window_end, pace)[0]
+
+
+def _shadow_walk(chain, window_end, pace):
+    """The fixed schedule's attempt matching the last of `chain`, its next retry and the
+    gateway's last delay (fixed_marks)."""
     shadow = following = None
     delay = timedelta(0)
     for created, completed, planned in chain:
@@ -384,15 +409,10 @@ def fixed_marks(chain, earliest, window_end, left, pace) -> list[datetime]:
         else:
             shadow = following
             if shadow is None:
-                return []
+                return None, None, delay
         delay = max(completed - created, timedelta(0))
         following = _fixed_next(shadow + delay, window_end, pace)
-    marks = []
-    when = following
-    while when is not None and len(marks) < left:
-        marks.append(when)
-        when = _fixed_next(when + delay, window_end, pace)
-    return marks
+    return shadow, following, delay
 
 
 def _fixed_next(failed_at, window_end, pace):

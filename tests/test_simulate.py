@@ -156,7 +156,8 @@ def test_advance_clock_refuses_bad_input(args, message):
 # say why in the commit.
 RECORDED = {
     # Smart Retries as of 2026-12-07 (they keep the fixed schedule unless the model
-    # clearly beats it, and never retry before the fixed schedule would have): on this
+    # clearly beats it, and are at most one attempt ahead of its count on an invoice;
+    # the figures were the same when they were never ahead of it at all): on this
     # small seed they collect exactly what the fixed schedule does. (They made one
     # attempt more before their fallback followed the fixed schedule's shadow after a
     # late-reported failure instead of catching up with its grid.)

@@ -80,12 +80,27 @@ def test_a_clear_payday_moves_the_retry_but_never_ahead_of_the_fixed_count():
     assert retry.at != FIRST + PACE and retry.at >= FIRST + PACE
     assert "no time clearly better" not in retry.reason
     assert "(8" in retry.reason  # over 80% expected over the plan, which holds the payday
-    # A payday the next morning is worth waiting for, but the first retry comes no sooner
-    # than the fixed schedule's first (one pace after the failure).
+    # Retry n comes no sooner than the fixed schedule's retry n - 1: at every moment
+    # Smart Retries are at most one attempt ahead of its count on the invoice.
     soon = payday_model((FIRST + timedelta(days=1)).day)
     for used in range(4):
         at = FIRST + PACE * used
-        assert plan(soon, at=at, used=used, seed=used).at >= FIRST + PACE * (used + 1)
+        assert plan(soon, at=at, used=used, seed=used).at >= FIRST + PACE * used
+
+
+def test_a_payday_before_the_fixed_schedules_first_retry_is_not_missed():
+    # The payday is the next day, 15 hours after the failure; the fixed schedule's first
+    # retry comes 42 hours after it. The first retry may take the payday (one attempt
+    # ahead of the fixed schedule's count), the next never comes before the fixed
+    # schedule's first, and so on.
+    payday = (FIRST + timedelta(days=1)).replace(hour=0)
+    fixed = collect(RetryPolicy.Mode.FIXED, None, delay=hours(0))
+    for seed in range(3):
+        smart = collect(RetryPolicy.Mode.SMART, payday_model(payday.day), delay=hours(0),
+                        seed=seed)
+        assert payday <= smart[1] < fixed[1]
+        assert all(s >= f for s, f in zip(smart[2:], fixed[1:], strict=False))
+        assert len(smart) <= len(fixed)
 
 
 def test_the_planner_never_plans_beyond_the_budget():
@@ -200,10 +215,12 @@ def collect(mode, model, *, delay, budget=8, seed=1):
 
 @pytest.mark.parametrize("delay", [hours(0), hours(48), hours(5)])
 @pytest.mark.parametrize("model", ["flat", "payday", "priors"])
-def test_smart_retries_never_make_an_attempt_before_the_fixed_schedule_would(delay, model):
+def test_smart_retries_are_never_more_than_one_attempt_ahead_of_the_fixed_schedule(delay, model):
     # A gateway that takes two days to decline (a charge that stays processing): the
     # fixed schedule retries a whole pace after each failure; Smart Retries used to
-    # catch up with the fixed grid half a pace after it, one attempt more on the invoice.
+    # catch up with the fixed grid half a pace after it, one attempt more on the invoice
+    # at the end. Retry n comes no sooner than the fixed schedule's retry n - 1, and
+    # there are no more of them.
     model = {"flat": retry_model.Model({"c:insufficient_funds": -2.0},
                                        {"c:insufficient_funds": 0.01}, 5000),
              "payday": payday_model((FIRST + timedelta(days=8)).day),
@@ -212,7 +229,8 @@ def test_smart_retries_never_make_an_attempt_before_the_fixed_schedule_would(del
     for seed in range(3):
         smart = collect(RetryPolicy.Mode.SMART, model, delay=delay, seed=seed)
         assert len(smart) <= len(fixed)
-        assert all(s >= f for s, f in zip(smart, fixed, strict=False)), (smart, fixed)
+        assert smart[0] == fixed[0]
+        assert all(s >= f for s, f in zip(smart[1:], fixed, strict=False)), (smart, fixed)
     if delay == hours(48):
         assert len(fixed) < 9  # the delays cost the fixed schedule retries in the window
 
