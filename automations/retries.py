@@ -21,6 +21,8 @@ mode, so the fixed schedule is a fair comparison; and Smart Retries make retry n
 invoice no sooner than the fixed schedule's retry n - 1, and no more retries than it
 (fixed_marks: its shadow on the invoice's own attempts): at every moment they are at
 most one attempt ahead of it on an invoice, and never make more attempts on it in all.
+That lead is taken only once the model's timing has held up out of sample (LEAD_TIMING);
+until then retry n comes no sooner than the fixed schedule's retry n.
 """
 
 import math
@@ -52,6 +54,11 @@ SOONER = 0.995  # per day: of two equal plans, the one that collects sooner
 MAX_AGE_BUCKET = 30
 MIN_GAIN = 0.08  # Smart Retries leave the fixed schedule only for this much more...
 CONFIDENCE = 0.9  # ...expected recovery, in this share of the posterior's draws
+# The one attempt ahead of the fixed schedule is taken only once the model's timing has
+# held up out of sample at least this much (Model.timing): where timing carries no
+# signal, a retry ahead only spends an attempt sooner (and one more on an invoice the
+# run's or the window's end cuts off).
+LEAD_TIMING = 0.5
 DRAWS = 40
 
 
@@ -224,7 +231,9 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
     # retry n - 1, and there are no more of them, so that at every moment Smart Retries
     # are at most one attempt ahead of the fixed schedule's count on an invoice (a payday
     # the morning after a failure is not missed because the fixed schedule waits 42 hours)
-    # and make no more attempts on it in all.
+    # and make no more attempts on it in all. The lead is taken only once the model's
+    # timing holds up out of sample (LEAD_TIMING); before, retry n comes no sooner than
+    # the fixed schedule's retry n.
     attempts = getattr(context, "attempts", {}).get(failure.invoice.pk, [])
     chain = _chain(attempts, failure)
     marks = fixed_marks(chain, earliest, window_end, left, pace)
@@ -233,8 +242,11 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
     left = len(marks)
     fixed = fixed_times(marks, earliest, pace, failure.at, window_end)
     fixed_features = [features_at(t) for t in fixed]
-    ahead = [fixed_shadow(chain, window_end, pace), *marks[:-1]]
-    by_left = {left - j: mark for j, mark in enumerate(ahead)}
+    if model.timing >= LEAD_TIMING:
+        marks_by_retry = [fixed_shadow(chain, window_end, pace), *marks[:-1]]
+    else:
+        marks_by_retry = marks  # no evidence of timing: never ahead of the fixed count
+    by_left = {left - j: mark for j, mark in enumerate(marks_by_retry)}
     slots = _slots(earliest, window_end)
     generator = _generator(context)
     # Every candidate time's chance under one draw from the posterior (Thompson

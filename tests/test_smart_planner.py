@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from automations import retry_model
+from automations import retries, retry_model
 from automations.models import RetryPolicy
 from automations.retries import _smart, fixed_marks, fixed_times, plan_retry, plan_value
 
@@ -100,6 +100,21 @@ def test_a_payday_before_the_fixed_schedules_first_retry_is_not_missed():
                         seed=seed)
         assert payday <= smart[1] < fixed[1]
         assert all(s >= f for s, f in zip(smart[2:], fixed[1:], strict=False))
+        assert len(smart) <= len(fixed)
+
+
+def test_no_lead_on_the_fixed_schedule_until_timing_holds_up_out_of_sample():
+    # The same payday the morning after the failure, from a model whose timing has not
+    # held up out of sample enough (retries.LEAD_TIMING): retry n comes no sooner than
+    # the fixed schedule's retry n, as where timing carries no signal.
+    payday = (FIRST + timedelta(days=1)).replace(hour=0)
+    fixed = collect(RetryPolicy.Mode.FIXED, None, delay=hours(0))
+    for seed in range(3):
+        model = payday_model(payday.day)
+        model.timing = retries.LEAD_TIMING - 0.1
+        smart = collect(RetryPolicy.Mode.SMART, model, delay=hours(0), seed=seed)
+        assert smart[0] == fixed[0]
+        assert all(s >= f for s, f in zip(smart[1:], fixed[1:], strict=False)), (smart, fixed)
         assert len(smart) <= len(fixed)
 
 
