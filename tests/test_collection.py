@@ -364,3 +364,19 @@ def test_automatic_collection_off_charges_nothing():
     make_charged("sim_4242")
     assert collect().attempted == 0
     assert PaymentAttempt.objects.count() == 0
+
+
+def test_a_check_sweep_within_a_transaction_claims_without_asking_first():
+    """A clock in a simulation sweeps within its transaction, and nearly every stop has
+    attempts to check: the claim finds them itself, no read before it."""
+    invoice = make_charged("sim_2222")  # processing: checked again later
+    collect()
+    with CaptureQueriesContext(connection) as captured:
+        counts = collection.attempts_check_due(now=NOW + timedelta(days=3))
+    assert counts.succeeded == 1
+    assert not [q for q in captured if q["sql"].startswith('SELECT 1 AS "a"')]
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    with CaptureQueriesContext(connection) as captured:
+        counts = collection.attempts_check_due(now=NOW + timedelta(days=4))
+    assert counts.as_dict() == collection.Counts().as_dict() and len(captured) == 1
