@@ -160,6 +160,14 @@ def test_bulk_and_one_row_finalization_give_the_same_invoices(kind, at_scheduled
     assert (credit_second["amount_due"], credit_second["ending_balance"]) == (7000, 0)
 
 
+def finalize_queries(drafts) -> int:
+    """The queries of finalizing `drafts` in one batch (all of them finalized)."""
+    with CaptureQueriesContext(connection) as captured:
+        result = invoices_finalize_bulk([d.pk for d in drafts], now=LATER, actor=AUTO)
+    assert len(result.finalized) == len(drafts)
+    return len(captured)
+
+
 def test_a_batch_costs_the_same_queries_whatever_its_size():
     numbering("account")
     customers = [make_customer() for _ in range(3)]
@@ -167,13 +175,7 @@ def test_a_batch_costs_the_same_queries_whatever_its_size():
     large = [make_draft(customers[n % 3]) for n in range(30)]
     invoice_finalize(make_draft(customers[0]), now=NOW, actor=STAFF)  # the sequence exists
 
-    def queries(drafts):
-        with CaptureQueriesContext(connection) as captured:
-            result = invoices_finalize_bulk([d.pk for d in drafts], now=LATER, actor=AUTO)
-        assert len(result.finalized) == len(drafts)
-        return len(captured)
-
-    assert queries(small) == queries(large)
+    assert finalize_queries(small) == finalize_queries(large)
 
 
 def test_a_batch_costs_the_same_queries_whatever_its_number_of_sequences():
@@ -184,14 +186,8 @@ def test_a_batch_costs_the_same_queries_whatever_its_number_of_sequences():
     for drafts in (small, large):
         invoice_finalize(make_draft(drafts[0].customer), now=NOW, actor=STAFF)
 
-    def queries(drafts):
-        with CaptureQueriesContext(connection) as captured:
-            result = invoices_finalize_bulk([d.pk for d in drafts], now=LATER, actor=AUTO)
-        assert len(result.finalized) == len(drafts)
-        return len(captured)
-
     # then a batch of 20 sequences costs what a batch of 2 does, and the numbers follow
-    assert queries(small) == queries(large)
+    assert finalize_queries(small) == finalize_queries(large)
     numbers = dict(Invoice.objects.filter(pk__in=[d.pk for d in large])
                    .values_list("customer__invoice_prefix", "number"))
     assert numbers == {"LARGE0": "LARGE0-0002",
