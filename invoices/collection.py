@@ -411,6 +411,9 @@ def collect_due(
     counts = Counts()
     if not policy().enabled:
         return counts
+    # Within a transaction already (a clock in a simulation), the claim's locks are held
+    # until the gateway's answers are recorded: they need not be taken and read again.
+    nested = connection.in_atomic_block
     after = None
     while True:
         candidates = due_for_collection(now, test_clock).order_by("next_payment_attempt", "pk")
@@ -426,7 +429,8 @@ def collect_due(
                 at_scheduled_time=at_scheduled_time,
             )
             counts.held += held
-            counts.add(attempts_send(attempts, gateway=gateway, actor=AUTOMATIC))
+            counts.add(attempts_send(attempts, gateway=gateway, actor=AUTOMATIC,
+                                     claimed=nested))
         if len(batch) < batch_size:
             return counts
         after = batch[-1]
@@ -525,10 +529,15 @@ def _unusable_text(method: PaymentMethod) -> str:
 
 
 def attempts_send(
-    attempts: list[PaymentAttempt], *, gateway: Gateway | None, actor: Actor
+    attempts: list[PaymentAttempt], *, gateway: Gateway | None, actor: Actor,
+    claimed: bool = False,
 ) -> Counts:
     """Call the gateway for committed pending attempts, then record the outcomes. Call
-    it outside any transaction: the attempts must be committed before the gateway is."""
+    it outside any transaction: the attempts must be committed before the gateway is.
+
+    `claimed` (attempts_open_due within a transaction: a clock in a simulation): the
+    attempts and their invoices are still locked by this transaction, as they were
+    written (attempts_complete's `claimed`)."""
     if not attempts:
         return Counts()
     gateway = gateway or gateway_load()
@@ -539,7 +548,7 @@ def attempts_send(
     counts = attempts_complete(
         [(attempt, outcome, attempt.created_at, elapsed_ms)
          for attempt, outcome in zip(attempts, outcomes, strict=True)],
-        actor=actor,
+        actor=actor, claimed=claimed, invoices_claimed=claimed,
     )
     counts.attempted += len(attempts)
     return counts
@@ -588,21 +597,34 @@ def attempts_complete(
     items: list[tuple[PaymentAttempt, "ChargeResult | GatewayError", datetime, int | None]],
     *,
     actor: Actor,
+    claimed: bool = False,
+    invoices_claimed: bool = False,
 ) -> Counts:
     """Record gateway outcomes for pending or processing attempts, in one transaction.
-    An attempt someone else has meanwhile recorded is left as it is."""
+    An attempt someone else has meanwhile recorded is left as it is.
+
+    `claimed`: the attempts of `items` were locked in this same, still open transaction
+    (a clock's sweep within a simulation's) and are the rows as they stand, with their
+    payment method: no one else can have recorded them, and they are not read again.
+    `invoices_claimed`: their invoices (attempt.invoice) likewise, with their customer."""
     batch = _Batch(actor=actor)
     # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
     with transaction.atomic(savepoint=False):
-        invoice_ids = sorted({attempt.invoice_id for attempt, *_rest in items})
-        batch.invoices = Invoice.objects.select_for_update(of=("self",)).select_related(
-            "customer"
-        ).in_bulk(invoice_ids)
-        # With its payment method: a payment records the method's type (one query per
-        # success otherwise).
-        current = PaymentAttempt.objects.select_for_update(of=("self",)).select_related(
-            "payment_method"
-        ).in_bulk([attempt.pk for attempt, *_rest in items])
+        if invoices_claimed:
+            batch.invoices = {attempt.invoice_id: attempt.invoice for attempt, *_rest in items}
+        else:
+            invoice_ids = sorted({attempt.invoice_id for attempt, *_rest in items})
+            batch.invoices = Invoice.objects.select_for_update(of=("self",)).select_related(
+                "customer"
+            ).in_bulk(invoice_ids)
+        if claimed:
+            current = {attempt.pk: attempt for attempt, *_rest in items}
+        else:
+            # With its payment method: a payment records the method's type (one query
+            # per success otherwise).
+            current = PaymentAttempt.objects.select_for_update(of=("self",)).select_related(
+                "payment_method"
+            ).in_bulk([attempt.pk for attempt, *_rest in items])
         for attempt, outcome, at, elapsed_ms in items:
             fresh = current.get(attempt.pk)
             if fresh is None or fresh.status not in IN_FLIGHT:
@@ -952,16 +974,19 @@ def attempts_check_due(
         with transaction.atomic(savepoint=False):
             attempts = list(
                 attempts_due_check(now, test_clock)
-                .select_related("customer")
+                .select_related("customer", "payment_method")
                 .select_for_update(skip_locked=True, of=("self",))
                 .order_by("check_at", "pk")[:batch_size]
             )
             if not attempts:
                 break
-            # Claimed: pushed past the next tick so a second sweep leaves them alone.
-            PaymentAttempt.objects.filter(pk__in=[a.pk for a in attempts]).update(
-                check_at=now + RECHECK_AFTER
-            )
+            if not nested:
+                # Claimed: pushed past the next tick so a second sweep leaves them alone.
+                # (Nested, they stay locked until their outcomes are recorded, which sets
+                # check_at on every one.)
+                PaymentAttempt.objects.filter(pk__in=[a.pk for a in attempts]).update(
+                    check_at=now + RECHECK_AFTER
+                )
         moments = [attempt.check_at if at_scheduled_time else now for attempt in attempts]
         # The processing ones in one call (a simulation checks them every hour).
         settling = [(attempt.gateway_reference, at)
@@ -973,7 +998,7 @@ def attempts_check_due(
             outcome = (next(refreshed) if attempt.status == A.PROCESSING
                        else _attempt_ask(gateway, attempt, at))
             items.append((attempt, outcome, at, None))
-        counts.add(attempts_complete(items, actor=AUTOMATIC))
+        counts.add(attempts_complete(items, actor=AUTOMATIC, claimed=nested))
         if len(attempts) < batch_size:
             break
     return counts

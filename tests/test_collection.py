@@ -380,3 +380,51 @@ def test_a_check_sweep_within_a_transaction_claims_without_asking_first():
     with CaptureQueriesContext(connection) as captured:
         counts = collection.attempts_check_due(now=NOW + timedelta(days=4))
     assert counts.as_dict() == collection.Counts().as_dict() and len(captured) == 1
+
+
+def locking_reads(captured) -> list[str]:
+    return [q["sql"] for q in captured if q["sql"].startswith("SELECT") and "FOR UPDATE" in q["sql"]]
+
+
+def test_within_a_transaction_a_batch_is_recorded_without_locking_its_rows_again():
+    """A clock in a simulation collects within its transaction: the claim's locks on the
+    invoices and their new attempts are held until the outcomes are recorded, so the
+    recording reads neither again (two round trips a batch fewer). The outcomes are those
+    of the rows as written."""
+    invoices = [make_charged(token) for token in ("sim_4242", "sim_9995", "sim_2222")]
+    with CaptureQueriesContext(connection) as captured:
+        counts = collect()
+    assert (counts.succeeded, counts.failed, counts.processing) == (1, 1, 1)
+    # the claim of the invoices is the only locking read
+    assert len(locking_reads(captured)) == 1
+    assert '"invoices_invoice"' in locking_reads(captured)[0]
+    paid, declined, processing = [
+        PaymentAttempt.objects.get(invoice=invoice) for invoice in invoices]
+    assert (paid.status, paid.payment.method, paid.duration_ms is not None) == (
+        "succeeded", "card", True)
+    assert (declined.status, declined.decline_code) == ("failed", "insufficient_funds")
+    assert processing.status == "processing" and processing.check_at == NOW + timedelta(hours=1)
+    for invoice in invoices:
+        invoice.refresh_from_db()
+    assert [invoice.status for invoice in invoices] == ["paid", "open", "open"]
+    assert invoices[1].next_payment_attempt > NOW and invoices[1].attempt_count == 1
+
+
+def test_within_a_transaction_a_check_locks_its_attempts_once():
+    """The check sweep within a transaction: the claim locks the attempts (with their
+    payment method) until their outcomes are recorded; no UPDATE pushes them past the
+    next tick and they are not read again. Their invoices are locked as they are
+    recorded (the claim does not lock those)."""
+    invoice = make_charged("sim_2222")  # processing: checked again later
+    collect()
+    with CaptureQueriesContext(connection) as captured:
+        counts = collection.attempts_check_due(now=NOW + timedelta(days=3))
+    assert counts.succeeded == 1
+    reads = locking_reads(captured)
+    assert len(reads) == 2 and '"invoices_invoice"' in reads[1]
+    assert not [q for q in captured if q["sql"].startswith('UPDATE "invoices_paymentattempt"')
+                and '"check_at" = %s WHERE' in q["sql"]]
+    attempt = PaymentAttempt.objects.get(invoice=invoice)
+    assert attempt.status == "succeeded" and attempt.payment.method == "card"
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
