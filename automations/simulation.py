@@ -378,17 +378,20 @@ def _invoices_make(billed: list[SimCustomer], now: datetime) -> None:
 def _actions_plan(population, index, actions, acted, clock) -> None:
     """Customers who respond act some time after being asked (a hard decline, an
     authentication request): decided by their draws, scheduled from what just happened."""
-    waiting = set(
-        Invoice.objects.filter(
-            test_clock=clock, status=Invoice.Status.OPEN,
-            payment_hold__in=["hard_decline", "requires_action"],
-        ).values_list("customer_id", flat=True)
-    )
-    for customer_id in waiting:
+    for customer_id in set(waiting_for_customers(clock).values_list("customer_id", flat=True)):
         n = index[customer_id]
         sim = population[n]
         if sim.responds and n not in actions and n not in acted:
             actions[n] = clock.frozen_time + sim.delay
+
+
+def waiting_for_customers(clock):
+    """The clock's open invoices that wait for their customer to act (invoice_clock_held_idx
+    reads them, without the entries of their earlier versions)."""
+    return Invoice.objects.filter(
+        test_clock=clock, status=Invoice.Status.OPEN,
+        payment_hold__in=["hard_decline", "requires_action"],
+    )
 
 
 def _customers_act(population, actions, acted, now) -> None:

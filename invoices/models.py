@@ -350,6 +350,17 @@ class Invoice(models.Model):
                 name="invoice_clock_past_due_idx",
                 condition=Q(status="open", past_due_at__isnull=False, test_clock__isnull=False),
             ),
+            # A clock's open invoices waiting for their customer (a simulation's customers
+            # act on them after each collection that held some): few, and without the
+            # entries of their earlier versions (14 ms a read at 2,000 customers through
+            # the status index in a simulation's uncommitted transaction).
+            models.Index(
+                fields=["test_clock", "-created_at", "-id"],  # in the list's order
+                name="invoice_clock_held_idx",
+                condition=Q(status="open", test_clock__isnull=False,
+                            payment_hold__in=["hard_decline", "requires_action",
+                                              "no_payment_method"]),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
