@@ -6,7 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from automations.models import BillingSettings, RetryPolicy
+from automations.models import BillingSettings, OutboxMessage, RetryPolicy
+from customers.models import TestClock
 from customers.errors import DomainError
 from invoices import collection
 from invoices.gateways.base import ChargeResult, Gateway, GatewayError
@@ -428,3 +429,16 @@ def test_within_a_transaction_a_check_locks_its_attempts_once():
     assert attempt.status == "succeeded" and attempt.payment.method == "card"
     invoice.refresh_from_db()
     assert invoice.status == "paid"
+
+
+def test_a_batchs_emails_carry_the_clock_of_the_customers_it_loaded():
+    # The failed-payment email of a test clock's customer carries the clock (the clock's
+    # outbox sweep finds it by it), taken from the customer the batch loaded, not read
+    # again.
+    clock = TestClock.objects.create(name="Rehearsal", frozen_time=NOW)
+    invoice = make_charged("sim_9995", customer=make_customer(test_clock=clock))
+    with CaptureQueriesContext(connection) as captured:
+        assert collect(test_clock=clock).failed == 1
+    message = OutboxMessage.objects.get(invoice=invoice, kind="payment_failed")
+    assert message.test_clock_id == clock.pk
+    assert not [q for q in captured if q["sql"].startswith('SELECT "customers_customer"."id"')]

@@ -334,3 +334,13 @@ def test_a_drain_reads_its_receipts_payments_in_a_constant_number_of_queries():
         alone = delivery.row_render(queued, notification_settings=settings)
         assert (message.subject, message.body) == (alone.subject, alone.text)
     assert len(mail.outbox) == 3 + 3 + 18
+
+
+def test_a_drain_within_a_transaction_leaves_its_commit_to_the_caller():
+    # A clock in a simulation drains at each stop within its own transaction: the marks'
+    # asynchronous commit is that transaction's to choose (a round trip at each stop).
+    make_open(due_date=DUE)  # finalized: its email is queued
+    with CaptureQueriesContext(connection) as captured:
+        counts = drain()
+    assert counts["sent"] >= 1
+    assert not [q for q in captured if "synchronous_commit" in q["sql"]]

@@ -47,17 +47,22 @@ def outbox_message(
     )
 
 
-def outbox_write(messages: list[OutboxMessage]) -> None:
+def outbox_write(messages: list[OutboxMessage], *, clocks: dict | None = None) -> None:
     """Queue `messages` (those whose key is already queued are left as they are) and
     wake a worker once the transaction commits. Beat's sweep delivers them anyway
-    if the broker is down: the database is what counts."""
+    if the broker is down: the database is what counts.
+
+    `clocks`: customer id -> test clock id (None: none) of customers the caller loaded
+    in this transaction; the others' are read."""
     if not messages:
         return
-    clocks = dict(
-        Customer.objects.filter(
-            pk__in={m.customer_id for m in messages if m.customer_id}, test_clock__isnull=False
-        ).values_list("pk", "test_clock_id")
-    )
+    clocks = dict(clocks or {})
+    unknown = {m.customer_id for m in messages if m.customer_id and m.customer_id not in clocks}
+    if unknown:
+        clocks |= dict(
+            Customer.objects.filter(pk__in=unknown, test_clock__isnull=False)
+            .values_list("pk", "test_clock_id")
+        )
     for message in messages:
         message.test_clock_id = clocks.get(message.customer_id)
     rows_insert(OutboxMessage, messages, ignore_conflicts=True)

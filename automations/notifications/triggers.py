@@ -133,7 +133,19 @@ def on_events(events: list[Event]) -> None:
         message = build(event) if build is not None and event.invoice_id else None
         if message is not None:
             messages.append(message)
-    outbox_write(messages)
+    outbox_write(messages, clocks=_clocks_known(relevant))
+
+
+def _clocks_known(events: list[Event]) -> dict:
+    """The test clocks of the events' customers that came loaded with their invoice (the
+    sweeps load them): customer id -> test clock id."""
+    known = {}
+    for event in events:
+        invoice = event.invoice if Event.invoice.is_cached(event) else None
+        if invoice is not None and Invoice.customer.is_cached(invoice) \
+                and invoice.customer_id == event.customer_id:
+            known[event.customer_id] = invoice.customer.test_clock_id
+    return known
 
 
 def invoices_finalized(events: list[Event]) -> list:
