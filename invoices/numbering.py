@@ -39,7 +39,8 @@ def numbers_take(customer: Customer, settings: InvoicingSettings, *, count: int)
 
 def numbers_take_many(wanted: dict[str, tuple[str, int]]) -> dict[str, list[str]]:
     """For each sequence key, its prefix and a count: the next `count` numbers of each
-    sequence, in three statements whatever the number of sequences (numbers_take costs
+    sequence, in three statements whatever the number of sequences (one on PostgreSQL:
+    _numbers_upsert; numbers_take costs
     one to three a sequence, and a sweep's batch spans a sequence per customer). The
     same numbers as numbers_take key by key in key order, and the same locking: the
     missing sequences are created first (in key order, so two batches wait on each
@@ -47,6 +48,8 @@ def numbers_take_many(wanted: dict[str, tuple[str, int]]) -> dict[str, list[str]
     they are moved. Call inside the finalizing transaction."""
     if not wanted:
         return {}
+    if connection.vendor == "postgresql":
+        return _numbers_upsert(wanted)
     keys = sorted(wanted)
     InvoiceNumberSequence.objects.bulk_create(
         [InvoiceNumberSequence(key=key) for key in keys], ignore_conflicts=True
@@ -63,6 +66,32 @@ def numbers_take_many(wanted: dict[str, tuple[str, int]]) -> dict[str, list[str]
         key: [f"{prefix}-{number:04d}" for number in range(firsts[key], firsts[key] + count)]
         for key, (prefix, count) in wanted.items()
     }
+
+
+def _numbers_upsert(wanted: dict[str, tuple[str, int]]) -> dict[str, list[str]]:
+    """numbers_take_many on PostgreSQL, in one statement: each sequence created with its
+    block taken, or moved past it, row by row in key order (INSERT ... ON CONFLICT DO
+    UPDATE locks each row as it comes to it, as it comes out sorted: the order of the
+    three statements, and the same numbers)."""
+    keys = sorted(wanted)
+    counts = [wanted[key][1] for key in keys]
+    quote = connection.ops.quote_name
+    table = quote(InvoiceNumberSequence._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({quote('key')}, next_number) "
+            "SELECT k, 1 + n FROM unnest(%s::varchar[], %s::integer[]) AS t(k, n) ORDER BY k "
+            f"ON CONFLICT ({quote('key')}) DO UPDATE "
+            f"SET next_number = {table}.next_number + EXCLUDED.next_number - 1 "
+            f"RETURNING {quote('key')}, next_number",
+            [keys, counts],
+        )
+        after = dict(cursor.fetchall())
+    numbers = {}
+    for key, (prefix, count) in wanted.items():
+        first = after[key] - count
+        numbers[key] = [f"{prefix}-{number:04d}" for number in range(first, first + count)]
+    return numbers
 
 
 def _number_increment(key: str, count: int) -> int | None:

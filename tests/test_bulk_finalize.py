@@ -13,6 +13,7 @@ from customers.ledger import balance_transaction_create
 from customers.models import BalanceTransaction
 from invoices.bulk import invoices_finalize_bulk
 from invoices.events import event_record
+from invoices.numbering import numbers_take_many
 from invoices.hosted import token_from_salt, token_hash
 from invoices.models import (
     Event,
@@ -192,6 +193,26 @@ def test_a_batch_costs_the_same_queries_whatever_its_number_of_sequences():
                    .values_list("customer__invoice_prefix", "number"))
     assert numbers == {"LARGE0": "LARGE0-0002",
                        **{f"LARGE{n}": f"LARGE{n}-0001" for n in range(1, 20)}}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's upsert")
+def test_a_batchs_numbers_are_taken_in_one_statement_on_postgresql():
+    # given sequences that exist and sequences that do not yet
+    numbering("customer")
+    old = make_customer(invoice_prefix="OLD")
+    invoice_finalize(make_draft(old), now=NOW, actor=STAFF)  # OLD-0001
+    wanted = {"C:OLD": ("OLD", 3), "C:NEW": ("NEW", 2)}
+
+    with CaptureQueriesContext(connection) as captured:
+        numbers = numbers_take_many(wanted)
+
+    # then one round trip takes every block, where three did (create, lock, move)
+    assert len(captured) == 1
+    assert numbers == {"C:OLD": ["OLD-0002", "OLD-0003", "OLD-0004"],
+                       "C:NEW": ["NEW-0001", "NEW-0002"]}
+    assert numbers_take_many({"C:NEW": ("NEW", 1)}) == {"C:NEW": ["NEW-0003"]}
+    assert dict(InvoiceNumberSequence.objects.values_list("key", "next_number")) == {
+        "C:OLD": 5, "C:NEW": 4}
 
 
 @pytest.mark.parametrize("kind", ["customer", "account"])
