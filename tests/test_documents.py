@@ -20,9 +20,11 @@ from invoices.documents.services import (
     document_ensure,
     document_get,
     documents_render_due,
+    documents_request,
     draft_preview_pdf,
 )
-from invoices.models import Invoice
+from invoices.events import event_build
+from invoices.models import Invoice, Payment
 from invoices.services import (
     invoice_finalize,
     invoice_mark_uncollectible,
@@ -282,6 +284,29 @@ def test_bulk_finalization_requests_every_pdf_in_a_few_queries():
     assert Document.objects.filter(status=D.PENDING).count() == 30
     document_queries = [q for q in queries if "invoices_document" in q["sql"]]
     assert len(document_queries) <= 3  # pending check and one INSERT, whatever the count
+
+
+def test_documents_are_requested_in_two_queries_and_once_while_pending():
+    DUE = NOW.date() + timedelta(days=30)
+    # given receipts asked for by the events of payments, one of them pending already
+    invoices = [make_open(due_date=DUE, lines=((1, 10000),)) for _ in range(3)]
+    for invoice in invoices:
+        invoice_record_payment(invoice, amount=1000, method="bank_transfer", now=NOW,
+                               actor=STAFF)
+    payments = list(Payment.objects.filter(invoice__in=invoices).order_by("pk"))
+    Document.objects.filter(payment=payments[0]).delete()
+    Document.objects.filter(payment=payments[1]).update(status=D.RENDERED)
+    events = [event_build("invoice.payment_succeeded", now=NOW, actor=STAFF, invoice=p.invoice,
+                          data={"payment": p.pk}) for p in payments]
+
+    with CaptureQueriesContext(connection) as queries:
+        documents_request(events)
+
+    # then the payments are read with whether a receipt is pending, and the rows inserted
+    assert len(queries) == 2
+    assert sorted(Document.objects.filter(kind="receipt", status=D.PENDING)
+                  .values_list("payment_id", flat=True)) == [p.pk for p in payments]
+    assert Document.objects.filter(payment=payments[2]).count() == 1
 
 
 # --- failures: recorded, retried with backoff, never raised into the door -------------

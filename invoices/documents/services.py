@@ -29,7 +29,8 @@ from datetime import datetime, timedelta
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import CharField, Exists, OuterRef, Q, Value
+from django.db.models.functions import Cast, Concat
 from django.utils.text import get_valid_filename
 from django.utils.translation import gettext as _
 
@@ -112,27 +113,23 @@ def documents_request(events: list[Event]) -> None:
     wanted = wanted_from(events)
     if not wanted:
         return
-    keys = list(wanted)
-    pending = set()
-    for chunk in _chunks(keys):
-        pending |= set(
-            Document.objects.filter(key__in=chunk, status=D.PENDING).values_list("key", flat=True)
-        )
-    rows = documents_build([wanted[key] for key in keys if key not in pending])
+    rows = documents_build(list(wanted.values()), unless_pending=True)
     created = rows_insert(Document, rows)
     ids = [row.pk for row in created]
     if ids:
         transaction.on_commit(lambda: documents_enqueue(ids))
 
 
-def documents_build(wanted: list[Wanted]) -> list[Document]:
-    """Unsaved rows, with the number and date of what they show (three queries at most)."""
+def documents_build(wanted: list[Wanted], *, unless_pending: bool = False) -> list[Document]:
+    """Unsaved rows, with the number and date of what they show (three queries at most).
+    `unless_pending`: none for a document that has a pending row already (asked in the
+    same queries)."""
     by_kind: dict[str, dict[int, Wanted]] = {}
     for item in wanted:
         by_kind.setdefault(item.kind, {})[item.pk] = item
     rows = []
     for kind, items in by_kind.items():
-        for fields in _document_fields(kind, list(items)):
+        for fields in _document_fields(kind, list(items), unless_pending):
             item = items[fields.pop("pk")]
             rows.append(Document(
                 kind=kind, key=document_key(kind, item.pk), requested_at=item.requested_at,
@@ -141,23 +138,27 @@ def documents_build(wanted: list[Wanted]) -> list[Document]:
     return rows
 
 
-def _document_fields(kind: str, pks: list[int]) -> Iterable[dict]:
+def _document_fields(kind: str, pks: list[int], unless_pending: bool = False
+                     ) -> Iterable[dict]:
     for chunk in _chunks(pks):
+        rows = MODELS[kind].objects.filter(pk__in=chunk)
+        if unless_pending:
+            # The document's key (document_key) built in SQL: read from document_key_idx.
+            key = Concat(Value(f"{kind}:"), Cast(OuterRef("pk"), CharField()))
+            rows = rows.filter(~Exists(Document.objects.filter(key=key, status=D.PENDING)))
         if kind == K.INVOICE:
-            for pk, number, finalized_at in Invoice.objects.filter(pk__in=chunk).values_list(
-                "pk", "number", "finalized_at"
-            ):
+            for pk, number, finalized_at in rows.values_list("pk", "number", "finalized_at"):
                 yield {"pk": pk, "invoice_id": pk, "number": number, "issued_at": finalized_at}
         elif kind == K.CREDIT_NOTE:
-            for pk, number, created_at, invoice_id in CreditNote.objects.filter(
-                pk__in=chunk
-            ).values_list("pk", "number", "created_at", "invoice_id"):
+            for pk, number, created_at, invoice_id in rows.values_list(
+                "pk", "number", "created_at", "invoice_id"
+            ):
                 yield {"pk": pk, "credit_note_id": pk, "invoice_id": invoice_id,
                        "number": number, "issued_at": created_at}
         else:
-            for pk, received_at, invoice_id, invoice_number in Payment.objects.filter(
-                pk__in=chunk
-            ).values_list("pk", "received_at", "invoice_id", "invoice__number"):
+            for pk, received_at, invoice_id, invoice_number in rows.values_list(
+                "pk", "received_at", "invoice_id", "invoice__number"
+            ):
                 yield {"pk": pk, "payment_id": pk, "invoice_id": invoice_id,
                        "number": receipt_number(invoice_number, pk), "issued_at": received_at}
 
