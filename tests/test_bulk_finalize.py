@@ -8,6 +8,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from automations.models import NotificationSchedule
 from customers.errors import DomainError
 from customers.ledger import balance_transaction_create
 from customers.models import BalanceTransaction
@@ -391,3 +392,15 @@ def test_drafts_in_bulk_refuse_a_bad_line_and_write_nothing():
                             (customer, [DraftLine("Negative", -100)])],
                            now=NOW, actor=STAFF)
     assert not Invoice.objects.exists()
+
+
+def test_a_finalized_batchs_reminders_are_scheduled_without_reading_its_invoices_again():
+    # The event subscriber schedules reminders from the invoices as the events carry them
+    # (finalized by the batch, with their customer), in the batch's transaction.
+    customer = make_customer()
+    drafts = [make_draft(customer, auto_advance=True) for _ in range(3)]
+    with CaptureQueriesContext(connection) as captured:
+        finalize_due_drafts(now=NOW + timedelta(hours=2))
+    assert NotificationSchedule.objects.filter(invoice__in=drafts).count() == 3
+    assert not [q for q in captured if q["sql"].startswith('SELECT "invoices_invoice"."id"')
+                and '"customers_customer"."name"' in q["sql"]]

@@ -153,9 +153,19 @@ def invoices_finalized(events: list[Event]) -> list:
     'send invoice' ones when the setting says so."""
     settings = NotificationSettings.load()
     when = {event.invoice_id: event.created_at for event in events}
-    invoices = Invoice.objects.filter(pk__in=when, status=Invoice.Status.OPEN).select_related(
-        "customer"
-    )
+    # The invoices as the events carry them, with their customer (the finalizing door
+    # wrote them just before): not read again. The others (an event with ids only) are.
+    carried = {}
+    for event in events:
+        invoice = event.invoice if Event.invoice.is_cached(event) else None
+        if invoice is not None and Invoice.customer.is_cached(invoice):
+            carried[invoice.pk] = invoice
+    invoices = [invoice for invoice in carried.values() if invoice.status == Invoice.Status.OPEN]
+    unknown = [pk for pk in when if pk not in carried]
+    if unknown:
+        invoices += Invoice.objects.filter(pk__in=unknown, status=Invoice.Status.OPEN
+                                           ).select_related("customer")
+    invoices.sort(key=lambda invoice: (invoice.created_at, invoice.pk), reverse=True)  # as read
     schedules, messages = [], []
     for invoice in invoices:
         now = when[invoice.pk]
