@@ -344,3 +344,23 @@ def test_a_drain_within_a_transaction_leaves_its_commit_to_the_caller():
         counts = drain()
     assert counts["sent"] >= 1
     assert not [q for q in captured if "synchronous_commit" in q["sql"]]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="UPDATE ... RETURNING")
+def test_a_claim_leases_its_rows_in_one_statement():
+    # given two emails due
+    for _ in range(2):
+        make_open(due_date=DUE)
+    due = list(OutboxMessage.objects.filter(status=ST.PENDING).values_list("pk", "attempts"))
+    assert len(due) == 2
+
+    with CaptureQueriesContext(connection) as captured:
+        rows = delivery.outbox_claim(now=NOW, size=10)
+
+    # then one statement locks and leases them (skipping locked rows), one reads them
+    assert len(captured) == 2 and captured[0]["sql"].startswith("UPDATE")
+    assert "SKIP LOCKED" in captured[0]["sql"]
+    assert sorted(row.pk for row in rows) == sorted(pk for pk, _n in due)
+    assert {(row.status, row.next_attempt_at, row.attempts) for row in rows} == {
+        (ST.SENDING, NOW + delivery.LEASE, due[0][1] + 1)}
+    assert delivery.outbox_claim(now=NOW, size=10) == []  # leased: not due again

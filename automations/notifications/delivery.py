@@ -91,19 +91,39 @@ def outbox_claim(*, now: datetime, size: int, test_clock=None) -> list[Row]:
     """Take up to `size` due rows for this worker (leased until now + LEASE)."""
     # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
     with transaction.atomic(savepoint=False):
-        ids = list(
+        claim = (
             due_rows(now, test_clock)
             .order_by("next_attempt_at", "pk")
             .select_for_update(skip_locked=True, of=("self",))
             .values_list("pk", flat=True)[:size]
         )
+        if connection.vendor == "postgresql":
+            ids = _claim_leased(claim, now)
+        else:
+            ids = list(claim)
+            if ids:
+                Row.objects.filter(pk__in=ids).update(
+                    status=ST.SENDING, next_attempt_at=now + LEASE, attempts=F("attempts") + 1
+                )
         if not ids:
             return []
-        Row.objects.filter(pk__in=ids).update(
-            status=ST.SENDING, next_attempt_at=now + LEASE, attempts=F("attempts") + 1
-        )
     rows = Row.objects.filter(pk__in=ids).select_related("customer", "invoice__customer")
     return sorted(rows, key=lambda row: row.pk)
+
+
+def _claim_leased(claim, now: datetime) -> list[int]:
+    """The rows of `claim` (a locking read of ids) leased, in one statement: UPDATE ...
+    WHERE id IN (the claim) RETURNING id (a round trip fewer at each drain)."""
+    sql, params = claim.query.sql_with_params()
+    quote = connection.ops.quote_name
+    table, pk = quote(Row._meta.db_table), quote(Row._meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {quote('status')} = %s, {quote('next_attempt_at')} = %s, "
+            f"{quote('attempts')} = {quote('attempts')} + 1 WHERE {pk} IN ({sql}) RETURNING {pk}",
+            [ST.SENDING.value, now + LEASE, *params],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 # --- marking ------------------------------------------------------------------------
