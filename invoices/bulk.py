@@ -126,7 +126,9 @@ def invoices_finalize_bulk(
         scheduled = draft.automatically_finalizes_at if at_scheduled_time else None
         return scheduled or now
 
-    with transaction.atomic():
+    # Nested (a clock in a simulation), no savepoint: no caller goes on after an error (a
+    # refused draft is the one-row door's savepoint, _finalize_one, or no write at all).
+    with transaction.atomic(savepoint=False):
         drafts = _drafts_claim(ids, among)
         if not drafts:
             return result

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from automations.models import NotificationSchedule
+from automations.models import NotificationSchedule, NotificationSettings
 from customers.errors import DomainError
 from customers.ledger import balance_transaction_create
 from customers.models import BalanceTransaction
@@ -404,3 +404,16 @@ def test_a_finalized_batchs_reminders_are_scheduled_without_reading_its_invoices
     assert NotificationSchedule.objects.filter(invoice__in=drafts).count() == 3
     assert not [q for q in captured if q["sql"].startswith('SELECT "invoices_invoice"."id"')
                 and '"customers_customer"."name"' in q["sql"]]
+
+
+def test_a_batch_within_a_transaction_takes_no_savepoint():
+    # A clock in a simulation finalizes within its transaction: the batch is written in
+    # it, without a savepoint of its own (two round trips a batch); a refused draft
+    # writes nothing but its reason.
+    customer = make_customer()
+    drafts = [make_draft(customer, auto_advance=True) for _ in range(2)]
+    NotificationSettings.load()  # the settings row exists (its creation takes a savepoint)
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
+        result = invoices_finalize_bulk([d.pk for d in drafts], now=LATER, actor=AUTO)
+    assert len(result.finalized) == 2
+    assert not [q for q in captured if "SAVEPOINT" in q["sql"]]
