@@ -442,3 +442,14 @@ def test_a_batchs_emails_carry_the_clock_of_the_customers_it_loaded():
     message = OutboxMessage.objects.get(invoice=invoice, kind="payment_failed")
     assert message.test_clock_id == clock.pk
     assert not [q for q in captured if q["sql"].startswith('SELECT "customers_customer"."id"')]
+
+
+def test_within_a_transaction_the_simulated_gateway_charges_a_batch_without_a_savepoint():
+    # The batch's keys are those of attempts this uncommitted transaction wrote: no other
+    # call can take them first, and the batch needs no savepoint to fall back from.
+    for token in ("sim_4242", "sim_9995"):
+        make_charged(token)
+    with CaptureQueriesContext(connection) as captured:
+        counts = collect()
+    assert (counts.succeeded, counts.failed) == (1, 1)
+    assert not [q for q in captured if "SAVEPOINT" in q["sql"]]

@@ -13,7 +13,7 @@ import zoneinfo
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Min
 
 from ..bulkwrite import rows_insert
@@ -148,8 +148,12 @@ class SimulatedGateway(Gateway):
         for _request, now in items:
             _check_aware(now)
         keys = [request.idempotency_key for request, _now in items]
+        # Within a transaction already (a clock in a simulation), no savepoint: the keys
+        # are those of attempts this same uncommitted transaction wrote, so no other call
+        # can use them first (the fallback below never runs there).
+        nested = connection.in_atomic_block
         try:
-            with transaction.atomic():
+            with transaction.atomic(savepoint=not nested):
                 existing = SimulatedCharge.objects.in_bulk(keys, field_name="idempotency_key")
                 first_declines = _first_declines(
                     [request for request, _now in items if request.idempotency_key not in existing]
