@@ -453,3 +453,20 @@ def test_within_a_transaction_the_simulated_gateway_charges_a_batch_without_a_sa
         counts = collect()
     assert (counts.succeeded, counts.failed) == (1, 1)
     assert not [q for q in captured if "SAVEPOINT" in q["sql"]]
+
+
+def test_within_a_transaction_the_claim_is_the_read_batch_after_batch():
+    # A clock in a simulation collects within its transaction: no read of the due
+    # invoices before their claim (no transaction to begin and commit around it), and
+    # the batches follow each other in due order, each invoice attempted once.
+    invoices = [make_charged("sim_4242", now=NOW - timedelta(minutes=n)) for n in range(5)]
+    with CaptureQueriesContext(connection) as captured:
+        counts = collect(batch_size=2)
+    assert counts.attempted == counts.succeeded == 5
+    invoice_reads = [q["sql"] for q in captured
+                     if q["sql"].startswith('SELECT "invoices_invoice"."next_payment_attempt"')
+                     or q["sql"].startswith('SELECT "invoices_invoice"."id"')
+                     and 'FOR UPDATE OF "invoices_invoice" SKIP LOCKED' in q["sql"]]
+    assert len(invoice_reads) == 3  # the claims of 2, 2 and 1
+    assert all("SKIP LOCKED" in sql for sql in invoice_reads)
+    assert {PaymentAttempt.objects.filter(invoice=invoice).count() for invoice in invoices} == {1}
