@@ -100,18 +100,23 @@ def drafts_create_bulk(
 class BulkFinalization:
     finalized: list[int] = field(default_factory=list)  # invoice ids
     failed: dict[int, str] = field(default_factory=dict)  # invoice id -> reason shown to staff
+    claimed: int = 0  # drafts claimed (finalized, failed or left to the one-row door)
+    last: tuple | None = None  # with `first`: (automatically_finalizes_at, pk) of the last
 
 
 def invoices_finalize_bulk(
-    ids: Iterable[int],
+    ids: Iterable[int] | None,
     *,
     now: datetime,
     actor: Actor,
     among: QuerySet | None = None,
     at_scheduled_time: bool = False,
     settings: InvoicingSettings | None = None,
+    first: int | None = None,
 ) -> BulkFinalization:
     """Finalize the drafts `ids` in one transaction, as invoice_finalize would one by one.
+    Or, `ids` None, the `first` drafts of `among` in its order (ordered by due time: the
+    claim is then the read; `last` is the last one's due time and id).
 
     Drafts that another worker holds, or that are no longer in `among` (e.g. no longer
     due), are skipped: neither finalized nor failed. A draft that breaks a rule is not
@@ -129,7 +134,11 @@ def invoices_finalize_bulk(
     # Nested (a clock in a simulation), no savepoint: no caller goes on after an error (a
     # refused draft is the one-row door's savepoint, _finalize_one, or no write at all).
     with transaction.atomic(savepoint=False):
-        drafts = _drafts_claim(ids, among)
+        drafts = _drafts_claim(ids, among, first)
+        result.claimed = len(drafts)
+        if ids is None and drafts:
+            result.last = (drafts[-1].automatically_finalizes_at, drafts[-1].pk)
+            drafts.sort(key=lambda draft: draft.pk)
         if not drafts:
             return result
         customers = _customers_lock({draft.customer_id for draft in drafts})
@@ -171,8 +180,12 @@ def invoices_finalize_bulk(
     return result
 
 
-def _drafts_claim(ids: Iterable[int], among: QuerySet | None) -> list[Invoice]:
+def _drafts_claim(ids: Iterable[int] | None, among: QuerySet | None, first: int | None = None
+                  ) -> list[Invoice]:
     drafts = Invoice.objects.all() if among is None else among
+    if ids is None:
+        return list(drafts.filter(status=S.DRAFT)
+                    .select_for_update(skip_locked=True, of=("self",))[:first])
     return list(
         drafts.filter(pk__in=list(ids), status=S.DRAFT)
         .select_for_update(skip_locked=True, of=("self",))

@@ -4,6 +4,7 @@ SELECT ... FOR UPDATE SKIP LOCKED, in bounded batches."""
 import logging
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Q
 
 from customers.actors import Actor
@@ -38,6 +39,9 @@ def finalize_due_drafts(
     key), so two sweeps running at once never deadlock and each draft is finalized once."""
     counts = {"finalized": 0, "failed": 0}
     settings = InvoicingSettings.load()  # once per sweep, not per invoice
+    # Within a transaction already (a clock in a simulation), the claim is the read: no
+    # transaction to begin and commit around it (a round trip at each clock stop fewer).
+    nested = connection.in_atomic_block
     after = None  # keyset: (automatically_finalizes_at, pk) of the last draft read
     while True:
         candidates = due_drafts(now, test_clock).order_by("automatically_finalizes_at", "pk")
@@ -46,6 +50,16 @@ def finalize_due_drafts(
                 Q(automatically_finalizes_at__gt=after[0])
                 | Q(automatically_finalizes_at=after[0], pk__gt=after[1])
             )
+        if nested:
+            result = invoices_finalize_bulk(
+                None, now=now, actor=AUTO, among=candidates, first=batch_size,
+                at_scheduled_time=at_scheduled_time, settings=settings,
+            )
+            _counted(counts, result)
+            if result.claimed < batch_size:
+                return counts
+            after = result.last
+            continue
         batch = list(candidates.values_list("automatically_finalizes_at", "pk")[:batch_size])
         if batch:
             result = invoices_finalize_bulk(
@@ -56,10 +70,14 @@ def finalize_due_drafts(
                 at_scheduled_time=at_scheduled_time,
                 settings=settings,
             )
-            counts["finalized"] += len(result.finalized)
-            counts["failed"] += len(result.failed)
-            for pk, reason in result.failed.items():
-                log.info("draft %s not finalized: %s", pk, reason)
+            _counted(counts, result)
         if len(batch) < batch_size:
             return counts
         after = batch[-1]
+
+
+def _counted(counts: dict, result) -> None:
+    counts["finalized"] += len(result.finalized)
+    counts["failed"] += len(result.failed)
+    for pk, reason in result.failed.items():
+        log.info("draft %s not finalized: %s", pk, reason)

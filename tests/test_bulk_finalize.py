@@ -417,3 +417,20 @@ def test_a_batch_within_a_transaction_takes_no_savepoint():
         result = invoices_finalize_bulk([d.pk for d in drafts], now=LATER, actor=AUTO)
     assert len(result.finalized) == 2
     assert not [q for q in captured if "SAVEPOINT" in q["sql"]]
+
+
+def test_a_sweep_within_a_transaction_claims_without_reading_first():
+    # A clock in a simulation finalizes within its transaction: the claim is the read
+    # (due order, a batch at a time, SKIP LOCKED), every due draft finalized once.
+    customer = make_customer()
+    drafts = [make_draft(customer, auto_advance=True) for _ in range(5)]
+    with CaptureQueriesContext(connection) as captured:
+        counts = finalize_due_drafts(now=NOW + timedelta(hours=2), batch_size=2)
+    assert counts == {"finalized": 5, "failed": 0}
+    assert not [q for q in captured if q["sql"].startswith(
+        'SELECT "invoices_invoice"."automatically_finalizes_at" AS')]
+    claims = [q for q in captured if 'FOR UPDATE OF "invoices_invoice" SKIP LOCKED' in q["sql"]]
+    assert len(claims) == 3  # 2, 2 and 1
+    numbers = sorted(Invoice.objects.filter(pk__in=[d.pk for d in drafts])
+                     .values_list("number", flat=True))
+    assert len(set(numbers)) == 5
