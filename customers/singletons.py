@@ -53,6 +53,7 @@ def held_read(key, load, *, watch: set):
     if held is None:
         return load()
     if key not in held:
+        _deletes_watched(watch)
         held[key] = (load(), frozenset(watch))
     return held[key][0]
 
@@ -80,6 +81,17 @@ def _pointed_to(model) -> set:
     return _POINTED_TO[model]
 
 
+def _deletes_watched(models) -> None:
+    """Listen to the deletes of `models` only: a post_delete receiver for every model
+    would make every queryset's delete() read its rows first and send a signal a row
+    (Django deletes in one statement only models nobody listens to)."""
+    for model in models:
+        if model not in _DELETE_WATCHED:
+            post_delete.connect(_forget, sender=model, weak=False,
+                                dispatch_uid=f"customers.singletons.forget_deleted:{model._meta.label}")
+            _DELETE_WATCHED.add(model)
+
+
 _POINTED_TO: dict = {}
+_DELETE_WATCHED: set = set()
 post_save.connect(_forget, dispatch_uid="customers.singletons.forget_saved")
-post_delete.connect(_forget, dispatch_uid="customers.singletons.forget_deleted")

@@ -14,7 +14,6 @@ from customers.ledger import balance_transaction_create
 from customers.models import BalanceTransaction
 from invoices.bulk import invoices_finalize_bulk
 from invoices.events import event_record
-from invoices.numbering import numbers_take_many
 from invoices.hosted import token_from_salt, token_hash
 from invoices.models import (
     Event,
@@ -23,6 +22,7 @@ from invoices.models import (
     InvoiceNumberSequence,
     InvoicingSettings,
 )
+from invoices.numbering import numbers_take_many
 from invoices.services import invoice_create, invoice_finalize, invoice_line_add
 from invoices.sweeps import AUTO, due_drafts, finalize_due_drafts
 

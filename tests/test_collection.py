@@ -7,8 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from automations.models import BillingSettings, OutboxMessage, RetryPolicy
-from customers.models import TestClock
 from customers.errors import DomainError
+from customers.models import TestClock
 from invoices import collection
 from invoices.gateways.base import ChargeResult, Gateway, GatewayError
 from invoices.gateways.models import SimulatedCharge
@@ -384,7 +384,8 @@ def test_a_check_sweep_within_a_transaction_claims_without_asking_first():
 
 
 def locking_reads(captured) -> list[str]:
-    return [q["sql"] for q in captured if q["sql"].startswith("SELECT") and "FOR UPDATE" in q["sql"]]
+    return [q["sql"] for q in captured
+            if q["sql"].startswith("SELECT") and "FOR UPDATE" in q["sql"]]
 
 
 def test_within_a_transaction_a_batch_is_recorded_without_locking_its_rows_again():

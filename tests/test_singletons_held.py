@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from automations.clocks import clock_advance
 from automations.models import BillingSettings, RetryPolicy
-from automations.notifications.models import NotificationSettings
+from automations.notifications.models import NotificationSchedule, NotificationSettings
 from customers.models import TestClock
 from customers.singletons import held_forget, held_read, singletons_held
 from invoices.models import InvoicingSettings
@@ -118,3 +118,20 @@ def test_the_retry_policies_are_read_once_in_a_held_block_and_again_after_a_save
         after_save, count_after_save = queries(retry_policies)
     assert (count, count_again, count_after_save) == (1, 0, 1)
     assert again is first and segmented in after_save and segmented not in first
+
+
+def test_a_delete_of_rows_no_block_watches_is_one_statement():
+    # Listening to the deletes of every model made every queryset's delete() read its
+    # rows first (and send a signal a row): only the watched models are listened to.
+    with singletons_held():
+        BillingSettings.load()
+        clock = TestClock.objects.create(name="Rehearsal", frozen_time=NOW)
+        invoice = make_charged("sim_4242", customer=make_customer(test_clock=clock))
+        assert NotificationSchedule.objects.filter(invoice=invoice).exists()
+        deleted, captured = queries(
+            lambda: NotificationSchedule.objects.filter(invoice=invoice).delete())
+        assert deleted[0] == 1 and captured == 1
+        # and a watched row's delete is still seen
+        invoicing = InvoicingSettings.load()
+        InvoicingSettings.objects.get(pk=1).delete()
+        assert InvoicingSettings.load() is not invoicing
