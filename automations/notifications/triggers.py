@@ -141,11 +141,19 @@ def _clocks_known(events: list[Event]) -> dict:
     sweeps load them): customer id -> test clock id."""
     known = {}
     for event in events:
-        invoice = event.invoice if Event.invoice.is_cached(event) else None
-        if invoice is not None and Invoice.customer.is_cached(invoice) \
-                and invoice.customer_id == event.customer_id:
+        invoice = _carried(event)
+        if invoice is not None and invoice.customer_id == event.customer_id:
             known[event.customer_id] = invoice.customer.test_clock_id
     return known
+
+
+def _carried(event: Event) -> Invoice | None:
+    """The invoice the event came loaded with, its customer loaded too (the sweeps' doors
+    write them just before): None when either would have to be read."""
+    invoice = event.invoice if Event.invoice.is_cached(event) else None
+    if invoice is not None and Invoice.customer.is_cached(invoice):
+        return invoice
+    return None
 
 
 def invoices_finalized(events: list[Event]) -> list:
@@ -155,11 +163,7 @@ def invoices_finalized(events: list[Event]) -> list:
     when = {event.invoice_id: event.created_at for event in events}
     # The invoices as the events carry them, with their customer (the finalizing door
     # wrote them just before): not read again. The others (an event with ids only) are.
-    carried = {}
-    for event in events:
-        invoice = event.invoice if Event.invoice.is_cached(event) else None
-        if invoice is not None and Invoice.customer.is_cached(invoice):
-            carried[invoice.pk] = invoice
+    carried = {invoice.pk: invoice for invoice in map(_carried, events) if invoice is not None}
     invoices = [invoice for invoice in carried.values() if invoice.status == Invoice.Status.OPEN]
     unknown = [pk for pk in when if pk not in carried]
     if unknown:
