@@ -15,6 +15,7 @@ from which those kinds' next-moment and due queries read their indexes.
 
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,6 +28,7 @@ from customers.clock_due import (
     dues_first,
     floor_of,
     floor_raise,
+    one_transaction,
 )
 from customers.errors import DomainError
 from customers.models import TestClock
@@ -86,15 +88,21 @@ CLOCK_WORK = [
 ]
 
 
-def clock_advance(clock: TestClock, *, to: datetime, caught_up: bool = False) -> dict:
+def clock_advance(clock: TestClock, *, to: datetime, caught_up: bool = False,
+                  in_one_transaction: bool = False) -> dict:
     """Move the clock to `to`, doing everything that falls due on the way, in order.
     Returns the counts of each kind of work and how many moments it stopped at.
 
     `caught_up`: the caller knows that nothing of the clock's falls due before its
     current time (it advanced the clock there, and what it wrote since falls due at or
     after that time: automations.simulation), so even the first question reads from
-    there. The settings rows are read once for the whole advance (customers.singletons)."""
-    with singletons_held():
+    there. The settings rows are read once for the whole advance (customers.singletons).
+
+    `in_one_transaction`: the caller holds one transaction around the advance, and
+    nothing else writes the clock's rows until it ends (a simulation): the sweeps take
+    their shorter path (customers.clock_due.one_transaction). Otherwise each takes the
+    transactions it takes in production."""
+    with singletons_held(), (one_transaction() if in_one_transaction else nullcontext()):
         return _advance(clock, to, caught_up)
 
 

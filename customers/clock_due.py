@@ -173,3 +173,31 @@ def floored(rows: QuerySet, field: str, test_clock) -> QuerySet:
     if floor is None:
         return rows
     return rows.filter(**{f"{field}__gte": floor})
+
+
+# --- one transaction around the clock's work -------------------------------------------
+
+_ONE_TRANSACTION: ContextVar[bool] = ContextVar("clock_one_transaction", default=False)
+
+
+@contextmanager
+def one_transaction():
+    """The caller holds one transaction open around the work inside and nothing else
+    writes the rows it works on until it ends (a simulation: its run is one transaction,
+    rolled back). The sweeps then take their shorter path, chosen by this flag, never by
+    whether a transaction happens to be open: a claim is the read and its locks are held
+    until the outcomes are recorded, no savepoint where no caller goes on after an error,
+    the commit's durability left to the caller (in_one_transaction)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("one_transaction() needs a transaction open around it.")
+    token = _ONE_TRANSACTION.set(True)
+    try:
+        yield
+    finally:
+        _ONE_TRANSACTION.reset(token)
+
+
+def in_one_transaction() -> bool:
+    """Whether the work runs within one_transaction() (and its transaction is still
+    open: a block that ended it takes the path of its own transactions again)."""
+    return _ONE_TRANSACTION.get() and connection.in_atomic_block

@@ -23,12 +23,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
-from customers.clock_due import Due, due_first, floored
+from customers.clock_due import Due, due_first, floored, in_one_transaction
 from customers.errors import DomainError
 from customers.ledger import balance_transaction_create
 from customers.models import BalanceTransaction, Customer, PaymentMethod
@@ -411,9 +411,10 @@ def collect_due(
     counts = Counts()
     if not policy().enabled:
         return counts
-    # Within a transaction already (a clock in a simulation), the claim's locks are held
-    # until the gateway's answers are recorded: they need not be taken and read again.
-    nested = connection.in_atomic_block
+    # Within one transaction (a clock in a simulation: clock_due.one_transaction), the
+    # claim's locks are held until the gateway's answers are recorded: they need not be
+    # taken and read again.
+    nested = in_one_transaction()
     after = None
     while True:
         candidates = due_for_collection(now, test_clock).order_by("next_payment_attempt", "pk")
@@ -987,10 +988,11 @@ def attempts_check_due(
     gateway = gateway or gateway_load()
     counts = Counts()
     # Most ticks find nothing: one indexed read then, no transaction (two round trips
-    # fewer, a third of the collection tick). Within a transaction already (a clock in a
-    # simulation) the claim costs no transaction of its own and finds the work itself:
-    # the read first would be a round trip more at every tick that has some.
-    nested = connection.in_atomic_block
+    # fewer, a third of the collection tick). Within one transaction (a clock in a
+    # simulation: clock_due.one_transaction) the claim costs no transaction of its own and
+    # finds the work itself: the read first would be a round trip more at every tick that
+    # has some.
+    nested = in_one_transaction()
     while nested or attempts_due_check(now, test_clock).exists():
         # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
         with transaction.atomic(savepoint=False):

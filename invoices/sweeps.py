@@ -4,11 +4,10 @@ SELECT ... FOR UPDATE SKIP LOCKED, in bounded batches."""
 import logging
 from datetime import datetime
 
-from django.db import connection
 from django.db.models import Q
 
 from customers.actors import Actor
-from customers.clock_due import floored
+from customers.clock_due import floored, in_one_transaction
 
 from .bulk import invoices_finalize_bulk
 from .models import Invoice, InvoicingSettings
@@ -39,9 +38,10 @@ def finalize_due_drafts(
     key), so two sweeps running at once never deadlock and each draft is finalized once."""
     counts = {"finalized": 0, "failed": 0}
     settings = InvoicingSettings.load()  # once per sweep, not per invoice
-    # Within a transaction already (a clock in a simulation), the claim is the read: no
-    # transaction to begin and commit around it (a round trip at each clock stop fewer).
-    nested = connection.in_atomic_block
+    # Within one transaction (a clock in a simulation: clock_due.one_transaction), the
+    # claim is the read: no transaction to begin and commit around it (a round trip at
+    # each clock stop fewer).
+    nested = in_one_transaction()
     after = None  # keyset: (automatically_finalizes_at, pk) of the last draft read
     while True:
         candidates = due_drafts(now, test_clock).order_by("automatically_finalizes_at", "pk")

@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from automations.models import NotificationSchedule, NotificationSettings
+from customers.clock_due import one_transaction
 from customers.errors import DomainError
 from customers.ledger import balance_transaction_create
 from customers.models import BalanceTransaction
@@ -424,7 +425,7 @@ def test_a_sweep_within_a_transaction_claims_without_reading_first():
     # (due order, a batch at a time, SKIP LOCKED), every due draft finalized once.
     customer = make_customer()
     drafts = [make_draft(customer, auto_advance=True) for _ in range(5)]
-    with CaptureQueriesContext(connection) as captured:
+    with CaptureQueriesContext(connection) as captured, one_transaction():
         counts = finalize_due_drafts(now=NOW + timedelta(hours=2), batch_size=2)
     assert counts == {"finalized": 5, "failed": 0}
     assert not [q for q in captured if q["sql"].startswith(

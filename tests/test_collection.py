@@ -7,13 +7,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from automations.models import BillingSettings, OutboxMessage, RetryPolicy
+from customers.clock_due import in_one_transaction, one_transaction
 from customers.errors import DomainError
 from customers.models import TestClock
 from invoices import collection
 from invoices.gateways.base import ChargeResult, Gateway, GatewayError
 from invoices.gateways.models import SimulatedCharge
 from invoices.gateways.simulated import SimulatedGateway
-from invoices.models import Event, PaymentAttempt
+from invoices.models import Event, Invoice, PaymentAttempt
 
 from .factories import NOW, STAFF, add_card, make_charged, make_customer, make_open
 
@@ -372,13 +373,13 @@ def test_a_check_sweep_within_a_transaction_claims_without_asking_first():
     attempts to check: the claim finds them itself, no read before it."""
     invoice = make_charged("sim_2222")  # processing: checked again later
     collect()
-    with CaptureQueriesContext(connection) as captured:
+    with CaptureQueriesContext(connection) as captured, one_transaction():
         counts = collection.attempts_check_due(now=NOW + timedelta(days=3))
     assert counts.succeeded == 1
     assert not [q for q in captured if q["sql"].startswith('SELECT 1 AS "a"')]
     invoice.refresh_from_db()
     assert invoice.status == "paid"
-    with CaptureQueriesContext(connection) as captured:
+    with CaptureQueriesContext(connection) as captured, one_transaction():
         counts = collection.attempts_check_due(now=NOW + timedelta(days=4))
     assert counts.as_dict() == collection.Counts().as_dict() and len(captured) == 1
 
@@ -394,7 +395,7 @@ def test_within_a_transaction_a_batch_is_recorded_without_locking_its_rows_again
     recording reads neither again (two round trips a batch fewer). The outcomes are those
     of the rows as written."""
     invoices = [make_charged(token) for token in ("sim_4242", "sim_9995", "sim_2222")]
-    with CaptureQueriesContext(connection) as captured:
+    with CaptureQueriesContext(connection) as captured, one_transaction():
         counts = collect()
     assert (counts.succeeded, counts.failed, counts.processing) == (1, 1, 1)
     # the claim of the invoices is the only locking read
@@ -419,13 +420,13 @@ def test_within_a_transaction_a_check_locks_its_attempts_once():
     recorded (the claim does not lock those)."""
     invoice = make_charged("sim_2222")  # processing: checked again later
     collect()
-    with CaptureQueriesContext(connection) as captured:
+    with CaptureQueriesContext(connection) as captured, one_transaction():
         counts = collection.attempts_check_due(now=NOW + timedelta(days=3))
     assert counts.succeeded == 1
     reads = locking_reads(captured)
     assert len(reads) == 2 and '"invoices_invoice"' in reads[1]
-    assert not [q for q in captured if q["sql"].startswith('UPDATE "invoices_paymentattempt"')
-                and '"check_at" = %s WHERE' in q["sql"]]
+    assert not [q for q in captured if q["sql"].startswith(
+        'UPDATE "invoices_paymentattempt" SET "check_at" =')]
     attempt = PaymentAttempt.objects.get(invoice=invoice)
     assert attempt.status == "succeeded" and attempt.payment.method == "card"
     invoice.refresh_from_db()
@@ -450,7 +451,7 @@ def test_within_a_transaction_the_simulated_gateway_charges_a_batch_without_a_sa
     # call can take them first, and the batch needs no savepoint to fall back from.
     for token in ("sim_4242", "sim_9995"):
         make_charged(token)
-    with CaptureQueriesContext(connection) as captured:
+    with CaptureQueriesContext(connection) as captured, one_transaction():
         counts = collect()
     assert (counts.succeeded, counts.failed) == (1, 1)
     assert not [q for q in captured if "SAVEPOINT" in q["sql"]]
@@ -461,7 +462,7 @@ def test_within_a_transaction_the_claim_is_the_read_batch_after_batch():
     # invoices before their claim (no transaction to begin and commit around it), and
     # the batches follow each other in due order, each invoice attempted once.
     invoices = [make_charged("sim_4242", now=NOW - timedelta(minutes=n)) for n in range(5)]
-    with CaptureQueriesContext(connection) as captured:
+    with CaptureQueriesContext(connection) as captured, one_transaction():
         counts = collect(batch_size=2)
     assert counts.attempted == counts.succeeded == 5
     invoice_reads = [q["sql"] for q in captured
@@ -471,3 +472,33 @@ def test_within_a_transaction_the_claim_is_the_read_batch_after_batch():
     assert len(invoice_reads) == 3  # the claims of 2, 2 and 1
     assert all("SKIP LOCKED" in sql for sql in invoice_reads)
     assert {PaymentAttempt.objects.filter(invoice=invoice).count() for invoice in invoices} == {1}
+
+
+def test_sweeps_in_a_transaction_not_said_to_be_one_take_productions_path():
+    """The shorter path is chosen by one_transaction (a simulation's clock says so), not
+    by a transaction being open: in some other transaction (here the test's, as under an
+    admin action) collection reads before its claim, the simulated gateway takes its
+    savepoint and the check sweep asks first and pushes its claim past the next tick."""
+    invoices = [make_charged(token) for token in ("sim_4242", "sim_2222")]
+    with CaptureQueriesContext(connection) as captured:
+        counts = collect()
+    assert (counts.succeeded, counts.processing) == (1, 1)
+    assert [q for q in captured if "SAVEPOINT" in q["sql"]]
+    assert [q for q in captured
+            if q["sql"].startswith('SELECT "invoices_invoice"."next_payment_attempt"')]
+    assert len(locking_reads(captured)) == 3  # the claim; invoices and attempts recorded
+    with CaptureQueriesContext(connection) as captured:
+        counts = collection.attempts_check_due(now=NOW + timedelta(days=3))
+    assert counts.succeeded == 1
+    assert [q for q in captured if q["sql"].startswith('SELECT 1 AS "a"')]
+    assert [q for q in captured if q["sql"].startswith(
+        'UPDATE "invoices_paymentattempt" SET "check_at" =')]
+    assert {invoice.status for invoice in
+            Invoice.objects.filter(pk__in=[i.pk for i in invoices])} == {"paid"}
+
+
+def test_one_transaction_is_said_only_within_a_transaction():
+    assert not in_one_transaction()
+    with one_transaction():
+        assert in_one_transaction()
+    assert not in_one_transaction()

@@ -15,6 +15,7 @@ from automations.notifications.delivery import MAX_ATTEMPTS, outbox_drain, outbo
 from automations.notifications.documents import AttachmentError
 from automations.notifications.outbox import notify
 from automations.notifications.triggers import on_events
+from customers.clock_due import one_transaction
 from invoices.credit_notes import CreditLine, credit_note_create
 from invoices.events import event_build, event_record
 from invoices.models import Event
@@ -340,10 +341,21 @@ def test_a_drain_within_a_transaction_leaves_its_commit_to_the_caller():
     # A clock in a simulation drains at each stop within its own transaction: the marks'
     # asynchronous commit is that transaction's to choose (a round trip at each stop).
     make_open(due_date=DUE)  # finalized: its email is queued
-    with CaptureQueriesContext(connection) as captured:
+    with CaptureQueriesContext(connection) as captured, one_transaction():
         counts = drain()
     assert counts["sent"] >= 1
     assert not [q for q in captured if "synchronous_commit" in q["sql"]]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit")
+def test_a_drain_in_a_transaction_not_said_to_be_one_keeps_its_own_commit_setting():
+    # Production's path is chosen by the flag, not by a transaction being open: a drain
+    # in some transaction (here the test's) marks its sends as in production.
+    make_open(due_date=DUE)
+    with CaptureQueriesContext(connection) as captured:
+        counts = drain()
+    assert counts["sent"] >= 1
+    assert [q for q in captured if "synchronous_commit" in q["sql"]]
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="UPDATE ... RETURNING")

@@ -32,7 +32,7 @@ from django.db.models import F
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
-from customers.clock_due import floored
+from customers.clock_due import floored, in_one_transaction
 from customers.singletons import held_read
 from invoices.bulkwrite import rows_update
 from invoices.events import event_build, events_save
@@ -158,9 +158,9 @@ def marks_flush(sent: list[tuple[Row, list[str], str]], *, now: datetime) -> Non
         row.send_count, row.last_error, row.next_attempt_at = row.send_count + 1, "", now
         rows.append(row)
     # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
-    # Nor is the commit this one's: the caller's transaction commits as it chose (a
-    # round trip at each clock stop fewer).
-    nested = connection.in_atomic_block
+    # Within one transaction (clock_due.one_transaction) the commit is not this one's:
+    # the caller's transaction commits as it chose (a round trip at each clock stop fewer).
+    nested = in_one_transaction()
     with transaction.atomic(savepoint=False):
         if not nested:
             commit_without_waiting_for_disk()

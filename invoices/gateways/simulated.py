@@ -13,8 +13,10 @@ import zoneinfo
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Min
+
+from customers.clock_due import in_one_transaction
 
 from ..bulkwrite import rows_insert
 from .base import ChargeRequest, ChargeResult, Gateway, GatewayError
@@ -148,10 +150,10 @@ class SimulatedGateway(Gateway):
         for _request, now in items:
             _check_aware(now)
         keys = [request.idempotency_key for request, _now in items]
-        # Within a transaction already (a clock in a simulation), no savepoint: the keys
-        # are those of attempts this same uncommitted transaction wrote, so no other call
-        # can use them first (the fallback below never runs there).
-        nested = connection.in_atomic_block
+        # Within one transaction (a clock in a simulation: clock_due.one_transaction), no
+        # savepoint: the keys are those of attempts this same uncommitted transaction
+        # wrote, so no other call can use them first (the fallback below never runs there).
+        nested = in_one_transaction()
         try:
             with transaction.atomic(savepoint=not nested):
                 existing = SimulatedCharge.objects.in_bulk(keys, field_name="idempotency_key")
