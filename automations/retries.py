@@ -28,12 +28,12 @@ until then retry n comes no sooner than the fixed schedule's retry n.
 import math
 import random
 import zoneinfo
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 
 from customers.singletons import held_read
@@ -116,13 +116,9 @@ class _Context:
         self.model = model
         now = max(f.at for f in failures)
         methods = {f.attempt.payment_method_id for f in failures if f.attempt.payment_method_id}
-        self.card_counts = dict(
-            PaymentAttempt.objects.filter(
-                payment_method_id__in=methods,
-                created_at__gt=now - timedelta(days=CARD_CAP_DAYS),
-            ).order_by().values_list("payment_method_id").annotate(n=Count("pk"))
-        )
         customers = {f.customer.pk for f in failures}
+        invoices = {f.invoice.pk for f in failures}
+        self._attempts_read(methods, customers, invoices, now - timedelta(days=CARD_CAP_DAYS))
         # Activity the customer did since the payment first failed (a card attached by
         # someone else before it, at sign-up, is not a sign of anything).
         first = min((f.invoice.past_due_at or f.at) for f in failures)
@@ -131,18 +127,34 @@ class _Context:
             customer_id__in=customers, type="invoice.hosted_page_viewed", created_at__gt=first,
         ).values_list("customer_id", "created_at"):
             self.visits[customer_id].append(at)
-        self.histories = retry_model._histories(customers)
-        # Each invoice's automatic attempts (the fixed schedule's shadow, fixed_marks).
-        self.attempts = defaultdict(list)
-        for invoice_id, pk, created, completed, chance in PaymentAttempt.objects.filter(
-            invoice_id__in={f.invoice.pk for f in failures},
-            source=PaymentAttempt.Source.AUTOMATIC,
-        ).order_by("created_at", "pk").values_list(
-            "invoice_id", "pk", "created_at", "completed_at", "predicted_chance",
-        ):
-            self.attempts[invoice_id].append((pk, created, completed, chance is not None))
         self.rng = random.Random(int(now.timestamp()) ^ len(failures))
         self.generator = np.random.default_rng(int(now.timestamp()) ^ len(failures))
+
+    def _attempts_read(self, methods, customers, invoices, since) -> None:
+        """In one query (three before), the batch's payment attempts: the card cap's
+        counts (the methods' attempts since `since`), the customers' finished attempts
+        in time order (retry_model._histories) and each invoice's automatic attempts
+        (the fixed schedule's shadow, fixed_marks), in time order."""
+        self.card_counts = Counter()
+        self.histories = defaultdict(list)
+        self.attempts = defaultdict(list)
+        finished = (PaymentAttempt.Status.SUCCEEDED, PaymentAttempt.Status.FAILED)
+        rows = PaymentAttempt.objects.filter(
+            Q(payment_method_id__in=methods) | Q(customer_id__in=customers)
+            | Q(invoice_id__in=invoices)
+        ).order_by().values_list(
+            "pk", "customer_id", "invoice_id", "payment_method_id", "source", "status",
+            "created_at", "completed_at", "predicted_chance",
+        )
+        for pk, customer_id, invoice_id, method_id, source, status, created, completed, \
+                chance in sorted(rows, key=lambda row: (row[6], row[0])):
+            if method_id in methods and created > since:
+                self.card_counts[method_id] += 1
+            if customer_id in customers and status in finished:
+                self.histories[customer_id].append(
+                    (created, status == PaymentAttempt.Status.SUCCEEDED))
+            if invoice_id in invoices and source == PaymentAttempt.Source.AUTOMATIC:
+                self.attempts[invoice_id].append((pk, created, completed, chance is not None))
 
     def active(self, failure: Failure) -> bool:
         since = failure.invoice.past_due_at or failure.at
