@@ -428,7 +428,7 @@ def collect_due(
             # at each clock stop fewer). Alone, a tick that finds nothing costs one read.
             attempts, held, claimed, last = _open_due(
                 candidates, batch_size, now=now, test_clock=test_clock,
-                at_scheduled_time=at_scheduled_time,
+                at_scheduled_time=at_scheduled_time, nested=True,
             )
             counts.held += held
             counts.add(attempts_send(attempts, gateway=gateway, actor=AUTOMATIC, claimed=True))
@@ -462,25 +462,39 @@ def attempts_open_due(
 
 
 def _open_due(
-    rows: QuerySet, limit: int | None, *, now: datetime, test_clock, at_scheduled_time: bool
+    rows: QuerySet, limit: int | None, *, now: datetime, test_clock, at_scheduled_time: bool,
+    nested: bool = False,
 ) -> tuple[list[PaymentAttempt], int, int, tuple | None]:
     """attempts_open_due for the first `limit` of `rows` (all: None), in their order.
     Returns the attempts, how many were put on hold, how many invoices were claimed and
-    the (next_payment_attempt, pk) of the last one in `rows`' order."""
+    the (next_payment_attempt, pk) of the last one in `rows`' order.
+
+    `nested` (within one transaction: collect_due): the status of each invoice's attempt
+    in flight or held is read in the claim (a round trip a batch fewer). Otherwise it is
+    read once the invoices are locked: a customer paying on the hosted page may have
+    committed one between the claim's snapshot and its lock."""
     # Nested (a clock in a simulation), no savepoint: no caller goes on after an error.
     with transaction.atomic(savepoint=False):
-        # With the status of the invoice's attempt in flight or held, if any (one at most:
-        # attempt_one_in_flight), read in the claim (a round trip a batch fewer).
         claim = rows.select_for_update(skip_locked=True, of=("self",)).select_related(
-            "customer", "customer__default_payment_method", "default_payment_method",
-        ).annotate(blocking=Subquery(
-            PaymentAttempt.objects.filter(invoice=OuterRef("pk"), status__in=BLOCKING)
-            .values("status")[:1]
-        ))
+            "customer", "customer__default_payment_method", "default_payment_method")
+        if nested:
+            # The status of the invoice's attempt in flight or held, if any (one at most:
+            # attempt_one_in_flight).
+            claim = claim.annotate(blocking=Subquery(
+                PaymentAttempt.objects.filter(invoice=OuterRef("pk"), status__in=BLOCKING)
+                .values("status")[:1]
+            ))
         invoices = list(claim if limit is None else claim[:limit])
         last = (invoices[-1].next_payment_attempt, invoices[-1].pk) if invoices else None
         invoices.sort(key=lambda invoice: invoice.pk)  # attempted in id order
-        busy = {invoice.pk: invoice.blocking for invoice in invoices if invoice.blocking}
+        if nested:
+            busy = {invoice.pk: invoice.blocking for invoice in invoices if invoice.blocking}
+        else:
+            busy = dict(
+                PaymentAttempt.objects.filter(
+                    invoice__in=invoices, status__in=BLOCKING
+                ).values_list("invoice_id", "status")
+            )
         attempts, held, waiting, events = [], [], [], []
         for invoice in invoices:
             at = invoice.next_payment_attempt if at_scheduled_time else now

@@ -385,6 +385,13 @@ def test_a_check_sweep_within_a_transaction_claims_without_asking_first():
     assert counts.as_dict() == collection.Counts().as_dict() and len(captured) == 1
 
 
+def busy_reads(captured) -> list[str]:
+    """The reads of the claimed invoices' attempts in flight or held, apart."""
+    return [q["sql"] for q in captured if q["sql"].startswith(
+        'SELECT "invoices_paymentattempt"."invoice_id" AS "invoice_id", '
+        '"invoices_paymentattempt"."status" AS "status"')]
+
+
 def locking_reads(captured) -> list[str]:
     return [q["sql"] for q in captured
             if q["sql"].startswith("SELECT") and "FOR UPDATE" in q["sql"]]
@@ -399,9 +406,11 @@ def test_within_a_transaction_a_batch_is_recorded_without_locking_its_rows_again
     with CaptureQueriesContext(connection) as captured, one_transaction():
         counts = collect()
     assert (counts.succeeded, counts.failed, counts.processing) == (1, 1, 1)
-    # the claim of the invoices is the only locking read
+    # the claim of the invoices is the only locking read, and it reads whether one has
+    # an attempt in flight or held (no read of those apart)
     assert len(locking_reads(captured)) == 1
     assert '"invoices_invoice"' in locking_reads(captured)[0]
+    assert not busy_reads(captured)
     paid, declined, processing = [
         PaymentAttempt.objects.get(invoice=invoice) for invoice in invoices]
     assert (paid.status, paid.payment.method, paid.duration_ms is not None) == (
@@ -487,6 +496,7 @@ def test_sweeps_in_a_transaction_not_said_to_be_one_take_productions_path():
     assert [q for q in captured
             if q["sql"].startswith('SELECT "invoices_invoice"."next_payment_attempt"')]
     assert len(locking_reads(captured)) == 3  # the claim; invoices and attempts recorded
+    assert len(busy_reads(captured)) == 1  # once the invoices are locked
     with CaptureQueriesContext(connection) as captured:
         counts = collection.attempts_check_due(now=NOW + timedelta(days=3))
     assert counts.succeeded == 1

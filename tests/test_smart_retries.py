@@ -13,6 +13,7 @@ from automations import retry_model, worlds
 from automations.models import BillingSettings, RetryPolicy
 from automations.retries import _plan, _slots, retry_calibration
 from automations.simulation import simulate_modes
+from customers.clock_due import one_transaction
 from invoices import collection
 from invoices.gateways.base import ChargeRequest, ChargeResult, GatewayError
 from invoices.gateways.simulated import SimulatedGateway
@@ -265,7 +266,8 @@ def test_a_batchs_plans_read_its_payment_attempts_once():
     for token in ("sim_9995", "sim_0002"):
         make_charged(token)
     retry_model.model_load()  # the model's first load reads the history: not the plans'
-    with CaptureQueriesContext(connection) as captured:
+    # (within one transaction: collection's claim reads the attempts in flight itself)
+    with CaptureQueriesContext(connection) as captured, one_transaction():
         counts = collection.collect_due(now=NOW)
     assert counts.failed == 2
     reads = [q["sql"] for q in captured
