@@ -77,6 +77,10 @@ EXPLORATION = 0.3  # Thompson draws use this share of the posterior's spread
 CALIBRATION_PAIRS = 20_000  # the latest out-of-sample predictions recalibrated on
 CALIBRATION_PRIOR = (1.0, 4.0)  # precision of the recalibration's shift (toward 0)...
 # ...and of its slope (toward 1): a few hundred retries move them
+CALIBRATION_BIN = 300  # the record's retries by bin of the recalibration's correction...
+CALIBRATION_BINS = 30  # ...in this many bins at most
+CALIBRATION_PSEUDO = 30.0  # a bin's rate is shrunk toward the line's by this many retries
+CALIBRATION_HALF_LIFE = 3000  # retries: the record's weight halves over this many newer
 # The families whose features do not depend on when a retry is made (base_features):
 # every other family is the model's timing, whose out-of-sample slope (timing_slope)
 # tells how much its differences between candidate times hold up.
@@ -263,14 +267,17 @@ def customer_day_features(s: Situation, day: int) -> list[str]:
 
 class Model:
     def __init__(self, weights: dict, variances: dict, rows: int, offset: float = 0.0,
-                 precisions: dict | None = None, calibration: tuple = (0.0, 1.0),
+                 precisions: dict | None = None, calibration=None,
                  timing: float = 1.0):
         self.weights = weights
         self.variances = variances
         self.rows = rows
         self.offset = offset  # added to every log-odds (0: none)
         self.precisions = precisions or {}  # each family's prior precision (estimated)
-        self.calibration = calibration  # (shift, slope) of the stated chance's log-odds
+        # The stated chance's map from the log-odds (Calibration, or a (shift, slope)).
+        if calibration is None or not isinstance(calibration, Calibration):
+            calibration = Calibration(*(calibration or (0.0, 1.0)))
+        self.calibration = calibration
         # How much of the timing features' log-odds holds up out of sample (0..1,
         # timing_slope): the planner compresses the differences between times by it.
         self.timing = timing
@@ -287,9 +294,8 @@ class Model:
     def stated(self, features: list[str]) -> float:
         """The chance stated for a retry (on the invoice, and recorded for calibration):
         the posterior mean's, recalibrated on this system's own history (recalibrate)."""
-        shift, slope = self.calibration
         z = self.offset + sum(self.weight(f) for f in features)
-        return _sigmoid(shift + slope * z)
+        return self.calibration.chance(z)
 
     def weight(self, feature: str) -> float:
         w = self.weights.get(feature)
@@ -653,25 +659,56 @@ def training_rows() -> list[tuple[list[str], int]]:
             for row, y in zip(design.x.tolist(), design.y.tolist(), strict=True)]
 
 
-def recalibrate(pairs) -> tuple[float, float]:
-    """Platt scaling of the model's own out-of-sample predictions: the shift and slope of
-    the log-odds that make the chances predicted for the retries actually made (before
-    their outcome was learned) match what happened. The retries made are the ones whose
-    chance looked best among many candidate times: their estimates are biased upward
-    (the winner's curse), which this corrects. Ridge priors toward no change. `pairs`:
-    (log-odds, outcome) pairs."""
+class Calibration:
+    """The map from the model's log-odds to the stated chance's (recalibrate): Platt's
+    line (shift + slope x log-odds), then a monotone correction read off the retries'
+    own record by bins along that line: a retry whose line falls in a bin is stated
+    the rate its bin's retries succeeded at (`edges`: the bins' bounds on the line,
+    `values`: their rates' log-odds, non-decreasing), and beyond the record's range, the
+    outer bin's rate moved along the line. One line cannot make every decile right when
+    the model's errors are not the same at every level of chance (a mix of customers
+    who pay at some hours and of customers who never pay, which the model's additive
+    log-odds cannot tell apart); the bins can. A bin's rate for every retry in it (not
+    a line drawn between bins) keeps the retries of each bin stated what they did."""
+
+    def __init__(self, shift: float = 0.0, slope: float = 1.0, edges=(), values=(),
+                 low: float = 0.0, high: float = 0.0):
+        self.shift, self.slope = shift, slope
+        self.edges = np.asarray(edges, dtype=float)  # increasing, len(values) - 1
+        self.values = np.asarray(values, dtype=float)  # non-decreasing
+        self.low, self.high = low, high  # the record's range on the line
+
+    def __iter__(self):  # (shift, slope): the line
+        return iter((self.shift, self.slope))
+
+    def log_odds(self, z):
+        """The stated chance's log-odds for the model's log-odds `z` (a number or array)."""
+        line = self.shift + self.slope * np.asarray(z, dtype=float)
+        if not len(self.values):
+            return line
+        binned = self.values[np.searchsorted(self.edges, line, side="right")]
+        return np.where(line < self.low, self.values[0] + (line - self.low),
+                        np.where(line > self.high, self.values[-1] + (line - self.high),
+                                 binned))
+
+    def chance(self, z: float) -> float:
+        return _sigmoid(float(self.log_odds(z)))
+
+
+def _platt(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """The shift and slope of the log-odds that fit the outcomes, each pair weighted by
+    `w` (ridge priors toward no change, CALIBRATION_PRIOR)."""
     shift, slope = 0.0, 1.0
-    pairs = np.asarray(pairs, dtype=float).reshape(-1, 2)
-    z, y = pairs[:, 0], pairs[:, 1]
     (p_shift, p_slope) = CALIBRATION_PRIOR
     for _step in range(20):
         p = _sigmoids(shift + slope * z)
-        w = p * (1 - p)
-        g0 = -p_shift * shift + float((y - p).sum())
-        g1 = -p_slope * (slope - 1.0) + float(((y - p) * z).sum())
-        h00 = p_shift + float(w.sum())
-        h01 = float((w * z).sum())
-        h11 = p_slope + float((w * z * z).sum())
+        h = w * p * (1 - p)
+        r = w * (y - p)
+        g0 = -p_shift * shift + float(r.sum())
+        g1 = -p_slope * (slope - 1.0) + float((r * z).sum())
+        h00 = p_shift + float(h.sum())
+        h01 = float((h * z).sum())
+        h11 = p_slope + float((h * z * z).sum())
         det = h00 * h11 - h01 * h01
         if det <= 0:
             break
@@ -682,6 +719,58 @@ def recalibrate(pairs) -> tuple[float, float]:
         if abs(d0) < 1e-6 and abs(d1) < 1e-6:
             break
     return shift, max(slope, 0.1)
+
+
+def _monotone(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence nearest `values` in weighted squares (pool adjacent
+    violators)."""
+    blocks = []  # [mean, weight, count]
+    for v, w in zip(values.tolist(), weights.tolist(), strict=True):
+        blocks.append([v, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, n2 = blocks.pop()
+            v1, w1, n1 = blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.array([v for v, _w, n in blocks for _i in range(n)])
+
+
+def recalibrate(pairs) -> Calibration:
+    """The stated chances' map (Calibration), fitted on the model's own out-of-sample
+    predictions of the retries made (before their outcome was learned) against what
+    happened: Platt's line, then, with enough record, a monotone correction by bins of
+    CALIBRATION_BIN retries (each bin's observed rate shrunk toward the line's by
+    CALIBRATION_PSEUDO retries). The retries made are the ones whose chance looked best
+    among many candidate times: their estimates are biased upward (the winner's curse),
+    which this corrects. The model's errors change as it learns (its weights spread as
+    the history grows, new customers' histories appear), so the record counts less the
+    older it is (a weight halved every CALIBRATION_HALF_LIFE retries). `pairs`:
+    (log-odds, outcome) pairs in the order the retries were made."""
+    pairs = np.asarray(pairs, dtype=float).reshape(-1, 2)
+    z, y = pairs[:, 0], pairs[:, 1]
+    w = 0.5 ** (np.arange(len(pairs))[::-1] / CALIBRATION_HALF_LIFE)
+    shift, slope = _platt(z, y, w)
+    total = float(w.sum())
+    effective = total ** 2 / float((w * w).sum()) if len(w) else 0.0
+    bins = int(min(CALIBRATION_BINS, effective // CALIBRATION_BIN))
+    if bins < 2:
+        return Calibration(shift, slope)
+    # Bins of equal weight along the line, each counted as its share of the effective
+    # number of retries.
+    line = shift + slope * z
+    order = np.argsort(line, kind="stable")
+    cumulative = np.cumsum(w[order])
+    chunks = np.split(order, np.searchsorted(cumulative, total * np.arange(1, bins) / bins))
+    chunks = [c for c in chunks if len(c)]
+    scale = effective / total
+    n = np.array([w[c].sum() * scale for c in chunks])
+    expected = np.array([(w[c] * _sigmoids(line[c])).sum() / w[c].sum() for c in chunks])
+    observed = np.array([(w[c] * y[c]).sum() * scale for c in chunks])
+    rate = (observed + CALIBRATION_PSEUDO * expected) / (n + CALIBRATION_PSEUDO)
+    rate = np.clip(_monotone(rate, n + CALIBRATION_PSEUDO), 1e-4, 1 - 1e-4)
+    # A bin's bound: halfway between its last retry's line and the next bin's first.
+    edges = [(line[a[-1]] + line[b[0]]) / 2 for a, b in zip(chunks, chunks[1:], strict=False)]
+    return Calibration(shift, slope, edges, np.log(rate / (1 - rate)),
+                       float(line[order[0]]), float(line[order[-1]]))
 
 
 def timing_slope(pairs) -> float:
