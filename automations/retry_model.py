@@ -39,7 +39,8 @@ those whose weight is at least two standard deviations from zero).
 Whether the timing differences hold up at all is measured on the model's own record:
 the retries made, as it predicted them before learning their outcomes (timing_slope).
 The planner compresses the differences between candidate times by that slope, so that
-where timing carries no signal it keeps the fixed schedule instead of choosing on noise.
+where timing carries no signal it keeps the fixed schedule instead of choosing on noise;
+a slope not yet two standard deviations above 0 counts as 0 (the fixed schedule exactly).
 """
 
 import math
@@ -86,6 +87,7 @@ CALIBRATION_HALF_LIFE = 3000  # retries: the record's weight halves over this ma
 # tells how much its differences between candidate times hold up.
 UNTIMED = frozenset({"c", "amt", "tries", "fund", "seg", "act"})
 TIMING_PRIOR = 4.0  # precision of the timing slope's prior, toward 0: no evidence, no move
+TIMING_SURE = 2.0  # the timing slope counts only once this many sds above 0
 
 
 def _logit(p: float) -> float:
@@ -783,7 +785,8 @@ def timing_slope(pairs) -> float:
     toward 0. Ridge priors: the shift toward 0 and the untimed slope toward 1
     (CALIBRATION_PRIOR), the timed slope toward 0 (TIMING_PRIOR: until the record shows
     that the model's timing holds up, the planner keeps the fixed schedule; no record at
-    all: 0). `pairs`: (untimed log-odds, timed log-odds, outcome) triples."""
+    all: 0), and a slope whose lower credible bound is not above 0 (TIMING_SURE) is 0.
+    `pairs`: (untimed log-odds, timed log-odds, outcome) triples."""
     pairs = np.asarray(pairs, dtype=float).reshape(-1, 3)
     if not len(pairs):
         return 0.0
@@ -800,7 +803,15 @@ def timing_slope(pairs) -> float:
         beta += step
         if np.abs(step).max() < 1e-6:
             break
-    return float(min(max(beta[2], 0.0), 1.0))
+    # A slope that may well be 0 (its lower credible bound at or below it: noise the
+    # planner would move retries on, an attempt lost wherever the fixed schedule's luck
+    # was better) keeps the fixed schedule exactly.
+    p = _sigmoids(x @ beta)
+    hessian = (x * (p * (1 - p))[:, None]).T @ x + precision
+    sd = math.sqrt(max(float(np.linalg.inv(hessian)[2, 2]), 0.0))
+    if beta[2] - TIMING_SURE * sd <= 0:
+        return 0.0
+    return float(min(beta[2], 1.0))
 
 
 _cache: dict = {}

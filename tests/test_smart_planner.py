@@ -438,3 +438,22 @@ def test_timing_that_does_not_hold_up_out_of_sample_keeps_the_fixed_schedule():
     assert retry.at == FIRST + PACE
     assert "no time clearly better than the fixed schedule" in retry.reason
 
+
+def test_a_timing_slope_not_clearly_above_zero_keeps_the_fixed_schedule_exactly():
+    # Records whose timed part predicts nothing (a world with no timing signal): the
+    # slope's estimate, clipped at 0, is above 0 in about half of them by chance, and any
+    # slope at all lets the planner move retries on noise now and then (each move risks
+    # an attempt more than the fixed schedule). Until the slope is two standard
+    # deviations above 0 it counts as 0; a real timing effect passes.
+    def record(seed, n, effect, spread):
+        rng = random.Random(seed)
+        pairs = []
+        for _n in range(n):
+            untimed, timed = rng.choice([-2.5, -1.5]), rng.gauss(0, spread)
+            truth = untimed + effect * timed
+            pairs.append((untimed, timed, int(rng.random() < retry_model._sigmoid(truth))))
+        return pairs
+
+    slopes = [retry_model.timing_slope(record(seed, 800, 0.0, 0.5)) for seed in range(20)]
+    assert sum(slope > 0 for slope in slopes) <= 2, slopes
+    assert retry_model.timing_slope(record(1, 3000, 1.0, 1.0)) > 0.85
