@@ -78,9 +78,10 @@ EXPLORATION = 0.3  # Thompson draws use this share of the posterior's spread
 CALIBRATION_PAIRS = 20_000  # the latest out-of-sample predictions recalibrated on
 CALIBRATION_PRIOR = (1.0, 4.0)  # precision of the recalibration's shift (toward 0)...
 # ...and of its slope (toward 1): a few hundred retries move them
-CALIBRATION_BIN = 300  # the record's retries by bin of the recalibration's correction...
-CALIBRATION_BINS = 30  # ...in this many bins at most
-CALIBRATION_PSEUDO = 30.0  # a bin's rate is shrunk toward the line's by this many retries
+CALIBRATION_BIN = 200  # the record's retries by bin of the recalibration's correction...
+CALIBRATION_BINS = 30  # ...in this many bins at most...
+CALIBRATION_WIDTH = 0.5  # ...each at most this wide on the line's log-odds
+CALIBRATION_PSEUDO = 20.0  # a bin's rate is shrunk toward the line's by this many retries
 CALIBRATION_HALF_LIFE = 3000  # retries: the record's weight halves over this many newer
 # The families whose features do not depend on when a retry is made (base_features):
 # every other family is the model's timing, whose out-of-sample slope (timing_slope)
@@ -664,21 +665,17 @@ def training_rows() -> list[tuple[list[str], int]]:
 class Calibration:
     """The map from the model's log-odds to the stated chance's (recalibrate): Platt's
     line (shift + slope x log-odds), then a monotone correction read off the retries'
-    own record by bins along that line: a retry whose line falls in a bin is stated
-    the rate its bin's retries succeeded at (`edges`: the bins' bounds on the line,
-    `values`: their rates' log-odds, non-decreasing), and beyond the record's range, the
-    outer bin's rate moved along the line. One line cannot make every decile right when
-    the model's errors are not the same at every level of chance (a mix of customers
-    who pay at some hours and of customers who never pay, which the model's additive
-    log-odds cannot tell apart); the bins can. A bin's rate for every retry in it (not
-    a line drawn between bins) keeps the retries of each bin stated what they did."""
+    own record by bins along that line (`knots`: the line's log-odds at a bin's mean
+    chance, `values`: the log-odds of the rate its retries succeeded at, both
+    increasing), interpolated between knots and carried along the line beyond them. One
+    line cannot make every decile right when the model's errors are not the same at
+    every level of chance (a mix of customers who pay at some hours and of customers who
+    never pay, which the model's additive log-odds cannot tell apart); the bins can."""
 
-    def __init__(self, shift: float = 0.0, slope: float = 1.0, edges=(), values=(),
-                 low: float = 0.0, high: float = 0.0):
+    def __init__(self, shift: float = 0.0, slope: float = 1.0, knots=(), values=()):
         self.shift, self.slope = shift, slope
-        self.edges = np.asarray(edges, dtype=float)  # increasing, len(values) - 1
-        self.values = np.asarray(values, dtype=float)  # non-decreasing
-        self.low, self.high = low, high  # the record's range on the line
+        self.knots = np.asarray(knots, dtype=float)
+        self.values = np.asarray(values, dtype=float)
 
     def __iter__(self):  # (shift, slope): the line
         return iter((self.shift, self.slope))
@@ -686,12 +683,12 @@ class Calibration:
     def log_odds(self, z):
         """The stated chance's log-odds for the model's log-odds `z` (a number or array)."""
         line = self.shift + self.slope * np.asarray(z, dtype=float)
-        if not len(self.values):
+        if not len(self.knots):
             return line
-        binned = self.values[np.searchsorted(self.edges, line, side="right")]
-        return np.where(line < self.low, self.values[0] + (line - self.low),
-                        np.where(line > self.high, self.values[-1] + (line - self.high),
-                                 binned))
+        return np.where(line < self.knots[0], line + (self.values[0] - self.knots[0]),
+                        np.where(line > self.knots[-1],
+                                 line + (self.values[-1] - self.knots[-1]),
+                                 np.interp(line, self.knots, self.values)))
 
     def chance(self, z: float) -> float:
         return _sigmoid(float(self.log_odds(z)))
@@ -740,13 +737,15 @@ def recalibrate(pairs) -> Calibration:
     """The stated chances' map (Calibration), fitted on the model's own out-of-sample
     predictions of the retries made (before their outcome was learned) against what
     happened: Platt's line, then, with enough record, a monotone correction by bins of
-    CALIBRATION_BIN retries (each bin's observed rate shrunk toward the line's by
-    CALIBRATION_PSEUDO retries). The retries made are the ones whose chance looked best
-    among many candidate times: their estimates are biased upward (the winner's curse),
-    which this corrects. The model's errors change as it learns (its weights spread as
-    the history grows, new customers' histories appear), so the record counts less the
-    older it is (a weight halved every CALIBRATION_HALF_LIFE retries). `pairs`:
-    (log-odds, outcome) pairs in the order the retries were made."""
+    CALIBRATION_BIN retries along the line, no wider than CALIBRATION_WIDTH where the
+    record is sparse (each bin's observed rate shrunk toward the line's by
+    CALIBRATION_PSEUDO retries: a bin of few retries keeps the line). The retries made
+    are the ones whose chance looked best among many candidate times: their estimates
+    are biased upward (the winner's curse), which this corrects. The model's errors
+    change as it learns (its weights spread as the history grows, new customers'
+    histories appear), so the record counts less the older it is (a weight halved every
+    CALIBRATION_HALF_LIFE retries). `pairs`: (log-odds, outcome) pairs in the order the
+    retries were made."""
     pairs = np.asarray(pairs, dtype=float).reshape(-1, 2)
     z, y = pairs[:, 0], pairs[:, 1]
     w = 0.5 ** (np.arange(len(pairs))[::-1] / CALIBRATION_HALF_LIFE)
@@ -756,23 +755,29 @@ def recalibrate(pairs) -> Calibration:
     bins = int(min(CALIBRATION_BINS, effective // CALIBRATION_BIN))
     if bins < 2:
         return Calibration(shift, slope)
-    # Bins of equal weight along the line, each counted as its share of the effective
-    # number of retries.
+    # Bins of equal weight along the line (each counted as its share of the effective
+    # number of retries), those wider than CALIBRATION_WIDTH cut into equal widths.
     line = shift + slope * z
     order = np.argsort(line, kind="stable")
     cumulative = np.cumsum(w[order])
-    chunks = np.split(order, np.searchsorted(cumulative, total * np.arange(1, bins) / bins))
-    chunks = [c for c in chunks if len(c)]
+    chunks = []
+    for chunk in np.split(order, np.searchsorted(cumulative, total * np.arange(1, bins) / bins)):
+        if not len(chunk):
+            continue
+        low, high = line[chunk[0]], line[chunk[-1]]
+        pieces = math.ceil((high - low) / CALIBRATION_WIDTH) if high > low else 1
+        cuts = np.searchsorted(line[chunk], low + (high - low) * np.arange(1, pieces) / pieces)
+        chunks += [piece for piece in np.split(chunk, cuts) if len(piece)]
     scale = effective / total
     n = np.array([w[c].sum() * scale for c in chunks])
     expected = np.array([(w[c] * _sigmoids(line[c])).sum() / w[c].sum() for c in chunks])
     observed = np.array([(w[c] * y[c]).sum() * scale for c in chunks])
     rate = (observed + CALIBRATION_PSEUDO * expected) / (n + CALIBRATION_PSEUDO)
     rate = np.clip(_monotone(rate, n + CALIBRATION_PSEUDO), 1e-4, 1 - 1e-4)
-    # A bin's bound: halfway between its last retry's line and the next bin's first.
-    edges = [(line[a[-1]] + line[b[0]]) / 2 for a, b in zip(chunks, chunks[1:], strict=False)]
-    return Calibration(shift, slope, edges, np.log(rate / (1 - rate)),
-                       float(line[order[0]]), float(line[order[-1]]))
+    knots = np.log(expected / (1 - expected))
+    values = np.log(rate / (1 - rate))
+    keep = np.concatenate([[True], np.diff(knots) > 1e-9])  # strictly increasing knots
+    return Calibration(shift, slope, knots[keep], values[keep])
 
 
 def timing_slope(pairs) -> float:

@@ -287,28 +287,33 @@ def decile_gaps(stated, outcomes, least=100):
 
 
 def test_stated_chances_are_calibrated_in_every_decile_not_only_on_average():
-    # The model's log-odds against the truth are not a line: retries it puts near 15%
-    # succeed 7% of the time (customers who never pay, mixed with those who pay at some
-    # hours, which additive log-odds cannot tell apart), those near 3% and near 35% are
-    # about right. One shift and slope of the log-odds cannot make every decile right;
-    # the monotone correction by bins of the record does, on the next retries.
+    # The model's chances against the truth are not a line in log-odds: the retries it
+    # puts at 8-20% all succeed about 8% of the time (customers who never pay mixed with
+    # those who pay at some hours, which additive log-odds cannot tell apart), those
+    # below and from 30% up are about right. One shift and slope of the log-odds cannot
+    # make every decile right; the monotone correction by bins of the record does, on
+    # the next retries.
     rng = random.Random(11)
 
-    def retry():
-        stated = rng.choice([0.03, 0.15, 0.15, 0.35, 0.5])
-        truth = {0.03: 0.035, 0.15: 0.07, 0.35: 0.36, 0.5: 0.5}[stated]
-        z = retry_model._logit(stated) + rng.gauss(0, 0.1)
-        return z, int(rng.random() < truth)
+    def truth(stated):
+        if stated < 0.08 or stated >= 0.3:
+            return stated
+        if stated < 0.2:
+            return 0.08
+        return 0.08 + (stated - 0.2) * (0.3 - 0.08) / 0.1
 
-    calibration = retry_model.recalibrate([retry() for _n in range(6000)])
-    later = [retry() for _n in range(6000)]
-    stated = [calibration.chance(z) for z, _y in later]
-    gaps = decile_gaps(stated, [y for _z, y in later])
-    assert len(gaps) >= 3
-    assert max(gaps.values()) < 0.02, gaps
+    def retry():
+        z = rng.uniform(retry_model._logit(0.02), retry_model._logit(0.6))
+        return z, int(rng.random() < truth(retry_model._sigmoid(z)))
+
+    calibration = retry_model.recalibrate([retry() for _n in range(12000)])
+    later = [retry() for _n in range(20000)]
+    outcomes = [y for _z, y in later]
+    gaps = decile_gaps([calibration.chance(z) for z, _y in later], outcomes)
+    assert len(gaps) >= 4
+    assert max(gaps.values()) < 0.025, gaps
     line = retry_model.Calibration(calibration.shift, calibration.slope)
-    assert max(decile_gaps([line.chance(z) for z, _y in later],
-                           [y for _z, y in later]).values()) > 0.03  # the line alone
+    assert max(decile_gaps([line.chance(z) for z, _y in later], outcomes).values()) > 0.04
 
 
 def test_the_recalibration_follows_the_models_latest_errors():
