@@ -59,6 +59,8 @@ from invoices.models import PaymentAttempt
 FUNDS_CODES = frozenset({"insufficient_funds", "partial_payment", "card_velocity_exceeded",
                          "withdrawal_count_limit_exceeded"})
 TRAIN_LIMIT = 50_000  # the most recent finished retries learned from
+PLAN_MATCH = timedelta(hours=6)  # a retry made this long after its planned time is its plan's
+PLANNED_LIMIT = 200_000  # invoices whose planned retries are remembered (plan_note)
 PRIOR_PRECISION = 4.0  # 1 / variance of a weight's prior before its family's is estimated
 GROUP_SPREAD = 0.2  # the hyperprior: a family's prior spread (sd) when data says little...
 GROUP_PSEUDO = 1.0  # ...worth this many well-determined weights
@@ -297,8 +299,11 @@ class Model:
     def stated(self, features: list[str]) -> float:
         """The chance stated for a retry (on the invoice, and recorded for calibration):
         the posterior mean's, recalibrated on this system's own history (recalibrate)."""
-        z = self.offset + sum(self.weight(f) for f in features)
-        return self.calibration.chance(z)
+        return self.calibration.chance(self.log_odds(features))
+
+    def log_odds(self, features: list[str]) -> float:
+        """The posterior mean's log-odds (before recalibration)."""
+        return self.offset + sum(self.weight(f) for f in features)
 
     def weight(self, feature: str) -> float:
         w = self.weights.get(feature)
@@ -593,6 +598,11 @@ class History:
         self.model: Model | None = None
         # (log-odds predicted before the outcome: untimed part, timed part; outcome)
         self.pairs = np.zeros((0, 3))
+        # The log-odds stated when each retry was planned (plan_note), by invoice: the
+        # record the stated chances are recalibrated on (stated), in the order learned.
+        self.planned: dict[int, list[tuple[datetime, float]]] = {}
+        self.stated = np.zeros((0, 2))  # (log-odds as stated, or as predicted; outcome)
+        self.keys: list[tuple[int, datetime]] = []  # the last rows learned: invoice, moment
 
     def waiting(self) -> int:
         """Finished retries not learned yet (one indexed count)."""
@@ -609,8 +619,11 @@ class History:
         ]
         self.seen.update(a["pk"] for a in attempts)
         # Retries of a hard decline are charges of the new card the customer added.
-        learned = [a for a in attempts if a["retry_of_decline_code"] not in HARD_DECLINE_CODES]
+        learned = sorted((a for a in attempts
+                          if a["retry_of_decline_code"] not in HARD_DECLINE_CODES),
+                         key=lambda a: (a["created_at"], a["pk"]))
         rows = _rows(learned, self.tries)
+        self.keys = [(a["invoice_id"], a["created_at"]) for a in learned]
         if rows:
             self.design.add(rows)
             self.design.keep_last(TRAIN_LIMIT)
@@ -624,6 +637,36 @@ class History:
         self.frontier = max(self.frontier, unfinished)
         self.seen = {pk for pk in self.seen if pk >= self.frontier}
         return len(rows)
+
+
+def plan_note(invoice_id: int, when: datetime, log_odds: float) -> None:
+    """Remembers the log-odds of the chance stated for an invoice's next retry (before
+    recalibration), to recalibrate on once the retry is learned (History.stated): the
+    stated chances are then fitted on exactly what was stated, the planner's choice of
+    the best-looking time included. Kept by the process's history of this database; a
+    retry planned elsewhere is recalibrated on its prediction when learned instead."""
+    history = _cache.get(connection.settings_dict.get("NAME"))
+    if history is None:
+        return
+    if len(history.planned) > PLANNED_LIMIT:  # invoices whose retry never came
+        history.planned = dict(list(history.planned.items())[PLANNED_LIMIT // 2:])
+    notes = history.planned.setdefault(invoice_id, [])
+    notes.append((when, log_odds))
+    del notes[:-4]
+
+
+def _stated_log_odds(history: "History", invoice_id: int, at: datetime) -> float | None:
+    """The log-odds noted when the retry made at `at` was planned (plan_note), if any: the
+    latest plan for its invoice due at most PLAN_MATCH before it (used up)."""
+    notes = history.planned.get(invoice_id)
+    if not notes:
+        return None
+    for n in range(len(notes) - 1, -1, -1):
+        when, log_odds = notes[n]
+        if when <= at <= when + PLAN_MATCH:
+            del notes[:n + 1]
+            return log_odds
+    return None
 
 
 def _rows(attempts: list[dict], tries: dict) -> list[tuple[list[str], int]]:
@@ -841,6 +884,21 @@ def model_load() -> Model:
     previous = history.model
     new = history.learn()
     design = history.design
+    if new:
+        # The chances stated for the retries just learned (their log-odds when planned,
+        # plan_note; else as the last model predicted them): the record the stated
+        # chances are recalibrated on.
+        if previous is not None:
+            known = design.margins(np.array([previous.weight(f) for f in design.names]))
+            known = known[-new:] + previous.offset
+        else:
+            known = np.full(new, np.nan)
+        stated = np.array([_stated_log_odds(history, invoice_id, at)
+                           for invoice_id, at in history.keys], dtype=float)
+        stated = np.where(np.isnan(stated), known, stated)
+        rows = np.column_stack([stated, design.y[-new:]])
+        history.stated = np.vstack([history.stated, rows[~np.isnan(stated)]])
+        history.stated = history.stated[-CALIBRATION_PAIRS:]
     if previous is not None and new:
         # The rows learned since the last fit, as the model then predicted them: the
         # out-of-sample predictions the stated chances are recalibrated on.
@@ -859,12 +917,9 @@ def model_load() -> Model:
         variances = dict(zip(design.names, variances.tolist(), strict=True))
     else:
         weights, variances, precisions = {}, {}, {}
-    pairs = history.pairs
     model = Model(weights, variances, len(design), precisions=precisions,
-                  calibration=recalibrate(np.column_stack([pairs[:, 0] + pairs[:, 1],
-                                                           pairs[:, 2]]))
-                  if len(pairs) else (0.0, 1.0),
-                  timing=timing_slope(pairs))
+                  calibration=recalibrate(history.stated),
+                  timing=timing_slope(history.pairs))
     model.trained = len(design)
     history.model = model
     return model
