@@ -275,10 +275,12 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
         when, chosen_features, times, feats = slots[chosen[0]], planned[0], planned_times, planned
     else:
         when, chosen_features, times, feats = fixed[0], fixed_features[0], fixed, fixed_features
-    # The chance stated is the posterior mean's, recalibrated on the model's own
-    # out-of-sample predictions (retry_model.recalibrate: the best-looking of many times
+    # The chance stated is the posterior mean's, recalibrated on the chances stated for
+    # the retries made before (retry_model.recalibrate: the best-looking of many times
     # is overstated, the winner's curse).
     p = model.stated(chosen_features)
+    # Recalibrated, once the retry is made and learned, on what was stated here.
+    retry_model.plan_note(failure.invoice.pk, when, model.log_odds(chosen_features))
     expected = plan_value([model.stated(f) for f in feats], times, earliest)
     reason = _reason(model, situation, chosen_features, when.astimezone(tz), p,
                      expected, used, budget, when - max(earliest, failure.at + pace),

@@ -39,7 +39,8 @@ those whose weight is at least two standard deviations from zero).
 Whether the timing differences hold up at all is measured on the model's own record:
 the retries made, as it predicted them before learning their outcomes (timing_slope).
 The planner compresses the differences between candidate times by that slope, so that
-where timing carries no signal it keeps the fixed schedule instead of choosing on noise.
+where timing carries no signal it keeps the fixed schedule instead of choosing on noise;
+a slope not yet two standard deviations above 0 counts as 0 (the fixed schedule exactly).
 """
 
 import math
@@ -58,6 +59,8 @@ from invoices.models import PaymentAttempt
 FUNDS_CODES = frozenset({"insufficient_funds", "partial_payment", "card_velocity_exceeded",
                          "withdrawal_count_limit_exceeded"})
 TRAIN_LIMIT = 50_000  # the most recent finished retries learned from
+PLAN_MATCH = timedelta(hours=6)  # a retry made this long after its planned time is its plan's
+PLANNED_LIMIT = 200_000  # invoices whose planned retries are remembered (plan_note)
 PRIOR_PRECISION = 4.0  # 1 / variance of a weight's prior before its family's is estimated
 GROUP_SPREAD = 0.2  # the hyperprior: a family's prior spread (sd) when data says little...
 GROUP_PSEUDO = 1.0  # ...worth this many well-determined weights
@@ -77,11 +80,17 @@ EXPLORATION = 0.3  # Thompson draws use this share of the posterior's spread
 CALIBRATION_PAIRS = 20_000  # the latest out-of-sample predictions recalibrated on
 CALIBRATION_PRIOR = (1.0, 4.0)  # precision of the recalibration's shift (toward 0)...
 # ...and of its slope (toward 1): a few hundred retries move them
+CALIBRATION_BIN = 200  # the record's retries by bin of the recalibration's correction...
+CALIBRATION_BINS = 30  # ...in this many bins at most...
+CALIBRATION_WIDTH = 0.5  # ...each at most this wide on the line's log-odds
+CALIBRATION_PSEUDO = 20.0  # a bin's rate is shrunk toward the line's by this many retries
+CALIBRATION_HALF_LIFE = 3000  # retries: the record's weight halves over this many newer
 # The families whose features do not depend on when a retry is made (base_features):
 # every other family is the model's timing, whose out-of-sample slope (timing_slope)
 # tells how much its differences between candidate times hold up.
 UNTIMED = frozenset({"c", "amt", "tries", "fund", "seg", "act"})
 TIMING_PRIOR = 4.0  # precision of the timing slope's prior, toward 0: no evidence, no move
+TIMING_SURE = 2.0  # the timing slope counts only once this many sds above 0
 
 
 def _logit(p: float) -> float:
@@ -263,14 +272,17 @@ def customer_day_features(s: Situation, day: int) -> list[str]:
 
 class Model:
     def __init__(self, weights: dict, variances: dict, rows: int, offset: float = 0.0,
-                 precisions: dict | None = None, calibration: tuple = (0.0, 1.0),
+                 precisions: dict | None = None, calibration=None,
                  timing: float = 1.0):
         self.weights = weights
         self.variances = variances
         self.rows = rows
         self.offset = offset  # added to every log-odds (0: none)
         self.precisions = precisions or {}  # each family's prior precision (estimated)
-        self.calibration = calibration  # (shift, slope) of the stated chance's log-odds
+        # The stated chance's map from the log-odds (Calibration, or a (shift, slope)).
+        if calibration is None or not isinstance(calibration, Calibration):
+            calibration = Calibration(*(calibration or (0.0, 1.0)))
+        self.calibration = calibration
         # How much of the timing features' log-odds holds up out of sample (0..1,
         # timing_slope): the planner compresses the differences between times by it.
         self.timing = timing
@@ -287,9 +299,11 @@ class Model:
     def stated(self, features: list[str]) -> float:
         """The chance stated for a retry (on the invoice, and recorded for calibration):
         the posterior mean's, recalibrated on this system's own history (recalibrate)."""
-        shift, slope = self.calibration
-        z = self.offset + sum(self.weight(f) for f in features)
-        return _sigmoid(shift + slope * z)
+        return self.calibration.chance(self.log_odds(features))
+
+    def log_odds(self, features: list[str]) -> float:
+        """The posterior mean's log-odds (before recalibration)."""
+        return self.offset + sum(self.weight(f) for f in features)
 
     def weight(self, feature: str) -> float:
         w = self.weights.get(feature)
@@ -584,6 +598,11 @@ class History:
         self.model: Model | None = None
         # (log-odds predicted before the outcome: untimed part, timed part; outcome)
         self.pairs = np.zeros((0, 3))
+        # The log-odds stated when each retry was planned (plan_note), by invoice: the
+        # record the stated chances are recalibrated on (stated), in the order learned.
+        self.planned: dict[int, list[tuple[datetime, float]]] = {}
+        self.stated = np.zeros((0, 2))  # (log-odds as stated, or as predicted; outcome)
+        self.keys: list[tuple[int, datetime]] = []  # the last rows learned: invoice, moment
 
     def waiting(self) -> int:
         """Finished retries not learned yet (one indexed count)."""
@@ -600,8 +619,11 @@ class History:
         ]
         self.seen.update(a["pk"] for a in attempts)
         # Retries of a hard decline are charges of the new card the customer added.
-        learned = [a for a in attempts if a["retry_of_decline_code"] not in HARD_DECLINE_CODES]
+        learned = sorted((a for a in attempts
+                          if a["retry_of_decline_code"] not in HARD_DECLINE_CODES),
+                         key=lambda a: (a["created_at"], a["pk"]))
         rows = _rows(learned, self.tries)
+        self.keys = [(a["invoice_id"], a["created_at"]) for a in learned]
         if rows:
             self.design.add(rows)
             self.design.keep_last(TRAIN_LIMIT)
@@ -615,6 +637,36 @@ class History:
         self.frontier = max(self.frontier, unfinished)
         self.seen = {pk for pk in self.seen if pk >= self.frontier}
         return len(rows)
+
+
+def plan_note(invoice_id: int, when: datetime, log_odds: float) -> None:
+    """Remembers the log-odds of the chance stated for an invoice's next retry (before
+    recalibration), to recalibrate on once the retry is learned (History.stated): the
+    stated chances are then fitted on exactly what was stated, the planner's choice of
+    the best-looking time included. Kept by the process's history of this database; a
+    retry planned elsewhere is recalibrated on its prediction when learned instead."""
+    history = _cache.get(connection.settings_dict.get("NAME"))
+    if history is None:
+        return
+    if len(history.planned) > PLANNED_LIMIT:  # invoices whose retry never came
+        history.planned = dict(list(history.planned.items())[PLANNED_LIMIT // 2:])
+    notes = history.planned.setdefault(invoice_id, [])
+    notes.append((when, log_odds))
+    del notes[:-4]
+
+
+def _stated_log_odds(history: "History", invoice_id: int, at: datetime) -> float | None:
+    """The log-odds noted when the retry made at `at` was planned (plan_note), if any: the
+    latest plan for its invoice due at most PLAN_MATCH before it (used up)."""
+    notes = history.planned.get(invoice_id)
+    if not notes:
+        return None
+    for n in range(len(notes) - 1, -1, -1):
+        when, log_odds = notes[n]
+        if when <= at <= when + PLAN_MATCH:
+            del notes[:n + 1]
+            return log_odds
+    return None
 
 
 def _rows(attempts: list[dict], tries: dict) -> list[tuple[list[str], int]]:
@@ -653,25 +705,52 @@ def training_rows() -> list[tuple[list[str], int]]:
             for row, y in zip(design.x.tolist(), design.y.tolist(), strict=True)]
 
 
-def recalibrate(pairs) -> tuple[float, float]:
-    """Platt scaling of the model's own out-of-sample predictions: the shift and slope of
-    the log-odds that make the chances predicted for the retries actually made (before
-    their outcome was learned) match what happened. The retries made are the ones whose
-    chance looked best among many candidate times: their estimates are biased upward
-    (the winner's curse), which this corrects. Ridge priors toward no change. `pairs`:
-    (log-odds, outcome) pairs."""
+class Calibration:
+    """The map from the model's log-odds to the stated chance's (recalibrate): Platt's
+    line (shift + slope x log-odds), then a monotone correction read off the retries'
+    own record by bins along that line (`knots`: the line's log-odds at a bin's mean
+    chance, `values`: the log-odds of the rate its retries succeeded at, both
+    increasing), interpolated between knots and carried along the line beyond them. One
+    line cannot make every decile right when the model's errors are not the same at
+    every level of chance (a mix of customers who pay at some hours and of customers who
+    never pay, which the model's additive log-odds cannot tell apart); the bins can."""
+
+    def __init__(self, shift: float = 0.0, slope: float = 1.0, knots=(), values=()):
+        self.shift, self.slope = shift, slope
+        self.knots = np.asarray(knots, dtype=float)
+        self.values = np.asarray(values, dtype=float)
+
+    def __iter__(self):  # (shift, slope): the line
+        return iter((self.shift, self.slope))
+
+    def log_odds(self, z):
+        """The stated chance's log-odds for the model's log-odds `z` (a number or array)."""
+        line = self.shift + self.slope * np.asarray(z, dtype=float)
+        if not len(self.knots):
+            return line
+        return np.where(line < self.knots[0], line + (self.values[0] - self.knots[0]),
+                        np.where(line > self.knots[-1],
+                                 line + (self.values[-1] - self.knots[-1]),
+                                 np.interp(line, self.knots, self.values)))
+
+    def chance(self, z: float) -> float:
+        return _sigmoid(float(self.log_odds(z)))
+
+
+def _platt(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """The shift and slope of the log-odds that fit the outcomes, each pair weighted by
+    `w` (ridge priors toward no change, CALIBRATION_PRIOR)."""
     shift, slope = 0.0, 1.0
-    pairs = np.asarray(pairs, dtype=float).reshape(-1, 2)
-    z, y = pairs[:, 0], pairs[:, 1]
     (p_shift, p_slope) = CALIBRATION_PRIOR
     for _step in range(20):
         p = _sigmoids(shift + slope * z)
-        w = p * (1 - p)
-        g0 = -p_shift * shift + float((y - p).sum())
-        g1 = -p_slope * (slope - 1.0) + float(((y - p) * z).sum())
-        h00 = p_shift + float(w.sum())
-        h01 = float((w * z).sum())
-        h11 = p_slope + float((w * z * z).sum())
+        h = w * p * (1 - p)
+        r = w * (y - p)
+        g0 = -p_shift * shift + float(r.sum())
+        g1 = -p_slope * (slope - 1.0) + float((r * z).sum())
+        h00 = p_shift + float(h.sum())
+        h01 = float((h * z).sum())
+        h11 = p_slope + float((h * z * z).sum())
         det = h00 * h11 - h01 * h01
         if det <= 0:
             break
@@ -684,6 +763,66 @@ def recalibrate(pairs) -> tuple[float, float]:
     return shift, max(slope, 0.1)
 
 
+def _monotone(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence nearest `values` in weighted squares (pool adjacent
+    violators)."""
+    blocks = []  # [mean, weight, count]
+    for v, w in zip(values.tolist(), weights.tolist(), strict=True):
+        blocks.append([v, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, n2 = blocks.pop()
+            v1, w1, n1 = blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.array([v for v, _w, n in blocks for _i in range(n)])
+
+
+def recalibrate(pairs) -> Calibration:
+    """The stated chances' map (Calibration), fitted on the model's own out-of-sample
+    predictions of the retries made (before their outcome was learned) against what
+    happened: Platt's line, then, with enough record, a monotone correction by bins of
+    CALIBRATION_BIN retries along the line, no wider than CALIBRATION_WIDTH where the
+    record is sparse (each bin's observed rate shrunk toward the line's by
+    CALIBRATION_PSEUDO retries: a bin of few retries keeps the line). The retries made
+    are the ones whose chance looked best among many candidate times: their estimates
+    are biased upward (the winner's curse), which this corrects. The model's errors
+    change as it learns (its weights spread as the history grows, new customers'
+    histories appear), so the record counts less the older it is (a weight halved every
+    CALIBRATION_HALF_LIFE retries). `pairs`: (log-odds, outcome) pairs in the order the
+    retries were made."""
+    pairs = np.asarray(pairs, dtype=float).reshape(-1, 2)
+    z, y = pairs[:, 0], pairs[:, 1]
+    w = 0.5 ** (np.arange(len(pairs))[::-1] / CALIBRATION_HALF_LIFE)
+    shift, slope = _platt(z, y, w)
+    total = float(w.sum())
+    effective = total ** 2 / float((w * w).sum()) if len(w) else 0.0
+    bins = int(min(CALIBRATION_BINS, effective // CALIBRATION_BIN))
+    if bins < 2:
+        return Calibration(shift, slope)
+    # Bins of equal weight along the line (each counted as its share of the effective
+    # number of retries), those wider than CALIBRATION_WIDTH cut into equal widths.
+    line = shift + slope * z
+    order = np.argsort(line, kind="stable")
+    cumulative = np.cumsum(w[order])
+    chunks = []
+    for chunk in np.split(order, np.searchsorted(cumulative, total * np.arange(1, bins) / bins)):
+        if not len(chunk):
+            continue
+        low, high = line[chunk[0]], line[chunk[-1]]
+        pieces = math.ceil((high - low) / CALIBRATION_WIDTH) if high > low else 1
+        cuts = np.searchsorted(line[chunk], low + (high - low) * np.arange(1, pieces) / pieces)
+        chunks += [piece for piece in np.split(chunk, cuts) if len(piece)]
+    scale = effective / total
+    n = np.array([w[c].sum() * scale for c in chunks])
+    expected = np.array([(w[c] * _sigmoids(line[c])).sum() / w[c].sum() for c in chunks])
+    observed = np.array([(w[c] * y[c]).sum() * scale for c in chunks])
+    rate = (observed + CALIBRATION_PSEUDO * expected) / (n + CALIBRATION_PSEUDO)
+    rate = np.clip(_monotone(rate, n + CALIBRATION_PSEUDO), 1e-4, 1 - 1e-4)
+    knots = np.log(expected / (1 - expected))
+    values = np.log(rate / (1 - rate))
+    keep = np.concatenate([[True], np.diff(knots) > 1e-9])  # strictly increasing knots
+    return Calibration(shift, slope, knots[keep], values[keep])
+
+
 def timing_slope(pairs) -> float:
     """How much the model's timing holds up out of sample: the slope of the timing
     features' log-odds in a logistic regression of the outcomes of retries made on the
@@ -694,7 +833,8 @@ def timing_slope(pairs) -> float:
     toward 0. Ridge priors: the shift toward 0 and the untimed slope toward 1
     (CALIBRATION_PRIOR), the timed slope toward 0 (TIMING_PRIOR: until the record shows
     that the model's timing holds up, the planner keeps the fixed schedule; no record at
-    all: 0). `pairs`: (untimed log-odds, timed log-odds, outcome) triples."""
+    all: 0), and a slope whose lower credible bound is not above 0 (TIMING_SURE) is 0.
+    `pairs`: (untimed log-odds, timed log-odds, outcome) triples."""
     pairs = np.asarray(pairs, dtype=float).reshape(-1, 3)
     if not len(pairs):
         return 0.0
@@ -711,7 +851,15 @@ def timing_slope(pairs) -> float:
         beta += step
         if np.abs(step).max() < 1e-6:
             break
-    return float(min(max(beta[2], 0.0), 1.0))
+    # A slope that may well be 0 (its lower credible bound at or below it: noise the
+    # planner would move retries on, an attempt lost wherever the fixed schedule's luck
+    # was better) keeps the fixed schedule exactly.
+    p = _sigmoids(x @ beta)
+    hessian = (x * (p * (1 - p))[:, None]).T @ x + precision
+    sd = math.sqrt(max(float(np.linalg.inv(hessian)[2, 2]), 0.0))
+    if beta[2] - TIMING_SURE * sd <= 0:
+        return 0.0
+    return float(min(beta[2], 1.0))
 
 
 _cache: dict = {}
@@ -736,6 +884,21 @@ def model_load() -> Model:
     previous = history.model
     new = history.learn()
     design = history.design
+    if new:
+        # The chances stated for the retries just learned (their log-odds when planned,
+        # plan_note; else as the last model predicted them): the record the stated
+        # chances are recalibrated on.
+        if previous is not None:
+            known = design.margins(np.array([previous.weight(f) for f in design.names]))
+            known = known[-new:] + previous.offset
+        else:
+            known = np.full(new, np.nan)
+        stated = np.array([_stated_log_odds(history, invoice_id, at)
+                           for invoice_id, at in history.keys], dtype=float)
+        stated = np.where(np.isnan(stated), known, stated)
+        rows = np.column_stack([stated, design.y[-new:]])
+        history.stated = np.vstack([history.stated, rows[~np.isnan(stated)]])
+        history.stated = history.stated[-CALIBRATION_PAIRS:]
     if previous is not None and new:
         # The rows learned since the last fit, as the model then predicted them: the
         # out-of-sample predictions the stated chances are recalibrated on.
@@ -754,12 +917,9 @@ def model_load() -> Model:
         variances = dict(zip(design.names, variances.tolist(), strict=True))
     else:
         weights, variances, precisions = {}, {}, {}
-    pairs = history.pairs
     model = Model(weights, variances, len(design), precisions=precisions,
-                  calibration=recalibrate(np.column_stack([pairs[:, 0] + pairs[:, 1],
-                                                           pairs[:, 2]]))
-                  if len(pairs) else (0.0, 1.0),
-                  timing=timing_slope(pairs))
+                  calibration=recalibrate(history.stated),
+                  timing=timing_slope(history.pairs))
     model.trained = len(design)
     history.model = model
     return model

@@ -263,8 +263,7 @@ def test_stated_chances_are_recalibrated_against_the_winners_curse():
 
     pairs = [(best_estimate(), int(rng.random() < 0.2)) for _n in range(4000)]
     assert sum(retry_model._sigmoid(z) for z, _y in pairs) / len(pairs) > 0.4
-    shift, slope = retry_model.recalibrate(pairs)
-    model = retry_model.Model({}, {}, 0, calibration=(shift, slope))
+    model = retry_model.Model({}, {}, 0, calibration=retry_model.recalibrate(pairs))
     stated = []
     for _n in range(2000):
         z = best_estimate()
@@ -272,7 +271,74 @@ def test_stated_chances_are_recalibrated_against_the_winners_curse():
         stated.append(model.stated([]))
     assert sum(stated) / len(stated) == pytest.approx(0.2, abs=0.03)
     # No history of predictions: no change.
-    assert retry_model.recalibrate([]) == (0.0, 1.0)
+    calibration = retry_model.recalibrate([])
+    assert tuple(calibration) == (0.0, 1.0) and not len(calibration.values)
+    assert calibration.chance(retry_model._logit(0.3)) == pytest.approx(0.3)
+
+
+def decile_gaps(stated, outcomes, least=100):
+    """The gap between the mean stated chance and the observed rate in each decile of
+    the stated chance holding at least `least` retries (retry_calibration's table)."""
+    found = {}
+    for p, y in zip(stated, outcomes, strict=True):
+        found.setdefault(min(int(p * 10), 9), []).append((p, y))
+    return {d: abs(sum(y for _p, y in rows) - sum(p for p, _y in rows)) / len(rows)
+            for d, rows in found.items() if len(rows) >= least}
+
+
+def test_stated_chances_are_calibrated_in_every_decile_not_only_on_average():
+    # The model's chances against the truth are not a line in log-odds: the retries it
+    # puts at 8-20% all succeed about 8% of the time (customers who never pay mixed with
+    # those who pay at some hours, which additive log-odds cannot tell apart), those
+    # below and from 30% up are about right. One shift and slope of the log-odds cannot
+    # make every decile right; the monotone correction by bins of the record does, on
+    # the next retries.
+    rng = random.Random(11)
+
+    def truth(stated):
+        if stated < 0.08 or stated >= 0.3:
+            return stated
+        if stated < 0.2:
+            return 0.08
+        return 0.08 + (stated - 0.2) * (0.3 - 0.08) / 0.1
+
+    def retry():
+        z = rng.uniform(retry_model._logit(0.02), retry_model._logit(0.6))
+        return z, int(rng.random() < truth(retry_model._sigmoid(z)))
+
+    calibration = retry_model.recalibrate([retry() for _n in range(12000)])
+    later = [retry() for _n in range(20000)]
+    outcomes = [y for _z, y in later]
+    gaps = decile_gaps([calibration.chance(z) for z, _y in later], outcomes)
+    assert len(gaps) >= 4
+    assert max(gaps.values()) < 0.025, gaps
+    line = retry_model.Calibration(calibration.shift, calibration.slope)
+    assert max(decile_gaps([line.chance(z) for z, _y in later], outcomes).values()) > 0.04
+
+
+def test_the_recalibration_follows_the_models_latest_errors():
+    # Early in a run the model's chances were right; lately (its weights spread as the
+    # history grew) those it states near 20% succeed 10% of the time. The map follows
+    # the latest record, not the average over the run.
+    rng = random.Random(12)
+
+    def record(truth_of_stated, n):
+        rows = []
+        for _n in range(n):
+            stated = rng.choice([0.05, 0.2, 0.4])
+            rows.append((retry_model._logit(stated) + rng.gauss(0, 0.1),
+                         int(rng.random() < truth_of_stated[stated])))
+        return rows
+
+    early = record({0.05: 0.05, 0.2: 0.2, 0.4: 0.4}, 12000)
+    late = {0.05: 0.05, 0.2: 0.1, 0.4: 0.4}
+    calibration = retry_model.recalibrate(early + record(late, 8000))
+    assert calibration.chance(retry_model._logit(0.2)) == pytest.approx(0.1, abs=0.03)
+    assert calibration.chance(retry_model._logit(0.4)) == pytest.approx(0.4, abs=0.04)
+    # The map is monotone: a higher log-odds never states less.
+    grid = [retry_model._logit(p / 100) for p in range(1, 99)]
+    chances = [calibration.chance(z) for z in grid]
+    assert all(b >= a - 1e-12 for a, b in zip(chances, chances[1:], strict=False))
 
 
 def one_weight_at_a_time(rows, sweeps):
@@ -376,3 +442,23 @@ def test_timing_that_does_not_hold_up_out_of_sample_keeps_the_fixed_schedule():
     retry = plan(model)
     assert retry.at == FIRST + PACE
     assert "no time clearly better than the fixed schedule" in retry.reason
+
+
+def test_a_timing_slope_not_clearly_above_zero_keeps_the_fixed_schedule_exactly():
+    # Records whose timed part predicts nothing (a world with no timing signal): the
+    # slope's estimate, clipped at 0, is above 0 in about half of them by chance, and any
+    # slope at all lets the planner move retries on noise now and then (each move risks
+    # an attempt more than the fixed schedule). Until the slope is two standard
+    # deviations above 0 it counts as 0; a real timing effect passes.
+    def record(seed, n, effect, spread):
+        rng = random.Random(seed)
+        pairs = []
+        for _n in range(n):
+            untimed, timed = rng.choice([-2.5, -1.5]), rng.gauss(0, spread)
+            truth = untimed + effect * timed
+            pairs.append((untimed, timed, int(rng.random() < retry_model._sigmoid(truth))))
+        return pairs
+
+    slopes = [retry_model.timing_slope(record(seed, 800, 0.0, 0.5)) for seed in range(20)]
+    assert sum(slope > 0 for slope in slopes) <= 2, slopes
+    assert retry_model.timing_slope(record(1, 3000, 1.0, 1.0)) > 0.85

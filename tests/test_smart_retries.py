@@ -277,3 +277,29 @@ def test_a_batchs_plans_read_its_payment_attempts_once():
     assert PaymentAttempt.objects.filter(status="failed").count() == 2
     assert all(invoice.next_payment_attempt_reason.startswith("Smart Retries")
                for invoice in Invoice.objects.all())
+
+
+def test_stated_chances_are_recalibrated_on_what_was_stated_when_the_retry_was_planned(
+        monkeypatch):
+    # The record the stated chances are recalibrated on is the log-odds stated when each
+    # retry was planned (the planner's choice of the best-looking time included), not the
+    # prediction of the model that learns the retry later; a retry whose plan this
+    # process did not note is recalibrated on that prediction instead.
+    monkeypatch.setattr(retry_model, "REFIT_MIN", 1)
+    invoices = [make_charged("sim_9995") for _n in range(4)]
+    collection.collect_due(now=NOW)  # the first attempts fail: the retries are planned
+    history = retry_model._cache[next(iter(retry_model._cache))]
+    assert set(history.planned) == {invoice.pk for invoice in invoices}
+    for n, invoice in enumerate(invoices):
+        if n < 3:
+            history.planned[invoice.pk] = [(when, 1.25 + n) for when, _z in
+                                           history.planned[invoice.pk]]
+        else:
+            del history.planned[invoice.pk]
+    _retries_finish(invoices, NOW)
+    model = retry_model.model_load()
+    assert model.trained == 4
+    stated = sorted(history.stated[:, 0].tolist())
+    assert stated[-3:] == [1.25, 2.25, 3.25]
+    assert stated[0] < 0  # the model's own prediction of a retry of a card never paying
+    assert history.stated[:, 1].tolist() == [0.0] * 4
