@@ -55,6 +55,8 @@ from django.db import connection
 from invoices.gateways.base import HARD_DECLINE_CODES
 from invoices.models import PaymentAttempt
 
+from . import paydays
+
 FUNDS_CODES = frozenset({"insufficient_funds", "partial_payment", "card_velocity_exceeded",
                          "withdrawal_count_limit_exceeded"})
 TRAIN_LIMIT = 50_000  # the most recent finished retries learned from
@@ -109,6 +111,9 @@ def prior_mean(feature: str) -> float:
         return 0.3  # on or just after a day of month on which this customer paid before
     if feature in ("cw:0", "cw:1"):
         return 0.1
+    if kind == "pay":
+        # The customer's estimated chance on this day and hour (paydays), at its word.
+        return paydays.pay_prior(int(value), BASE_PRIOR["insufficient_funds"])
     return 0.0
 
 
@@ -169,6 +174,9 @@ class Situation:
     paid_hours: frozenset = frozenset()  # local hours of those successes
     failed_weekdays: frozenset = frozenset()  # local weekdays of this invoice's failures
     failed_days: frozenset = frozenset()  # days of month of the customer's recent failures
+    # (paydays.PaydayFit, the customer's posterior over its schedules, time zone): the
+    # customer's estimated payday, for a decline for lack of funds (None: no estimate).
+    payday: tuple | None = None
 
 
 AGE_EDGES = (6, 24, 48, 72, 120, 192, 336)  # hours since the first failure
@@ -218,7 +226,26 @@ def slot_features(s: Situation, local: datetime, at: datetime) -> list[str]:
     age = (at - s.first_failed_at).total_seconds() / 3600
     return [*clock_features(s.funding, weekday, hour), *day_features(group, day),
             f"age:{group}:{_age_bucket(age)}",
-            *customer_clock_features(s, weekday, hour), *customer_day_features(s, day)]
+            *customer_clock_features(s, weekday, hour), *customer_day_features(s, day),
+            *customer_pay_features(s, at)]
+
+
+def customer_pay_features(s: Situation, at: datetime) -> list[str]:
+    """The customer's estimated chance at `at` from their estimated payday (paydays), in
+    buckets; only for a decline for lack of funds, once the population was fitted."""
+    if s.payday is None:
+        return []
+    fit, posterior, tz = s.payday
+    return [f"pay:{paydays.pay_bucket(float(fit.chance(posterior, [at], tz)[0]))}"]
+
+
+def payday_of(fit, code: str, history, before: datetime, tz) -> tuple | None:
+    """Situation.payday for a decline `code` of a customer whose finished attempts are
+    `history` ((moment, succeeded), in time order): those before `before` make the
+    posterior."""
+    if fit is None or not fit.customers or code not in FUNDS_CODES:
+        return None
+    return fit, fit.posterior([(at, ok) for at, ok in history if at < before], tz), tz
 
 
 def clock_features(funding: str, weekday: int, hour: int) -> list[str]:
@@ -274,6 +301,7 @@ class Model:
         # How much of the timing features' log-odds holds up out of sample (0..1,
         # timing_slope): the planner compresses the differences between times by it.
         self.timing = timing
+        self.paydays: paydays.PaydayFit | None = None  # the population's (paydays.fit)
         self.trained = 0  # training rows fitted on
         self.pairs: list = []  # (log-odds predicted before the outcome was known, outcome)
         # The weights as arrays (the planner's fast path): feature -> column, and each
@@ -564,6 +592,20 @@ def failed_before(history, before: datetime, first: datetime, tz) -> tuple[froze
             frozenset(m.day for _at, m in recent))
 
 
+def _payday_customers() -> list[tuple[list, object]]:
+    """Every customer ever declined for lack of funds: their finished attempts and time
+    zone (what paydays.fit learns from)."""
+    from customers.models import Customer
+
+    ids = set(PaymentAttempt.objects.filter(decline_code__in=FUNDS_CODES)
+              .order_by().values_list("customer_id", flat=True).distinct())
+    if not ids:
+        return []
+    histories = _histories(ids)
+    zones = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "timezone"))
+    return [(histories.get(pk, []), zoneinfo.ZoneInfo(zones[pk])) for pk in sorted(ids)]
+
+
 def _finished_retries():
     return PaymentAttempt.objects.filter(
         source=PaymentAttempt.Source.AUTOMATIC,
@@ -584,6 +626,7 @@ class History:
         self.model: Model | None = None
         # (log-odds predicted before the outcome: untimed part, timed part; outcome)
         self.pairs = np.zeros((0, 3))
+        self.paydays: paydays.PaydayFit | None = None
 
     def waiting(self) -> int:
         """Finished retries not learned yet (one indexed count)."""
@@ -601,7 +644,7 @@ class History:
         self.seen.update(a["pk"] for a in attempts)
         # Retries of a hard decline are charges of the new card the customer added.
         learned = [a for a in attempts if a["retry_of_decline_code"] not in HARD_DECLINE_CODES]
-        rows = _rows(learned, self.tries)
+        rows = _rows(learned, self.tries, self.paydays)
         if rows:
             self.design.add(rows)
             self.design.keep_last(TRAIN_LIMIT)
@@ -617,9 +660,10 @@ class History:
         return len(rows)
 
 
-def _rows(attempts: list[dict], tries: dict) -> list[tuple[list[str], int]]:
+def _rows(attempts: list[dict], tries: dict,
+          fit: "paydays.PaydayFit | None" = None) -> list[tuple[list[str], int]]:
     """The attempts as training rows (features, succeeded), in time order; `tries` counts
-    each invoice's retries learned before (updated)."""
+    each invoice's retries learned before (updated); `fit` estimates paydays."""
     histories = _histories({a["customer_id"] for a in attempts})
     rows = []
     zones = {}
@@ -636,6 +680,8 @@ def _rows(attempts: list[dict], tries: dict) -> list[tuple[list[str], int]]:
             segment=a["customer__segment"] or "", active=False,
             paid_days=days, paid_weekdays=weekdays, paid_hours=paid_hours,
             failed_weekdays=failed_weekdays, failed_days=failed_days,
+            payday=payday_of(fit, a["retry_of_decline_code"], histories[a["customer_id"]],
+                             at, tz),
         )
         succeeded = int(a["status"] == PaymentAttempt.Status.SUCCEEDED)
         rows.append((base_features(situation) + slot_features(situation, at.astimezone(tz), at),
@@ -734,6 +780,7 @@ def model_load() -> Model:
     if history is None:
         history = _cache[key] = History()
     previous = history.model
+    history.paydays = paydays.fit(_payday_customers(), history.paydays)
     new = history.learn()
     design = history.design
     if previous is not None and new:
@@ -761,6 +808,7 @@ def model_load() -> Model:
                   if len(pairs) else (0.0, 1.0),
                   timing=timing_slope(pairs))
     model.trained = len(design)
+    model.paydays = history.paydays
     history.model = model
     return model
 
