@@ -37,10 +37,14 @@ Q_PRIOR = (0.5, 4.5)  # Beta prior of each bucket's chance (weak, mean 0.1)
 START = (0.1, 0.2, 0.2, 0.2, 0.15, 0.1, 0.07, 0.05)
 SCHEDULE_PRIOR = 0.5  # Dirichlet pseudo-count per schedule
 EM_ROUNDS = 12
-# The estimated chance as a feature: pay:k for the bucket k of these edges.
-PAY_EDGES = (0.02, 0.04, 0.07, 0.1, 0.15, 0.22, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-PAY_CENTERS = (0.012, 0.03, 0.055, 0.085, 0.125, 0.18, 0.26, 0.35, 0.45, 0.55, 0.65,
-               0.75, 0.87)
+# The estimated chance as a feature: pay:k for the bucket k of its log-odds against the
+# customer's own average estimated chance (timing only: a customer whose card succeeds
+# more often whenever it is charged is no reason to charge it at one time rather than
+# another), by these edges; each bucket's prior weight its center.
+PAY_EDGES = (-2.0, -1.25, -0.75, -0.25, 0.25, 0.75, 1.25, 2.0, 3.0)
+PAY_CENTERS = (-2.5, -1.6, -1.0, -0.5, 0.0, 0.5, 1.0, 1.6, 2.5, 3.5)
+# Days between paydays, by kind of schedule (a month's average), for the average chance.
+PERIODS = {"none": math.inf, "month": 30.44, "semi": 15.22, "week": 7.0, "fortnight": 14.0}
 
 
 def _schedules() -> list[tuple]:
@@ -150,6 +154,17 @@ class PaydayFit:
         weights = np.exp(log)
         return weights / weights.sum()
 
+    def average(self, posterior: np.ndarray) -> float:
+        """The customer's estimated chance averaged over time (every hour alike)."""
+        widths = np.diff((0, *HOURS))  # hours in each bucket near a payday
+        found = 0.0
+        for weight, schedule in zip(posterior, SCHEDULES, strict=True):
+            days = PERIODS[schedule[0]]
+            near = 0.0 if math.isinf(days) else widths / (24 * days)
+            found += weight * (float(np.sum(near * self.chances[:FAR]))
+                               + (1 - float(np.sum(near))) * self.chances[FAR])
+        return found
+
     def chance(self, posterior: np.ndarray, moments: list[datetime], tz) -> np.ndarray:
         """The estimated chance of a charge at each of `moments`."""
         return posterior @ self.chances[buckets(moments, tz)]
@@ -194,16 +209,18 @@ def fit(customers: list[tuple[list[tuple[datetime, bool]], object]],
     return PaydayFit(chances, prior, len(data))
 
 
-def pay_bucket(chance: float) -> int:
-    return int(np.searchsorted(PAY_EDGES, chance, side="right"))
+def _logits(p):
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
 
 
-def pay_buckets(chances: np.ndarray) -> np.ndarray:
-    return np.searchsorted(PAY_EDGES, chances, side="right")
+def pay_buckets(chances: np.ndarray, average: float) -> np.ndarray:
+    """The buckets of `chances` against the customer's `average` (PAY_EDGES)."""
+    return np.searchsorted(PAY_EDGES, _logits(np.asarray(chances)) - _logits(average),
+                           side="right")
 
 
-def pay_prior(bucket: int, base: float) -> float:
-    """The prior weight of pay:bucket: the estimate taken at its word, as log-odds
-    against `base` (the code's prior chance)."""
-    center = PAY_CENTERS[bucket]
-    return math.log(center / (1 - center)) - math.log(base / (1 - base))
+def pay_prior(bucket: int) -> float:
+    """The prior weight of pay:bucket: the estimate taken at its word (its log-odds
+    against the customer's average)."""
+    return PAY_CENTERS[bucket]

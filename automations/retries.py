@@ -311,7 +311,8 @@ class SlotTables:
         self.pay = None
         if situation.payday is not None:
             fit, posterior, zone = situation.payday
-            found = paydays.pay_buckets(fit.chance(posterior, slots, zone))
+            found = paydays.pay_buckets(fit.chance(posterior, slots, zone),
+                                        fit.average(posterior))
             self.pay = np.array([model.column(f"pay:{k}")
                                  for k in range(len(paydays.PAY_CENTERS))],
                                 dtype=np.intp)[found]

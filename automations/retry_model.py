@@ -23,6 +23,11 @@ its weights. The features:
   per-customer payday estimate, pooled through weights shared by every customer);
 - where the customer's money was not: a weekday on which this invoice already failed, a
   day of month on which the customer's payments failed lately;
+- for a decline for lack of funds, the customer's estimated payday (automations.paydays:
+  a posterior over generic pay schedules from the customer's own attempts, the chances
+  by hours since a payday learned from everyone declined for lack of funds): the chance
+  it estimates at the slot against the customer's average, in buckets (`pay:k`), its
+  prior weight the estimate taken at its word;
 - whether the customer did something since the failure (visited the invoice page).
 
 Each weight has a Gaussian prior (ridge): mild generic priors (a retry within hours of
@@ -113,7 +118,7 @@ def prior_mean(feature: str) -> float:
         return 0.1
     if kind == "pay":
         # The customer's estimated chance on this day and hour (paydays), at its word.
-        return paydays.pay_prior(int(value), BASE_PRIOR["insufficient_funds"])
+        return paydays.pay_prior(int(value))
     return 0.0
 
 
@@ -231,12 +236,14 @@ def slot_features(s: Situation, local: datetime, at: datetime) -> list[str]:
 
 
 def customer_pay_features(s: Situation, at: datetime) -> list[str]:
-    """The customer's estimated chance at `at` from their estimated payday (paydays), in
-    buckets; only for a decline for lack of funds, once the population was fitted."""
+    """The customer's estimated chance at `at` from their estimated payday (paydays),
+    against their own average, in buckets; only for a decline for lack of funds, once
+    the population was fitted."""
     if s.payday is None:
         return []
     fit, posterior, tz = s.payday
-    return [f"pay:{paydays.pay_bucket(float(fit.chance(posterior, [at], tz)[0]))}"]
+    found = paydays.pay_buckets(fit.chance(posterior, [at], tz), fit.average(posterior))
+    return [f"pay:{int(found[0])}"]
 
 
 def payday_of(fit, code: str, history, before: datetime, tz) -> tuple | None:

@@ -464,7 +464,7 @@ def test_without_a_payday_signal_the_model_learns_no_payday():
     fit = paydays.fit(customers)
     rows = []
     for attempts, tz in customers:
-        for k, (at, ok) in enumerate(attempts):
+        for at, ok in attempts:
             s = situation(first_failed_at=attempts[0][0], timezone=tz.key,
                           payday=retry_model.payday_of(fit, "insufficient_funds", attempts,
                                                        at, tz))
@@ -510,3 +510,18 @@ def test_the_planner_waits_for_the_customers_estimated_payday():
     model = retry_model.Model({"c:insufficient_funds": -2.0},
                               {"c:insufficient_funds": 0.01}, 5000)
     assert plan(model, history=sorted(history)).at == FIRST + PACE
+
+
+def test_the_payday_feature_is_timing_only_not_how_often_a_card_succeeds():
+    # A card that succeeds a third of the time whenever it is charged: the estimate says
+    # so at every hour, which is no reason to charge it at one time rather than another
+    # (nor, where timing carries no signal, a sign that timing holds up out of sample).
+    flat = paydays.PaydayFit(chances=[1 / 3] * (paydays.FAR + 1), customers=100)
+    posterior = flat.posterior([(FIRST - hours(24 * k + 5), k % 3 == 0) for k in range(9)],
+                               UTC_ZONE)
+    assert flat.average(posterior) == pytest.approx(1 / 3)
+    s = situation(payday=(flat, posterior, UTC_ZONE))
+    found = {f for at in (FIRST + hours(h) for h in range(0, 24 * 14, 7))
+             for f in retry_model.slot_features(s, at, at) if f.startswith("pay:")}
+    assert len(found) == 1
+    assert retry_model.prior_mean(found.pop()) == 0.0
