@@ -700,6 +700,7 @@ def _rows(attempts: list[dict], tries: dict,
 def training_rows() -> list[tuple[list[str], int]]:
     """Every finished retry (the latest TRAIN_LIMIT) as a training row."""
     history = History()
+    history.paydays = paydays.fit(_payday_customers())
     history.learn()
     design = history.design
     return [([design.names[c] for c in row if c >= 0], int(y))
