@@ -40,7 +40,7 @@ from customers.singletons import held_read
 from invoices.collection import CollectionPolicy, Failure, Outcome, RetryPlan
 from invoices.models import Event, PaymentAttempt
 
-from . import retry_model
+from . import paydays, retry_model
 from .engine.retrying import invoice_policies
 from .models import BillingSettings, RetryPolicy, RetryStat
 from .retry_model import Situation
@@ -219,16 +219,19 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
     first = failure.invoice.past_due_at or failure.at
     days, weekdays, hours = retry_model.paid_before(context.histories.get(customer.pk, []),
                                                     failure.at, tz)
+    history = context.histories.get(customer.pk, [])
+    if (failure.at, False) not in history:  # the failure being planned for
+        history = [*history, (failure.at, False)]
+    model = context.model
     situation = Situation(
         code=code, funding=failure.attempt.card_funding or "unknown",
         amount=failure.invoice.amount_remaining, tries=used, first_failed_at=first,
         timezone=customer.timezone, segment=customer.segment or "",
         active=context.active(failure), paid_days=days, paid_weekdays=weekdays,
         paid_hours=hours,
+        payday=retry_model.payday_of(getattr(model, "paydays", None), code, history,
+                                     failure.at + MIN_GAP, tz),
     )
-    history = context.histories.get(customer.pk, [])
-    if (failure.at, False) not in history:  # the failure being planned for
-        history = [*history, (failure.at, False)]
     situation.failed_weekdays, situation.failed_days = retry_model.failed_before(
         history, failure.at + MIN_GAP, first, tz)
     model = context.model
@@ -318,6 +321,15 @@ class SlotTables:
         self.payday = _table(model, 31, lambda i: (
             retry_model.customer_day_features(situation, i + 1)))
         self.clock_of, self.day_of = _local_parts(tz, slots)
+        # The customer's estimated chance at each slot from their payday (pay:k).
+        self.pay = None
+        if situation.payday is not None:
+            fit, posterior, zone = situation.payday
+            found = paydays.pay_buckets(fit.chance(posterior, slots, zone),
+                                        fit.average(posterior))
+            self.pay = np.array([model.column(f"pay:{k}")
+                                 for k in range(len(paydays.PAY_CENTERS))],
+                                dtype=np.intp)[found]
         ages = np.array([(s - situation.first_failed_at).total_seconds() / 3600 for s in slots])
         self.age_of = np.searchsorted(retry_model.AGE_EDGES, ages, side="right")
 
@@ -335,6 +347,8 @@ class SlotTables:
         z = z + summed(self.hour)[:, self.clock_of % 24]
         z = z + (summed(self.day) + summed(self.payday))[:, self.day_of - 1]
         z = z + summed(self.age)[:, self.age_of]
+        if self.pay is not None:
+            z = z + weights[:, self.pay]
         return retry_model._sigmoids(z)
 
 
@@ -651,6 +665,8 @@ def _label(feature: str, situation, local) -> str:
             if rest == "1" else _("a day of the month without a recent failure")
     if kind == "act":
         return _("customer active since the failure")
+    if kind == "pay":
+        return _("this customer's estimated payday")
     if kind == "seg":
         return _("segment %(s)s") % {"s": rest}
     if kind == "tries":

@@ -23,6 +23,11 @@ its weights. The features:
   per-customer payday estimate, pooled through weights shared by every customer);
 - where the customer's money was not: a weekday on which this invoice already failed, a
   day of month on which the customer's payments failed lately;
+- for a decline for lack of funds, the customer's estimated payday (automations.paydays:
+  a posterior over generic pay schedules from the customer's own attempts, the chances
+  by hours since a payday learned from everyone declined for lack of funds): the chance
+  it estimates at the slot against the customer's average, in buckets (`pay:k`), its
+  prior weight the estimate taken at its word;
 - whether the customer did something since the failure (visited the invoice page).
 
 Each weight has a Gaussian prior (ridge): mild generic priors (a retry within hours of
@@ -55,6 +60,8 @@ from django.db import connection
 
 from invoices.gateways.base import HARD_DECLINE_CODES
 from invoices.models import PaymentAttempt
+
+from . import paydays
 
 FUNDS_CODES = frozenset({"insufficient_funds", "partial_payment", "card_velocity_exceeded",
                          "withdrawal_count_limit_exceeded"})
@@ -118,6 +125,9 @@ def prior_mean(feature: str) -> float:
         return 0.3  # on or just after a day of month on which this customer paid before
     if feature in ("cw:0", "cw:1"):
         return 0.1
+    if kind == "pay":
+        # The customer's estimated chance on this day and hour (paydays), at its word.
+        return paydays.pay_prior(int(value))
     return 0.0
 
 
@@ -178,6 +188,9 @@ class Situation:
     paid_hours: frozenset = frozenset()  # local hours of those successes
     failed_weekdays: frozenset = frozenset()  # local weekdays of this invoice's failures
     failed_days: frozenset = frozenset()  # days of month of the customer's recent failures
+    # (paydays.PaydayFit, the customer's posterior over its schedules, time zone): the
+    # customer's estimated payday, for a decline for lack of funds (None: no estimate).
+    payday: tuple | None = None
 
 
 AGE_EDGES = (6, 24, 48, 72, 120, 192, 336)  # hours since the first failure
@@ -227,7 +240,28 @@ def slot_features(s: Situation, local: datetime, at: datetime) -> list[str]:
     age = (at - s.first_failed_at).total_seconds() / 3600
     return [*clock_features(s.funding, weekday, hour), *day_features(group, day),
             f"age:{group}:{_age_bucket(age)}",
-            *customer_clock_features(s, weekday, hour), *customer_day_features(s, day)]
+            *customer_clock_features(s, weekday, hour), *customer_day_features(s, day),
+            *customer_pay_features(s, at)]
+
+
+def customer_pay_features(s: Situation, at: datetime) -> list[str]:
+    """The customer's estimated chance at `at` from their estimated payday (paydays),
+    against their own average, in buckets; only for a decline for lack of funds, once
+    the population was fitted."""
+    if s.payday is None:
+        return []
+    fit, posterior, tz = s.payday
+    found = paydays.pay_buckets(fit.chance(posterior, [at], tz), fit.average(posterior))
+    return [f"pay:{int(found[0])}"]
+
+
+def payday_of(fit, code: str, history, before: datetime, tz) -> tuple | None:
+    """Situation.payday for a decline `code` of a customer whose finished attempts are
+    `history` ((moment, succeeded), in time order): those before `before` make the
+    posterior."""
+    if fit is None or not fit.customers or code not in FUNDS_CODES:
+        return None
+    return fit, fit.posterior([(at, ok) for at, ok in history if at < before], tz), tz
 
 
 def clock_features(funding: str, weekday: int, hour: int) -> list[str]:
@@ -286,6 +320,7 @@ class Model:
         # How much of the timing features' log-odds holds up out of sample (0..1,
         # timing_slope): the planner compresses the differences between times by it.
         self.timing = timing
+        self.paydays: paydays.PaydayFit | None = None  # the population's (paydays.fit)
         self.trained = 0  # training rows fitted on
         self.pairs: list = []  # (log-odds predicted before the outcome was known, outcome)
         # The weights as arrays (the planner's fast path): feature -> column, and each
@@ -578,6 +613,20 @@ def failed_before(history, before: datetime, first: datetime, tz) -> tuple[froze
             frozenset(m.day for _at, m in recent))
 
 
+def _payday_customers() -> list[tuple[list, object]]:
+    """Every customer ever declined for lack of funds: their finished attempts and time
+    zone (what paydays.fit learns from)."""
+    from customers.models import Customer
+
+    ids = set(PaymentAttempt.objects.filter(decline_code__in=FUNDS_CODES)
+              .order_by().values_list("customer_id", flat=True).distinct())
+    if not ids:
+        return []
+    histories = _histories(ids)
+    zones = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "timezone"))
+    return [(histories.get(pk, []), zoneinfo.ZoneInfo(zones[pk])) for pk in sorted(ids)]
+
+
 def _finished_retries():
     return PaymentAttempt.objects.filter(
         source=PaymentAttempt.Source.AUTOMATIC,
@@ -603,6 +652,7 @@ class History:
         self.planned: dict[int, list[tuple[datetime, float]]] = {}
         self.stated = np.zeros((0, 2))  # (log-odds as stated, or as predicted; outcome)
         self.keys: list[tuple[int, datetime]] = []  # the last rows learned: invoice, moment
+        self.paydays: paydays.PaydayFit | None = None
 
     def waiting(self) -> int:
         """Finished retries not learned yet (one indexed count)."""
@@ -622,7 +672,7 @@ class History:
         learned = sorted((a for a in attempts
                           if a["retry_of_decline_code"] not in HARD_DECLINE_CODES),
                          key=lambda a: (a["created_at"], a["pk"]))
-        rows = _rows(learned, self.tries)
+        rows = _rows(learned, self.tries, self.paydays)
         self.keys = [(a["invoice_id"], a["created_at"]) for a in learned]
         if rows:
             self.design.add(rows)
@@ -669,9 +719,10 @@ def _stated_log_odds(history: "History", invoice_id: int, at: datetime) -> float
     return None
 
 
-def _rows(attempts: list[dict], tries: dict) -> list[tuple[list[str], int]]:
+def _rows(attempts: list[dict], tries: dict,
+          fit: "paydays.PaydayFit | None" = None) -> list[tuple[list[str], int]]:
     """The attempts as training rows (features, succeeded), in time order; `tries` counts
-    each invoice's retries learned before (updated)."""
+    each invoice's retries learned before (updated); `fit` estimates paydays."""
     histories = _histories({a["customer_id"] for a in attempts})
     rows = []
     zones = {}
@@ -688,6 +739,8 @@ def _rows(attempts: list[dict], tries: dict) -> list[tuple[list[str], int]]:
             segment=a["customer__segment"] or "", active=False,
             paid_days=days, paid_weekdays=weekdays, paid_hours=paid_hours,
             failed_weekdays=failed_weekdays, failed_days=failed_days,
+            payday=payday_of(fit, a["retry_of_decline_code"], histories[a["customer_id"]],
+                             at, tz),
         )
         succeeded = int(a["status"] == PaymentAttempt.Status.SUCCEEDED)
         rows.append((base_features(situation) + slot_features(situation, at.astimezone(tz), at),
@@ -699,6 +752,7 @@ def _rows(attempts: list[dict], tries: dict) -> list[tuple[list[str], int]]:
 def training_rows() -> list[tuple[list[str], int]]:
     """Every finished retry (the latest TRAIN_LIMIT) as a training row."""
     history = History()
+    history.paydays = paydays.fit(_payday_customers())
     history.learn()
     design = history.design
     return [([design.names[c] for c in row if c >= 0], int(y))
@@ -882,6 +936,7 @@ def model_load() -> Model:
     if history is None:
         history = _cache[key] = History()
     previous = history.model
+    history.paydays = paydays.fit(_payday_customers(), history.paydays)
     new = history.learn()
     design = history.design
     if new:
@@ -921,6 +976,7 @@ def model_load() -> Model:
                   calibration=recalibrate(history.stated),
                   timing=timing_slope(history.pairs))
     model.trained = len(design)
+    model.paydays = history.paydays
     history.model = model
     return model
 

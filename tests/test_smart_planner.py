@@ -8,9 +8,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from automations import retries, retry_model
+from automations import paydays, retries, retry_model
 from automations.models import RetryPolicy
-from automations.retries import _smart, fixed_marks, fixed_times, plan_retry, plan_value
+from automations.retries import (
+    SlotTables,
+    _smart,
+    fixed_marks,
+    fixed_times,
+    plan_retry,
+    plan_value,
+)
 
 FIRST = datetime(2026, 3, 2, 9, tzinfo=UTC)  # a Monday
 PACE = timedelta(days=14) / 8
@@ -462,3 +469,145 @@ def test_a_timing_slope_not_clearly_above_zero_keeps_the_fixed_schedule_exactly(
     slopes = [retry_model.timing_slope(record(seed, 800, 0.0, 0.5)) for seed in range(20)]
     assert sum(slope > 0 for slope in slopes) <= 2, slopes
     assert retry_model.timing_slope(record(1, 3000, 1.0, 1.0)) > 0.85
+
+
+def _paid_world(rng, schedule_of, chance_of, customers=300, tz_name="Europe/Paris"):
+    """Customers with a payday each (schedule_of(n): a weekday, or a day of month), their
+    attempts at random hours over 60 days, each a success with chance_of(hours since the
+    payday's local midnight, or None)."""
+    tz = retry_model.zoneinfo.ZoneInfo(tz_name)
+    found = []
+    for n in range(customers):
+        kind, value = schedule_of(n)
+        attempts = []
+        for _k in range(rng.randrange(4, 14)):
+            at = FIRST + hours(rng.randrange(24 * 60))
+            local = at.astimezone(tz)
+            since = None
+            for back in range(3):
+                day = (local - timedelta(days=back)).date()
+                if (kind == "week" and day.weekday() == value) or (
+                        kind == "month" and day.day == value):
+                    since = back * 24 + local.hour
+                    break
+            attempts.append((at, rng.random() < chance_of(since)))
+        found.append((sorted(attempts), tz))
+    return found
+
+
+UTC_ZONE = retry_model.zoneinfo.ZoneInfo("UTC")
+
+
+def _money_after_payday(since):
+    return 0.8 if since is not None and 8 <= since < 30 else 0.03
+
+
+def test_the_population_teaches_the_chance_by_hours_since_a_payday():
+    # Weekly and monthly paydays of their own; the money is there from 08:00 on payday
+    # for a day: the fit learns it (nothing of the hour nor the length is assumed).
+    rng = random.Random(5)
+    customers = _paid_world(rng, lambda n: ("week", rng.choice([4, 4, 3, 0])) if n % 2 else
+                            ("month", rng.randrange(1, 29)), _money_after_payday)
+    fit = paydays.fit(customers)
+    # Each bucket by the hours since a payday's midnight it ends at.
+    chances = dict(zip((*paydays.HOURS, "far"), fit.chances, strict=True))
+    assert chances[18] > 0.6 and chances[24] > 0.6  # 12:00-23:59 on payday
+    assert chances[6] < 0.15 and chances[72] < 0.1 and chances["far"] < 0.1
+    assert 0.2 < chances[36] < chances[24]  # spent during the next morning
+
+
+def test_a_customers_payday_comes_from_their_own_successes_and_failures():
+    rng = random.Random(6)
+    fit = paydays.fit(_paid_world(rng, lambda n: ("week", rng.randrange(7)),
+                                  _money_after_payday))
+    tz = retry_model.zoneinfo.ZoneInfo("Europe/Paris")
+    # Paid on two Wednesdays at 10:00 local, declined on other days.
+    history = [(datetime(2026, 3, 4, 9, tzinfo=UTC), True),
+               (datetime(2026, 3, 6, 9, tzinfo=UTC), False),
+               (datetime(2026, 3, 9, 15, tzinfo=UTC), False),
+               (datetime(2026, 3, 11, 9, tzinfo=UTC), True),
+               (datetime(2026, 3, 13, 9, tzinfo=UTC), False)]
+    posterior = fit.posterior(history, tz)
+    wednesday, friday, night = (datetime(2026, 3, 18, 9, tzinfo=UTC),
+                                datetime(2026, 3, 20, 9, tzinfo=UTC),
+                                datetime(2026, 3, 18, 2, tzinfo=UTC))
+    on, off, early = fit.chance(posterior, [wednesday, friday, night], tz)
+    # (03:00 on a Wednesday: a Tuesday payday is not ruled out, its money still there.)
+    assert on > 0.5 and off < 0.1 and early < on / 2
+    # Before any attempt of theirs, the population's prior: no day much better.
+    flat = fit.chance(fit.posterior([], tz), [wednesday, friday], tz)
+    assert max(flat) < 0.3
+
+
+def test_without_a_payday_signal_the_model_learns_no_payday():
+    # Every attempt succeeds with the same chance whenever it is made. Some schedule
+    # always fits a lucky success, so the estimate alone sees paydays; the model learns
+    # pay:k from each retry as the estimate predicted it before its outcome, and finds
+    # that the estimate predicts nothing.
+    rng = random.Random(8)
+    customers = _paid_world(rng, lambda n: ("week", rng.randrange(7)), lambda since: 0.12,
+                            customers=400)
+    fit = paydays.fit(customers)
+    rows = []
+    for attempts, tz in customers:
+        for at, ok in attempts:
+            s = situation(first_failed_at=attempts[0][0], timezone=tz.key,
+                          payday=retry_model.payday_of(fit, "insufficient_funds", attempts,
+                                                       at, tz))
+            rows.append((features(s, at.astimezone(tz)), int(ok)))
+    weights, variances, precisions = retry_model.fit_shrunk(rows)
+    model = retry_model.Model(weights, variances, len(rows), precisions=precisions)
+    chances = [model.chance(["c:insufficient_funds", f"pay:{k}"])
+               for k in range(len(paydays.PAY_CENTERS))
+               if f"pay:{k}" in weights]
+    assert max(chances) - min(chances) < 0.08, chances
+
+
+def test_the_planner_waits_for_the_customers_estimated_payday():
+    # A customer declined for lack of funds who paid on Fridays at 10:00 before; the
+    # population says money stays a day after a payday's morning. The model takes the
+    # estimate at its word (pay:k's prior), and its timing holds up: the retry moves to
+    # the coming Friday morning (FIRST is a Monday), no sooner than the fixed schedule.
+    rng = random.Random(9)
+    fit = paydays.fit(_paid_world(rng, lambda n: ("week", rng.randrange(7)),
+                                  _money_after_payday, tz_name="UTC"))
+    model = retry_model.Model({"c:insufficient_funds": -2.0},
+                              {"c:insufficient_funds": 0.01}, 5000,
+                              precisions={family: 400.0 for family in (
+                                  "amt", "tries", "fund", "hb", "fh", "fhh", "fw", "wh", "h",
+                                  "dom", "dd", "age", "cd", "cw", "ch", "fwd", "fdm")})
+    model.paydays = fit
+    history = [(FIRST - timedelta(days=7 * k + 3) + hours(1), True) for k in range(1, 4)]
+    history += [(FIRST - timedelta(days=7 * k + 1), False) for k in range(1, 4)]
+    # ...and was declined on Thursday afternoons (no Thursday payday).
+    history += [(FIRST - timedelta(days=7 * k + 4) + hours(5), False) for k in range(1, 4)]
+    retry = plan(model, history=sorted(history))
+    assert "no time clearly better" not in retry.reason
+    assert "(9" in retry.reason  # over 90% expected over the plan, which holds Fridays
+    # The chances it planned on: Friday 10:00 near the money, Wednesday not.
+    s = situation(payday=retry_model.payday_of(fit, "insufficient_funds", sorted(history),
+                                               FIRST, UTC_ZONE))
+    slots = [FIRST + timedelta(days=4, hours=1), FIRST + timedelta(days=2, hours=1)]
+    friday, wednesday = SlotTables(model, s, UTC_ZONE, slots).chances(
+        model.means()[None, :])[0]
+    assert friday > 0.3 and wednesday < friday / 5
+    # Without the estimate (the same model, no population fitted) it keeps the fixed
+    # schedule.
+    model = retry_model.Model({"c:insufficient_funds": -2.0},
+                              {"c:insufficient_funds": 0.01}, 5000)
+    assert plan(model, history=sorted(history)).at == FIRST + PACE
+
+
+def test_the_payday_feature_is_timing_only_not_how_often_a_card_succeeds():
+    # A card that succeeds a third of the time whenever it is charged: the estimate says
+    # so at every hour, which is no reason to charge it at one time rather than another
+    # (nor, where timing carries no signal, a sign that timing holds up out of sample).
+    flat = paydays.PaydayFit(chances=[1 / 3] * (paydays.FAR + 1), customers=100)
+    posterior = flat.posterior([(FIRST - hours(24 * k + 5), k % 3 == 0) for k in range(9)],
+                               UTC_ZONE)
+    assert flat.average(posterior) == pytest.approx(1 / 3)
+    s = situation(payday=(flat, posterior, UTC_ZONE))
+    found = {f for at in (FIRST + hours(h) for h in range(0, 24 * 14, 7))
+             for f in retry_model.slot_features(s, at, at) if f.startswith("pay:")}
+    assert len(found) == 1
+    assert retry_model.prior_mean(found.pop()) == 0.0
