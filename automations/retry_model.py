@@ -57,6 +57,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import connection
+from django.db.models import Max
 
 from invoices.gateways.base import HARD_DECLINE_CODES
 from invoices.models import PaymentAttempt
@@ -83,6 +84,7 @@ REFIT_MIN = 10  # ...of those learned, and at least this many
 SUPPORTED_Z = 2.0  # a factor is named only when its weight is this sure
 FAILED_MEMORY = timedelta(days=40)
 PAID_MEMORY = 3  # the customer's latest successes that make their payday estimate
+PAYDAY_CUSTOMERS = 20_000  # the customers declined for lack of funds most lately, learned from
 EXPLORATION = 0.3  # Thompson draws use this share of the posterior's spread
 CALIBRATION_PAIRS = 20_000  # the latest out-of-sample predictions recalibrated on
 CALIBRATION_PRIOR = (1.0, 4.0)  # precision of the recalibration's shift (toward 0)...
@@ -614,12 +616,15 @@ def failed_before(history, before: datetime, first: datetime, tz) -> tuple[froze
 
 
 def _payday_customers() -> list[tuple[list, object]]:
-    """Every customer ever declined for lack of funds: their finished attempts and time
-    zone (what paydays.fit learns from)."""
+    """The PAYDAY_CUSTOMERS customers declined for lack of funds most lately: their
+    finished attempts and time zone (what paydays.fit learns from at each refit, so
+    bounded however long the history grows)."""
     from customers.models import Customer
 
     ids = set(PaymentAttempt.objects.filter(decline_code__in=FUNDS_CODES)
-              .order_by().values_list("customer_id", flat=True).distinct())
+              .values("customer_id").annotate(last=Max("created_at"))
+              .order_by("-last", "customer_id")
+              .values_list("customer_id", flat=True)[:PAYDAY_CUSTOMERS])
     if not ids:
         return []
     histories = _histories(ids)

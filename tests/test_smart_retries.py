@@ -303,3 +303,19 @@ def test_stated_chances_are_recalibrated_on_what_was_stated_when_the_retry_was_p
     assert stated[-3:] == [1.25, 2.25, 3.25]
     assert stated[0] < 0  # the model's own prediction of a retry of a card never paying
     assert history.stated[:, 1].tolist() == [0.0] * 4
+
+
+def test_paydays_learn_from_the_customers_declined_for_lack_of_funds_most_lately(
+        monkeypatch):
+    # The pay-cycle fit reads the customers declined for lack of funds most lately, a
+    # bounded number of them at each refit, not every customer the history ever held.
+    for n in range(3):
+        make_charged("sim_9995", now=NOW + hours(n))
+        collection.collect_due(now=NOW + hours(n))
+    assert PaymentAttempt.objects.filter(decline_code="insufficient_funds").count() == 3
+    monkeypatch.setattr(retry_model, "PAYDAY_CUSTOMERS", 2)
+    learned = retry_model._payday_customers()
+    assert sorted(at for history, _zone in learned for at, _ok in history) == [
+        NOW + hours(1), NOW + hours(2)]
+    monkeypatch.setattr(retry_model, "PAYDAY_CUSTOMERS", 20_000)
+    assert len(retry_model._payday_customers()) == 3
