@@ -229,12 +229,10 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
         timezone=customer.timezone, segment=customer.segment or "",
         active=context.active(failure), paid_days=days, paid_weekdays=weekdays,
         paid_hours=hours,
-        payday=retry_model.payday_of(getattr(model, "paydays", None), code, history,
-                                     failure.at + MIN_GAP, tz),
+        payday=retry_model.payday_of(model.paydays, code, history, failure.at + MIN_GAP, tz),
     )
     situation.failed_weekdays, situation.failed_days = retry_model.failed_before(
         history, failure.at + MIN_GAP, first, tz)
-    model = context.model
     base = retry_model.base_features(situation)
 
     def features_at(moment):

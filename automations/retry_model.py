@@ -308,17 +308,15 @@ def customer_day_features(s: Situation, day: int) -> list[str]:
 
 class Model:
     def __init__(self, weights: dict, variances: dict, rows: int, offset: float = 0.0,
-                 precisions: dict | None = None, calibration=None,
+                 precisions: dict | None = None, calibration: "Calibration | None" = None,
                  timing: float = 1.0):
         self.weights = weights
         self.variances = variances
         self.rows = rows
         self.offset = offset  # added to every log-odds (0: none)
         self.precisions = precisions or {}  # each family's prior precision (estimated)
-        # The stated chance's map from the log-odds (Calibration, or a (shift, slope)).
-        if calibration is None or not isinstance(calibration, Calibration):
-            calibration = Calibration(*(calibration or (0.0, 1.0)))
-        self.calibration = calibration
+        # The stated chance's map from the log-odds (recalibrate).
+        self.calibration = calibration or Calibration()
         # How much of the timing features' log-odds holds up out of sample (0..1,
         # timing_slope): the planner compresses the differences between times by it.
         self.timing = timing
@@ -778,9 +776,6 @@ class Calibration:
         self.shift, self.slope = shift, slope
         self.knots = np.asarray(knots, dtype=float)
         self.values = np.asarray(values, dtype=float)
-
-    def __iter__(self):  # (shift, slope): the line
-        return iter((self.shift, self.slope))
 
     def log_odds(self, z):
         """The stated chance's log-odds for the model's log-odds `z` (a number or array)."""

@@ -279,7 +279,7 @@ def test_stated_chances_are_recalibrated_against_the_winners_curse():
     assert sum(stated) / len(stated) == pytest.approx(0.2, abs=0.03)
     # No history of predictions: no change.
     calibration = retry_model.recalibrate([])
-    assert tuple(calibration) == (0.0, 1.0) and not len(calibration.values)
+    assert (calibration.shift, calibration.slope) == (0.0, 1.0) and not len(calibration.values)
     assert calibration.chance(retry_model._logit(0.3)) == pytest.approx(0.3)
 
 
