@@ -9,17 +9,26 @@ on is unknown: this module keeps a posterior over a list of generic pay schedule
 failures alike, and predicts the chance of a charge at any moment as the posterior's
 average of the chance of a charge that many hours after a payday's local midnight.
 
-Those chances by hours since a payday (HOURS buckets, and "no payday in the last three
-days") and the population's prior over schedules are learned from every customer
-declined for lack of funds by expectation-maximisation (PaydayFit, refitted with the
-retry model). Nothing is assumed of the hour at which money arrives nor of how long it
-stays: where outcomes do not depend on paydays (no pay cycles, or no timing at all) the
-chances by bucket come out alike and the estimate is flat.
+A payday's money comes once: a charge declined during a payday's window (the hours
+after it that the buckets cover) says that this time it did not come, or was spent, and
+a charge later in the same window is no more likely to find it (AFTER, its own bucket:
+an estimate that took each attempt as an independent draw planned a retry an hour after
+a decline on a payday morning as if the decline had said little). Declines only in the
+payday's first hours (EARLY) say less: the money may come later that day.
+
+Those chances by hours since a payday (HOURS buckets, "no payday in the last three
+days", and after declines in this payday's window) and the population's prior over
+schedules are learned from every customer declined for lack of funds by
+expectation-maximisation (PaydayFit, refitted with the retry model). Nothing is assumed
+of the hour at which money arrives nor of how long it stays (nor of how likely a charge
+is after a decline in the window: its buckets are learned like the others): where
+outcomes do not depend on paydays (no pay cycles, or no timing at all) the chances by
+bucket come out alike and the estimate is flat.
 
 retry_model uses the estimate as one feature family (`pay:k`, the estimated chance in
 buckets), its prior weights the estimate taken at its word: the logistic model weighs it
-against everything else it knows, and the planner compresses it with the other timing
-features while it has not held up out of sample.
+against everything else it knows, and the planner counts it only as far as it has held
+up out of sample (its own slope: retry_model.timing_slopes).
 """
 
 import calendar
@@ -30,11 +39,13 @@ import numpy as np
 
 HOURS = (6, 12, 18, 24, 36, 48, 72)  # buckets of hours since a payday's local midnight
 FAR = len(HOURS)  # no payday in the last three days
+EARLY = FAR + 1  # after declines within the payday's first hours only (the same window)
+AFTER = FAR + 2  # after a decline later within the same payday's window
 DAY = HOURS.index(24) + 1  # the first bucket after the payday's own 24 hours
 Q_PRIOR = (0.5, 4.5)  # Beta prior of each bucket's chance (weak, mean 0.1)
 # Where the fit starts: money is there from some time on payday and spent in the days
 # after (mild).
-START = (0.1, 0.2, 0.2, 0.2, 0.15, 0.1, 0.07, 0.05)
+START = (0.1, 0.2, 0.2, 0.2, 0.15, 0.1, 0.07, 0.05, 0.1, 0.05)
 SCHEDULE_PRIOR = 0.5  # Dirichlet pseudo-count per schedule
 EM_ROUNDS = 12
 # The estimated chance as a feature: pay:k for the bucket k of its log-odds against the
@@ -118,72 +129,145 @@ _table = _Table()
 def buckets(moments: list[datetime], tz) -> np.ndarray:
     """schedules x moments: the bucket of hours since the last payday's local midnight
     (FAR: none in the last three days)."""
+    return windows(moments, tz)[0]
+
+
+def windows(moments: list[datetime], tz) -> tuple[np.ndarray, np.ndarray]:
+    """buckets(), and schedules x moments: the payday each bucket counts from (its
+    ordinal; -1 for FAR)."""
     if not moments:
-        return np.zeros((len(SCHEDULES), 0), dtype=np.intp)
+        empty = np.zeros((len(SCHEDULES), 0), dtype=np.intp)
+        return empty, empty
     local = [m.astimezone(tz) for m in moments]
     ordinals = np.array([m.toordinal() for m in local])
     hours = np.array([m.hour + m.minute / 60 for m in local])
     table = _table.covering(int(ordinals.min()) - 3, int(ordinals.max()) + 1)
     found = np.full((len(SCHEDULES), len(local)), FAR, dtype=np.intp)
+    payday = np.full((len(SCHEDULES), len(local)), -1, dtype=np.intp)
     for back in (2, 1, 0):  # the most recent payday last, so that it wins
         paid = table[:, ordinals - back - _table.low]
         bucket = np.searchsorted(HOURS, hours + 24 * back, side="right")
-        found = np.where(paid & (bucket < FAR), bucket[None, :], found)
-    found[0] = FAR  # "none": never a payday
-    return found
+        near = paid & (bucket < FAR)
+        found = np.where(near, bucket[None, :], found)
+        payday = np.where(near, (ordinals - back)[None, :], payday)
+    found[0], payday[0] = FAR, -1  # "none": never a payday
+    return found, payday
+
+
+def after_declines(found: np.ndarray, payday: np.ndarray, ok) -> tuple[np.ndarray, tuple]:
+    """The buckets of attempts in time order (windows()) with those made after a decline
+    within the same payday's window moved, by schedule, to AFTER (a decline from the
+    payday's first bucket on: the money did not come, or is gone) or EARLY (declines
+    only in its first hours: the money may still come that day); and, for the moments
+    after them, each schedule's payday of the latest decline (-1: none, or not within a
+    payday's window) and the bucket that follows it in that window."""
+    ok = np.asarray(ok, dtype=bool)
+    n = len(ok)
+    none = np.full(len(SCHEDULES), -1, dtype=np.intp)
+    if not n:
+        return found, (none, np.full(len(SCHEDULES), AFTER, dtype=np.intp))
+    # A payday's window is one run of equal paydays in a schedule's row (the moments are
+    # in time order): the declines before each moment within its run, all of them and
+    # those past the payday's first bucket.
+    declined = (~ok)[None, :] & (payday >= 0)
+    late = declined & (found >= 1)
+    zero = np.zeros((len(SCHEDULES), 1), dtype=np.intp)
+    every = np.hstack([zero, np.cumsum(declined, axis=1)])
+    later = np.hstack([zero, np.cumsum(late, axis=1)])
+    index = np.arange(n)
+    starts = np.ones(payday.shape, dtype=bool)
+    starts[:, 1:] = payday[:, 1:] != payday[:, :-1]
+    start = np.maximum.accumulate(np.where(starts, index[None, :], 0), axis=1)
+    rows = np.arange(len(SCHEDULES))[:, None]
+    before = every[:, :-1] - every[rows, start]
+    before_late = later[:, :-1] - later[rows, start]
+    inside = payday >= 0
+    found = np.where(inside & (before_late > 0), AFTER,
+                     np.where(inside & (before > 0), EARLY, found))
+    # After the last moment: its window's declines, the last moment's own included.
+    last = n - 1
+    first = start[:, last]
+    any_decline = (every[rows[:, 0], n] - every[rows[:, 0], first]) > 0
+    any_late = (later[rows[:, 0], n] - later[rows[:, 0], first]) > 0
+    window = np.where(inside[:, last] & any_decline, payday[:, last], -1)
+    return found, (window, np.where(any_late, AFTER, EARLY))
+
+
+class Estimate:
+    """A customer's estimated payday: the posterior over SCHEDULES (`weights`) and, by
+    schedule, the payday within whose window their latest attempts were declined and
+    the bucket of a charge later in that window (after_declines)."""
+
+    def __init__(self, weights: np.ndarray, declined: tuple | None = None):
+        self.weights = weights
+        self.declined = declined
 
 
 class PaydayFit:
     """The population's chances by bucket and prior over schedules (fit)."""
 
     def __init__(self, chances=None, prior=None, customers: int = 0):
-        self.chances = np.array(chances if chances is not None else START)
+        chances = list(chances if chances is not None else START)
+        if len(chances) == EARLY:  # no buckets after a decline: as far from a payday
+            chances += [chances[FAR], chances[FAR]]
+        self.chances = np.array(chances)
         self.prior = np.array(prior if prior is not None else
                               [1 / len(SCHEDULES)] * len(SCHEDULES))
         self.customers = customers
 
-    def posterior(self, attempts: list[tuple[datetime, bool]], tz) -> np.ndarray:
-        """The customer's posterior over SCHEDULES from their finished attempts."""
+    def posterior(self, attempts: list[tuple[datetime, bool]], tz) -> Estimate:
+        """The customer's estimate from their finished attempts (in time order): the
+        posterior over SCHEDULES, and where their latest decline was."""
         log = np.log(self.prior)
+        declined = None
         if attempts:
-            found = buckets([at for at, _ok in attempts], tz)
             ok = np.array([bool(y) for _at, y in attempts])
+            found, declined = after_declines(*windows([at for at, _ok in attempts], tz), ok)
             q = self.chances[found]
             log = log + np.where(ok[None, :], np.log(q), np.log(1 - q)).sum(axis=1)
         log -= log.max()
         weights = np.exp(log)
-        return weights / weights.sum()
+        return Estimate(weights / weights.sum(), declined)
 
-    def average(self, posterior: np.ndarray) -> float:
+    def average(self, estimate: Estimate) -> float:
         """The customer's estimated chance averaged over time (every hour alike)."""
         widths = np.diff((0, *HOURS))  # hours in each bucket near a payday
         found = 0.0
-        for weight, schedule in zip(posterior, SCHEDULES, strict=True):
+        for weight, schedule in zip(estimate.weights, SCHEDULES, strict=True):
             days = PERIODS[schedule[0]]
             near = 0.0 if math.isinf(days) else widths / (24 * days)
             found += weight * (float(np.sum(near * self.chances[:FAR]))
                                + (1 - float(np.sum(near))) * self.chances[FAR])
         return found
 
-    def chance(self, posterior: np.ndarray, moments: list[datetime], tz) -> np.ndarray:
-        """The estimated chance of a charge at each of `moments`."""
-        return posterior @ self.chances[buckets(moments, tz)]
+    def chance(self, estimate: Estimate, moments: list[datetime], tz) -> np.ndarray:
+        """The estimated chance of a charge at each of `moments` (after the customer's
+        attempts the estimate was made from)."""
+        found, payday = windows(moments, tz)
+        if estimate.declined is not None:
+            window, after = estimate.declined
+            same = (payday >= 0) & (payday == window[:, None])
+            found = np.where(same, after[:, None], found)
+        return estimate.weights @ self.chances[found]
 
 
 def fit(customers: list[tuple[list[tuple[datetime, bool]], object]],
         start: PaydayFit | None = None) -> PaydayFit:
     """EM over customers (their finished attempts and time zone): each one's posterior
     over the schedules, then the chances by bucket and the prior over schedules."""
-    data = [(buckets([at for at, _ok in attempts], tz),
-             np.array([bool(y) for _at, y in attempts]))
-            for attempts, tz in customers if attempts]
+    data = []
+    for attempts, tz in customers:
+        if attempts:
+            ok = np.array([bool(y) for _at, y in attempts])
+            found, _declined = after_declines(*windows([at for at, _ok in attempts], tz), ok)
+            data.append((found, ok))
     current = start or PaydayFit()
     if not data:
         return current
     chances, prior = current.chances.copy(), current.prior.copy()
     for _round in range(EM_ROUNDS):
-        hits = np.full(FAR + 1, Q_PRIOR[0])
-        tries = np.full(FAR + 1, sum(Q_PRIOR))
+        hits = np.full(AFTER + 1, Q_PRIOR[0])
+        tries = np.full(AFTER + 1, sum(Q_PRIOR))
         counts = np.full(len(SCHEDULES), SCHEDULE_PRIOR)
         log_q, log_not = np.log(chances), np.log(1 - chances)
         for found, ok in data:
@@ -194,9 +278,9 @@ def fit(customers: list[tuple[list[tuple[datetime, bool]], object]],
             counts += post
             flat = found.ravel()
             weight = np.repeat(post, found.shape[1])
-            tries += np.bincount(flat, weight, minlength=FAR + 1)
+            tries += np.bincount(flat, weight, minlength=AFTER + 1)
             hits += np.bincount(flat, (weight.reshape(found.shape) * ok[None, :]).ravel(),
-                                minlength=FAR + 1)
+                                minlength=AFTER + 1)
         chances = np.clip(hits / tries, 1e-4, 1 - 1e-4)
         # The money is there on payday at the latest and is spent after: past the
         # payday's own 24 hours no bucket beats the best of the day, nor the one before.
