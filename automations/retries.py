@@ -278,15 +278,17 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
         when, chosen_features, times, feats = fixed[0], fixed_features[0], fixed, fixed_features
     # The chance stated is the posterior mean's, recalibrated on the chances stated for
     # the retries made before (retry_model.recalibrate: the best-looking of many times
-    # is overstated, the winner's curse).
-    p = model.stated(chosen_features)
-    # Recalibrated, once the retry is made and learned, on what was stated here.
-    retry_model.plan_note(failure.invoice.pk, when, model.log_odds(chosen_features))
-    expected = plan_value([model.stated(f) for f in feats], times, earliest)
+    # is overstated, the winner's curse, the more so for a retry moved to it); the
+    # model's log-odds and whether it was moved are kept on the attempt, to recalibrate
+    # on once its outcome is learned.
+    moved = bool(better)
+    z = model.stated_log_odds(chosen_features)
+    p = model.calibration.chance(z, moved)
+    expected = plan_value([model.stated(f, moved) for f in feats], times, earliest)
     reason = _reason(model, situation, chosen_features, when.astimezone(tz), p,
                      expected, used, budget, when - max(earliest, failure.at + pace),
                      not better)
-    return RetryPlan(when, reason, chance=p)
+    return RetryPlan(when, reason, chance=p, log_odds=z, moved=moved)
 
 
 def _generator(context) -> np.random.Generator:
@@ -591,7 +593,8 @@ def _reason(model, situation, features, local, p, expected, used, budget, wait,
     for feature in features:
         if feature in ("b",) or feature.startswith(("c:", "fund:")):
             continue
-        weight = model.weight(feature)
+        # As far as its concept's timing held up out of sample (none: not named).
+        weight = model.weight(feature) * model.timing_of(feature)
         if weight >= math.log(1.15) and model.supported(feature):
             factors.append((weight, feature))
     factors.sort(reverse=True)

@@ -42,10 +42,19 @@ sampling (exploration) and tells which factors the data supports (the reason nam
 those whose weight is at least two standard deviations from zero).
 
 Whether the timing differences hold up at all is measured on the model's own record:
-the retries made, as it predicted them before learning their outcomes (timing_slope).
-The planner compresses the differences between candidate times by that slope, so that
-where timing carries no signal it keeps the fixed schedule instead of choosing on noise;
-a slope not yet two standard deviations above 0 counts as 0 (the fixed schedule exactly).
+the retries made, as it predicted them before learning their outcomes (timing_slopes),
+concept by concept (CONCEPTS: the local weekday and hour, the day of month, the time
+since the failure, the customer's own days and hours, the estimated payday), so that an
+estimate that holds up is not held back by hours that are noise, nor the noise carried
+by it. The planner and the chance stated compress each concept's differences by its
+slope, so that where timing carries no signal it keeps the fixed schedule instead of
+choosing on noise; a slope not yet two standard deviations above 0 counts as 0 (the
+fixed schedule exactly where no concept holds up).
+
+The chance stated is then recalibrated on the record of what was stated (the model's
+log-odds when each retry was planned, and whether the planner moved it from the fixed
+schedule's time, both kept on the attempt so that it holds whichever worker planned it):
+recalibrate, Calibration.
 """
 
 import math
@@ -68,7 +77,6 @@ FUNDS_CODES = frozenset({"insufficient_funds", "partial_payment", "card_velocity
                          "withdrawal_count_limit_exceeded"})
 TRAIN_LIMIT = 50_000  # the most recent finished retries learned from
 PLAN_MATCH = timedelta(hours=6)  # a retry made this long after its planned time is its plan's
-PLANNED_LIMIT = 200_000  # invoices whose planned retries are remembered (plan_note)
 PRIOR_PRECISION = 4.0  # 1 / variance of a weight's prior before its family's is estimated
 GROUP_SPREAD = 0.2  # the hyperprior: a family's prior spread (sd) when data says little...
 GROUP_PSEUDO = 1.0  # ...worth this many well-determined weights
@@ -89,6 +97,7 @@ EXPLORATION = 0.3  # Thompson draws use this share of the posterior's spread
 CALIBRATION_PAIRS = 20_000  # the latest out-of-sample predictions recalibrated on
 CALIBRATION_PRIOR = (1.0, 4.0)  # precision of the recalibration's shift (toward 0)...
 # ...and of its slope (toward 1): a few hundred retries move them
+CALIBRATION_MOVED_PRIOR = 4.0  # precision of the moved retries' own shift (toward 0)
 CALIBRATION_BIN = 200  # the record's retries by bin of the recalibration's correction...
 CALIBRATION_BINS = 30  # ...in this many bins at most...
 CALIBRATION_WIDTH = 0.5  # ...each at most this wide on the line's log-odds
@@ -98,6 +107,17 @@ CALIBRATION_HALF_LIFE = 3000  # retries: the record's weight halves over this ma
 # every other family is the model's timing, whose out-of-sample slope (timing_slope)
 # tells how much its differences between candidate times hold up.
 UNTIMED = frozenset({"c", "amt", "tries", "fund", "seg", "act"})
+# The timing's families by what they claim to know, each judged on its own record
+# (timing_slopes): a payday estimate that holds up is not held back by hours that do not.
+CONCEPTS = {
+    "clock": ("hb", "fh", "fw", "h", "fhh", "wh"),  # the local weekday and hour
+    "calendar": ("dom", "dd"),  # the day of month, everyone's
+    "age": ("age",),  # the time since the first failure
+    "customer": ("cw", "fwd", "ch", "cd", "fdm"),  # the customer's own days and hours
+    "pay": ("pay",),  # the customer's estimated payday (paydays)
+}
+CONCEPT_OF = {family: concept for concept, families in CONCEPTS.items() for family in families}
+CONCEPT_NAMES = tuple(CONCEPTS)
 TIMING_PRIOR = 4.0  # precision of the timing slope's prior, toward 0: no evidence, no move
 TIMING_SURE = 2.0  # the timing slope counts only once this many sds above 0
 
@@ -309,7 +329,7 @@ def customer_day_features(s: Situation, day: int) -> list[str]:
 class Model:
     def __init__(self, weights: dict, variances: dict, rows: int, offset: float = 0.0,
                  precisions: dict | None = None, calibration: "Calibration | None" = None,
-                 timing: float = 1.0):
+                 timing: "float | dict" = 1.0):
         self.weights = weights
         self.variances = variances
         self.rows = rows
@@ -317,9 +337,11 @@ class Model:
         self.precisions = precisions or {}  # each family's prior precision (estimated)
         # The stated chance's map from the log-odds (recalibrate).
         self.calibration = calibration or Calibration()
-        # How much of the timing features' log-odds holds up out of sample (0..1,
-        # timing_slope): the planner compresses the differences between times by it.
-        self.timing = timing
+        # How much of each timing concept's log-odds holds up out of sample (0..1,
+        # timing_slopes): the planner compresses the differences between times by it.
+        # `timing` is the largest: whether any of the model's timing holds up.
+        self.timings = timing if isinstance(timing, dict) else \
+            dict.fromkeys(CONCEPT_NAMES, float(timing))
         self.paydays: paydays.PaydayFit | None = None  # the population's (paydays.fit)
         self.trained = 0  # training rows fitted on
         self.pairs: list = []  # (log-odds predicted before the outcome was known, outcome)
@@ -331,14 +353,34 @@ class Model:
         self._arrays = None
         self._factor = None  # compressed(): each column's factor
 
-    def stated(self, features: list[str]) -> float:
+    @property
+    def timing(self) -> float:
+        """The largest concept's timing slope: whether any of the model's timing holds up."""
+        return max(self.timings.values(), default=0.0)
+
+    @timing.setter
+    def timing(self, slope: float) -> None:
+        self.timings = dict.fromkeys(CONCEPT_NAMES, float(slope))
+        self._factor = None
+
+    def stated(self, features: list[str], moved: bool = False) -> float:
         """The chance stated for a retry (on the invoice, and recorded for calibration):
-        the posterior mean's, recalibrated on this system's own history (recalibrate)."""
-        return self.calibration.chance(self.log_odds(features))
+        the posterior mean's with each timing concept's part as far as it held up out
+        of sample (stated_log_odds), recalibrated on this system's own history
+        (recalibrate), `moved` if the planner moved it from the fixed schedule's time."""
+        return self.calibration.chance(self.stated_log_odds(features), moved)
 
     def log_odds(self, features: list[str]) -> float:
         """The posterior mean's log-odds (before recalibration)."""
         return self.offset + sum(self.weight(f) for f in features)
+
+    def stated_log_odds(self, features: list[str]) -> float:
+        """The posterior mean's log-odds with each timing feature's weight compressed by
+        its concept's slope (compressed): what the model's out-of-sample record
+        supports, before recalibration. A concept whose differences did not hold up
+        (hours that are noise where the money comes on a payday) neither moves a retry
+        nor raises the chance stated for it."""
+        return self.offset + sum(self.weight(f) * self.timing_of(f) for f in features)
 
     def weight(self, feature: str) -> float:
         w = self.weights.get(feature)
@@ -390,14 +432,20 @@ class Model:
         """Rows of weights by column (means() or draws()) with the timing features'
         weights multiplied by `timing`: the log-odds differences between candidate times
         that the model's own out-of-sample record supports."""
-        if self.timing >= 1.0:
+        if min(self.timings.values(), default=1.0) >= 1.0:
             return weights
         factor = self._factor
         if factor is None or len(factor) != weights.shape[-1]:
             names = sorted(self._columns, key=self._columns.get)
-            factor = self._factor = np.array(
-                [self.timing if timed(f) else 1.0 for f in names] + [0.0])
+            factor = self._factor = np.array([self.timing_of(f) for f in names] + [0.0])
         return weights * factor
+
+    def timing_of(self, feature: str) -> float:
+        """The factor of a feature's weight in compressed(): 1 if untimed, else its
+        concept's timing slope."""
+        if not timed(feature):
+            return 1.0
+        return self.timings.get(CONCEPT_OF.get(group(feature), "clock"), 0.0)
 
     def means(self) -> np.ndarray:
         """The posterior means by column (and a last 0 that the column -1 picks)."""
@@ -649,12 +697,13 @@ class History:
         self.tries: dict[int, int] = defaultdict(int)
         self.model: Model | None = None
         # (log-odds predicted before the outcome: untimed part, timed part; outcome)
-        self.pairs = np.zeros((0, 3))
-        # The log-odds stated when each retry was planned (plan_note), by invoice: the
-        # record the stated chances are recalibrated on (stated), in the order learned.
-        self.planned: dict[int, list[tuple[datetime, float]]] = {}
-        self.stated = np.zeros((0, 2))  # (log-odds as stated, or as predicted; outcome)
-        self.keys: list[tuple[int, datetime]] = []  # the last rows learned: invoice, moment
+        self.pairs = np.zeros((0, len(CONCEPT_NAMES) + 2))
+        # The record the stated chances are recalibrated on, in the order learned: the
+        # log-odds stated when each retry was planned (or as the last model predicted
+        # it), whether the planner moved it from the fixed schedule's time, the outcome.
+        self.stated = np.zeros((0, 3))
+        # The last rows learned, as planned: log-odds (nan: not known), moved (0 or 1).
+        self.planned = np.zeros((0, 2))
         self.paydays: paydays.PaydayFit | None = None
 
     def waiting(self) -> int:
@@ -667,7 +716,8 @@ class History:
             a for a in _finished_retries().filter(pk__gte=self.frontier).order_by().values(
                 "pk", "customer_id", "created_at", "status", "retry_of_decline_code",
                 "card_funding", "amount", "invoice_id", "invoice__past_due_at",
-                "customer__timezone", "customer__segment",
+                "customer__timezone", "customer__segment", "predicted_log_odds",
+                "planner_moved",
             ) if a["pk"] not in self.seen
         ]
         self.seen.update(a["pk"] for a in attempts)
@@ -676,7 +726,9 @@ class History:
                           if a["retry_of_decline_code"] not in HARD_DECLINE_CODES),
                          key=lambda a: (a["created_at"], a["pk"]))
         rows = _rows(learned, self.tries, self.paydays)
-        self.keys = [(a["invoice_id"], a["created_at"]) for a in learned]
+        self.planned = np.array(
+            [(math.nan if a["predicted_log_odds"] is None else a["predicted_log_odds"],
+              float(bool(a["planner_moved"]))) for a in learned], dtype=float).reshape(-1, 2)
         if rows:
             self.design.add(rows)
             self.design.keep_last(TRAIN_LIMIT)
@@ -690,36 +742,6 @@ class History:
         self.frontier = max(self.frontier, unfinished)
         self.seen = {pk for pk in self.seen if pk >= self.frontier}
         return len(rows)
-
-
-def plan_note(invoice_id: int, when: datetime, log_odds: float) -> None:
-    """Remembers the log-odds of the chance stated for an invoice's next retry (before
-    recalibration), to recalibrate on once the retry is learned (History.stated): the
-    stated chances are then fitted on exactly what was stated, the planner's choice of
-    the best-looking time included. Kept by the process's history of this database; a
-    retry planned elsewhere is recalibrated on its prediction when learned instead."""
-    history = _cache.get(connection.settings_dict.get("NAME"))
-    if history is None:
-        return
-    if len(history.planned) > PLANNED_LIMIT:  # invoices whose retry never came
-        history.planned = dict(list(history.planned.items())[PLANNED_LIMIT // 2:])
-    notes = history.planned.setdefault(invoice_id, [])
-    notes.append((when, log_odds))
-    del notes[:-4]
-
-
-def _stated_log_odds(history: "History", invoice_id: int, at: datetime) -> float | None:
-    """The log-odds noted when the retry made at `at` was planned (plan_note), if any: the
-    latest plan for its invoice due at most PLAN_MATCH before it (used up)."""
-    notes = history.planned.get(invoice_id)
-    if not notes:
-        return None
-    for n in range(len(notes) - 1, -1, -1):
-        when, log_odds = notes[n]
-        if when <= at <= when + PLAN_MATCH:
-            del notes[:n + 1]
-            return log_odds
-    return None
 
 
 def _rows(attempts: list[dict], tries: dict,
@@ -764,22 +786,28 @@ def training_rows() -> list[tuple[list[str], int]]:
 
 class Calibration:
     """The map from the model's log-odds to the stated chance's (recalibrate): Platt's
-    line (shift + slope x log-odds), then a monotone correction read off the retries'
-    own record by bins along that line (`knots`: the line's log-odds at a bin's mean
-    chance, `values`: the log-odds of the rate its retries succeeded at, both
-    increasing), interpolated between knots and carried along the line beyond them. One
-    line cannot make every decile right when the model's errors are not the same at
-    every level of chance (a mix of customers who pay at some hours and of customers who
-    never pay, which the model's additive log-odds cannot tell apart); the bins can."""
+    line (shift + slope x log-odds, plus `moved` for a retry the planner moved from the
+    fixed schedule's time: chosen because its chance looked best among many times, its
+    estimate is biased upward more than a retry kept at its time), then a monotone
+    correction read off the retries' own record by bins along that line (`knots`: the
+    line's log-odds at a bin's mean chance, `values`: the log-odds of the rate its
+    retries succeeded at, both increasing), interpolated between knots and carried along
+    the line beyond them. One line cannot make every decile right when the model's
+    errors are not the same at every level of chance (a mix of customers who pay at some
+    hours and of customers who never pay, which the model's additive log-odds cannot
+    tell apart); the bins can."""
 
-    def __init__(self, shift: float = 0.0, slope: float = 1.0, knots=(), values=()):
-        self.shift, self.slope = shift, slope
+    def __init__(self, shift: float = 0.0, slope: float = 1.0, knots=(), values=(),
+                 moved: float = 0.0):
+        self.shift, self.slope, self.moved = shift, slope, moved
         self.knots = np.asarray(knots, dtype=float)
         self.values = np.asarray(values, dtype=float)
 
-    def log_odds(self, z):
-        """The stated chance's log-odds for the model's log-odds `z` (a number or array)."""
-        line = self.shift + self.slope * np.asarray(z, dtype=float)
+    def log_odds(self, z, moved=False):
+        """The stated chance's log-odds for the model's log-odds `z` (a number or array)
+        of a retry moved or not (a bool or array)."""
+        line = self.shift + self.slope * np.asarray(z, dtype=float) + \
+            self.moved * np.asarray(moved, dtype=float)
         if not len(self.knots):
             return line
         return np.where(line < self.knots[0], line + (self.values[0] - self.knots[0]),
@@ -787,34 +815,29 @@ class Calibration:
                                  line + (self.values[-1] - self.knots[-1]),
                                  np.interp(line, self.knots, self.values)))
 
-    def chance(self, z: float) -> float:
-        return _sigmoid(float(self.log_odds(z)))
+    def chance(self, z: float, moved: bool = False) -> float:
+        return _sigmoid(float(self.log_odds(z, moved)))
 
 
-def _platt(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """The shift and slope of the log-odds that fit the outcomes, each pair weighted by
-    `w` (ridge priors toward no change, CALIBRATION_PRIOR)."""
-    shift, slope = 0.0, 1.0
-    (p_shift, p_slope) = CALIBRATION_PRIOR
+def _platt(z: np.ndarray, y: np.ndarray, w: np.ndarray,
+           moved: np.ndarray | None = None) -> tuple[float, float, float]:
+    """The shift, slope and moved retries' shift of the log-odds that fit the outcomes,
+    each pair weighted by `w` (ridge priors toward no change: CALIBRATION_PRIOR,
+    CALIBRATION_MOVED_PRIOR)."""
+    moved = np.zeros_like(z) if moved is None else moved
+    x = np.column_stack([np.ones_like(z), z, moved])
+    prior = np.array([0.0, 1.0, 0.0])
+    precision = np.diag([*CALIBRATION_PRIOR, CALIBRATION_MOVED_PRIOR])
+    beta = prior.copy()
     for _step in range(20):
-        p = _sigmoids(shift + slope * z)
-        h = w * p * (1 - p)
-        r = w * (y - p)
-        g0 = -p_shift * shift + float(r.sum())
-        g1 = -p_slope * (slope - 1.0) + float((r * z).sum())
-        h00 = p_shift + float(h.sum())
-        h01 = float((h * z).sum())
-        h11 = p_slope + float((h * z * z).sum())
-        det = h00 * h11 - h01 * h01
-        if det <= 0:
+        p = _sigmoids(x @ beta)
+        gradient = x.T @ (w * (y - p)) - precision @ (beta - prior)
+        hessian = (x * (w * p * (1 - p))[:, None]).T @ x + precision
+        step = np.clip(np.linalg.solve(hessian, gradient), -1.0, 1.0)
+        beta += step
+        if np.abs(step).max() < 1e-6:
             break
-        d0 = (h11 * g0 - h01 * g1) / det
-        d1 = (h00 * g1 - h01 * g0) / det
-        shift += max(-1.0, min(1.0, d0))
-        slope += max(-1.0, min(1.0, d1))
-        if abs(d0) < 1e-6 and abs(d1) < 1e-6:
-            break
-    return shift, max(slope, 0.1)
+    return float(beta[0]), max(float(beta[1]), 0.1), float(beta[2])
 
 
 def _monotone(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -842,19 +865,21 @@ def recalibrate(pairs) -> Calibration:
     change as it learns (its weights spread as the history grows, new customers'
     histories appear), so the record counts less the older it is (a weight halved every
     CALIBRATION_HALF_LIFE retries). `pairs`: (log-odds, outcome) pairs in the order the
-    retries were made."""
-    pairs = np.asarray(pairs, dtype=float).reshape(-1, 2)
-    z, y = pairs[:, 0], pairs[:, 1]
+    retries were made, or (log-odds, moved, outcome) triples."""
+    pairs = np.asarray(pairs, dtype=float)
+    pairs = pairs.reshape(-1, pairs.shape[-1] if pairs.ndim == 2 else 2)
+    z, y = pairs[:, 0], pairs[:, -1]
+    moved = pairs[:, 1] if pairs.shape[1] == 3 else np.zeros(len(pairs))
     w = 0.5 ** (np.arange(len(pairs))[::-1] / CALIBRATION_HALF_LIFE)
-    shift, slope = _platt(z, y, w)
+    shift, slope, moved_shift = _platt(z, y, w, moved)
     total = float(w.sum())
     effective = total ** 2 / float((w * w).sum()) if len(w) else 0.0
     bins = int(min(CALIBRATION_BINS, effective // CALIBRATION_BIN))
     if bins < 2:
-        return Calibration(shift, slope)
+        return Calibration(shift, slope, moved=moved_shift)
     # Bins of equal weight along the line (each counted as its share of the effective
     # number of retries), those wider than CALIBRATION_WIDTH cut into equal widths.
-    line = shift + slope * z
+    line = shift + slope * z + moved_shift * moved
     order = np.argsort(line, kind="stable")
     cumulative = np.cumsum(w[order])
     chunks = []
@@ -874,28 +899,35 @@ def recalibrate(pairs) -> Calibration:
     knots = np.log(expected / (1 - expected))
     values = np.log(rate / (1 - rate))
     keep = np.concatenate([[True], np.diff(knots) > 1e-9])  # strictly increasing knots
-    return Calibration(shift, slope, knots[keep], values[keep])
+    return Calibration(shift, slope, knots[keep], values[keep], moved=moved_shift)
 
 
 def timing_slope(pairs) -> float:
-    """How much the model's timing holds up out of sample: the slope of the timing
-    features' log-odds in a logistic regression of the outcomes of retries made on the
-    log-odds the model predicted for them before learning them (untimed part and timed
-    part, each with its own slope: y ~ shift + a * untimed + b * timed), clipped to 0..1.
-    Where timing matters the timed part predicts as stated (b near 1); where it does not,
-    its differences are the noise the planner chose on (the winner's curse) and b falls
-    toward 0. Ridge priors: the shift toward 0 and the untimed slope toward 1
-    (CALIBRATION_PRIOR), the timed slope toward 0 (TIMING_PRIOR: until the record shows
-    that the model's timing holds up, the planner keeps the fixed schedule; no record at
-    all: 0), and a slope whose lower credible bound is not above 0 (TIMING_SURE) is 0.
-    `pairs`: (untimed log-odds, timed log-odds, outcome) triples."""
-    pairs = np.asarray(pairs, dtype=float).reshape(-1, 3)
-    if not len(pairs):
-        return 0.0
-    x = np.column_stack([np.ones(len(pairs)), pairs[:, 0], pairs[:, 1]])
-    y = pairs[:, 2]
-    prior = np.array([0.0, 1.0, 0.0])
-    precision = np.diag([CALIBRATION_PRIOR[0], CALIBRATION_PRIOR[1], TIMING_PRIOR])
+    """timing_slopes with the timing as one part: (untimed, timed, outcome) triples."""
+    return float(timing_slopes(pairs)[0])
+
+
+def timing_slopes(pairs, sure: float = TIMING_SURE) -> np.ndarray:
+    """How much the model's timing holds up out of sample, part by part: the slopes of
+    the timed parts' log-odds in a logistic regression of the outcomes of retries made
+    on the log-odds the model predicted for them before learning them (the untimed part
+    and each timed part with its own slope: y ~ shift + a * untimed + sum b_k * timed_k),
+    clipped to 0..1. Where a part's timing matters it predicts as stated (b_k near 1);
+    where it does not, its differences are the noise the planner chose on (the winner's
+    curse) and b_k falls toward 0. Ridge priors: the shift toward 0 and the untimed
+    slope toward 1 (CALIBRATION_PRIOR), each timed slope toward 0 (TIMING_PRIOR: until
+    the record shows that a part holds up, the planner does not move retries on it; no
+    record at all: 0), and a slope whose lower credible bound (`sure` sds) is not above
+    0 is 0. `pairs`: rows of (untimed log-odds, timed log-odds by part..., outcome)."""
+    pairs = np.asarray(pairs, dtype=float)
+    if pairs.ndim != 2 or not len(pairs):
+        parts = pairs.shape[-1] - 2 if pairs.ndim == 2 else 1
+        return np.zeros(max(parts, 1))
+    parts = pairs.shape[1] - 2
+    x = np.column_stack([np.ones(len(pairs)), pairs[:, :-1]])
+    y = pairs[:, -1]
+    prior = np.array([0.0, 1.0] + [0.0] * parts)
+    precision = np.diag([CALIBRATION_PRIOR[0], CALIBRATION_PRIOR[1]] + [TIMING_PRIOR] * parts)
     beta = prior.copy()
     for _step in range(25):
         p = _sigmoids(x @ beta)
@@ -910,10 +942,16 @@ def timing_slope(pairs) -> float:
     # was better) keeps the fixed schedule exactly.
     p = _sigmoids(x @ beta)
     hessian = (x * (p * (1 - p))[:, None]).T @ x + precision
-    sd = math.sqrt(max(float(np.linalg.inv(hessian)[2, 2]), 0.0))
-    if beta[2] - TIMING_SURE * sd <= 0:
-        return 0.0
-    return float(min(beta[2], 1.0))
+    sd = np.sqrt(np.maximum(np.diag(np.linalg.inv(hessian))[2:], 0.0))
+    slopes = beta[2:]
+    return np.where(slopes - sure * sd <= 0, 0.0, np.minimum(slopes, 1.0))
+
+
+def _part_masks(names: list[str]) -> list[np.ndarray]:
+    """0/1 vectors over the features `names`: the untimed ones, then each concept's."""
+    concept = [None if not timed(f) else CONCEPT_OF.get(group(f), "clock") for f in names]
+    return [np.array([c is None for c in concept], dtype=float)] + [
+        np.array([c == name for c in concept], dtype=float) for name in CONCEPT_NAMES]
 
 
 _cache: dict = {}
@@ -941,28 +979,26 @@ def model_load() -> Model:
     design = history.design
     if new:
         # The chances stated for the retries just learned (their log-odds when planned,
-        # plan_note; else as the last model predicted them): the record the stated
-        # chances are recalibrated on.
+        # kept on the attempt; else as the last model predicted them): the record the
+        # stated chances are recalibrated on.
         if previous is not None:
-            known = design.margins(np.array([previous.weight(f) for f in design.names]))
+            known = design.margins(np.array([previous.weight(f) * previous.timing_of(f)
+                                             for f in design.names]))
             known = known[-new:] + previous.offset
         else:
             known = np.full(new, np.nan)
-        stated = np.array([_stated_log_odds(history, invoice_id, at)
-                           for invoice_id, at in history.keys], dtype=float)
-        stated = np.where(np.isnan(stated), known, stated)
-        rows = np.column_stack([stated, design.y[-new:]])
+        stated = np.where(np.isnan(history.planned[:, 0]), known, history.planned[:, 0])
+        rows = np.column_stack([stated, history.planned[:, 1], design.y[-new:]])
         history.stated = np.vstack([history.stated, rows[~np.isnan(stated)]])
         history.stated = history.stated[-CALIBRATION_PAIRS:]
     if previous is not None and new:
-        # The rows learned since the last fit, as the model then predicted them: the
-        # out-of-sample predictions the stated chances are recalibrated on.
+        # The rows learned since the last fit, as the model then predicted them, split
+        # into the untimed part and each timing concept's: the out-of-sample record the
+        # timing is judged on (timing_slopes).
         before = np.array([previous.weight(f) for f in design.names])
-        untimed = np.array([0.0 if timed(f) else 1.0 for f in design.names])
-        z = design.margins(before)[-new:] + previous.offset
-        z_untimed = design.margins(before * untimed)[-new:] + previous.offset
-        history.pairs = np.vstack([history.pairs, np.column_stack(
-            [z_untimed, z - z_untimed, design.y[-new:]])])
+        parts = [design.margins(before * mask)[-new:] for mask in _part_masks(design.names)]
+        parts[0] = parts[0] + previous.offset
+        history.pairs = np.vstack([history.pairs, np.column_stack([*parts, design.y[-new:]])])
         history.pairs = history.pairs[-CALIBRATION_PAIRS:]
     if len(design):
         weights, variances, precisions = fit_design_shrunk(
@@ -974,7 +1010,8 @@ def model_load() -> Model:
         weights, variances, precisions = {}, {}, {}
     model = Model(weights, variances, len(design), precisions=precisions,
                   calibration=recalibrate(history.stated),
-                  timing=timing_slope(history.pairs))
+                  timing=dict(zip(CONCEPT_NAMES, timing_slopes(history.pairs).tolist(),
+                                  strict=True)))
     model.trained = len(design)
     model.paydays = history.paydays
     history.model = model

@@ -78,6 +78,8 @@ class RetryPlan:
     reason: str = ""  # one line, shown in the admin
     uncollectible: bool = False  # the budget is spent and the policy says so
     chance: float | None = None  # the policy's estimate that the retry succeeds
+    log_odds: float | None = None  # its model's log-odds before recalibration
+    moved: bool | None = None  # whether Smart Retries moved it from the fixed schedule's time
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,8 @@ def _collection_resume(customer: Customer, *, now: datetime) -> list[int]:
         next_payment_attempt=now,
         next_payment_attempt_reason=_("A new payment method was added: retrying now."),
         next_payment_attempt_chance=None,
+        next_payment_attempt_log_odds=None,
+        next_payment_attempt_moved=None,
     )
     return ids
 
@@ -348,6 +352,9 @@ def _attempt_build(invoice, *, key, source, token, label, method, at) -> Payment
         status=A.PENDING,
         retry_of_decline_code=invoice.last_decline_code if source == "automatic" else "",
         predicted_chance=invoice.next_payment_attempt_chance if source == "automatic" else None,
+        predicted_log_odds=(invoice.next_payment_attempt_log_odds
+                            if source == "automatic" else None),
+        planner_moved=invoice.next_payment_attempt_moved if source == "automatic" else None,
         created_at=at,
         check_at=at + STALE_AFTER,
     )
@@ -845,10 +852,13 @@ def _failed(batch: _Batch, attempt: PaymentAttempt, result: ChargeResult, at) ->
     invoice.past_due_at = min(filter(None, [invoice.past_due_at, at]))
     batch.invoice_fields |= {"last_payment_error", "last_decline_code", "past_due_at",
                              "next_payment_attempt", "next_payment_attempt_reason",
-                             "next_payment_attempt_chance", "payment_hold"}
+                             "next_payment_attempt_chance", "next_payment_attempt_log_odds",
+                             "next_payment_attempt_moved", "payment_hold"}
     if attempt.hard_decline:
         invoice.payment_hold = "hard_decline"
         invoice.next_payment_attempt = None
+        invoice.next_payment_attempt_chance = None
+        invoice.next_payment_attempt_log_odds = invoice.next_payment_attempt_moved = None
         invoice.next_payment_attempt_reason = _(
             "Hard decline (%(code)s): never retried on this payment method; retried as soon "
             "as the customer adds a new one."
@@ -880,7 +890,8 @@ def _plans_apply(batch: _Batch) -> None:
         return
     plans = policy().plan(batch.failures)
     batch.invoice_fields |= {"next_payment_attempt", "next_payment_attempt_reason",
-                             "next_payment_attempt_chance", "payment_hold"}
+                             "next_payment_attempt_chance", "next_payment_attempt_log_odds",
+                             "next_payment_attempt_moved", "payment_hold"}
     for failure in batch.failures:
         invoice, attempt, at = failure.invoice, failure.attempt, failure.at
         plan = plans.get(attempt.pk) or RetryPlan(None, _("No retry planned."))
@@ -889,6 +900,8 @@ def _plans_apply(batch: _Batch) -> None:
         invoice.next_payment_attempt_chance = (
             None if plan.chance is None or plan.at is None
             else max(0, min(1000, round(plan.chance * 1000))))
+        invoice.next_payment_attempt_log_odds = None if plan.at is None else plan.log_odds
+        invoice.next_payment_attempt_moved = None if plan.at is None else plan.moved
         invoice.payment_hold = ""
         if attempt.status == A.FAILED:
             batch.events.append(_failed_event(batch, attempt, invoice, at))

@@ -224,6 +224,11 @@ class Invoice(models.Model):
     next_payment_attempt_chance = models.PositiveSmallIntegerField(
         _("expected chance (‰)"), null=True, blank=True, editable=False
     )
+    # How Smart Retries planned it, kept on the attempt to recalibrate their chances on
+    # what they stated whichever worker planned it: the model's log-odds before
+    # recalibration, and whether they moved it from the fixed schedule's time.
+    next_payment_attempt_log_odds = models.FloatField(null=True, blank=True, editable=False)
+    next_payment_attempt_moved = models.BooleanField(null=True, blank=True, editable=False)
     # Automatic collection waits for the customer: a hard decline (a new payment method
     # resumes it), an authentication only the customer can give, or no payment method.
     payment_hold = models.CharField(
@@ -558,6 +563,10 @@ class PaymentAttempt(models.Model):
     predicted_chance = models.PositiveSmallIntegerField(
         _("expected chance (‰)"), null=True, blank=True
     )
+    # The model's log-odds for it before recalibration, and whether Smart Retries moved
+    # it from the fixed schedule's time (Invoice.next_payment_attempt_log_odds, _moved).
+    predicted_log_odds = models.FloatField(null=True, blank=True, editable=False)
+    planner_moved = models.BooleanField(null=True, blank=True, editable=False)
     # The card's funding as the gateway reported it (credit, debit, prepaid, unknown).
     card_funding = models.CharField(_("card funding"), max_length=10, blank=True)
     created_at = models.DateTimeField(_("created at"))
