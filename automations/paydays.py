@@ -9,21 +9,25 @@ on is unknown: this module keeps a posterior over a list of generic pay schedule
 failures alike, and predicts the chance of a charge at any moment as the posterior's
 average of the chance of a charge that many hours after a payday's local midnight.
 
-A payday's money comes once: a charge declined during a payday's window (the hours
-after it that the buckets cover) says that this time it did not come, or was spent, and
-a charge later in the same window is no more likely to find it (AFTER, its own bucket:
-an estimate that took each attempt as an independent draw planned a retry an hour after
-a decline on a payday morning as if the decline had said little). Declines only in the
-payday's first hours (EARLY) say less: the money may come later that day.
+A payday's money comes once: a charge declined in a payday's window after the hour by
+which the money is there for most customers (arrived(): the first bucket whose chance
+reaches half the best one's, and is clearly above the chance far from a payday) says
+that this time it did not come, or was spent. A charge later in that window counts as
+far from a payday (an estimate that took each attempt as an independent draw planned a
+retry an hour after a decline on a payday morning as if the decline had said little).
+Where no bucket stands out (no pay cycles) nothing is changed: a learned
+chance of its own for those charges would have told customers who are often declined
+from the others (they have more of them), a difference between customers that the
+planner would have taken for one between times.
 
-Those chances by hours since a payday (HOURS buckets, "no payday in the last three
-days", and after declines in this payday's window) and the population's prior over
-schedules are learned from every customer declined for lack of funds by
-expectation-maximisation (PaydayFit, refitted with the retry model). Nothing is assumed
-of the hour at which money arrives nor of how long it stays (nor of how likely a charge
-is after a decline in the window: its buckets are learned like the others): where
-outcomes do not depend on paydays (no pay cycles, or no timing at all) the chances by
-bucket come out alike and the estimate is flat.
+Those chances by hours since a payday (HOURS buckets, and "no payday in the last three
+days") and the population's prior over schedules are learned from every customer
+declined for lack of funds by expectation-maximisation (PaydayFit, refitted with the
+retry model). Nothing is assumed of the hour at which money arrives nor of how long it
+stays. Where outcomes do not depend on paydays (no pay cycles, or no timing at all) the
+chances by bucket differ only by what chance fits (some schedule always fits a lucky
+success): the estimate then predicts nothing out of sample, which the retry model's
+record shows (its pay slope stays 0).
 
 retry_model uses the estimate as one feature family (`pay:k`, the estimated chance in
 buckets), its prior weights the estimate taken at its word: the logistic model weighs it
@@ -39,13 +43,13 @@ import numpy as np
 
 HOURS = (6, 12, 18, 24, 36, 48, 72)  # buckets of hours since a payday's local midnight
 FAR = len(HOURS)  # no payday in the last three days
-EARLY = FAR + 1  # after declines within the payday's first hours only (the same window)
-AFTER = FAR + 2  # after a decline later within the same payday's window
+ARRIVED_SHARE = 0.5  # the money is there once a bucket's chance reaches this share of the best
+ARRIVED_LIFT = 2.0  # ...and this many times the chance far from a payday
 DAY = HOURS.index(24) + 1  # the first bucket after the payday's own 24 hours
 Q_PRIOR = (0.5, 4.5)  # Beta prior of each bucket's chance (weak, mean 0.1)
 # Where the fit starts: money is there from some time on payday and spent in the days
 # after (mild).
-START = (0.1, 0.2, 0.2, 0.2, 0.15, 0.1, 0.07, 0.05, 0.1, 0.05)
+START = (0.1, 0.2, 0.2, 0.2, 0.15, 0.1, 0.07, 0.05)
 SCHEDULE_PRIOR = 0.5  # Dirichlet pseudo-count per schedule
 EM_ROUNDS = 12
 # The estimated chance as a feature: pay:k for the bucket k of its log-odds against the
@@ -154,51 +158,39 @@ def windows(moments: list[datetime], tz) -> tuple[np.ndarray, np.ndarray]:
     return found, payday
 
 
-def after_declines(found: np.ndarray, payday: np.ndarray, ok) -> tuple[np.ndarray, tuple]:
+def after_declines(found: np.ndarray, payday: np.ndarray, ok,
+                   arrived: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The buckets of attempts in time order (windows()) with those made after a decline
-    within the same payday's window moved, by schedule, to AFTER (a decline from the
-    payday's first bucket on: the money did not come, or is gone) or EARLY (declines
-    only in its first hours: the money may still come that day); and, for the moments
-    after them, each schedule's payday of the latest decline (-1: none, or not within a
-    payday's window) and the bucket that follows it in that window."""
+    within the same payday's window, from bucket `arrived` on, counted as FAR, by
+    schedule; and, for the moments after them, each schedule's payday whose window that
+    holds for (-1: none)."""
     ok = np.asarray(ok, dtype=bool)
-    n = len(ok)
     none = np.full(len(SCHEDULES), -1, dtype=np.intp)
-    if not n:
-        return found, (none, np.full(len(SCHEDULES), AFTER, dtype=np.intp))
-    # A payday's window is one run of equal paydays in a schedule's row (the moments are
-    # in time order): the declines before each moment within its run, all of them and
-    # those past the payday's first bucket.
-    declined = (~ok)[None, :] & (payday >= 0)
-    late = declined & (found >= 1)
-    zero = np.zeros((len(SCHEDULES), 1), dtype=np.intp)
-    every = np.hstack([zero, np.cumsum(declined, axis=1)])
-    later = np.hstack([zero, np.cumsum(late, axis=1)])
-    index = np.arange(n)
-    starts = np.ones(payday.shape, dtype=bool)
-    starts[:, 1:] = payday[:, 1:] != payday[:, :-1]
-    start = np.maximum.accumulate(np.where(starts, index[None, :], 0), axis=1)
-    rows = np.arange(len(SCHEDULES))[:, None]
-    before = every[:, :-1] - every[rows, start]
-    before_late = later[:, :-1] - later[rows, start]
-    inside = payday >= 0
-    found = np.where(inside & (before_late > 0), AFTER,
-                     np.where(inside & (before > 0), EARLY, found))
-    # After the last moment: its window's declines, the last moment's own included.
-    last = n - 1
-    first = start[:, last]
-    any_decline = (every[rows[:, 0], n] - every[rows[:, 0], first]) > 0
-    any_late = (later[rows[:, 0], n] - later[rows[:, 0], first]) > 0
-    window = np.where(inside[:, last] & any_decline, payday[:, last], -1)
-    return found, (window, np.where(any_late, AFTER, EARLY))
+    declines = np.flatnonzero(~ok)
+    if arrived is None or not len(declines):
+        return found, none
+    # A payday's window is a run of equal paydays in a schedule's row (the moments are
+    # in time order), and the buckets grow within it: a decline from `arrived` on before
+    # a moment in its window is the latest decline before it, if that one counts from
+    # the same payday and is from `arrived` on.
+    latest = np.full(len(ok), -1, dtype=np.intp)
+    inner = declines[declines < len(ok) - 1]
+    latest[inner + 1] = inner
+    latest = np.maximum.accumulate(latest)
+    before = np.maximum(latest, 0)
+    gone = (latest >= 0)[None, :] & (payday >= 0) & (payday[:, before] == payday) & \
+        (found[:, before] >= arrived)
+    last = declines[-1]
+    following = np.where((payday[:, last] >= 0) & (found[:, last] >= arrived),
+                         payday[:, last], -1)
+    return np.where(gone, FAR, found), following
 
 
 class Estimate:
     """A customer's estimated payday: the posterior over SCHEDULES (`weights`) and, by
-    schedule, the payday within whose window their latest attempts were declined and
-    the bucket of a charge later in that window (after_declines)."""
+    schedule, the payday whose window their latest decline closed (after_declines)."""
 
-    def __init__(self, weights: np.ndarray, declined: tuple | None = None):
+    def __init__(self, weights: np.ndarray, declined: np.ndarray | None = None):
         self.weights = weights
         self.declined = declined
 
@@ -207,13 +199,19 @@ class PaydayFit:
     """The population's chances by bucket and prior over schedules (fit)."""
 
     def __init__(self, chances=None, prior=None, customers: int = 0):
-        chances = list(chances if chances is not None else START)
-        if len(chances) == EARLY:  # no buckets after a decline: as far from a payday
-            chances += [chances[FAR], chances[FAR]]
-        self.chances = np.array(chances)
+        self.chances = np.array(chances if chances is not None else START)
         self.prior = np.array(prior if prior is not None else
                               [1 / len(SCHEDULES)] * len(SCHEDULES))
         self.customers = customers
+
+    def arrived(self) -> int | None:
+        """The first bucket by which a payday's money is there for most customers: its
+        chance at least ARRIVED_SHARE of the best bucket's and ARRIVED_LIFT times the
+        chance far from a payday (None: no such bucket, no pay cycles to speak of)."""
+        near = self.chances[:FAR]
+        found = np.flatnonzero((near >= ARRIVED_SHARE * near.max()) &
+                               (near >= ARRIVED_LIFT * self.chances[FAR]))
+        return int(found[0]) if len(found) else None
 
     def posterior(self, attempts: list[tuple[datetime, bool]], tz) -> Estimate:
         """The customer's estimate from their finished attempts (in time order): the
@@ -222,7 +220,8 @@ class PaydayFit:
         declined = None
         if attempts:
             ok = np.array([bool(y) for _at, y in attempts])
-            found, declined = after_declines(*windows([at for at, _ok in attempts], tz), ok)
+            found, declined = after_declines(*windows([at for at, _ok in attempts], tz), ok,
+                                             self.arrived())
             q = self.chances[found]
             log = log + np.where(ok[None, :], np.log(q), np.log(1 - q)).sum(axis=1)
         log -= log.max()
@@ -245,9 +244,8 @@ class PaydayFit:
         attempts the estimate was made from)."""
         found, payday = windows(moments, tz)
         if estimate.declined is not None:
-            window, after = estimate.declined
-            same = (payday >= 0) & (payday == window[:, None])
-            found = np.where(same, after[:, None], found)
+            gone = (payday >= 0) & (payday == estimate.declined[:, None])
+            found = np.where(gone, FAR, found)
         return estimate.weights @ self.chances[found]
 
 
@@ -259,15 +257,16 @@ def fit(customers: list[tuple[list[tuple[datetime, bool]], object]],
     for attempts, tz in customers:
         if attempts:
             ok = np.array([bool(y) for _at, y in attempts])
-            found, _declined = after_declines(*windows([at for at, _ok in attempts], tz), ok)
-            data.append((found, ok))
+            data.append((*windows([at for at, _ok in attempts], tz), ok))
     current = start or PaydayFit()
+    arrived = current.arrived()  # as the last fit says (kept through the rounds)
+    data = [(after_declines(found, payday, ok, arrived)[0], ok) for found, payday, ok in data]
     if not data:
         return current
     chances, prior = current.chances.copy(), current.prior.copy()
     for _round in range(EM_ROUNDS):
-        hits = np.full(AFTER + 1, Q_PRIOR[0])
-        tries = np.full(AFTER + 1, sum(Q_PRIOR))
+        hits = np.full(FAR + 1, Q_PRIOR[0])
+        tries = np.full(FAR + 1, sum(Q_PRIOR))
         counts = np.full(len(SCHEDULES), SCHEDULE_PRIOR)
         log_q, log_not = np.log(chances), np.log(1 - chances)
         for found, ok in data:
@@ -278,9 +277,9 @@ def fit(customers: list[tuple[list[tuple[datetime, bool]], object]],
             counts += post
             flat = found.ravel()
             weight = np.repeat(post, found.shape[1])
-            tries += np.bincount(flat, weight, minlength=AFTER + 1)
+            tries += np.bincount(flat, weight, minlength=FAR + 1)
             hits += np.bincount(flat, (weight.reshape(found.shape) * ok[None, :]).ravel(),
-                                minlength=AFTER + 1)
+                                minlength=FAR + 1)
         chances = np.clip(hits / tries, 1e-4, 1 - 1e-4)
         # The money is there on payday at the latest and is spent after: past the
         # payday's own 24 hours no bucket beats the best of the day, nor the one before.

@@ -97,7 +97,7 @@ EXPLORATION = 0.3  # Thompson draws use this share of the posterior's spread
 CALIBRATION_PAIRS = 20_000  # the latest out-of-sample predictions recalibrated on
 CALIBRATION_PRIOR = (1.0, 4.0)  # precision of the recalibration's shift (toward 0)...
 # ...and of its slope (toward 1): a few hundred retries move them
-CALIBRATION_MOVED_PRIOR = 4.0  # precision of the moved retries' own shift (toward 0)
+CALIBRATION_MOVED_PRIOR = 4.0  # precision of the moved retries' own shift and slope (to 0)
 CALIBRATION_BIN = 200  # the record's retries by bin of the recalibration's correction...
 CALIBRATION_BINS = 30  # ...in this many bins at most...
 CALIBRATION_WIDTH = 0.5  # ...each at most this wide on the line's log-odds
@@ -786,9 +786,10 @@ def training_rows() -> list[tuple[list[str], int]]:
 
 class Calibration:
     """The map from the model's log-odds to the stated chance's (recalibrate): Platt's
-    line (shift + slope x log-odds, plus `moved` for a retry the planner moved from the
-    fixed schedule's time: chosen because its chance looked best among many times, its
-    estimate is biased upward more than a retry kept at its time), then a monotone
+    line (shift + slope x log-odds, plus a shift and slope of their own, `moved`, for a
+    retry the planner moved from the fixed schedule's time: chosen because its chance
+    looked best among many times, its estimate is biased upward more than that of a
+    retry kept at its time, the more so the better it looked), then a monotone
     correction read off the retries' own record by bins along that line (`knots`: the
     line's log-odds at a bin's mean chance, `values`: the log-odds of the rate its
     retries succeeded at, both increasing), interpolated between knots and carried along
@@ -798,16 +799,18 @@ class Calibration:
     tell apart); the bins can."""
 
     def __init__(self, shift: float = 0.0, slope: float = 1.0, knots=(), values=(),
-                 moved: float = 0.0):
-        self.shift, self.slope, self.moved = shift, slope, moved
+                 moved: tuple[float, float] = (0.0, 0.0)):
+        self.shift, self.slope = shift, slope
+        self.moved = moved  # the moved retries' shift and slope, on top
         self.knots = np.asarray(knots, dtype=float)
         self.values = np.asarray(values, dtype=float)
 
     def log_odds(self, z, moved=False):
         """The stated chance's log-odds for the model's log-odds `z` (a number or array)
         of a retry moved or not (a bool or array)."""
-        line = self.shift + self.slope * np.asarray(z, dtype=float) + \
-            self.moved * np.asarray(moved, dtype=float)
+        z = np.asarray(z, dtype=float)
+        line = self.shift + self.slope * z + \
+            np.asarray(moved, dtype=float) * (self.moved[0] + self.moved[1] * z)
         if not len(self.knots):
             return line
         return np.where(line < self.knots[0], line + (self.values[0] - self.knots[0]),
@@ -820,14 +823,14 @@ class Calibration:
 
 
 def _platt(z: np.ndarray, y: np.ndarray, w: np.ndarray,
-           moved: np.ndarray | None = None) -> tuple[float, float, float]:
-    """The shift, slope and moved retries' shift of the log-odds that fit the outcomes,
-    each pair weighted by `w` (ridge priors toward no change: CALIBRATION_PRIOR,
-    CALIBRATION_MOVED_PRIOR)."""
+           moved: np.ndarray | None = None) -> tuple[float, float, float, float]:
+    """The shift and slope of the log-odds that fit the outcomes, and the moved retries'
+    own shift and slope on top, each pair weighted by `w` (ridge priors toward no
+    change: CALIBRATION_PRIOR, CALIBRATION_MOVED_PRIOR)."""
     moved = np.zeros_like(z) if moved is None else moved
-    x = np.column_stack([np.ones_like(z), z, moved])
-    prior = np.array([0.0, 1.0, 0.0])
-    precision = np.diag([*CALIBRATION_PRIOR, CALIBRATION_MOVED_PRIOR])
+    x = np.column_stack([np.ones_like(z), z, moved, moved * z])
+    prior = np.array([0.0, 1.0, 0.0, 0.0])
+    precision = np.diag([*CALIBRATION_PRIOR, CALIBRATION_MOVED_PRIOR, CALIBRATION_MOVED_PRIOR])
     beta = prior.copy()
     for _step in range(20):
         p = _sigmoids(x @ beta)
@@ -837,7 +840,8 @@ def _platt(z: np.ndarray, y: np.ndarray, w: np.ndarray,
         beta += step
         if np.abs(step).max() < 1e-6:
             break
-    return float(beta[0]), max(float(beta[1]), 0.1), float(beta[2])
+    slope = max(float(beta[1]), 0.1)
+    return float(beta[0]), slope, float(beta[2]), max(float(beta[3]), 0.1 - slope)
 
 
 def _monotone(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -871,15 +875,15 @@ def recalibrate(pairs) -> Calibration:
     z, y = pairs[:, 0], pairs[:, -1]
     moved = pairs[:, 1] if pairs.shape[1] == 3 else np.zeros(len(pairs))
     w = 0.5 ** (np.arange(len(pairs))[::-1] / CALIBRATION_HALF_LIFE)
-    shift, slope, moved_shift = _platt(z, y, w, moved)
+    shift, slope, moved_shift, moved_slope = _platt(z, y, w, moved)
     total = float(w.sum())
     effective = total ** 2 / float((w * w).sum()) if len(w) else 0.0
     bins = int(min(CALIBRATION_BINS, effective // CALIBRATION_BIN))
     if bins < 2:
-        return Calibration(shift, slope, moved=moved_shift)
+        return Calibration(shift, slope, moved=(moved_shift, moved_slope))
     # Bins of equal weight along the line (each counted as its share of the effective
     # number of retries), those wider than CALIBRATION_WIDTH cut into equal widths.
-    line = shift + slope * z + moved_shift * moved
+    line = shift + slope * z + moved * (moved_shift + moved_slope * z)
     order = np.argsort(line, kind="stable")
     cumulative = np.cumsum(w[order])
     chunks = []
@@ -899,7 +903,8 @@ def recalibrate(pairs) -> Calibration:
     knots = np.log(expected / (1 - expected))
     values = np.log(rate / (1 - rate))
     keep = np.concatenate([[True], np.diff(knots) > 1e-9])  # strictly increasing knots
-    return Calibration(shift, slope, knots[keep], values[keep], moved=moved_shift)
+    return Calibration(shift, slope, knots[keep], values[keep],
+                       moved=(moved_shift, moved_slope))
 
 
 def timing_slope(pairs) -> float:

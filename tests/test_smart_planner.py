@@ -541,7 +541,7 @@ def test_the_population_teaches_the_chance_by_hours_since_a_payday():
                             ("month", rng.randrange(1, 29)), _money_after_payday)
     fit = paydays.fit(customers)
     # Each bucket by the hours since a payday's midnight it ends at.
-    chances = dict(zip((*paydays.HOURS, "far", "early", "after"), fit.chances, strict=True))
+    chances = dict(zip((*paydays.HOURS, "far"), fit.chances, strict=True))
     assert chances[18] > 0.6 and chances[24] > 0.6  # 12:00-23:59 on payday
     assert chances[6] < 0.15 and chances[72] < 0.1 and chances["far"] < 0.1
     assert 0.2 < chances[36] < chances[24]  # spent during the next morning
@@ -574,8 +574,8 @@ def test_a_decline_within_a_paydays_window_says_the_money_did_not_come_this_time
     # Weekly paydays; some weeks the money does not come (or is gone at once), and the
     # card then declines all that payday. Taken as independent draws, a decline on a
     # payday morning would leave a charge an hour later nearly as likely as the first:
-    # the fit learns a chance of its own after a decline in the same payday's window,
-    # and the estimate for the rest of that window uses it.
+    # a decline once the money is there for most customers (06:00 here) closes that
+    # payday's window, the rest of it counted as far from a payday.
     rng = random.Random(12)
     tz = retry_model.zoneinfo.ZoneInfo("UTC")
     start = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
@@ -592,8 +592,7 @@ def test_a_decline_within_a_paydays_window_says_the_money_did_not_come_this_time
             attempts.append((at, rng.random() < (0.95 if there else 0.02)))
         customers.append((sorted(attempts), tz))
     fit = paydays.fit(customers)
-    # (A decline before the money's 06:00 and a charge after it: some do succeed.)
-    assert fit.chances[paydays.AFTER] < 0.25 < 0.5 < fit.chances[2]  # 12:00-17:59 on payday
+    assert fit.arrived() == 1  # 06:00-11:59 on payday
     # A customer paid on Fridays (three Fridays at 10:00), declined this Friday at 08:00.
     friday = datetime(2026, 3, 13, tzinfo=UTC)
     history = [(friday - timedelta(days=7 * k) + hours(10), True) for k in range(1, 4)]
@@ -605,6 +604,10 @@ def test_a_decline_within_a_paydays_window_says_the_money_did_not_come_this_time
                                     tz)
     assert before > 0.5 and next_friday > 0.5
     assert later < before / 3
+    # A decline at 03:00, before the money, closes nothing.
+    history[-1] = (friday + hours(3), False)
+    early = fit.chance(fit.posterior(sorted(history), tz), [friday + hours(9)], tz)[0]
+    assert early > 0.5
 
 
 def test_without_a_payday_signal_the_model_learns_no_payday():
