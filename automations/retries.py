@@ -80,7 +80,7 @@ class SmartCollectionPolicy(CollectionPolicy):
     def plan(self, failures: list[Failure]) -> dict[int, RetryPlan]:
         settings = BillingSettings.load()
         policies = retry_policies()
-        context = _Context(failures, retry_model.model_load())
+        context = _Context(failures)
         # A policy an automation started for an invoice replaces the default one.
         started = invoice_policies([f.invoice.pk for f in failures])
         return {
@@ -112,8 +112,8 @@ def policy_for(customer, settings: BillingSettings, policies: list[RetryPolicy])
 class _Context:
     """What planning a batch needs from the database, in a few queries."""
 
-    def __init__(self, failures: list[Failure], model):
-        self.model = model
+    def __init__(self, failures: list[Failure], model=None):
+        self._model = model
         now = max(f.at for f in failures)
         methods = {f.attempt.payment_method_id for f in failures if f.attempt.payment_method_id}
         customers = {f.customer.pk for f in failures}
@@ -129,6 +129,14 @@ class _Context:
             self.visits[customer_id].append(at)
         self.rng = random.Random(int(now.timestamp()) ^ len(failures))
         self.generator = np.random.default_rng(int(now.timestamp()) ^ len(failures))
+
+    @property
+    def model(self):
+        """The retry model, loaded when a plan first needs it (a batch of failures under
+        fixed or custom schedules only never does: nothing there reads it)."""
+        if self._model is None:
+            self._model = retry_model.model_load()
+        return self._model
 
     def _attempts_read(self, methods, customers, invoices, since) -> None:
         """In one query (three before), the batch's payment attempts: the card cap's
