@@ -722,8 +722,9 @@ def stats_record(outcomes: list[Outcome]) -> None:
 
 def retry_calibration(*, test_clock=None) -> dict:
     """Smart Retries' stated chances against what happened, by decile of the chance
-    (finished automatic retries that had one), and the Brier score (mean squared gap
-    between chance and outcome: 0 is perfect, 0.25 is a coin toss's)."""
+    (finished automatic retries that had one) and by whether the planner moved the retry
+    from the fixed schedule's time, and the Brier score (mean squared gap between chance
+    and outcome: 0 is perfect, 0.25 is a coin toss's)."""
     from django.db.models import Case, F, FloatField, IntegerField, Sum, Value, When
     from django.db.models.functions import Cast
 
@@ -757,4 +758,16 @@ def retry_calibration(*, test_clock=None) -> dict:
          "gap": v["observed"] / v["n"] - v["predicted"] / v["n"]}
         for d, v in sorted(deciles.items())
     ]
-    return {"deciles": table, "retries": total, "brier": squared / total if total else None}
+    # The same retries by what the planner did: moved to a time it expected better, or
+    # kept at the fixed schedule's (planned before this was kept on the attempt: none).
+    moves = [
+        {"moved": row["planner_moved"], "n": row["n"], "predicted": row["predicted"] / row["n"],
+         "observed": row["observed"] / row["n"],
+         "gap": (row["observed"] - row["predicted"]) / row["n"]}
+        for row in finished.annotate(won=won).values("planner_moved")
+        .order_by("planner_moved").annotate(n=Count("pk"), predicted=Sum(chance),
+                                            observed=Sum("won"))
+        if row["planner_moved"] is not None
+    ]
+    return {"deciles": table, "moves": moves, "retries": total,
+            "brier": squared / total if total else None}

@@ -155,8 +155,12 @@ def test_retry_statistics_show_calibration_by_decile_and_a_brier_score(admin_cli
     table = retry_calibration()
     assert table["retries"] == 1
     assert table["brier"] == pytest.approx((retry.predicted_chance / 1000) ** 2)
+    # By what the planner did: this first retry was kept at the fixed schedule's time.
+    assert [(row["moved"], row["n"]) for row in table["moves"]] == [(False, 1)]
+    assert table["moves"][0]["observed"] == 0.0
     body = admin_client.get(reverse("admin:automations_retrystat_changelist")).content.decode()
     assert "Brier score" in body and "expected chance" in body
+    assert "calibration-moves" in body and "kept at the fixed schedule's time</td>" in body
 
 
 def test_gateways_report_card_funding():
