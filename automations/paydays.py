@@ -9,30 +9,17 @@ on is unknown: this module keeps a posterior over a list of generic pay schedule
 failures alike, and predicts the chance of a charge at any moment as the posterior's
 average of the chance of a charge that many hours after a payday's local midnight.
 
-A payday's money comes once: a charge declined in a payday's window after the hour by
-which the money is there for most customers (arrived(): the first bucket whose chance
-reaches half the best one's, and is clearly above the chance far from a payday) says
-that this time it did not come, or was spent. A charge later in that window counts as
-far from a payday (an estimate that took each attempt as an independent draw planned a
-retry an hour after a decline on a payday morning as if the decline had said little).
-Where no bucket stands out (no pay cycles) nothing is changed: a learned
-chance of its own for those charges would have told customers who are often declined
-from the others (they have more of them), a difference between customers that the
-planner would have taken for one between times.
-
 Those chances by hours since a payday (HOURS buckets, and "no payday in the last three
 days") and the population's prior over schedules are learned from every customer
 declined for lack of funds by expectation-maximisation (PaydayFit, refitted with the
 retry model). Nothing is assumed of the hour at which money arrives nor of how long it
-stays. Where outcomes do not depend on paydays (no pay cycles, or no timing at all) the
-chances by bucket differ only by what chance fits (some schedule always fits a lucky
-success): the estimate then predicts nothing out of sample, which the retry model's
-record shows (its pay slope stays 0).
+stays: where outcomes do not depend on paydays (no pay cycles, or no timing at all) the
+chances by bucket come out alike and the estimate is flat.
 
 retry_model uses the estimate as one feature family (`pay:k`, the estimated chance in
 buckets), its prior weights the estimate taken at its word: the logistic model weighs it
-against everything else it knows, and the planner counts it only as far as it has held
-up out of sample (its own slope: retry_model.timing_slopes).
+against everything else it knows, and the planner compresses it with the other timing
+features while it has not held up out of sample.
 """
 
 import calendar
@@ -43,8 +30,6 @@ import numpy as np
 
 HOURS = (6, 12, 18, 24, 36, 48, 72)  # buckets of hours since a payday's local midnight
 FAR = len(HOURS)  # no payday in the last three days
-ARRIVED_SHARE = 0.5  # the money is there once a bucket's chance reaches this share of the best
-ARRIVED_LIFT = 2.0  # ...and this many times the chance far from a payday
 DAY = HOURS.index(24) + 1  # the first bucket after the payday's own 24 hours
 Q_PRIOR = (0.5, 4.5)  # Beta prior of each bucket's chance (weak, mean 0.1)
 # Where the fit starts: money is there from some time on payday and spent in the days
@@ -133,66 +118,19 @@ _table = _Table()
 def buckets(moments: list[datetime], tz) -> np.ndarray:
     """schedules x moments: the bucket of hours since the last payday's local midnight
     (FAR: none in the last three days)."""
-    return windows(moments, tz)[0]
-
-
-def windows(moments: list[datetime], tz) -> tuple[np.ndarray, np.ndarray]:
-    """buckets(), and schedules x moments: the payday each bucket counts from (its
-    ordinal; -1 for FAR)."""
     if not moments:
-        empty = np.zeros((len(SCHEDULES), 0), dtype=np.intp)
-        return empty, empty
+        return np.zeros((len(SCHEDULES), 0), dtype=np.intp)
     local = [m.astimezone(tz) for m in moments]
     ordinals = np.array([m.toordinal() for m in local])
     hours = np.array([m.hour + m.minute / 60 for m in local])
     table = _table.covering(int(ordinals.min()) - 3, int(ordinals.max()) + 1)
     found = np.full((len(SCHEDULES), len(local)), FAR, dtype=np.intp)
-    payday = np.full((len(SCHEDULES), len(local)), -1, dtype=np.intp)
     for back in (2, 1, 0):  # the most recent payday last, so that it wins
         paid = table[:, ordinals - back - _table.low]
         bucket = np.searchsorted(HOURS, hours + 24 * back, side="right")
-        near = paid & (bucket < FAR)
-        found = np.where(near, bucket[None, :], found)
-        payday = np.where(near, (ordinals - back)[None, :], payday)
-    found[0], payday[0] = FAR, -1  # "none": never a payday
-    return found, payday
-
-
-def after_declines(found: np.ndarray, payday: np.ndarray, ok,
-                   arrived: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The buckets of attempts in time order (windows()) with those made after a decline
-    within the same payday's window, from bucket `arrived` on, counted as FAR, by
-    schedule; and, for the moments after them, each schedule's payday whose window that
-    holds for (-1: none)."""
-    ok = np.asarray(ok, dtype=bool)
-    none = np.full(len(SCHEDULES), -1, dtype=np.intp)
-    declines = np.flatnonzero(~ok)
-    if arrived is None or not len(declines):
-        return found, none
-    # A payday's window is a run of equal paydays in a schedule's row (the moments are
-    # in time order), and the buckets grow within it: a decline from `arrived` on before
-    # a moment in its window is the latest decline before it, if that one counts from
-    # the same payday and is from `arrived` on.
-    latest = np.full(len(ok), -1, dtype=np.intp)
-    inner = declines[declines < len(ok) - 1]
-    latest[inner + 1] = inner
-    latest = np.maximum.accumulate(latest)
-    before = np.maximum(latest, 0)
-    gone = (latest >= 0)[None, :] & (payday >= 0) & (payday[:, before] == payday) & \
-        (found[:, before] >= arrived)
-    last = declines[-1]
-    following = np.where((payday[:, last] >= 0) & (found[:, last] >= arrived),
-                         payday[:, last], -1)
-    return np.where(gone, FAR, found), following
-
-
-class Estimate:
-    """A customer's estimated payday: the posterior over SCHEDULES (`weights`) and, by
-    schedule, the payday whose window their latest decline closed (after_declines)."""
-
-    def __init__(self, weights: np.ndarray, declined: np.ndarray | None = None):
-        self.weights = weights
-        self.declined = declined
+        found = np.where(paid & (bucket < FAR), bucket[None, :], found)
+    found[0] = FAR  # "none": never a payday
+    return found
 
 
 class PaydayFit:
@@ -204,63 +142,42 @@ class PaydayFit:
                               [1 / len(SCHEDULES)] * len(SCHEDULES))
         self.customers = customers
 
-    def arrived(self) -> int | None:
-        """The first bucket by which a payday's money is there for most customers: its
-        chance at least ARRIVED_SHARE of the best bucket's and ARRIVED_LIFT times the
-        chance far from a payday (None: no such bucket, no pay cycles to speak of)."""
-        near = self.chances[:FAR]
-        found = np.flatnonzero((near >= ARRIVED_SHARE * near.max()) &
-                               (near >= ARRIVED_LIFT * self.chances[FAR]))
-        return int(found[0]) if len(found) else None
-
-    def posterior(self, attempts: list[tuple[datetime, bool]], tz) -> Estimate:
-        """The customer's estimate from their finished attempts (in time order): the
-        posterior over SCHEDULES, and where their latest decline was."""
+    def posterior(self, attempts: list[tuple[datetime, bool]], tz) -> np.ndarray:
+        """The customer's posterior over SCHEDULES from their finished attempts."""
         log = np.log(self.prior)
-        declined = None
         if attempts:
+            found = buckets([at for at, _ok in attempts], tz)
             ok = np.array([bool(y) for _at, y in attempts])
-            found, declined = after_declines(*windows([at for at, _ok in attempts], tz), ok,
-                                             self.arrived())
             q = self.chances[found]
             log = log + np.where(ok[None, :], np.log(q), np.log(1 - q)).sum(axis=1)
         log -= log.max()
         weights = np.exp(log)
-        return Estimate(weights / weights.sum(), declined)
+        return weights / weights.sum()
 
-    def average(self, estimate: Estimate) -> float:
+    def average(self, posterior: np.ndarray) -> float:
         """The customer's estimated chance averaged over time (every hour alike)."""
         widths = np.diff((0, *HOURS))  # hours in each bucket near a payday
         found = 0.0
-        for weight, schedule in zip(estimate.weights, SCHEDULES, strict=True):
+        for weight, schedule in zip(posterior, SCHEDULES, strict=True):
             days = PERIODS[schedule[0]]
             near = 0.0 if math.isinf(days) else widths / (24 * days)
             found += weight * (float(np.sum(near * self.chances[:FAR]))
                                + (1 - float(np.sum(near))) * self.chances[FAR])
         return found
 
-    def chance(self, estimate: Estimate, moments: list[datetime], tz) -> np.ndarray:
-        """The estimated chance of a charge at each of `moments` (after the customer's
-        attempts the estimate was made from)."""
-        found, payday = windows(moments, tz)
-        if estimate.declined is not None:
-            gone = (payday >= 0) & (payday == estimate.declined[:, None])
-            found = np.where(gone, FAR, found)
-        return estimate.weights @ self.chances[found]
+    def chance(self, posterior: np.ndarray, moments: list[datetime], tz) -> np.ndarray:
+        """The estimated chance of a charge at each of `moments`."""
+        return posterior @ self.chances[buckets(moments, tz)]
 
 
 def fit(customers: list[tuple[list[tuple[datetime, bool]], object]],
         start: PaydayFit | None = None) -> PaydayFit:
     """EM over customers (their finished attempts and time zone): each one's posterior
     over the schedules, then the chances by bucket and the prior over schedules."""
-    data = []
-    for attempts, tz in customers:
-        if attempts:
-            ok = np.array([bool(y) for _at, y in attempts])
-            data.append((*windows([at for at, _ok in attempts], tz), ok))
+    data = [(buckets([at for at, _ok in attempts], tz),
+             np.array([bool(y) for _at, y in attempts]))
+            for attempts, tz in customers if attempts]
     current = start or PaydayFit()
-    arrived = current.arrived()  # as the last fit says (kept through the rounds)
-    data = [(after_declines(found, payday, ok, arrived)[0], ok) for found, payday, ok in data]
     if not data:
         return current
     chances, prior = current.chances.copy(), current.prior.copy()

@@ -42,14 +42,11 @@ sampling (exploration) and tells which factors the data supports (the reason nam
 those whose weight is at least two standard deviations from zero).
 
 Whether the timing differences hold up at all is measured on the model's own record:
-the retries made, as it predicted them before learning their outcomes (timing_slopes),
-concept by concept (CONCEPTS: the local weekday and hour, the day of month, the time
-since the failure, the customer's own days and hours, the estimated payday), so that an
-estimate that holds up is not held back by hours that are noise, nor the noise carried
-by it. The planner and the chance stated compress each concept's differences by its
-slope, so that where timing carries no signal it keeps the fixed schedule instead of
-choosing on noise; a slope not yet two standard deviations above 0 counts as 0 (the
-fixed schedule exactly where no concept holds up).
+the retries made, as it predicted them before learning their outcomes (timing_slope).
+The planner and the chance stated compress the differences between candidate times by
+that slope, so that where timing carries no signal it keeps the fixed schedule instead
+of choosing on noise; a slope not yet two standard deviations above 0 counts as 0 (the
+fixed schedule exactly).
 
 The chance stated is then recalibrated on the record of what was stated (the model's
 log-odds when each retry was planned, and whether the planner moved it from the fixed
@@ -76,7 +73,6 @@ from . import paydays
 FUNDS_CODES = frozenset({"insufficient_funds", "partial_payment", "card_velocity_exceeded",
                          "withdrawal_count_limit_exceeded"})
 TRAIN_LIMIT = 50_000  # the most recent finished retries learned from
-PLAN_MATCH = timedelta(hours=6)  # a retry made this long after its planned time is its plan's
 PRIOR_PRECISION = 4.0  # 1 / variance of a weight's prior before its family's is estimated
 GROUP_SPREAD = 0.2  # the hyperprior: a family's prior spread (sd) when data says little...
 GROUP_PSEUDO = 1.0  # ...worth this many well-determined weights
@@ -107,17 +103,6 @@ CALIBRATION_HALF_LIFE = 3000  # retries: the record's weight halves over this ma
 # every other family is the model's timing, whose out-of-sample slope (timing_slope)
 # tells how much its differences between candidate times hold up.
 UNTIMED = frozenset({"c", "amt", "tries", "fund", "seg", "act"})
-# The timing's families by what they claim to know, each judged on its own record
-# (timing_slopes): a payday estimate that holds up is not held back by hours that do not.
-CONCEPTS = {
-    "clock": ("hb", "fh", "fw", "h", "fhh", "wh"),  # the local weekday and hour
-    "calendar": ("dom", "dd"),  # the day of month, everyone's
-    "age": ("age",),  # the time since the first failure
-    "customer": ("cw", "fwd", "ch", "cd", "fdm"),  # the customer's own days and hours
-    "pay": ("pay",),  # the customer's estimated payday (paydays)
-}
-CONCEPT_OF = {family: concept for concept, families in CONCEPTS.items() for family in families}
-CONCEPT_NAMES = tuple(CONCEPTS)
 TIMING_PRIOR = 4.0  # precision of the timing slope's prior, toward 0: no evidence, no move
 TIMING_SURE = 2.0  # the timing slope counts only once this many sds above 0
 
@@ -329,7 +314,7 @@ def customer_day_features(s: Situation, day: int) -> list[str]:
 class Model:
     def __init__(self, weights: dict, variances: dict, rows: int, offset: float = 0.0,
                  precisions: dict | None = None, calibration: "Calibration | None" = None,
-                 timing: "float | dict" = 1.0):
+                 timing: float = 1.0):
         self.weights = weights
         self.variances = variances
         self.rows = rows
@@ -337,11 +322,9 @@ class Model:
         self.precisions = precisions or {}  # each family's prior precision (estimated)
         # The stated chance's map from the log-odds (recalibrate).
         self.calibration = calibration or Calibration()
-        # How much of each timing concept's log-odds holds up out of sample (0..1,
-        # timing_slopes): the planner compresses the differences between times by it.
-        # `timing` is the largest: whether any of the model's timing holds up.
-        self.timings = timing if isinstance(timing, dict) else \
-            dict.fromkeys(CONCEPT_NAMES, float(timing))
+        # How much of the timing features' log-odds holds up out of sample (0..1,
+        # timing_slope): the planner compresses the differences between times by it.
+        self.timing = timing
         self.paydays: paydays.PaydayFit | None = None  # the population's (paydays.fit)
         self.trained = 0  # training rows fitted on
         self.pairs: list = []  # (log-odds predicted before the outcome was known, outcome)
@@ -353,20 +336,10 @@ class Model:
         self._arrays = None
         self._factor = None  # compressed(): each column's factor
 
-    @property
-    def timing(self) -> float:
-        """The largest concept's timing slope: whether any of the model's timing holds up."""
-        return max(self.timings.values(), default=0.0)
-
-    @timing.setter
-    def timing(self, slope: float) -> None:
-        self.timings = dict.fromkeys(CONCEPT_NAMES, float(slope))
-        self._factor = None
-
     def stated(self, features: list[str], moved: bool = False) -> float:
         """The chance stated for a retry (on the invoice, and recorded for calibration):
-        the posterior mean's with each timing concept's part as far as it held up out
-        of sample (stated_log_odds), recalibrated on this system's own history
+        the posterior mean's with its timing part as far as it held up out of sample
+        (stated_log_odds), recalibrated on this system's own history
         (recalibrate), `moved` if the planner moved it from the fixed schedule's time."""
         return self.calibration.chance(self.stated_log_odds(features), moved)
 
@@ -375,11 +348,10 @@ class Model:
         return self.offset + sum(self.weight(f) for f in features)
 
     def stated_log_odds(self, features: list[str]) -> float:
-        """The posterior mean's log-odds with each timing feature's weight compressed by
-        its concept's slope (compressed): what the model's out-of-sample record
-        supports, before recalibration. A concept whose differences did not hold up
-        (hours that are noise where the money comes on a payday) neither moves a retry
-        nor raises the chance stated for it."""
+        """The posterior mean's log-odds with the timing features' weights compressed by
+        the timing slope (compressed): what the model's out-of-sample record supports,
+        before recalibration. Timing differences that did not hold up neither move a
+        retry nor raise the chance stated for it."""
         return self.offset + sum(self.weight(f) * self.timing_of(f) for f in features)
 
     def weight(self, feature: str) -> float:
@@ -432,7 +404,7 @@ class Model:
         """Rows of weights by column (means() or draws()) with the timing features'
         weights multiplied by `timing`: the log-odds differences between candidate times
         that the model's own out-of-sample record supports."""
-        if min(self.timings.values(), default=1.0) >= 1.0:
+        if self.timing >= 1.0:
             return weights
         factor = self._factor
         if factor is None or len(factor) != weights.shape[-1]:
@@ -441,11 +413,9 @@ class Model:
         return weights * factor
 
     def timing_of(self, feature: str) -> float:
-        """The factor of a feature's weight in compressed(): 1 if untimed, else its
-        concept's timing slope."""
-        if not timed(feature):
-            return 1.0
-        return self.timings.get(CONCEPT_OF.get(group(feature), "clock"), 0.0)
+        """The factor of a feature's weight in compressed(): 1 if untimed, else the
+        timing slope."""
+        return self.timing if timed(feature) else 1.0
 
     def means(self) -> np.ndarray:
         """The posterior means by column (and a last 0 that the column -1 picks)."""
@@ -697,7 +667,7 @@ class History:
         self.tries: dict[int, int] = defaultdict(int)
         self.model: Model | None = None
         # (log-odds predicted before the outcome: untimed part, timed part; outcome)
-        self.pairs = np.zeros((0, len(CONCEPT_NAMES) + 2))
+        self.pairs = np.zeros((0, 3))
         # The record the stated chances are recalibrated on, in the order learned: the
         # log-odds stated when each retry was planned (or as the last model predicted
         # it), whether the planner moved it from the fixed schedule's time, the outcome.
@@ -908,31 +878,24 @@ def recalibrate(pairs) -> Calibration:
 
 
 def timing_slope(pairs) -> float:
-    """timing_slopes with the timing as one part: (untimed, timed, outcome) triples."""
-    return float(timing_slopes(pairs)[0])
-
-
-def timing_slopes(pairs, sure: float = TIMING_SURE) -> np.ndarray:
-    """How much the model's timing holds up out of sample, part by part: the slopes of
-    the timed parts' log-odds in a logistic regression of the outcomes of retries made
-    on the log-odds the model predicted for them before learning them (the untimed part
-    and each timed part with its own slope: y ~ shift + a * untimed + sum b_k * timed_k),
-    clipped to 0..1. Where a part's timing matters it predicts as stated (b_k near 1);
-    where it does not, its differences are the noise the planner chose on (the winner's
-    curse) and b_k falls toward 0. Ridge priors: the shift toward 0 and the untimed
-    slope toward 1 (CALIBRATION_PRIOR), each timed slope toward 0 (TIMING_PRIOR: until
-    the record shows that a part holds up, the planner does not move retries on it; no
-    record at all: 0), and a slope whose lower credible bound (`sure` sds) is not above
-    0 is 0. `pairs`: rows of (untimed log-odds, timed log-odds by part..., outcome)."""
-    pairs = np.asarray(pairs, dtype=float)
-    if pairs.ndim != 2 or not len(pairs):
-        parts = pairs.shape[-1] - 2 if pairs.ndim == 2 else 1
-        return np.zeros(max(parts, 1))
-    parts = pairs.shape[1] - 2
-    x = np.column_stack([np.ones(len(pairs)), pairs[:, :-1]])
-    y = pairs[:, -1]
-    prior = np.array([0.0, 1.0] + [0.0] * parts)
-    precision = np.diag([CALIBRATION_PRIOR[0], CALIBRATION_PRIOR[1]] + [TIMING_PRIOR] * parts)
+    """How much the model's timing holds up out of sample: the slope of the timing
+    features' log-odds in a logistic regression of the outcomes of retries made on the
+    log-odds the model predicted for them before learning them (untimed part and timed
+    part, each with its own slope: y ~ shift + a * untimed + b * timed), clipped to 0..1.
+    Where timing matters the timed part predicts as stated (b near 1); where it does not,
+    its differences are the noise the planner chose on (the winner's curse) and b falls
+    toward 0. Ridge priors: the shift toward 0 and the untimed slope toward 1
+    (CALIBRATION_PRIOR), the timed slope toward 0 (TIMING_PRIOR: until the record shows
+    that the model's timing holds up, the planner keeps the fixed schedule; no record at
+    all: 0), and a slope whose lower credible bound is not above 0 (TIMING_SURE) is 0.
+    `pairs`: (untimed log-odds, timed log-odds, outcome) triples."""
+    pairs = np.asarray(pairs, dtype=float).reshape(-1, 3)
+    if not len(pairs):
+        return 0.0
+    x = np.column_stack([np.ones(len(pairs)), pairs[:, 0], pairs[:, 1]])
+    y = pairs[:, 2]
+    prior = np.array([0.0, 1.0, 0.0])
+    precision = np.diag([CALIBRATION_PRIOR[0], CALIBRATION_PRIOR[1], TIMING_PRIOR])
     beta = prior.copy()
     for _step in range(25):
         p = _sigmoids(x @ beta)
@@ -947,16 +910,10 @@ def timing_slopes(pairs, sure: float = TIMING_SURE) -> np.ndarray:
     # was better) keeps the fixed schedule exactly.
     p = _sigmoids(x @ beta)
     hessian = (x * (p * (1 - p))[:, None]).T @ x + precision
-    sd = np.sqrt(np.maximum(np.diag(np.linalg.inv(hessian))[2:], 0.0))
-    slopes = beta[2:]
-    return np.where(slopes - sure * sd <= 0, 0.0, np.minimum(slopes, 1.0))
-
-
-def _part_masks(names: list[str]) -> list[np.ndarray]:
-    """0/1 vectors over the features `names`: the untimed ones, then each concept's."""
-    concept = [None if not timed(f) else CONCEPT_OF.get(group(f), "clock") for f in names]
-    return [np.array([c is None for c in concept], dtype=float)] + [
-        np.array([c == name for c in concept], dtype=float) for name in CONCEPT_NAMES]
+    sd = math.sqrt(max(float(np.linalg.inv(hessian)[2, 2]), 0.0))
+    if beta[2] - TIMING_SURE * sd <= 0:
+        return 0.0
+    return float(min(beta[2], 1.0))
 
 
 _cache: dict = {}
@@ -997,13 +954,14 @@ def model_load() -> Model:
         history.stated = np.vstack([history.stated, rows[~np.isnan(stated)]])
         history.stated = history.stated[-CALIBRATION_PAIRS:]
     if previous is not None and new:
-        # The rows learned since the last fit, as the model then predicted them, split
-        # into the untimed part and each timing concept's: the out-of-sample record the
-        # timing is judged on (timing_slopes).
+        # The rows learned since the last fit, as the model then predicted them: the
+        # out-of-sample predictions the stated chances are recalibrated on.
         before = np.array([previous.weight(f) for f in design.names])
-        parts = [design.margins(before * mask)[-new:] for mask in _part_masks(design.names)]
-        parts[0] = parts[0] + previous.offset
-        history.pairs = np.vstack([history.pairs, np.column_stack([*parts, design.y[-new:]])])
+        untimed = np.array([0.0 if timed(f) else 1.0 for f in design.names])
+        z = design.margins(before)[-new:] + previous.offset
+        z_untimed = design.margins(before * untimed)[-new:] + previous.offset
+        history.pairs = np.vstack([history.pairs, np.column_stack(
+            [z_untimed, z - z_untimed, design.y[-new:]])])
         history.pairs = history.pairs[-CALIBRATION_PAIRS:]
     if len(design):
         weights, variances, precisions = fit_design_shrunk(
@@ -1015,8 +973,7 @@ def model_load() -> Model:
         weights, variances, precisions = {}, {}, {}
     model = Model(weights, variances, len(design), precisions=precisions,
                   calibration=recalibrate(history.stated),
-                  timing=dict(zip(CONCEPT_NAMES, timing_slopes(history.pairs).tolist(),
-                                  strict=True)))
+                  timing=timing_slope(history.pairs))
     model.trained = len(design)
     model.paydays = history.paydays
     history.model = model

@@ -6,7 +6,6 @@ import random
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from automations import paydays, retries, retry_model
@@ -472,36 +471,6 @@ def test_a_timing_slope_not_clearly_above_zero_keeps_the_fixed_schedule_exactly(
     assert retry_model.timing_slope(record(1, 3000, 1.0, 1.0)) > 0.85
 
 
-def test_each_timing_concept_is_judged_on_its_own_record():
-    # A payday estimate that holds up is not held back by hours that are noise: the
-    # retries' timed log-odds by concept (clock, calendar, age, customer, pay), the
-    # payday's real, the clock's as spread but noise. Each concept gets
-    # its own slope: the payday's near 1, the clock's 0; one slope for both would have
-    # compressed the payday's differences by the clock's noise.
-    rng = random.Random(11)
-    names = retry_model.CONCEPT_NAMES
-    rows = []
-    for _n in range(3000):
-        untimed = rng.choice([-2.5, -1.0])
-        clock, pay = rng.gauss(0, 1.0), rng.gauss(0, 1.0)
-        parts = dict.fromkeys(names, 0.0) | {"clock": clock, "pay": pay}
-        rows.append((untimed, *(parts[k] for k in names),
-                     int(rng.random() < retry_model._sigmoid(untimed + pay))))
-    slopes = dict(zip(names, retry_model.timing_slopes(rows).tolist(), strict=True))
-    assert slopes["pay"] > 0.85
-    assert slopes["clock"] == 0.0
-    assert slopes["calendar"] == slopes["age"] == slopes["customer"] == 0.0
-    combined = [(u, sum(parts), y) for u, *parts, y in rows]
-    assert retry_model.timing_slope(combined) < 0.75  # one slope: the payday compressed
-    # The planner compresses each feature's weight by its concept's slope.
-    model = retry_model.Model({"pay:9": 2.0, "h:9": 1.0, "c:insufficient_funds": -2.0},
-                              {}, 100, timing=slopes)
-    columns = model.columns(["pay:9", "h:9", "c:insufficient_funds"])
-    factors = model.compressed(model.means()[None, :])[0, columns] / np.array([2.0, 1.0, -2.0])
-    assert factors.tolist() == [pytest.approx(slopes["pay"]), 0.0, 1.0]
-    assert model.timing == pytest.approx(slopes["pay"])  # the lead: some timing holds up
-
-
 def _paid_world(rng, schedule_of, chance_of, customers=300, tz_name="Europe/Paris"):
     """Customers with a payday each (schedule_of(n): a weekday, or a day of month), their
     attempts at random hours over 60 days, each a success with chance_of(hours since the
@@ -568,46 +537,6 @@ def test_a_customers_payday_comes_from_their_own_successes_and_failures():
     # Before any attempt of theirs, the population's prior: no day much better.
     flat = fit.chance(fit.posterior([], tz), [wednesday, friday], tz)
     assert max(flat) < 0.3
-
-
-def test_a_decline_within_a_paydays_window_says_the_money_did_not_come_this_time():
-    # Weekly paydays; some weeks the money does not come (or is gone at once), and the
-    # card then declines all that payday. Taken as independent draws, a decline on a
-    # payday morning would leave a charge an hour later nearly as likely as the first:
-    # a decline once the money is there for most customers (06:00 here) closes that
-    # payday's window, the rest of it counted as far from a payday.
-    rng = random.Random(12)
-    tz = retry_model.zoneinfo.ZoneInfo("UTC")
-    start = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
-    customers = []
-    for _n in range(300):
-        weekday = rng.randrange(7)
-        came = {week: rng.random() < 0.6 for week in range(-1, 10)}
-        attempts = []
-        for _k in range(14):
-            at = start + timedelta(hours=rng.randrange(24 * 63))
-            since = (at.weekday() - weekday) % 7 * 24 + at.hour
-            there = since < 30 and since >= 6 and came[(at - timedelta(hours=since)
-                                                        - start).days // 7]
-            attempts.append((at, rng.random() < (0.95 if there else 0.02)))
-        customers.append((sorted(attempts), tz))
-    fit = paydays.fit(customers)
-    assert fit.arrived() == 1  # 06:00-11:59 on payday
-    # A customer paid on Fridays (three Fridays at 10:00), declined this Friday at 08:00.
-    friday = datetime(2026, 3, 13, tzinfo=UTC)
-    history = [(friday - timedelta(days=7 * k) + hours(10), True) for k in range(1, 4)]
-    history += [(friday - timedelta(days=7 * k - 2) + hours(10), False) for k in range(1, 4)]
-    before = fit.chance(fit.posterior(sorted(history), tz), [friday + hours(9)], tz)[0]
-    history.append((friday + hours(8), False))
-    estimate = fit.posterior(sorted(history), tz)
-    later, next_friday = fit.chance(estimate, [friday + hours(9), friday + hours(24 * 7 + 9)],
-                                    tz)
-    assert before > 0.5 and next_friday > 0.5
-    assert later < before / 3
-    # A decline at 03:00, before the money, closes nothing.
-    history[-1] = (friday + hours(3), False)
-    early = fit.chance(fit.posterior(sorted(history), tz), [friday + hours(9)], tz)[0]
-    assert early > 0.5
 
 
 def test_without_a_payday_signal_the_model_learns_no_payday():
