@@ -80,16 +80,17 @@ class SmartCollectionPolicy(CollectionPolicy):
     def plan(self, failures: list[Failure]) -> dict[int, RetryPlan]:
         settings = BillingSettings.load()
         policies = retry_policies()
-        context = _Context(failures)
         # A policy an automation started for an invoice replaces the default one.
         started = invoice_policies([f.invoice.pk for f in failures])
-        return {
-            f.attempt.pk: plan_retry(
-                f, started.get(f.invoice.pk) or policy_for(f.customer, settings, policies),
-                context,
-            )
-            for f in failures
-        }
+        chosen = {f.attempt.pk: started.get(f.invoice.pk) or policy_for(f.customer, settings,
+                                                                         policies)
+                  for f in failures}
+        # The retry model is loaded (and refitted when due) for every batch with a
+        # failure on Smart Retries, whether or not its plan reads it; the fixed and
+        # custom schedules never read it.
+        smart = any(p.mode == RetryPolicy.Mode.SMART for p in chosen.values())
+        context = _Context(failures, retry_model.model_load() if smart else None)
+        return {f.attempt.pk: plan_retry(f, chosen[f.attempt.pk], context) for f in failures}
 
     def observe(self, outcomes: list[Outcome]) -> None:
         stats_record(outcomes)
@@ -132,8 +133,7 @@ class _Context:
 
     @property
     def model(self):
-        """The retry model, loaded when a plan first needs it (a batch of failures under
-        fixed or custom schedules only never does: nothing there reads it)."""
+        """The retry model (loaded here if the batch did not: a plan on Smart Retries)."""
         if self._model is None:
             self._model = retry_model.model_load()
         return self._model
