@@ -290,7 +290,7 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
     # model's log-odds and whether it was moved are kept on the attempt, to recalibrate
     # on once its outcome is learned.
     moved = bool(better)
-    z = model.stated_log_odds(chosen_features)
+    z = model.log_odds(chosen_features)
     p = model.calibration.chance(z, moved)
     expected = plan_value([model.stated(f, moved) for f in feats], times, earliest)
     reason = _reason(model, situation, chosen_features, when.astimezone(tz), p,

@@ -43,10 +43,9 @@ those whose weight is at least two standard deviations from zero).
 
 Whether the timing differences hold up at all is measured on the model's own record:
 the retries made, as it predicted them before learning their outcomes (timing_slope).
-The planner and the chance stated compress the differences between candidate times by
-that slope, so that where timing carries no signal it keeps the fixed schedule instead
-of choosing on noise; a slope not yet two standard deviations above 0 counts as 0 (the
-fixed schedule exactly).
+The planner compresses the differences between candidate times by that slope, so that
+where timing carries no signal it keeps the fixed schedule instead of choosing on noise;
+a slope not yet two standard deviations above 0 counts as 0 (the fixed schedule exactly).
 
 The chance stated is then recalibrated on the record of what was stated (the model's
 log-odds when each retry was planned, and whether the planner moved it from the fixed
@@ -338,21 +337,13 @@ class Model:
 
     def stated(self, features: list[str], moved: bool = False) -> float:
         """The chance stated for a retry (on the invoice, and recorded for calibration):
-        the posterior mean's with its timing part as far as it held up out of sample
-        (stated_log_odds), recalibrated on this system's own history
-        (recalibrate), `moved` if the planner moved it from the fixed schedule's time."""
-        return self.calibration.chance(self.stated_log_odds(features), moved)
+        the posterior mean's, recalibrated on this system's own history (recalibrate),
+        `moved` if the planner moved it from the fixed schedule's time."""
+        return self.calibration.chance(self.log_odds(features), moved)
 
     def log_odds(self, features: list[str]) -> float:
         """The posterior mean's log-odds (before recalibration)."""
         return self.offset + sum(self.weight(f) for f in features)
-
-    def stated_log_odds(self, features: list[str]) -> float:
-        """The posterior mean's log-odds with the timing features' weights compressed by
-        the timing slope (compressed): what the model's out-of-sample record supports,
-        before recalibration. Timing differences that did not hold up neither move a
-        retry nor raise the chance stated for it."""
-        return self.offset + sum(self.weight(f) * self.timing_of(f) for f in features)
 
     def weight(self, feature: str) -> float:
         w = self.weights.get(feature)
@@ -944,8 +935,7 @@ def model_load() -> Model:
         # kept on the attempt; else as the last model predicted them): the record the
         # stated chances are recalibrated on.
         if previous is not None:
-            known = design.margins(np.array([previous.weight(f) * previous.timing_of(f)
-                                             for f in design.names]))
+            known = design.margins(np.array([previous.weight(f) for f in design.names]))
             known = known[-new:] + previous.offset
         else:
             known = np.full(new, np.nan)
