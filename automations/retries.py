@@ -601,7 +601,7 @@ def _reason(model, situation, features, local, p, expected, used, budget, wait,
     for feature in features:
         if feature in ("b",) or feature.startswith(("c:", "fund:")):
             continue
-        # As far as its concept's timing held up out of sample (none: not named).
+        # A timing factor as far as the timing held up out of sample (none: not named).
         weight = model.weight(feature) * model.timing_of(feature)
         if weight >= math.log(1.15) and model.supported(feature):
             factors.append((weight, feature))
