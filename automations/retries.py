@@ -286,17 +286,16 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
         when, chosen_features, times, feats = fixed[0], fixed_features[0], fixed, fixed_features
     # The chance stated is the posterior mean's, recalibrated on the chances stated for
     # the retries made before (retry_model.recalibrate: the best-looking of many times
-    # is overstated, the winner's curse, the more so for a retry moved to it); the
-    # model's log-odds and whether it was moved are kept on the attempt, to recalibrate
-    # on once its outcome is learned.
-    moved = bool(better)
+    # is overstated, the winner's curse); the model's log-odds are kept on the attempt,
+    # to recalibrate on once its outcome is learned, and whether the retry was moved
+    # from the fixed schedule's time (Retry statistics shows them apart).
     z = model.log_odds(chosen_features)
-    p = model.calibration.chance(z, moved)
-    expected = plan_value([model.stated(f, moved) for f in feats], times, earliest)
+    p = model.calibration.chance(z)
+    expected = plan_value([model.stated(f) for f in feats], times, earliest)
     reason = _reason(model, situation, chosen_features, when.astimezone(tz), p,
                      expected, used, budget, when - max(earliest, failure.at + pace),
                      not better)
-    return RetryPlan(when, reason, chance=p, log_odds=z, moved=moved)
+    return RetryPlan(when, reason, chance=p, log_odds=z, moved=bool(better))
 
 
 def _generator(context) -> np.random.Generator:

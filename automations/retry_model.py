@@ -48,9 +48,8 @@ where timing carries no signal it keeps the fixed schedule instead of choosing o
 a slope not yet two standard deviations above 0 counts as 0 (the fixed schedule exactly).
 
 The chance stated is then recalibrated on the record of what was stated (the model's
-log-odds when each retry was planned, and whether the planner moved it from the fixed
-schedule's time, both kept on the attempt so that it holds whichever worker planned it):
-recalibrate, Calibration.
+log-odds when each retry was planned, kept on the attempt so that it holds whichever
+worker planned it): recalibrate, Calibration.
 """
 
 import math
@@ -92,7 +91,6 @@ EXPLORATION = 0.3  # Thompson draws use this share of the posterior's spread
 CALIBRATION_PAIRS = 20_000  # the latest out-of-sample predictions recalibrated on
 CALIBRATION_PRIOR = (1.0, 4.0)  # precision of the recalibration's shift (toward 0)...
 # ...and of its slope (toward 1): a few hundred retries move them
-CALIBRATION_MOVED_PRIOR = 4.0  # precision of the moved retries' own shift and slope (to 0)
 CALIBRATION_BIN = 200  # the record's retries by bin of the recalibration's correction...
 CALIBRATION_BINS = 30  # ...in this many bins at most...
 CALIBRATION_WIDTH = 0.5  # ...each at most this wide on the line's log-odds
@@ -335,11 +333,10 @@ class Model:
         self._arrays = None
         self._factor = None  # compressed(): each column's factor
 
-    def stated(self, features: list[str], moved: bool = False) -> float:
+    def stated(self, features: list[str]) -> float:
         """The chance stated for a retry (on the invoice, and recorded for calibration):
-        the posterior mean's, recalibrated on this system's own history (recalibrate),
-        `moved` if the planner moved it from the fixed schedule's time."""
-        return self.calibration.chance(self.log_odds(features), moved)
+        the posterior mean's, recalibrated on this system's own history (recalibrate)."""
+        return self.calibration.chance(self.log_odds(features))
 
     def log_odds(self, features: list[str]) -> float:
         """The posterior mean's log-odds (before recalibration)."""
@@ -661,10 +658,10 @@ class History:
         self.pairs = np.zeros((0, 3))
         # The record the stated chances are recalibrated on, in the order learned: the
         # log-odds stated when each retry was planned (or as the last model predicted
-        # it), whether the planner moved it from the fixed schedule's time, the outcome.
-        self.stated = np.zeros((0, 3))
-        # The last rows learned, as planned: log-odds (nan: not known), moved (0 or 1).
-        self.planned = np.zeros((0, 2))
+        # it), the outcome.
+        self.stated = np.zeros((0, 2))
+        # The last rows learned: the log-odds stated when planned (nan: not known).
+        self.planned = np.zeros(0)
         self.paydays: paydays.PaydayFit | None = None
 
     def waiting(self) -> int:
@@ -678,7 +675,6 @@ class History:
                 "pk", "customer_id", "created_at", "status", "retry_of_decline_code",
                 "card_funding", "amount", "invoice_id", "invoice__past_due_at",
                 "customer__timezone", "customer__segment", "predicted_log_odds",
-                "planner_moved",
             ) if a["pk"] not in self.seen
         ]
         self.seen.update(a["pk"] for a in attempts)
@@ -687,9 +683,8 @@ class History:
                           if a["retry_of_decline_code"] not in HARD_DECLINE_CODES),
                          key=lambda a: (a["created_at"], a["pk"]))
         rows = _rows(learned, self.tries, self.paydays)
-        self.planned = np.array(
-            [(math.nan if a["predicted_log_odds"] is None else a["predicted_log_odds"],
-              float(bool(a["planner_moved"]))) for a in learned], dtype=float).reshape(-1, 2)
+        self.planned = np.array([math.nan if a["predicted_log_odds"] is None
+                                 else a["predicted_log_odds"] for a in learned], dtype=float)
         if rows:
             self.design.add(rows)
             self.design.keep_last(TRAIN_LIMIT)
@@ -747,31 +742,22 @@ def training_rows() -> list[tuple[list[str], int]]:
 
 class Calibration:
     """The map from the model's log-odds to the stated chance's (recalibrate): Platt's
-    line (shift + slope x log-odds, plus a shift and slope of their own, `moved`, for a
-    retry the planner moved from the fixed schedule's time: chosen because its chance
-    looked best among many times, its estimate is biased upward more than that of a
-    retry kept at its time, the more so the better it looked), then a monotone
-    correction read off the retries' own record by bins along that line (`knots`: the
-    line's log-odds at a bin's mean chance, `values`: the log-odds of the rate its
-    retries succeeded at, both increasing), interpolated between knots and carried along
-    the line beyond them. One line cannot make every decile right when the model's
-    errors are not the same at every level of chance (a mix of customers who pay at some
-    hours and of customers who never pay, which the model's additive log-odds cannot
-    tell apart); the bins can."""
+    line (shift + slope x log-odds), then a monotone correction read off the retries'
+    own record by bins along that line (`knots`: the line's log-odds at a bin's mean
+    chance, `values`: the log-odds of the rate its retries succeeded at, both
+    increasing), interpolated between knots and carried along the line beyond them. One
+    line cannot make every decile right when the model's errors are not the same at
+    every level of chance (a mix of customers who pay at some hours and of customers who
+    never pay, which the model's additive log-odds cannot tell apart); the bins can."""
 
-    def __init__(self, shift: float = 0.0, slope: float = 1.0, knots=(), values=(),
-                 moved: tuple[float, float] = (0.0, 0.0)):
+    def __init__(self, shift: float = 0.0, slope: float = 1.0, knots=(), values=()):
         self.shift, self.slope = shift, slope
-        self.moved = moved  # the moved retries' shift and slope, on top
         self.knots = np.asarray(knots, dtype=float)
         self.values = np.asarray(values, dtype=float)
 
-    def log_odds(self, z, moved=False):
-        """The stated chance's log-odds for the model's log-odds `z` (a number or array)
-        of a retry moved or not (a bool or array)."""
-        z = np.asarray(z, dtype=float)
-        line = self.shift + self.slope * z + \
-            np.asarray(moved, dtype=float) * (self.moved[0] + self.moved[1] * z)
+    def log_odds(self, z):
+        """The stated chance's log-odds for the model's log-odds `z` (a number or array)."""
+        line = self.shift + self.slope * np.asarray(z, dtype=float)
         if not len(self.knots):
             return line
         return np.where(line < self.knots[0], line + (self.values[0] - self.knots[0]),
@@ -779,30 +765,34 @@ class Calibration:
                                  line + (self.values[-1] - self.knots[-1]),
                                  np.interp(line, self.knots, self.values)))
 
-    def chance(self, z: float, moved: bool = False) -> float:
-        return _sigmoid(float(self.log_odds(z, moved)))
+    def chance(self, z: float) -> float:
+        return _sigmoid(float(self.log_odds(z)))
 
 
-def _platt(z: np.ndarray, y: np.ndarray, w: np.ndarray,
-           moved: np.ndarray | None = None) -> tuple[float, float, float, float]:
-    """The shift and slope of the log-odds that fit the outcomes, and the moved retries'
-    own shift and slope on top, each pair weighted by `w` (ridge priors toward no
-    change: CALIBRATION_PRIOR, CALIBRATION_MOVED_PRIOR)."""
-    moved = np.zeros_like(z) if moved is None else moved
-    x = np.column_stack([np.ones_like(z), z, moved, moved * z])
-    prior = np.array([0.0, 1.0, 0.0, 0.0])
-    precision = np.diag([*CALIBRATION_PRIOR, CALIBRATION_MOVED_PRIOR, CALIBRATION_MOVED_PRIOR])
-    beta = prior.copy()
+def _platt(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """The shift and slope of the log-odds that fit the outcomes, each pair weighted by
+    `w` (ridge priors toward no change, CALIBRATION_PRIOR)."""
+    shift, slope = 0.0, 1.0
+    (p_shift, p_slope) = CALIBRATION_PRIOR
     for _step in range(20):
-        p = _sigmoids(x @ beta)
-        gradient = x.T @ (w * (y - p)) - precision @ (beta - prior)
-        hessian = (x * (w * p * (1 - p))[:, None]).T @ x + precision
-        step = np.clip(np.linalg.solve(hessian, gradient), -1.0, 1.0)
-        beta += step
-        if np.abs(step).max() < 1e-6:
+        p = _sigmoids(shift + slope * z)
+        h = w * p * (1 - p)
+        r = w * (y - p)
+        g0 = -p_shift * shift + float(r.sum())
+        g1 = -p_slope * (slope - 1.0) + float((r * z).sum())
+        h00 = p_shift + float(h.sum())
+        h01 = float((h * z).sum())
+        h11 = p_slope + float((h * z * z).sum())
+        det = h00 * h11 - h01 * h01
+        if det <= 0:
             break
-    slope = max(float(beta[1]), 0.1)
-    return float(beta[0]), slope, float(beta[2]), max(float(beta[3]), 0.1 - slope)
+        d0 = (h11 * g0 - h01 * g1) / det
+        d1 = (h00 * g1 - h01 * g0) / det
+        shift += max(-1.0, min(1.0, d0))
+        slope += max(-1.0, min(1.0, d1))
+        if abs(d0) < 1e-6 and abs(d1) < 1e-6:
+            break
+    return shift, max(slope, 0.1)
 
 
 def _monotone(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -830,21 +820,19 @@ def recalibrate(pairs) -> Calibration:
     change as it learns (its weights spread as the history grows, new customers'
     histories appear), so the record counts less the older it is (a weight halved every
     CALIBRATION_HALF_LIFE retries). `pairs`: (log-odds, outcome) pairs in the order the
-    retries were made, or (log-odds, moved, outcome) triples."""
-    pairs = np.asarray(pairs, dtype=float)
-    pairs = pairs.reshape(-1, pairs.shape[-1] if pairs.ndim == 2 else 2)
-    z, y = pairs[:, 0], pairs[:, -1]
-    moved = pairs[:, 1] if pairs.shape[1] == 3 else np.zeros(len(pairs))
+    retries were made."""
+    pairs = np.asarray(pairs, dtype=float).reshape(-1, 2)
+    z, y = pairs[:, 0], pairs[:, 1]
     w = 0.5 ** (np.arange(len(pairs))[::-1] / CALIBRATION_HALF_LIFE)
-    shift, slope, moved_shift, moved_slope = _platt(z, y, w, moved)
+    shift, slope = _platt(z, y, w)
     total = float(w.sum())
     effective = total ** 2 / float((w * w).sum()) if len(w) else 0.0
     bins = int(min(CALIBRATION_BINS, effective // CALIBRATION_BIN))
     if bins < 2:
-        return Calibration(shift, slope, moved=(moved_shift, moved_slope))
+        return Calibration(shift, slope)
     # Bins of equal weight along the line (each counted as its share of the effective
     # number of retries), those wider than CALIBRATION_WIDTH cut into equal widths.
-    line = shift + slope * z + moved * (moved_shift + moved_slope * z)
+    line = shift + slope * z
     order = np.argsort(line, kind="stable")
     cumulative = np.cumsum(w[order])
     chunks = []
@@ -864,8 +852,7 @@ def recalibrate(pairs) -> Calibration:
     knots = np.log(expected / (1 - expected))
     values = np.log(rate / (1 - rate))
     keep = np.concatenate([[True], np.diff(knots) > 1e-9])  # strictly increasing knots
-    return Calibration(shift, slope, knots[keep], values[keep],
-                       moved=(moved_shift, moved_slope))
+    return Calibration(shift, slope, knots[keep], values[keep])
 
 
 def timing_slope(pairs) -> float:
@@ -939,8 +926,8 @@ def model_load() -> Model:
             known = known[-new:] + previous.offset
         else:
             known = np.full(new, np.nan)
-        stated = np.where(np.isnan(history.planned[:, 0]), known, history.planned[:, 0])
-        rows = np.column_stack([stated, history.planned[:, 1], design.y[-new:]])
+        stated = np.where(np.isnan(history.planned), known, history.planned)
+        rows = np.column_stack([stated, design.y[-new:]])
         history.stated = np.vstack([history.stated, rows[~np.isnan(stated)]])
         history.stated = history.stated[-CALIBRATION_PAIRS:]
     if previous is not None and new:

@@ -334,27 +334,10 @@ def test_stated_chances_are_recalibrated_on_what_was_stated_when_the_retry_was_p
     model = retry_model.model_load()
     assert model.trained == 4
     history = retry_model._cache[next(iter(retry_model._cache))]
-    stated = sorted(history.stated[:, :2].tolist())
-    assert stated[-3:] == [[1.25, 0.0], [2.25, 1.0], [3.25, 0.0]]
-    assert stated[0][0] < 0  # the model's own prediction of a retry of a card never paying
-    assert history.stated[:, 2].tolist() == [0.0] * 4
-
-
-def test_moved_retries_are_recalibrated_apart_from_those_kept_on_the_fixed_schedule():
-    # The same model log-odds, two records: retries the planner moved succeed less often
-    # than stated (chosen as the best-looking of many times, the winner's curse), those
-    # kept at the fixed schedule's time as stated. One map for both would understate the
-    # ones and overstate the others; the moved retries get a shift of their own.
-    rng = random.Random(5)
-    z = retry_model._logit(0.3)
-    pairs = [(z, moved, int(rng.random() < (0.18 if moved else 0.3)))
-             for _n in range(3000) for moved in (0, 1)]
-    calibration = retry_model.recalibrate(pairs)
-    assert abs(calibration.chance(z, False) - 0.3) < 0.03
-    assert abs(calibration.chance(z, True) - 0.18) < 0.03
-    # Without a flag, one map (the old record's pairs still read).
-    assert calibration.moved[0] + calibration.moved[1] * z < -0.4
-    assert retry_model.recalibrate([(z, y) for z, _m, y in pairs]).moved == (0.0, 0.0)
+    stated = sorted(history.stated[:, 0].tolist())
+    assert stated[-3:] == [1.25, 2.25, 3.25]
+    assert stated[0] < 0  # the model's own prediction of a retry of a card never paying
+    assert history.stated[:, 1].tolist() == [0.0] * 4
 
 
 def test_paydays_learn_from_the_customers_declined_for_lack_of_funds_most_lately(
