@@ -77,3 +77,25 @@ def test_a_soft_decline_leaves_the_method_usable():
     invoice = make_charged("sim_9995")  # insufficient_funds
     collect(NOW)
     assert invoice.customer.payment_methods.get().unusable_code == ""
+
+
+def test_a_hard_decline_on_a_retry_clears_the_chance_planned_for_the_next_one():
+    # The retry planned after a soft decline carries its stated chance (and the log-odds
+    # it was recalibrated from); the card then reports stolen: nothing is planned, and
+    # the invoice on hold states no chance for a retry that will not come.
+    invoice = make_charged("sim_9995")  # insufficient_funds
+    collect(NOW)
+    invoice.refresh_from_db()
+    assert invoice.next_payment_attempt_chance is not None
+    assert invoice.next_payment_attempt_log_odds is not None
+    assert invoice.next_payment_attempt_moved is False
+    invoice.customer.payment_methods.update(gateway_reference="sim_9979")  # stolen_card
+    collect(invoice.next_payment_attempt)
+    invoice.refresh_from_db()
+    assert invoice.payment_hold == "hard_decline" and invoice.next_payment_attempt is None
+    assert invoice.next_payment_attempt_chance is None
+    assert invoice.next_payment_attempt_log_odds is None
+    assert invoice.next_payment_attempt_moved is None
+    retry = invoice.payment_attempts.get(decline_code="stolen_card")
+    assert retry.predicted_chance is not None and retry.predicted_log_odds is not None
+    assert retry.planner_moved is False

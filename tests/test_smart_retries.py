@@ -110,12 +110,16 @@ def test_the_reason_names_no_factor_before_any_history():
     assert "×" not in reason  # priors alone support no factor
 
 
-def test_a_new_payment_method_retries_at_once_in_the_fixed_mode_too():
-    policy = RetryPolicy.objects.create(name="Fixed", mode="fixed", max_retries=8,
-                                        window_days=14)
+def _default_policy(**fields) -> BillingSettings:
+    """The billing settings with a new default retry policy of `fields`."""
     settings = BillingSettings.load()
-    settings.default_retry_policy = policy
+    settings.default_retry_policy = RetryPolicy.objects.create(**fields)
     settings.save()
+    return settings
+
+
+def test_a_new_payment_method_retries_at_once_in_the_fixed_mode_too():
+    _default_policy(name="Fixed", mode="fixed", max_retries=8, window_days=14)
     invoice = make_charged("sim_9995")
     collection.collect_due(now=NOW)
     later = NOW + hours(5)
@@ -127,11 +131,7 @@ def test_a_new_payment_method_retries_at_once_in_the_fixed_mode_too():
 def test_the_fixed_schedule_never_loads_the_retry_model():
     # Nothing on a fixed schedule reads the model: fitting it at every batch of
     # failures cost the fixed mode a twelfth of its rehearsal. Smart Retries load it.
-    policy = RetryPolicy.objects.create(name="Fixed", mode="fixed", max_retries=8,
-                                        window_days=14)
-    settings = BillingSettings.load()
-    settings.default_retry_policy = policy
-    settings.save()
+    settings = _default_policy(name="Fixed", mode="fixed", max_retries=8, window_days=14)
     make_charged("sim_9995")
     collection.collect_due(now=NOW)
     invoice = Invoice.objects.get()
