@@ -113,8 +113,8 @@ def policy_for(customer, settings: BillingSettings, policies: list[RetryPolicy])
 class _Context:
     """What planning a batch needs from the database, in a few queries."""
 
-    def __init__(self, failures: list[Failure], model=None):
-        self._model = model
+    def __init__(self, failures: list[Failure], model):
+        self.model = model  # None when no failure of the batch is on Smart Retries
         now = max(f.at for f in failures)
         methods = {f.attempt.payment_method_id for f in failures if f.attempt.payment_method_id}
         customers = {f.customer.pk for f in failures}
@@ -130,13 +130,6 @@ class _Context:
             self.visits[customer_id].append(at)
         self.rng = random.Random(int(now.timestamp()) ^ len(failures))
         self.generator = np.random.default_rng(int(now.timestamp()) ^ len(failures))
-
-    @property
-    def model(self):
-        """The retry model (loaded here if the batch did not: a plan on Smart Retries)."""
-        if self._model is None:
-            self._model = retry_model.model_load()
-        return self._model
 
     def _attempts_read(self, methods, customers, invoices, since) -> None:
         """In one query (three before), the batch's payment attempts: the card cap's
@@ -225,9 +218,8 @@ def _smart(failure, context, earliest, window_end, left, used, budget, pace) -> 
     customer = failure.customer
     tz = zoneinfo.ZoneInfo(customer.timezone)
     first = failure.invoice.past_due_at or failure.at
-    days, weekdays, hours = retry_model.paid_before(context.histories.get(customer.pk, []),
-                                                    failure.at, tz)
     history = context.histories.get(customer.pk, [])
+    days, weekdays, hours = retry_model.paid_before(history, failure.at, tz)
     if (failure.at, False) not in history:  # the failure being planned for
         history = [*history, (failure.at, False)]
     model = context.model

@@ -324,7 +324,6 @@ class Model:
         self.timing = timing
         self.paydays: paydays.PaydayFit | None = None  # the population's (paydays.fit)
         self.trained = 0  # training rows fitted on
-        self.pairs: list = []  # (log-odds predicted before the outcome was known, outcome)
         # The weights as arrays (the planner's fast path): feature -> column, and each
         # column's posterior mean and sd, the last entry a zero for "no feature".
         self._columns: dict[str, int] = {}

@@ -884,6 +884,22 @@ def _failed_event(batch: _Batch, attempt: PaymentAttempt, invoice: Invoice, at):
     )
 
 
+def retry_plan_fields(plan: RetryPlan) -> dict:
+    """The invoice's fields that hold a planned retry: when, why, the chance stated (per
+    mille) and what the attempt keeps of the plan (log-odds, moved); none but the reason
+    when no retry is planned."""
+    planned = plan.at is not None
+    return {
+        "next_payment_attempt": plan.at,
+        "next_payment_attempt_reason": plan.reason[:300],
+        "next_payment_attempt_chance": (
+            max(0, min(1000, round(plan.chance * 1000)))
+            if planned and plan.chance is not None else None),
+        "next_payment_attempt_log_odds": plan.log_odds if planned else None,
+        "next_payment_attempt_moved": plan.moved if planned else None,
+    }
+
+
 def _plans_apply(batch: _Batch) -> None:
     """Ask the policy, once for the batch, when to retry each soft failure."""
     if not batch.failures:
@@ -895,13 +911,8 @@ def _plans_apply(batch: _Batch) -> None:
     for failure in batch.failures:
         invoice, attempt, at = failure.invoice, failure.attempt, failure.at
         plan = plans.get(attempt.pk) or RetryPlan(None, _("No retry planned."))
-        invoice.next_payment_attempt = plan.at
-        invoice.next_payment_attempt_reason = plan.reason[:300]
-        invoice.next_payment_attempt_chance = (
-            None if plan.chance is None or plan.at is None
-            else max(0, min(1000, round(plan.chance * 1000))))
-        invoice.next_payment_attempt_log_odds = None if plan.at is None else plan.log_odds
-        invoice.next_payment_attempt_moved = None if plan.at is None else plan.moved
+        for name, value in retry_plan_fields(plan).items():
+            setattr(invoice, name, value)
         invoice.payment_hold = ""
         if attempt.status == A.FAILED:
             batch.events.append(_failed_event(batch, attempt, invoice, at))

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from customers.actors import Actor
-from invoices.collection import Failure
+from invoices.collection import Failure, retry_plan_fields
 from invoices.events import event_record
 from invoices.models import Invoice, PaymentAttempt
 
@@ -43,10 +43,13 @@ def invoice_retry_policy_start(
             if attempt is not None:
                 at = attempt.completed_at or attempt.created_at
                 failure = Failure(locked, attempt, locked.customer, at)
-                plan = plan_retry(failure, policy, _Context([failure], model_load()))
+                smart = policy.mode == RetryPolicy.Mode.SMART
+                plan = plan_retry(failure, policy,
+                                  _Context([failure], model_load() if smart else None))
                 replanned = plan.at
-                fields = {"next_payment_attempt": plan.at,
-                          "next_payment_attempt_reason": plan.reason[:300]}
+                # The chance and what the attempt keeps of the plan are the new plan's,
+                # not the replaced one's.
+                fields = retry_plan_fields(plan)
                 Invoice.objects.filter(pk=locked.pk).update(**fields)
                 for name, value in fields.items():
                     setattr(invoice, name, value)

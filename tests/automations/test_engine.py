@@ -167,10 +167,14 @@ def test_a_retry_policy_started_by_an_automation_replans_the_next_retry_once():
     invoice = failed_invoice()
     default_plan = invoice.next_payment_attempt
     assert default_plan is not None
+    assert invoice.next_payment_attempt_chance is not None  # Smart Retries' plan
     runs_sweep(now=T0)
     invoice.refresh_from_db()
     assert invoice.next_payment_attempt == T0 + timedelta(days=10) != default_plan
     assert invoice.next_payment_attempt_reason.startswith("Custom schedule: retry 1 of 1")
+    # The replaced plan's chance and log-odds are not left for the custom schedule's retry.
+    assert (invoice.next_payment_attempt_chance, invoice.next_payment_attempt_log_odds,
+            invoice.next_payment_attempt_moved) == (None, None, None)
     assert InvoiceRetryPolicy.objects.get(invoice=invoice).policy.custom_schedule == [10]
     run = AutomationRun.objects.get()
     assert run.resume_at == T0 + timedelta(days=10, minutes=1)
